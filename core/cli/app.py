@@ -1,0 +1,25 @@
+"""Assembles the `lethe` typer app from the per-topic command modules."""
+
+from __future__ import annotations
+
+import typer
+
+from core.cli import config_cmd, db_cmd
+
+app = typer.Typer(
+    name="lethe",
+    help="Lethe: erase concepts from text-to-image diffusion models with SPARE, with proof and an audit trail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+app.command("version", help="Print Lethe's version and the versions of the libraries it runs on.")(
+    config_cmd.version
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(db_cmd.app, name="db")
+
+
+def main() -> None:
+    app()

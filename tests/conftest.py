@@ -1,0 +1,80 @@
+"""Shared fixtures. Every run gets its own data dir, Postgres database, Redis DB and S3 server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+
+# Tests never touch the user's ~/.lethe or the hub, and never read a developer's LETHE_* settings.
+for _key in [k for k in os.environ if k.startswith("LETHE_") and not k.startswith("LETHE_TEST_")]:
+    del os.environ[_key]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts from default settings in a private data dir."""
+    from core.config import get_settings
+
+    data_dir = tmp_path_factory.mktemp("lethe-data")
+    monkeypatch.setenv("LETHE_DATA_DIR", str(data_dir))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    from core.config import get_settings
+
+    return get_settings().data_dir
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty Postgres database for this test."""
+    try:
+        with services.postgres_database() as url:
+            yield url
+    except services.ServiceMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Runs the test once on SQLite and once on a fresh Postgres database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    try:
+        with services.postgres_database() as url:
+            yield url
+    except services.ServiceMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    try:
+        return services.private_redis_url()
+    except services.ServiceMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with services.moto_s3_server() as endpoint:
+        yield endpoint
