@@ -1,0 +1,64 @@
+"""Queries on audit_events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.orm import Session
+
+from core.audit.models import AuditEvent
+
+# Arbitrary constant naming the audit writer's Postgres advisory lock.
+AUDIT_LOCK_KEY = 0x1E7E_A0D1
+
+
+def lock_writer(session: Session) -> None:
+    """Serialize audit writers until the end of the transaction (Postgres); SQLite has one writer anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+
+
+def last_event(session: Session) -> AuditEvent | None:
+    return session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
+
+
+def iter_chain(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
+    after = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].seq
+        session.expunge_all()
+
+
+def query_events(
+    *,
+    tenant_id: uuid.UUID | None = None,
+    subject: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_seq: int | None = None,
+    limit: int = 50,
+) -> Select[tuple[AuditEvent]]:
+    stmt = select(AuditEvent)
+    if tenant_id is not None:
+        stmt = stmt.where(AuditEvent.tenant_id == tenant_id)
+    if subject is not None:
+        stmt = stmt.where(AuditEvent.subject == subject)
+    if action is not None:
+        stmt = stmt.where(AuditEvent.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.at < until)
+    if after_seq is not None:
+        stmt = stmt.where(AuditEvent.seq > after_seq)
+    return stmt.order_by(AuditEvent.seq).limit(limit)
