@@ -54,8 +54,97 @@ class Settings(BaseSettings):
         default=None,
         description="Key for HMACs of API keys. Empty = generated once and kept in {data_dir}/secret.key.",
     )
+    allow_hub: bool = Field(
+        default=False, description="Allow hf://org/repo@revision model sources (needs hub access from the workers)."
+    )
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM, or base64 of the 32-byte seed) that signs erasure certificates. "
+        "Empty = generated once and kept in {data_dir}/signing.key.",
+    )
+    idempotency_ttl_hours: int = Field(
+        default=24, ge=24, le=24 * 30, description="How long Idempotency-Key results are kept (at least 24 h)."
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest JSON request body accepted (bytes); larger → 413."
+    )
+    max_upload_bytes: int = Field(
+        default=16 << 20, ge=1024, description="Largest image upload accepted (bytes); larger → 413."
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096, ge=64, description="Largest decoded image (width × height) accepted by uploads."
+    )
+    rate_limit_per_minute: int = Field(
+        default=1200, ge=0, description="Requests per minute per API key (per API process); 0 = no limit → 429."
+    )
+    artifact_url_ttl_s: int = Field(
+        default=3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned artifact download URLs (s)."
+    )
     log_json: bool = Field(default=False, description="Emit JSON log lines (production) instead of console.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    # --- Object store and workers (issue 3) ---
+    s3_multipart_threshold_mb: int = Field(
+        default=64, ge=5, description="Objects at least this large (MiB) are uploaded to S3 in multipart chunks."
+    )
+    s3_multipart_chunk_mb: int = Field(default=16, ge=5, description="Multipart chunk size (MiB) for S3 uploads.")
+    job_lease_seconds: int = Field(
+        default=120, ge=5, description="How long a worker's lease on a job lasts without a heartbeat."
+    )
+    job_max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts before a job fails for good.")
+    job_retry_backoff_seconds: float = Field(
+        default=10.0, ge=0, description="Base of the exponential backoff between attempts (base * 2^(attempt-1))."
+    )
+    job_progress_interval_seconds: float = Field(
+        default=2.0, ge=0, description="Minimum seconds between progress writes to the job row."
+    )
+    task_soft_time_limit: int = Field(
+        default=3 * 3600, ge=10, description="Celery soft time limit (s) of an erasure task; the job is retried."
+    )
+    task_hard_time_limit: int = Field(
+        default=3 * 3600 + 300, ge=20, description="Celery hard time limit (s); must exceed the soft limit."
+    )
+    broker_visibility_timeout: int = Field(
+        default=4 * 3600, ge=10,
+        description="Redis visibility timeout (s): an unacked message is redelivered after it; above the hard limit.",
+    )
+    broker_unacked_restore_interval: float = Field(
+        default=10.0, gt=0, description="How often (s) kombu looks for unacked messages to restore."
+    )
+    worker_max_tasks_per_child: int = Field(
+        default=50, ge=1, description="Recycle a worker process after this many tasks (bounds leaks)."
+    )
+    model_cache_size: int = Field(default=2, ge=0, description="Base pipelines kept loaded per worker (LRU).")
+    sweep_interval_seconds: float = Field(default=15.0, gt=0, description="How often `lethe beat` sweeps.")
+    requeue_after_seconds: float = Field(
+        default=60.0, gt=0, description="A queued job whose doorbell is older than this is published again."
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook targets in private, loopback or link-local address ranges."
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30, description="Delivery attempts per webhook event.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout of one webhook delivery.")
+    webhook_backoff_seconds: float = Field(
+        default=5.0, ge=0, description="Base of the exponential backoff between webhook delivery attempts."
+    )
+    verify_min_unlearning_accuracy: float = Field(
+        default=0.9, ge=0, le=1,
+        description="Verification: testbed UA (share of forgotten-concept images not recognized) must reach this.",
+    )
+    verify_min_retention: float = Field(
+        default=0.9, ge=0, le=1,
+        description="Verification: testbed IRA and CRA after erasure must be at least this share of the base's.",
+    )
+    verify_min_gap_closure: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed.",
+    )
+    verify_max_retain_drift: float = Field(
+        default=0.5, ge=0,
+        description="Verification (any model): retain-prompt noise drift relative to the forget gap, at most.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where workers run erasures: auto picks cuda when available."
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -76,6 +165,16 @@ class Settings(BaseSettings):
         if not self.model_roots:
             self.model_roots = [self.data_dir / "models"]
         self.model_roots = [Path(p).expanduser().resolve() for p in self.model_roots]
+        return self
+
+    @model_validator(mode="after")
+    def _check_time_limits(self) -> Settings:
+        # A message redelivered while its task still runs would run twice: visibility > hard > soft.
+        if not self.task_soft_time_limit < self.task_hard_time_limit < self.broker_visibility_timeout:
+            raise ValueError(
+                "need task_soft_time_limit < task_hard_time_limit < broker_visibility_timeout, got "
+                f"{self.task_soft_time_limit}, {self.task_hard_time_limit}, {self.broker_visibility_timeout}"
+            )
         return self
 
     @property
