@@ -59,3 +59,32 @@ class StaleAttempt(Conflict):
 
     kind = "stale-attempt"
     title = "Stale job attempt"
+
+
+class IdempotencyKeyReused(LetheError):
+    """The same Idempotency-Key was sent with a different request (body, method or path)."""
+
+    kind = "idempotency-key-reused"
+    title = "Idempotency key reused with another request"
+
+
+class IdempotencyInFlight(Conflict):
+    """The first request with this Idempotency-Key has not finished yet."""
+
+    kind = "idempotency-in-flight"
+    title = "A request with this idempotency key is still in flight"
+
+
+class PayloadTooLarge(LetheError):
+    kind = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(LetheError):
+    kind = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class RateLimited(LetheError):
+    kind = "rate-limited"
+    title = "Too many requests"

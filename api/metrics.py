@@ -1,0 +1,72 @@
+"""Prometheus metrics: HTTP requests and latencies (recorded by the middleware), jobs by state and queue
+depth (read from the database at scrape time, so every API process reports the same truth).
+
+Each app gets its own CollectorRegistry (tests build many apps in one process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from core.db import session_factory
+from core.erasure import repository as erasure_repo
+from core.logging import get_logger
+
+log = get_logger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _QueueCollector(Collector):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        jobs = GaugeMetricFamily("lethe_jobs", "Jobs by kind and state.", labels=["kind", "state"])
+        depth = GaugeMetricFamily("lethe_queue_depth", "Jobs waiting to run (state queued).", labels=["kind"])
+        outbox = GaugeMetricFamily("lethe_outbox_pending", "Outbox messages not yet published.")
+        up = GaugeMetricFamily("lethe_metrics_database_up", "1 when the scrape could read the database.")
+        try:
+            with session_factory(self.engine)() as session:
+                stats = erasure_repo.queue_stats(session)
+        except Exception as exc:  # a scrape must not fail because the database is down
+            log.warning("metrics: database unavailable", error=type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        for (kind, state), count in sorted(stats.jobs_by_kind_state.items()):
+            jobs.add_metric([kind, state], count)
+        for kind, count in sorted(stats.queued_by_kind.items()):
+            depth.add_metric([kind], count)
+        outbox.add_metric([], stats.outbox_pending)
+        up.add_metric([], 1)
+        yield from (jobs, depth, outbox, up)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+
+class Metrics:
+    def __init__(self, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "lethe_http_requests", "HTTP requests by method, route template and status.",
+            ["method", "route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lethe_http_request_duration_seconds", "HTTP request latency by method and route template.",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.registry.register(_QueueCollector(engine))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

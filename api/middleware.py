@@ -1,0 +1,129 @@
+"""One pure-ASGI middleware for every request: request id + log context, body limits, media types,
+metrics, and the last-resort 500 (a bare problem, never a stack trace).
+
+Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import problem_response
+from api.metrics import Metrics
+from core.errors import PayloadTooLarge
+from core.logging import bind_context, get_logger
+
+log = get_logger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+MULTIPART_PATHS = ("/v1/uploads",)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class ApiMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, REQUEST_ID_HEADER.encode())
+        request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        path: str = scope["path"]
+        method: str = scope["method"]
+        started = time.perf_counter()
+        status_holder = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        with bind_context(request_id=request_id):
+            try:
+                early = self._reject_early(scope, path, method, request_id)
+                if early is not None:
+                    await early(scope, receive, send_wrapper)
+                else:
+                    limit = self.max_upload_bytes if path.startswith(MULTIPART_PATHS) else self.max_body_bytes
+                    await self.app(scope, _limited(receive, limit), send_wrapper)
+            except Exception:
+                log.exception("unhandled error", path=path, method=method)
+                if not status_holder["started"]:
+                    response = problem_response(
+                        path, 500, "internal", "Internal error",
+                        "an unexpected error occurred; quote the request id when reporting it", request_id,
+                    )
+                    await response(scope, receive, send_wrapper)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self.metrics.observe(method, template, status_holder["status"], time.perf_counter() - started)
+
+    def _reject_early(self, scope: Scope, path: str, method: str, request_id: str) -> Any:
+        """413 from Content-Length, 415 from Content-Type — before any of the body is read."""
+        if method not in _BODY_METHODS:
+            return None
+        is_upload = path.startswith(MULTIPART_PATHS)
+        length_header = _header(scope, b"content-length")
+        limit = self.max_upload_bytes if is_upload else self.max_body_bytes
+        if length_header is not None and length_header.isdigit() and int(length_header) > limit:
+            return problem_response(
+                path, 413, "payload-too-large", "Payload too large",
+                f"the request body exceeds {limit} bytes", request_id, limit=limit,
+            )
+        has_body = (length_header is not None and length_header != "0") or _header(scope, b"transfer-encoding")
+        if not has_body:
+            return None
+        content_type = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+        if is_upload:
+            ok = content_type == "multipart/form-data"
+            expected = "multipart/form-data"
+        else:
+            ok = content_type == "application/json" or (content_type.startswith("application/")
+                                                         and content_type.endswith("+json"))
+            expected = "application/json"
+        if ok:
+            return None
+        return problem_response(
+            path, 415, "unsupported-media-type", "Unsupported media type",
+            f"send the body as {expected} (got {content_type or 'no Content-Type'})", request_id,
+        )
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count body bytes as they stream in (chunked uploads have no Content-Length); 413 past the limit."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"the request body exceeds {limit} bytes", limit=limit)
+        return message
+
+    return wrapped

@@ -1,0 +1,104 @@
+"""Queries on erasure_requests, jobs and artifacts (tenant-scoped wherever a caller is a tenant)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.states import JobKind, JobState, RequestStatus
+from core.outbox.models import OutboxMessage
+
+
+def get_request(session: Session, tenant_id: uuid.UUID, request_id: uuid.UUID, *, lock: bool = False) -> (
+    ErasureRequest | None
+):
+    stmt = select(ErasureRequest).where(ErasureRequest.id == request_id, ErasureRequest.tenant_id == tenant_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def list_requests(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    status: RequestStatus | None = None,
+    model_id: uuid.UUID | None = None,
+    label: str | None = None,
+    due_before: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[ErasureRequest]:
+    """Newest first, keyset-paginated on (created_at, id): stable while new requests arrive."""
+    stmt: Select[tuple[ErasureRequest]] = select(ErasureRequest).where(ErasureRequest.tenant_id == tenant_id)
+    if status is not None:
+        stmt = stmt.where(ErasureRequest.status == status)
+    if model_id is not None:
+        stmt = stmt.where(ErasureRequest.model_id == model_id)
+    if due_before is not None:
+        stmt = stmt.where(ErasureRequest.due_at.is_not(None), ErasureRequest.due_at < due_before)
+    if after is not None:
+        created, rid = after
+        stmt = stmt.where(
+            or_(ErasureRequest.created_at < created, and_(ErasureRequest.created_at == created,
+                                                          ErasureRequest.id < rid))
+        )
+    stmt = stmt.order_by(ErasureRequest.created_at.desc(), ErasureRequest.id.desc())
+    if label is None:
+        return list(session.scalars(stmt.limit(limit)))
+    # Labels are a JSON list; filtering in Python keeps one query path for SQLite and Postgres.
+    out: list[ErasureRequest] = []
+    chunk = max(limit * 4, 100)
+    while len(out) < limit:
+        rows = list(session.scalars(stmt.limit(chunk)))
+        out.extend(r for r in rows if label in (r.labels or []))
+        if len(rows) < chunk:
+            break
+        last = rows[-1]
+        stmt = stmt.where(
+            or_(ErasureRequest.created_at < last.created_at,
+                and_(ErasureRequest.created_at == last.created_at, ErasureRequest.id < last.id))
+        )
+    return out[:limit]
+
+
+def jobs_of_request(session: Session, request_id: uuid.UUID) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.request_id == request_id).order_by(Job.created_at)))
+
+
+def latest_jobs(session: Session, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, Job]:
+    if not request_ids:
+        return {}
+    rows = session.scalars(select(Job).where(Job.request_id.in_(request_ids)).order_by(Job.created_at))
+    return {job.request_id: job for job in rows if job.request_id is not None}
+
+
+def artifacts_of_attempt(session: Session, job_id: uuid.UUID, attempt: int) -> list[Artifact]:
+    return list(
+        session.scalars(
+            select(Artifact).where(Artifact.job_id == job_id, Artifact.attempt == attempt).order_by(Artifact.name)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    jobs_by_kind_state: dict[tuple[str, str], int]
+    queued_by_kind: dict[str, int]
+    outbox_pending: int
+
+
+def queue_stats(session: Session) -> QueueStats:
+    by_state: dict[tuple[str, str], int] = {(k.value, s.value): 0 for k in JobKind for s in JobState}
+    for kind, state, count in session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)):
+        by_state[(JobKind(kind).value, JobState(state).value)] = int(count)
+    queued = {k: n for (k, s), n in by_state.items() if s == JobState.queued.value}
+    pending = session.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
+    )
+    return QueueStats(by_state, queued, int(pending or 0))
