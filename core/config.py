@@ -80,32 +80,6 @@ class Settings(BaseSettings):
     artifact_url_ttl_s: int = Field(
         default=3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned artifact download URLs (s)."
     )
-    allow_hub: bool = Field(
-        default=False, description="Allow hf://org/repo@revision model sources (needs hub access from the workers)."
-    )
-    signing_key: SecretStr | None = Field(
-        default=None,
-        description="Ed25519 private key (PEM, or base64 of the 32-byte seed) that signs erasure certificates. "
-        "Empty = generated once and kept in {data_dir}/signing.key.",
-    )
-    idempotency_ttl_hours: int = Field(
-        default=24, ge=24, le=24 * 30, description="How long Idempotency-Key results are kept (at least 24 h)."
-    )
-    max_body_bytes: int = Field(
-        default=1 << 20, ge=1024, description="Largest JSON request body accepted (bytes); larger → 413."
-    )
-    max_upload_bytes: int = Field(
-        default=16 << 20, ge=1024, description="Largest image upload accepted (bytes); larger → 413."
-    )
-    max_image_pixels: int = Field(
-        default=4096 * 4096, ge=64, description="Largest decoded image (width × height) accepted by uploads."
-    )
-    rate_limit_per_minute: int = Field(
-        default=1200, ge=0, description="Requests per minute per API key (per API process); 0 = no limit → 429."
-    )
-    artifact_url_ttl_s: int = Field(
-        default=3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned artifact download URLs (s)."
-    )
     log_json: bool = Field(default=False, description="Emit JSON log lines (production) instead of console.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     # --- Object store and workers (issue 3) ---
