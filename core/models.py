@@ -5,9 +5,11 @@ Add one import line per new domain.
 
 import core.audit.models
 import core.erasure.models
+import core.idempotency.models
 import core.outbox.models
 import core.registry.models
-import core.tenancy.models  # noqa: F401
+import core.tenancy.models
+import core.uploads.models  # noqa: F401
 from core.db import Base
 
 __all__ = ["Base"]
