@@ -1,0 +1,1 @@
+"""Evaluation: adherence, erasure metrics (UA/IRA/CRA), noise-space metrics, robustness probe, grids."""
