@@ -1,0 +1,134 @@
+"""`lethe erase`: erase concepts from a local diffusers model folder with SPARE (or the ESD baseline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def erase(
+    model: Path = typer.Option(..., "--model", help="Diffusers pipeline folder (SD 1.x, 2.x or XL), or the testbed."),
+    concept: list[str] = typer.Option(..., "--concept", help="Concept to forget; repeat for several concepts."),
+    surrogate: list[str] = typer.Option(
+        [], "--surrogate", help="What the concept becomes (one, or one per --concept); default: neutral for the kind."
+    ),
+    kind: str = typer.Option("object", "--kind", help="object | style | identity | custom (testbed: inferred)."),
+    forget_prompt: list[str] = typer.Option([], "--forget-prompt", help="Prompt showing the concept; repeatable."),
+    retain: list[str] = typer.Option([], "--retain", help="Prompt whose output must not change; repeatable."),
+    method: str = typer.Option("spare", "--method", help="spare | esd."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (default: the method's default)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    seed: int = typer.Option(0, "--seed", help="Seed for samples, noise and timesteps."),
+    params: str | None = typer.Option(None, "--params", help="Extra config fields as JSON, e.g. '{\"rank\": 8}'."),
+    out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
+) -> None:
+    """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
+    from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
+    from core.spare import erase as run_erase
+    from core.spare.loading import detect_architecture, load_pipeline
+    from core.spare.testbed_eval import testbed_concept, testbed_evaluator, testbed_pipeline_dir, testbed_retain
+
+    if method not in ("spare", "esd"):
+        raise _fail(f"--method must be spare or esd, not {method!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise _fail(f"--device must be auto, cpu or cuda, not {device!r}")
+    if kind not in ("object", "style", "identity", "custom"):
+        raise _fail(f"--kind must be object, style, identity or custom, not {kind!r}")
+    if surrogate and len(surrogate) not in (1, len(concept)):
+        raise _fail("give one --surrogate, or exactly one per --concept")
+    extra: dict[str, Any] = {}
+    if params:
+        try:
+            extra = json.loads(params)
+        except json.JSONDecodeError as exc:
+            raise _fail(f"--params is not JSON: {exc}") from exc
+        if not isinstance(extra, dict):
+            raise _fail("--params must be a JSON object")
+
+    from core.testbed import is_testbed
+
+    on_testbed = is_testbed(model)
+    model_dir = testbed_pipeline_dir(model) if on_testbed else model
+    surrogates: list[str | None] = (
+        list(surrogate) * len(concept) if len(surrogate) == 1 else list(surrogate) or [None] * len(concept)
+    )
+    try:
+        detect_architecture(model_dir)
+        if steps is not None:
+            extra["steps"] = steps
+        cfg_cls = SpareConfig if method == "spare" else EsdConfig
+        config = cfg_cls(device=device, seed=seed, **extra)
+        if on_testbed:
+            concepts = []
+            for target, sur in zip(concept, surrogates, strict=True):
+                c = testbed_concept(target, sur)
+                concepts.append(c.model_copy(update={"prompts": (list(forget_prompt) + c.prompts)[:32]}))
+            spec = ErasureSpec(concepts=concepts, retain=list(retain) or testbed_retain(concept), method=method)
+        else:
+            spec = ErasureSpec(
+                concepts=[
+                    ConceptSpec(target=t, surrogate=s, kind=kind, prompts=list(forget_prompt))
+                    for t, s in zip(concept, surrogates, strict=True)
+                ],
+                retain=list(retain),
+                method=method,
+            )
+    except ValidationError as exc:
+        raise _fail(_validation_message(exc)) from exc
+    except ErasureInputError as exc:
+        raise _fail(str(exc)) from exc
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise _fail(f"output folder {out} exists and is not empty")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    evaluator = None
+    if on_testbed:
+        try:
+            evaluator = testbed_evaluator(concept)
+        except ErasureInputError as exc:
+            raise _fail(str(exc)) from exc
+    try:
+        pipeline = load_pipeline(model_dir, device="cpu")
+    except ErasureInputError as exc:
+        raise _fail(str(exc)) from exc
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                  TimeElapsedColumn()) as bars:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, fraction: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=1.0)
+            bars.update(tasks[stage], completed=fraction)
+
+        try:
+            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator)
+        except ErasureInputError as exc:
+            raise _fail(str(exc)) from exc
+    typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")
+    probe = result.metrics.get("probe", {})
+    typer.echo(
+        f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
+        f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
+    )
+    for key in ("ua", "ira", "cra"):
+        if key in result.metrics:
+            typer.echo(f"{key.upper()} {result.metrics[key]}")

@@ -1,0 +1,94 @@
+"""Self-distillation: the adapted student, given the forget prompt, learns what the frozen teacher (the same
+UNet with adapters disabled — no second copy) predicts for the surrogate prompt, and matches the teacher on
+retain prompts. Both see the same noisy latents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from core.spare.adapters import set_enabled
+from core.spare.conditioning import Cond, unet_eps
+from core.spare.errors import ErasureCancelled
+from core.spare.samples import SampleSet
+from core.spare.timesteps import TimestepSampler
+
+
+@dataclass
+class DistillData:
+    forget: SampleSet
+    forget_cond: Cond
+    surrogate_cond: Cond
+    retain: SampleSet
+    retain_cond: Cond
+
+
+@dataclass
+class TrainLog:
+    loss: list[float] = field(default_factory=list)
+    forget_loss: list[float] = field(default_factory=list)
+    retain_loss: list[float] = field(default_factory=list)
+    timesteps: list[int] = field(default_factory=list)
+
+
+def distill(
+    unet: nn.Module,
+    scheduler: object,
+    data: DistillData,
+    sampler: TimestepSampler,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    w_forget: float,
+    w_retain: float,
+    generator: torch.Generator,
+    dtype: torch.dtype | None,
+    tuner_layers: list,
+    should_stop: Callable[[], bool] | None = None,
+    tick: Callable[[int, float], None] | None = None,
+) -> TrainLog:
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    log = TrainLog()
+    device = data.forget.latents.device
+    n_f, n_r = data.forget.latents.shape[0], data.retain.latents.shape[0]
+    assert data.forget.concept_index is not None
+    for step in range(steps):
+        if should_stop is not None and should_stop():
+            raise ErasureCancelled(f"erasure cancelled at distillation step {step} of {steps}")
+        fi = torch.randint(0, n_f, (batch_size,), generator=generator)
+        ri = torch.randint(0, n_r, (batch_size,), generator=generator)
+        t_f = sampler.sample(data.forget.concept_index[fi], generator)
+        t_r = sampler.uniform(batch_size, generator)
+        x_f = data.forget.latents[fi.to(device)]
+        x_r = data.retain.latents[ri.to(device)]
+        noise = torch.randn((2 * batch_size, *x_f.shape[1:]), generator=generator).to(device)
+        t = torch.cat([t_f, t_r]).to(device)
+        x_t = scheduler.add_noise(torch.cat([x_f, x_r]), noise, t)  # type: ignore[attr-defined]
+        teacher_cond = Cond.cat([data.surrogate_cond.index(fi), data.retain_cond.index(ri)])
+        student_cond = Cond.cat([data.forget_cond.index(fi), data.retain_cond.index(ri)])
+        with torch.no_grad():
+            set_enabled(tuner_layers, False)
+            try:
+                target = unet_eps(unet, x_t, t, teacher_cond, dtype).float()
+            finally:
+                set_enabled(tuner_layers, True)
+        pred = unet_eps(unet, x_t, t, student_cond, dtype).float()
+        loss_f = nn.functional.mse_loss(pred[:batch_size], target[:batch_size])
+        loss_r = nn.functional.mse_loss(pred[batch_size:], target[batch_size:])
+        loss = w_forget * loss_f + w_retain * loss_r
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        log.loss.append(loss.item())
+        log.forget_loss.append(loss_f.item())
+        log.retain_loss.append(loss_r.item())
+        log.timesteps.extend(int(v) for v in t_f.tolist())
+        if tick:
+            tick(step + 1, log.loss[-1])
+    return log

@@ -1,0 +1,133 @@
+"""Recognize, fingerprint and load a diffusers Stable Diffusion folder (SD 1.x, 2.x, XL) offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.spare.errors import UnsupportedModelError
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+_SD_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnsupportedModelError(f"{path} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UnsupportedModelError(f"{path} does not hold a JSON object")
+    return data
+
+
+def detect_architecture(model_dir: Path) -> str:
+    """Return "sd1", "sd2" or "sdxl" for a diffusers pipeline folder; raise UnsupportedModelError otherwise."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise UnsupportedModelError(f"{model_dir} is not a folder")
+    index_path = model_dir / "model_index.json"
+    if not index_path.is_file():
+        raise UnsupportedModelError(f"{model_dir} is not a diffusers pipeline: model_index.json is missing")
+    index = _read_json(index_path)
+    cls = index.get("_class_name")
+    unet_entry = index.get("unet")
+    if not isinstance(unet_entry, list) or len(unet_entry) != 2 or unet_entry[1] != "UNet2DConditionModel":
+        raise UnsupportedModelError(
+            f"{model_dir} has no UNet2DConditionModel (pipeline {cls!r}); Lethe erases Stable Diffusion 1.x, 2.x and XL"
+        )
+    if cls not in _SD_PIPELINES:
+        raise UnsupportedModelError(
+            f"pipeline class {cls!r} is not supported; expected one of {sorted(_SD_PIPELINES)}"
+        )
+    unet_cfg_path = model_dir / "unet" / "config.json"
+    if not unet_cfg_path.is_file():
+        raise UnsupportedModelError(f"{model_dir} lacks unet/config.json")
+    unet_cfg = _read_json(unet_cfg_path)
+    if cls == "StableDiffusionXLPipeline":
+        if "text_encoder_2" not in index or unet_cfg.get("addition_embed_type") != "text_time":
+            raise UnsupportedModelError(f"{model_dir} claims SDXL but lacks text_encoder_2 or text_time conditioning")
+        return "sdxl"
+    if unet_cfg.get("addition_embed_type") is not None:
+        raise UnsupportedModelError(f"{model_dir}: a StableDiffusionPipeline UNet with added conditioning is unknown")
+    sched_cfg_path = model_dir / "scheduler" / "scheduler_config.json"
+    prediction = _read_json(sched_cfg_path).get("prediction_type", "epsilon") if sched_cfg_path.is_file() else "epsilon"
+    # SD 2.x: v-prediction and/or linear projections in the transformer blocks; SD 1.x uses neither.
+    if prediction == "v_prediction" or unet_cfg.get("use_linear_projection"):
+        return "sd2"
+    return "sd1"
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """Weight files below `model_dir`, in a stable (sorted relative path) order."""
+    model_dir = Path(model_dir)
+    files = [p for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
+    return sorted(files, key=lambda p: p.relative_to(model_dir).as_posix())
+
+
+def fingerprint(model_dir: Path) -> str:
+    """sha256 over (relative path, content) of every weight file, in sorted order."""
+    model_dir = Path(model_dir)
+    files = weight_files(model_dir)
+    if not files:
+        raise UnsupportedModelError(f"{model_dir} holds no weight files")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedModelError("device 'cuda' was requested but no CUDA device is available")
+    return device
+
+
+def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | None = None) -> Any:
+    """Load the folder as a StableDiffusionPipeline or StableDiffusionXLPipeline without touching the network."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    arch = detect_architecture(model_dir)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cls = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if dtype is not None:
+        kwargs["torch_dtype"] = dtype
+    if arch != "sdxl":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    try:
+        pipe = cls.from_pretrained(str(model_dir), **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UnsupportedModelError(f"{model_dir} could not be loaded as a {arch} pipeline: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(resolve_device(device))
+
+
+def architecture_of(pipeline: Any) -> str:
+    """The family of an already loaded pipeline (same rules as detect_architecture)."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    unet = getattr(pipeline, "unet", None)
+    if not isinstance(unet, UNet2DConditionModel):
+        raise UnsupportedModelError(
+            "the pipeline has no UNet2DConditionModel; Lethe erases Stable Diffusion 1.x/2.x/XL"
+        )
+    if isinstance(pipeline, StableDiffusionXLPipeline):
+        return "sdxl"
+    if not isinstance(pipeline, StableDiffusionPipeline):
+        raise UnsupportedModelError(f"pipeline class {type(pipeline).__name__} is not supported")
+    if unet.config.get("addition_embed_type") is not None:
+        raise UnsupportedModelError("a StableDiffusionPipeline UNet with added conditioning is unknown")
+    if pipeline.scheduler.config.get("prediction_type") == "v_prediction" or unet.config.get("use_linear_projection"):
+        return "sd2"
+    return "sd1"

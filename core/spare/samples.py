@@ -1,0 +1,155 @@
+"""Forget and retain samples: prompts that place each concept in varied contexts, and their latents.
+
+Training on the bare concept word did not generalize (field notes: UA 0.125); the forget prompts therefore
+compose the target with templates of its kind, the request's own prompts and contexts taken from the retain
+prompts. Latents come from example images when given, else from the frozen model's own generations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.spare.conditioning import resolution
+from core.spare.errors import ErasureInputError
+from core.spare.specs import ConceptSpec, ErasureSpec
+
+TEMPLATES: dict[str, list[str]] = {
+    "object": [
+        "a photo of a {t}", "an image of a {t}", "a painting of a {t}", "a {t}", "a drawing of a {t}",
+        "a close-up picture of a {t}", "a {t} in the middle of the picture", "two {t}s side by side",
+    ],
+    "style": [
+        "an image in {t} style", "a painting in the style of {t}", "a landscape in {t} style",
+        "a portrait in {t} style", "a still life in {t} style", "a city street in {t} style", "{t} style artwork",
+    ],
+    "identity": [
+        "a photo of {t}", "a portrait of {t}", "{t} smiling", "a painting of {t}", "{t} at an event",
+        "a close-up photo of {t}'s face",
+    ],
+    "custom": ["{t}", "an image of {t}", "a picture showing {t}", "{t}, detailed"],
+}
+
+# Kind-specific ways to put the concept into a retain prompt's scene.
+CONTEXT_TEMPLATES: dict[str, str] = {
+    "object": "{r}, with a {t}",
+    "style": "{r}, in {t} style",
+    "identity": "{r}, with {t}",
+    "custom": "{r}, {t}",
+}
+
+NEUTRAL_RETAIN = ["a photo", "an image", "a painting", "a picture of a room", ""]
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def surrogate_prompt(prompt: str, concept: ConceptSpec) -> str:
+    """The forget prompt with the target replaced by the surrogate (or the surrogate alone if absent)."""
+    pattern = re.compile(re.escape(concept.target), re.IGNORECASE)
+    if pattern.search(prompt):
+        return _clean(pattern.sub(concept.surrogate_text(), prompt))
+    return _clean(concept.surrogate_text())
+
+
+def forget_prompts(concept: ConceptSpec, retain: list[str], limit: int) -> list[str]:
+    """Given prompts first, then kind templates, then the target placed into retain contexts."""
+    out: list[str] = []
+    for p in concept.prompts:
+        out.append(_clean(p))
+    out += [tpl.format(t=concept.target) for tpl in TEMPLATES[concept.kind]]
+    ctx = CONTEXT_TEMPLATES[concept.kind]
+    out += [_clean(ctx.format(r=r, t=concept.target)) for r in retain if r.strip()]
+    seen: set[str] = set()
+    unique = [p for p in out if not (p in seen or seen.add(p))]
+    return unique[:limit]
+
+
+def retain_prompts(spec: ErasureSpec, limit: int) -> list[str]:
+    """The request's retain prompts (minus any that mention a target), plus neutral ones and the empty prompt."""
+    targets = [c.target.lower() for c in spec.concepts]
+    given = [_clean(r) for r in spec.retain if not any(t in r.lower() for t in targets)]
+    out = given + [n for n in NEUTRAL_RETAIN if n not in given]
+    # The empty prompt always stays: classifier-free guidance depends on the unconditional prediction.
+    out = out[: max(1, limit - 1)] + ([""] if "" not in out[: max(1, limit - 1)] else [])
+    return out
+
+
+@dataclass
+class SampleSet:
+    """Cached latents with, per latent, the prompt it trains (and for forget samples the surrogate prompt)."""
+
+    latents: torch.Tensor
+    prompts: list[str]
+    surrogates: list[str] = field(default_factory=list)
+    concept_index: torch.Tensor | None = None
+
+
+def _load_images(paths: list[Path], size: int) -> torch.Tensor:
+    arrays = []
+    for path in paths:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        arrays.append(np.asarray(rgb, dtype=np.float32) / 127.5 - 1.0)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def check_images(spec: ErasureSpec) -> None:
+    """Every example image exists and opens, before any compute."""
+    for concept in spec.concepts:
+        for path in concept.example_images:
+            if not Path(path).is_file():
+                raise ErasureInputError(f"example image {path} does not exist")
+            try:
+                with Image.open(path) as img:
+                    img.verify()
+            except Exception as exc:  # PIL raises many types for a broken file
+                raise ErasureInputError(f"example image {path} is not a readable image: {exc}") from exc
+
+
+@torch.no_grad()
+def encode_images(pipeline: Any, paths: list[Path], device: torch.device) -> torch.Tensor:
+    vae = pipeline.vae
+    pixels = _load_images(paths, resolution(pipeline)).to(device=device, dtype=vae.dtype)
+    latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+    return latents.float()
+
+
+@torch.no_grad()
+def generate_latents(
+    pipeline: Any,
+    prompts: list[str],
+    *,
+    seed: int,
+    steps: int,
+    guidance: float,
+    per_prompt: int,
+    batch: int = 8,
+    tick: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """The frozen model's own latents for the prompts, `per_prompt` seeds each, in prompt order."""
+    device = pipeline.unet.device
+    out: list[torch.Tensor] = []
+    jobs = [(p, seed + 1000 * i + k) for i, p in enumerate(prompts) for k in range(per_prompt)]
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start : start + batch]
+        gens = [torch.Generator(device="cpu").manual_seed(s) for _, s in chunk]
+        size = resolution(pipeline)
+        shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor, size // pipeline.vae_scale_factor)
+        init = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, pipeline.unet.dtype)
+        result = pipeline(
+            [p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
+            latents=init, output_type="latent", height=size, width=size,
+        )
+        out.append(result.images.float())
+        if tick:
+            tick(len(chunk))
+    return torch.cat(out)

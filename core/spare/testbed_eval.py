@@ -1,0 +1,84 @@
+"""Erasure requests and scoring on the mini-canvas testbed (its prompt format, concepts and judge).
+
+On the testbed the forget prompts are the canvas's own training prompts for the target (in every context of
+the other kind), the retain prompts are the other concepts of the same kind in those contexts, and the
+evaluator scores UA / IRA / CRA with the testbed's classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.spare.errors import ErasureInputError
+from core.spare.specs import ConceptSpec
+
+
+def testbed_pipeline_dir(model_dir: Path) -> Path:
+    """A testbed folder holds its pipeline in pipeline/; accept either."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file() and (model_dir / "pipeline" / "model_index.json").is_file():
+        return model_dir / "pipeline"
+    return model_dir
+
+
+def concept_kind(target: str) -> str:
+    from core.testbed.canvas import OBJECTS, STYLES
+
+    if target in OBJECTS:
+        return "object"
+    if target in STYLES:
+        return "style"
+    raise ErasureInputError(
+        f"{target!r} is not a testbed concept; objects: {', '.join(OBJECTS)}; styles: {', '.join(STYLES)}"
+    )
+
+
+def testbed_concept(target: str, surrogate: str | None = None, templates: Sequence[int] = (0, 1, 2, 3)) -> ConceptSpec:
+    """The target in every context of the other kind, in the canvas's training wordings (<= 32 prompts)."""
+    from core.testbed.canvas import OBJECTS, STYLES, prompt
+
+    kind = concept_kind(target)
+    if kind == "object":
+        prompts = [prompt(target, s, t) for t in templates for s in STYLES]
+    else:
+        prompts = [prompt(o, target, t) for t in templates for o in OBJECTS]
+    return ConceptSpec(target=target, surrogate=surrogate, kind=kind, prompts=prompts[:32])
+
+
+def testbed_retain(targets: Sequence[str], limit: int = 30) -> list[str]:
+    """Other concepts of the same kinds as the targets, in every context of the other kind (template 0)."""
+    from core.testbed.canvas import OBJECTS, STYLES, prompt
+
+    for t in targets:
+        concept_kind(t)
+    out = [prompt(o, s) for o in OBJECTS for s in STYLES if o not in targets and s not in targets]
+    # Interleave so a cap keeps every concept represented.
+    out.sort(key=lambda p: (hash_order(p), p))
+    return out[:limit]
+
+
+def hash_order(text: str) -> int:
+    """A stable spread (not Python's salted hash) for interleaving prompts."""
+    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 97
+
+
+def testbed_evaluator(
+    targets: Sequence[str], *, seeds: Sequence[int] = (0, 1, 2, 3), steps: int = 20, classifier_dir: Path | None = None
+) -> Any:
+    """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate for the run's targets."""
+    from core import evaluation
+
+    kinds = {concept_kind(t) for t in targets}
+    if len(kinds) != 1:
+        raise ErasureInputError("the testbed evaluator scores one kind per run (all objects or all styles)")
+    kind = kinds.pop()
+
+    def evaluator(erased: Any, base: Any) -> dict[str, Any]:
+        result = evaluation.evaluate(
+            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps, base_pipeline=base
+        )
+        return result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
+
+    return evaluator
