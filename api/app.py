@@ -27,10 +27,13 @@ API_DESCRIPTION = """Lethe erases concepts from text-to-image diffusion models (
 
 
 def _routers() -> list[APIRouter]:
-    from api.routers import health
+    from api.routers import audit, erasures, health, models
 
     return [
         health.router,
+        models.router,
+        erasures.router,
+        audit.router,
     ]
 
 

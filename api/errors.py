@@ -202,4 +202,4 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # What any authenticated /v1 operation can answer besides its own codes.
-COMMON_ERRORS = (400, 401, 403, 404, 405, 413, 415, 422, 429, 500, 503)
+COMMON_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 503)

@@ -1,0 +1,131 @@
+"""Erasure requests: submit, list, read, cancel, approve, reject."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import SessionDep, SettingsDep, require
+from api.errors import COMMON_ERRORS, problems
+from api.idempotency import IdempotencyKey, idempotent
+from core.erasure import repository, service
+from core.erasure.schemas import ArtifactOut, DecisionIn, ErasureCreate, ErasureOut
+from core.erasure.states import RequestStatus
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from core.tenancy.schemas import Principal, Scope
+
+router = APIRouter(prefix="/v1/erasures", tags=["erasures"], responses=problems(*COMMON_ERRORS))
+
+Reader = Annotated[Principal, Depends(require(Scope.erasures_read))]
+Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
+Approver = Annotated[Principal, Depends(require(Scope.erasures_approve))]
+
+
+def _absolute(request: Request, artifacts: list[ArtifactOut]) -> list[ArtifactOut]:
+    # file:// stores sign links to this API (/v1/objects/...): make them absolute for the client.
+    base = str(request.base_url).rstrip("/")
+    return [a.model_copy(update={"url": base + a.url}) if a.url.startswith("/") else a for a in artifacts]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=ErasureOut,
+    summary="File an erasure (takedown) request.",
+    description="Validates the request, then writes it with its job and audit event in one transaction. "
+    "Tenants with `require_approval` hold it in `awaiting_approval` until another key approves it.",
+)
+def submit_erasure(
+    request: Request, body: ErasureCreate, session: SessionDep, principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    def work() -> ErasureOut:
+        created = service.submit(session, principal, body)
+        jobs = repository.latest_jobs(session, [created.id])
+        return service.to_out(created, jobs.get(created.id))
+
+    return idempotent(
+        request, session, principal, idempotency_key, body.model_dump(mode="json"), 202, work,
+        headers=lambda out: {"Location": f"/v1/erasures/{out['id']}"},
+    )
+
+
+@router.get("", response_model=Page[ErasureOut], summary="List erasure requests, newest first.")
+def list_erasures(
+    session: SessionDep,
+    principal: Reader,
+    status: RequestStatus | None = None,
+    model_id: uuid.UUID | None = None,
+    label: Annotated[str | None, Query(max_length=64)] = None,
+    due_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Page[ErasureOut]:
+    rows, next_cursor = service.list_page(
+        session, principal, limit=limit, cursor=cursor, status=status, model_id=model_id, label=label,
+        due_before=due_before,
+    )
+    jobs = repository.latest_jobs(session, [r.id for r in rows])
+    return Page[ErasureOut](items=[service.to_out(r, jobs.get(r.id)) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{request_id}", response_model=ErasureOut, summary="One request: status, progress, artifacts.")
+def get_erasure(
+    request: Request, request_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: Reader
+) -> ErasureOut:
+    found = service.get(session, principal, request_id)
+    job = repository.latest_jobs(session, [found.id]).get(found.id)
+    links = service.artifact_links(session, settings, principal, found, job)
+    return service.to_out(found, job, _absolute(request, links))
+
+
+def _decision(
+    request: Request, session: SessionDep, principal: Principal, key: str | None, request_id: uuid.UUID,
+    body: dict[str, object], status_code: int, action: str,
+) -> JSONResponse:
+    def work() -> ErasureOut:
+        if action == "cancel":
+            changed = service.cancel(session, principal, request_id)
+        elif action == "approve":
+            changed = service.approve(session, principal, request_id)
+        else:
+            changed = service.reject(session, principal, request_id, str(body["reason"]))
+        session.flush()
+        job = repository.latest_jobs(session, [changed.id]).get(changed.id)
+        return service.to_out(changed, job)
+
+    return idempotent(request, session, principal, key, body, status_code, work)
+
+
+@router.post(
+    "/{request_id}/cancel", status_code=202, response_model=ErasureOut,
+    summary="Cancel: at once before a worker holds it; a running job stops at its next step.",
+)
+def cancel_erasure(
+    request: Request, request_id: uuid.UUID, session: SessionDep, principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return _decision(request, session, principal, idempotency_key, request_id, {}, 202, "cancel")
+
+
+@router.post(
+    "/{request_id}/approve", response_model=ErasureOut,
+    summary="Approve a request awaiting approval (four eyes: not by its submitter).",
+)
+def approve_erasure(
+    request: Request, request_id: uuid.UUID, session: SessionDep, principal: Approver,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return _decision(request, session, principal, idempotency_key, request_id, {}, 200, "approve")
+
+
+@router.post("/{request_id}/reject", response_model=ErasureOut, summary="Reject a request, with a reason.")
+def reject_erasure(
+    request: Request, request_id: uuid.UUID, body: DecisionIn, session: SessionDep, principal: Approver,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    return _decision(request, session, principal, idempotency_key, request_id, body.model_dump(), 200, "reject")

@@ -1,0 +1,226 @@
+"""Erasure requests: submit, list, read, cancel, approve, reject. Every transition goes through states.py.
+
+Never commits: the HTTP request (or CLI/worker task) that calls these commits once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.audit import service as audit
+from core.config import Settings
+from core.erasure import repository
+from core.erasure.jobs import create_job, request_cancel
+from core.erasure.models import ErasureRequest, Job
+from core.erasure.schemas import DEFAULT_SURROGATES, ArtifactOut, ErasureCreate, ErasureOut
+from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.pagination import keyset_cursor, parse_keyset
+from core.registry import repository as registry_repo
+from core.registry.models import ModelStatus
+from core.tenancy.schemas import Principal
+from core.timeutil import utcnow
+from core.uploads import repository as uploads_repo
+
+
+class ModelNotReady(Conflict):
+    kind = "model-not-ready"
+    title = "The model is not ready"
+
+
+class FourEyes(Forbidden):
+    kind = "four-eyes"
+    title = "Approver must differ from submitter"
+
+
+def _move(request: ErasureRequest, target: RequestStatus) -> None:
+    check_transition(request.status, target)
+    request.status = target
+    request.updated_at = utcnow()
+    if target in TERMINAL:
+        request.finished_at = request.updated_at
+
+
+def submit(session: Session, principal: Principal, body: ErasureCreate) -> ErasureRequest:
+    """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction."""
+    model = registry_repo.get(session, principal.tenant_id, body.model_id)
+    if model is None:
+        raise NotFound(f"model {body.model_id} not found")
+    if model.status != ModelStatus.ready:
+        raise ModelNotReady(
+            f"model {model.id} is {model.status.value}"
+            + (f" ({model.status_reason})" if model.status_reason else "")
+            + "; erasures run on ready models only",
+            model_status=model.status.value,
+        )
+    image_ids = [i for c in body.concepts for i in c.example_images]
+    if image_ids:
+        found = uploads_repo.get_many(session, principal.tenant_id, image_ids)
+        missing = [str(i) for i in dict.fromkeys(image_ids) if i not in found]
+        if missing:
+            raise ValidationFailed(f"unknown example image ids: {', '.join(missing)}", missing=missing)
+    concepts = [
+        {
+            "target": c.target,
+            "surrogate": c.surrogate.strip() if c.surrogate is not None else DEFAULT_SURROGATES[c.kind],
+            "kind": c.kind,
+            "prompts": [p.strip() for p in c.prompts],
+            "example_images": [str(i) for i in c.example_images],
+        }
+        for c in body.concepts
+    ]
+    legal = body.legal.model_dump(mode="json") if body.legal else None
+    request = ErasureRequest(
+        tenant_id=principal.tenant_id,
+        model_id=model.id,
+        status=RequestStatus.submitted,
+        method=body.method,
+        concepts=concepts,
+        retain=[r.strip() for r in body.retain],
+        params=body.params.given(),
+        legal=legal,
+        priority=body.priority,
+        labels=list(dict.fromkeys(body.labels)),
+        submitted_by=principal.actor,
+        due_at=body.legal.due_at if body.legal else None,
+    )
+    session.add(request)
+    session.flush()
+    if principal.require_approval:
+        _move(request, RequestStatus.awaiting_approval)
+    else:
+        _move(request, RequestStatus.queued)
+        create_job(session, tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
+                   request_id=request.id, priority=body.priority)
+    audit.append(
+        session, action="erasure.submitted", subject=f"erasure:{request.id}", actor=principal.actor,
+        tenant_id=principal.tenant_id,
+        payload={
+            "model_id": str(model.id),
+            "model_fingerprint": model.fingerprint,
+            "method": body.method,
+            "targets": [c["target"] for c in concepts],
+            "regime": legal["regime"] if legal else None,
+            "external_reference": legal.get("external_reference") if legal else None,
+            "status": request.status.value,
+        },
+    )
+    return request
+
+
+def get(session: Session, principal: Principal, request_id: uuid.UUID, *, lock: bool = False) -> ErasureRequest:
+    request = repository.get_request(session, principal.tenant_id, request_id, lock=lock)
+    if request is None:
+        raise NotFound(f"erasure request {request_id} not found")
+    return request
+
+
+def list_page(
+    session: Session,
+    principal: Principal,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: RequestStatus | None = None,
+    model_id: uuid.UUID | None = None,
+    label: str | None = None,
+    due_before: datetime | None = None,
+) -> tuple[list[ErasureRequest], str | None]:
+    rows = repository.list_requests(
+        session, principal.tenant_id, limit=limit + 1, status=status, model_id=model_id, label=label,
+        due_before=due_before, after=parse_keyset(cursor),
+    )
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, keyset_cursor(rows[-1].created_at, rows[-1].id)
+
+
+def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
+    """Four eyes: awaiting_approval → queued, by a key other than the submitter's; queues the job."""
+    request = get(session, principal, request_id, lock=True)
+    check_transition(request.status, RequestStatus.queued)
+    if request.status != RequestStatus.awaiting_approval:
+        raise Conflict(f"erasure request {request.id} is not awaiting approval", status=request.status.value)
+    if request.submitted_by == principal.actor:
+        raise FourEyes("the submitter of a request cannot approve it; another key with erasures:approve must")
+    request.approved_by = principal.actor
+    _move(request, RequestStatus.queued)
+    create_job(session, tenant_id=request.tenant_id, kind=JobKind.erase, model_id=request.model_id,
+               request_id=request.id, priority=request.priority)
+    audit.append(session, action="erasure.approved", subject=f"erasure:{request.id}", actor=principal.actor,
+                 tenant_id=request.tenant_id, payload={"submitted_by": request.submitted_by})
+    return request
+
+
+def reject(session: Session, principal: Principal, request_id: uuid.UUID, reason: str) -> ErasureRequest:
+    request = get(session, principal, request_id, lock=True)
+    _move(request, RequestStatus.rejected)
+    request.decision_reason = reason
+    request.approved_by = principal.actor
+    audit.append(session, action="erasure.rejected", subject=f"erasure:{request.id}", actor=principal.actor,
+                 tenant_id=request.tenant_id, payload={"reason": reason})
+    return request
+
+
+def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
+    """Before a worker holds it: cancelled at once. While running: the worker stops at its next step and
+    moves the request to `cancelled` itself (core.erasure.jobs.cancel)."""
+    request = get(session, principal, request_id, lock=True)
+    check_transition(request.status, RequestStatus.cancelled)
+    jobs = repository.jobs_of_request(session, request.id)
+    for job in jobs:
+        if job.state in (JobState.queued, JobState.running):
+            request_cancel(session, job)
+    running = any(job.state == JobState.running for job in jobs)
+    if not running:
+        _move(request, RequestStatus.cancelled)
+    audit.append(session, action="erasure.cancelled" if not running else "erasure.cancel_requested",
+                 subject=f"erasure:{request.id}", actor=principal.actor, tenant_id=request.tenant_id,
+                 payload={"status": request.status.value})
+    return request
+
+
+def artifact_links(
+    session: Session, settings: Settings, principal: Principal, request: ErasureRequest, job: Job | None
+) -> list[ArtifactOut]:
+    """Download links for the succeeded attempt's artifacts; issuing them is an audited event."""
+    if job is None or job.state != JobState.succeeded or request.status != RequestStatus.succeeded:
+        return []
+    rows = repository.artifacts_of_attempt(session, job.id, job.attempt)
+    if not rows:
+        return []
+    from core.storage import get_store
+
+    store = get_store(settings)
+    ttl = settings.artifact_url_ttl_s
+    out = [ArtifactOut(name=r.name, size=r.size, sha256=r.sha256, url=store.presign_get(r.key, ttl)) for r in rows]
+    audit.append(session, action="artifact.link_issued", subject=f"erasure:{request.id}", actor=principal.actor,
+                 tenant_id=request.tenant_id, payload={"job_id": str(job.id), "attempt": job.attempt,
+                                                       "names": [r.name for r in rows], "ttl_s": ttl})
+    return out
+
+
+def to_out(request: ErasureRequest, job: Job | None, artifacts: list[ArtifactOut] | None = None) -> ErasureOut:
+    data: dict[str, Any] = {
+        "stage": job.stage if job else None,
+        "progress": float(job.progress) if job else 0.0,
+        "attempts": job.attempt if job else 0,
+        "cancel_requested": bool(job.cancel_requested) if job else request.status == RequestStatus.cancelled,
+    }
+    if request.status == RequestStatus.succeeded:
+        data["progress"] = 1.0
+    return ErasureOut(
+        id=request.id, model_id=request.model_id, status=request.status, method=request.method,  # type: ignore[arg-type]
+        concepts=request.concepts, retain=request.retain or [], params=request.params or {}, legal=request.legal,
+        priority=request.priority, labels=request.labels or [], batch_id=request.batch_id,
+        schedule_id=request.schedule_id, submitted_by=request.submitted_by, approved_by=request.approved_by,
+        decision_reason=request.decision_reason, metrics=request.metrics, error=request.error,
+        due_at=request.due_at, overdue=request.overdue, artifacts=artifacts or [],
+        certificate_available=request.certificate is not None, created_at=request.created_at,
+        updated_at=request.updated_at, finished_at=request.finished_at, **data,
+    )

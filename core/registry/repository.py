@@ -1,0 +1,38 @@
+"""Queries on registered models (always tenant-scoped)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from core.registry.models import ModelStatus, RegisteredModel
+
+
+def get(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> RegisteredModel | None:
+    return session.scalars(
+        select(RegisteredModel).where(RegisteredModel.id == model_id, RegisteredModel.tenant_id == tenant_id)
+    ).first()
+
+
+def by_name(session: Session, tenant_id: uuid.UUID, name: str) -> RegisteredModel | None:
+    return session.scalars(
+        select(RegisteredModel).where(RegisteredModel.tenant_id == tenant_id, RegisteredModel.name == name)
+    ).first()
+
+
+def list_models(
+    session: Session, tenant_id: uuid.UUID, *, limit: int, status: ModelStatus | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> list[RegisteredModel]:
+    stmt = select(RegisteredModel).where(RegisteredModel.tenant_id == tenant_id)
+    if status is not None:
+        stmt = stmt.where(RegisteredModel.status == status)
+    if after is not None:
+        created, mid = after
+        stmt = stmt.where(or_(RegisteredModel.created_at < created,
+                              and_(RegisteredModel.created_at == created, RegisteredModel.id < mid)))
+    stmt = stmt.order_by(RegisteredModel.created_at.desc(), RegisteredModel.id.desc()).limit(limit)
+    return list(session.scalars(stmt))
