@@ -1,0 +1,261 @@
+"""Proof of forgetting on the testbed: the UnlearnCanvas answer grid judged by the testbed's classifier.
+
+For each forgotten concept (an object or a style):
+- UA  = share of images prompted with the concept that are NOT classified as it (higher = more forgotten);
+- IRA = accuracy on the other concepts of the same kind (objects when an object is forgotten);
+- CRA = accuracy of the other kind (styles when an object is forgotten), on images not prompted with the concept;
+- *_rel = the same accuracy divided by the base pipeline's on the same seeds (1.0 = untouched).
+Plus per-concept accuracies, a Fréchet distance in the classifier's feature space (FID analogue), images, seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
+from pydantic import BaseModel
+
+from core.evaluation.adherence import Adherence, adherence_from_predictions, grid_prompts
+from core.testbed.canvas import OBJECTS, STYLES, render_batch
+from core.testbed.classifier import Classifier
+from core.testbed.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
+
+Kind = Literal["object", "style"]
+DEFAULT_SEEDS: tuple[int, ...] = tuple(range(8))
+ProgressFn = Callable[[str, int, int], None]
+
+
+class TargetMetrics(BaseModel):
+    forget: str
+    kind: Kind
+    ua: float
+    ira: float
+    cra: float
+    ira_rel: float | None
+    cra_rel: float | None
+    base_ua: float | None
+    attack_success: float | None = None
+    attack_detail: dict[str, float] | None = None
+
+
+class Metrics(BaseModel):
+    model: Adherence  # the evaluated pipeline's prompt adherence over the whole grid
+    base: Adherence | None
+    targets: list[TargetMetrics]
+    fid_analogue: float
+    steps: int
+    guidance_scale: float
+    seeds: list[int]
+    images: int
+    seconds: float
+
+
+class GridResult(BaseModel):
+    """Classifier verdicts for one pipeline over the grid (kept to compare pipelines on the same seeds)."""
+
+    objs: list[int]
+    styles: list[int]
+    pred_obj: list[int]
+    pred_style: list[int]
+    features_mean: list[float]
+    seconds: float
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return np.array(self.objs), np.array(self.styles), np.array(self.pred_obj), np.array(self.pred_style)
+
+
+def concept_kind(name: str) -> Kind:
+    """'object' or 'style' for a testbed concept name; a clear error for anything else."""
+    if name in OBJECTS:
+        return "object"
+    if name in STYLES:
+        return "style"
+    raise ValueError(f"unknown concept {name!r}; objects: {', '.join(OBJECTS)}; styles: {', '.join(STYLES)}")
+
+
+def sampling_defaults() -> tuple[int, float]:
+    """(steps, guidance) the shipped/built testbed was measured with; library defaults if there is no manifest."""
+    from core.testbed.loading import load_manifest
+
+    try:
+        s = load_manifest().get("sampling", {})
+        return int(s.get("steps", DEFAULT_STEPS)), float(s.get("guidance_scale", DEFAULT_GUIDANCE))
+    except FileNotFoundError:
+        return DEFAULT_STEPS, DEFAULT_GUIDANCE
+
+
+def _to_unit(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N×D each)."""
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+    # tr(sqrt(ca cb)) via the symmetric form sqrt(ca)^½ cb sqrt(ca)^½, whose eigenvalues are real and >= 0.
+    ev, evec = torch.linalg.eigh(ca)
+    sqrt_ca = evec @ torch.diag(ev.clamp_min(0).sqrt()) @ evec.T
+    mid = torch.linalg.eigvalsh(sqrt_ca @ cb @ sqrt_ca).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + ca.trace() + cb.trace() - 2 * mid)
+
+
+def _run_grid(
+    pipeline: StableDiffusionPipeline,
+    classifier: Classifier,
+    seeds: Sequence[int],
+    steps: int,
+    guidance_scale: float,
+    progress: ProgressFn | None,
+    label: str,
+) -> tuple[GridResult, torch.Tensor]:
+    t0 = time.perf_counter()
+    prompts, all_seeds, objs, styles = grid_prompts(seeds)
+    cb = (lambda done, total: progress(label, done, total)) if progress else None
+    images = generate(pipeline, prompts, all_seeds, steps=steps, guidance_scale=guidance_scale, progress=cb)
+    x = _to_unit(images)
+    po, ps = classifier.predict(x)
+    feats = classifier.features(x)
+    res = GridResult(
+        objs=objs,
+        styles=styles,
+        pred_obj=po.tolist(),
+        pred_style=ps.tolist(),
+        features_mean=feats.mean(0).tolist(),
+        seconds=time.perf_counter() - t0,
+    )
+    return res, feats
+
+
+@lru_cache(maxsize=8)
+def _base_grid_cached(
+    testbed: str, seeds: tuple[int, ...], steps: int, guidance_scale: float
+) -> tuple[GridResult, torch.Tensor]:
+    """The shipped base pipeline's verdicts, computed once per process per (testbed, seeds, steps, guidance)."""
+    from core.testbed.loading import load_classifier, load_pipeline
+
+    return _run_grid(
+        load_pipeline(Path(testbed)), load_classifier(Path(testbed)), seeds, steps, guidance_scale, None, "base"
+    )
+
+
+def _target(name: str, kind: Kind, grid: GridResult) -> tuple[float, float, float]:
+    objs, styles, po, ps = grid.arrays()
+    if kind == "object":
+        c = OBJECTS.index(name)
+        mine, other = objs == c, objs != c
+        ua = float((po[mine] != c).mean())
+        ira = float((po[other] == objs[other]).mean()) if other.any() else float("nan")
+        cra = float((ps[other] == styles[other]).mean()) if other.any() else float("nan")
+    else:
+        c = STYLES.index(name)
+        mine, other = styles == c, styles != c
+        ua = float((ps[mine] != c).mean())
+        ira = float((ps[other] == styles[other]).mean()) if other.any() else float("nan")
+        cra = float((po[other] == objs[other]).mean()) if other.any() else float("nan")
+    return ua, ira, cra
+
+
+def _rel(x: float, base: float) -> float | None:
+    return x / base if base > 0 else None
+
+
+def evaluate(
+    pipeline: StableDiffusionPipeline,
+    forget: Sequence[str],
+    kind: Kind | None = None,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    base_pipeline: StableDiffusionPipeline | None = None,
+    classifier: Classifier | None = None,
+    progress: ProgressFn | None = None,
+    attacks: bool = False,
+    attack_budget: int = 30,
+) -> Metrics:
+    """Generate the answer grid with `pipeline` (and the base, for *_rel) and score each forgotten concept.
+
+    `kind` may be omitted (each name's kind is looked up); if given, every name must be of that kind.
+    The base defaults to the testbed's own pipeline (its verdicts are cached per process).
+    """
+    from core.testbed.loading import load_classifier
+    from core.testbed.paths import testbed_dir
+
+    t0 = time.perf_counter()
+    d_steps, d_guidance = sampling_defaults()
+    steps = steps if steps is not None else d_steps
+    guidance_scale = guidance_scale if guidance_scale is not None else d_guidance
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("need at least one seed")
+    kinds: list[Kind] = []
+    for name in forget:
+        k = concept_kind(name)
+        if kind is not None and k != kind:
+            raise ValueError(f"{name!r} is a {k}, not a {kind}")
+        kinds.append(k)
+    clf = classifier if classifier is not None else load_classifier()
+
+    grid, feats = _run_grid(pipeline, clf, seeds, steps, guidance_scale, progress, "model")
+    if base_pipeline is not None:
+        base_grid, _ = _run_grid(base_pipeline, clf, seeds, steps, guidance_scale, progress, "base")
+    else:
+        base_grid, _ = _base_grid_cached(str(testbed_dir()), seeds, steps, guidance_scale)
+
+    objs, styles, po, ps = grid.arrays()
+    model = adherence_from_predictions(po, ps, objs, styles, seconds=grid.seconds)
+    bo, bs, bpo, bps = base_grid.arrays()
+    base = adherence_from_predictions(bpo, bps, bo, bs, seconds=base_grid.seconds)
+
+    real = render_batch(
+        [(OBJECTS[o], STYLES[s]) for o, s in zip(objs, styles, strict=True)], [1_000 + s for s in grid_seeds(seeds)]
+    )
+    fid = frechet_distance(feats, clf.features(_to_unit(real)))
+
+    targets: list[TargetMetrics] = []
+    for name, k in zip(forget, kinds, strict=True):
+        ua, ira, cra = _target(name, k, grid)
+        b_ua, b_ira, b_cra = _target(name, k, base_grid)
+        tm = TargetMetrics(
+            forget=name,
+            kind=k,
+            ua=ua,
+            ira=ira,
+            cra=cra,
+            ira_rel=_rel(ira, b_ira),
+            cra_rel=_rel(cra, b_cra),
+            base_ua=b_ua,
+        )
+        if attacks:
+            from core.evaluation.attacks import attack_success
+
+            res = attack_success(
+                pipeline, name, k, clf, steps=steps, guidance_scale=guidance_scale, budget=attack_budget
+            )
+            tm.attack_success = res.attack_success
+            tm.attack_detail = res.detail()
+        targets.append(tm)
+
+    n_images = len(objs) + (len(bo) if base_pipeline is not None else 0)
+    return Metrics(
+        model=model,
+        base=base,
+        targets=targets,
+        fid_analogue=fid,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        seeds=list(seeds),
+        images=n_images,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def grid_seeds(seeds: Sequence[int]) -> list[int]:
+    """The seed of every grid image, in grid order (pairs × seeds)."""
+    return [s for _ in range(len(OBJECTS) * len(STYLES)) for s in seeds]
