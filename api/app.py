@@ -27,12 +27,15 @@ API_DESCRIPTION = """Lethe erases concepts from text-to-image diffusion models (
 
 
 def _routers() -> list[APIRouter]:
-    from api.routers import audit, erasures, health, models
+    from api.routers import audit, certificates, erasures, health, models, objects, uploads
 
     return [
         health.router,
         models.router,
         erasures.router,
+        certificates.router,
+        uploads.router,
+        objects.router,
         audit.router,
     ]
 

@@ -19,6 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors
 from core.logging import get_logger
+from core.storage.base import IntegrityError as ObjectCorrupt
+from core.storage.base import ObjectNotFound
+from core.storage.signing import InvalidDownloadToken
 
 PROBLEM_BASE = "https://lethe.dev/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -41,6 +44,9 @@ STATUS_BY_ERROR: dict[type[errors.LetheError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.RateLimited: 429,
     errors.Unavailable: 503,
+    ObjectNotFound: 404,
+    InvalidDownloadToken: 403,
+    ObjectCorrupt: 500,
 }
 
 # HTTP-level failures raised by Starlette/FastAPI themselves.

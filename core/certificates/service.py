@@ -1,0 +1,151 @@
+"""Erasure certificates: a signed JSON statement that a request's erasure ran and passed verification.
+
+`issue` is called by the worker's job-completion code inside its success transaction
+(core.erasure.jobs.complete). It refuses anything but a succeeded request whose job succeeded and whose
+verification checks all passed — a certificate is never issued for a failed or unverified erasure.
+
+Document: {"certificate": {...}, "signature": {"alg": "Ed25519", "key_id", "public_key", "value"}}, where
+`value` signs the canonical JSON of `certificate`. `certificate.audit` names the audit event
+(`certificate.issued`) whose payload holds the sha256 of the certificate without its `audit` member, so
+the audit chain covers the certificate and the certificate points into the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.audit import service as audit
+from core.audit.chain import canonical_json
+from core.certificates import signing
+from core.config import Settings, get_settings
+from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.states import JobState, RequestStatus
+from core.errors import Conflict
+from core.registry.models import RegisteredModel
+from core.timeutil import utcnow
+
+VERSION = 1
+
+
+class CertificateRefused(Conflict):
+    kind = "certificate-refused"
+    title = "No certificate for an unverified erasure"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def verification_passed(metrics: dict[str, Any] | None) -> bool:
+    checks = (metrics or {}).get("verification")
+    if not isinstance(checks, dict) or not checks:
+        return False
+    return all(isinstance(c, dict) and c.get("passed") is True for c in checks.values())
+
+
+def body_digest(certificate: dict[str, Any]) -> str:
+    """sha256 of the certificate without its `audit` member (what the audit event records)."""
+    return hashlib.sha256(canonical_json({k: v for k, v in certificate.items() if k != "audit"}).encode()).hexdigest()
+
+
+def issue(
+    session: Session, request: ErasureRequest, job: Job, artifacts: list[Artifact], *,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Sign, store on the request (request.certificate) and audit a certificate; returns the document."""
+    settings = settings or get_settings()
+    if request.status != RequestStatus.succeeded or job.state != JobState.succeeded:
+        raise CertificateRefused(
+            f"request {request.id} is {request.status.value} (job {job.state.value}): only succeeded erasures "
+            "get a certificate"
+        )
+    if not verification_passed(request.metrics):
+        raise CertificateRefused(f"request {request.id} has no passed verification: no certificate")
+    if not artifacts:
+        raise CertificateRefused(f"request {request.id} produced no artifacts: no certificate")
+    model = session.get(RegisteredModel, request.model_id)
+    issued_at = utcnow()
+    certificate: dict[str, Any] = {
+        "version": VERSION,
+        "id": str(uuid.uuid4()),
+        "issuer": "lethe",
+        "issued_at": _iso(issued_at),
+        "tenant_id": str(request.tenant_id),
+        "request": {
+            "id": str(request.id),
+            "method": request.method,
+            "concepts": request.concepts,
+            "retain": request.retain,
+            "params": request.params,
+            "legal": request.legal,
+            "labels": request.labels,
+            "submitted_by": request.submitted_by,
+            "approved_by": request.approved_by,
+            "submitted_at": _iso(request.created_at),
+            "finished_at": _iso(request.finished_at or issued_at),
+        },
+        "model": {
+            "id": str(request.model_id),
+            "name": model.name if model else None,
+            "source_uri": model.source_uri if model else None,
+            "architecture": model.architecture if model else None,
+            "fingerprint_before": model.fingerprint if model else None,
+        },
+        "job": {
+            "id": str(job.id),
+            "attempt": job.attempt,
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+        },
+        "artifacts": [
+            {"name": a.name, "sha256": a.sha256, "size": a.size} for a in sorted(artifacts, key=lambda a: a.name)
+        ],
+        "verification": (request.metrics or {}).get("verification"),
+        "metrics": request.metrics,
+    }
+    certificate = _plain(certificate)
+    event = audit.append(
+        session, action="certificate.issued", subject=f"erasure:{request.id}", actor="system:certificates",
+        tenant_id=request.tenant_id, payload={"certificate_id": certificate["id"], "digest": body_digest(certificate)},
+    )
+    certificate["audit"] = {"seq": event.seq, "hash": event.hash}
+    document = {"certificate": certificate, "signature": signing.sign(signing.private_key(settings), certificate)}
+    request.certificate = document
+    return document
+
+
+def _plain(value: Any) -> Any:
+    """Round-trip through canonical JSON so what is signed is exactly what is stored and served."""
+    return json.loads(canonical_json(value))
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    reason: str
+
+
+def verify_document(document: Any, public: signing.Ed25519PublicKey | None = None) -> VerifyResult:
+    """Check a certificate offline: structure, signature, and (if given) that the trusted key signed it."""
+    if not isinstance(document, dict) or not isinstance(document.get("certificate"), dict) \
+            or not isinstance(document.get("signature"), dict):
+        return VerifyResult(False, "not a Lethe certificate (needs 'certificate' and 'signature')")
+    sig = document["signature"]
+    if sig.get("alg") != signing.ALG or not isinstance(sig.get("value"), str):
+        return VerifyResult(False, f"unsupported signature algorithm {sig.get('alg')!r}")
+    try:
+        embedded = signing.load_public_key(str(sig.get("public_key", "")))
+    except ValueError:
+        return VerifyResult(False, "the certificate's public key is malformed")
+    if public is not None and signing.public_raw(public) != signing.public_raw(embedded):
+        return VerifyResult(False, "signed by a different key than the trusted one "
+                                   f"(certificate key id {sig.get('key_id')}, trusted {signing.key_id(public)})")
+    if not signing.verify(public or embedded, document["certificate"], sig["value"]):
+        return VerifyResult(False, "the signature does not match the certificate's content (altered or forged)")
+    return VerifyResult(True, f"valid: signed by key {signing.key_id(public or embedded)}")
