@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import config_cmd, db_cmd, erase_cmd
+from core.cli import audit_cmd, certificate_cmd, config_cmd, db_cmd, erase_cmd, keys_cmd
 
 app = typer.Typer(
     name="lethe",
@@ -19,6 +19,9 @@ app.command("version", help="Print Lethe's version and the versions of the libra
 )
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(certificate_cmd.app, name="certificate")
 app.command("erase", help="Erase concepts from a diffusion model with SPARE (or the ESD baseline).")(erase_cmd.erase)
 
 

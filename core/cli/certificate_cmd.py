@@ -1,0 +1,51 @@
+"""`lethe certificate verify FILE`: check an erasure certificate offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from core.certificates import signing
+from core.certificates.service import verify_document
+from core.config import get_settings
+
+app = typer.Typer(help="Work with signed erasure certificates.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(
+    file: Path = typer.Argument(..., help="Certificate JSON (GET /v1/erasures/{id}/certificate)."),
+    public_key: Path | None = typer.Option(
+        None, "--public-key",
+        help="Trusted public key (PEM or base64; GET /v1/certificates/public-key). Default: this server's key.",
+    ),
+    trust_embedded: bool = typer.Option(
+        False, "--trust-embedded", help="Only check integrity against the key embedded in the certificate."
+    ),
+) -> None:
+    """Verify the Ed25519 signature (no network); exit 1 if the certificate is altered or not ours."""
+    try:
+        document = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        typer.echo(f"invalid: cannot read {file}: {exc}", err=True)
+        raise typer.Exit(1)
+    trusted = None
+    if not trust_embedded:
+        try:
+            if public_key is not None:
+                trusted = signing.load_public_key(public_key.read_bytes())
+            else:
+                trusted = signing.private_key(get_settings()).public_key()
+        except (OSError, ValueError) as exc:
+            typer.echo(f"invalid: cannot load the trusted key: {exc}", err=True)
+            raise typer.Exit(1)
+    result = verify_document(document, trusted)
+    if not result.ok:
+        typer.echo(f"invalid: {result.reason}")
+        raise typer.Exit(1)
+    cert = document["certificate"]
+    typer.echo(result.reason)
+    typer.echo(f"request {cert['request']['id']} · model {cert['model'].get('fingerprint_before')} · "
+               f"issued {cert['issued_at']} · audit seq {cert.get('audit', {}).get('seq')}")
