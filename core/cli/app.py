@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import audit_cmd, certificate_cmd, config_cmd, db_cmd, erase_cmd, keys_cmd
+from core.cli import audit_cmd, certificate_cmd, config_cmd, db_cmd, erase_cmd, keys_cmd, testbed_cmd
 
 app = typer.Typer(
     name="lethe",
@@ -22,6 +22,7 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(certificate_cmd.app, name="certificate")
+app.add_typer(testbed_cmd.app, name="testbed")
 app.command("erase", help="Erase concepts from a diffusion model with SPARE (or the ESD baseline).")(erase_cmd.erase)
 
 

@@ -1,0 +1,170 @@
+"""`lethe testbed ...`: build, locate, list and evaluate the mini-canvas testbed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(help="The mini-canvas testbed: a tiny SD pipeline that knows its concepts, and its evaluator.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command("build")
+def build_cmd(
+    out: Path | None = typer.Option(None, "--out", help="Output directory. Default: $LETHE_DATA_DIR/testbed."),
+    profile: str = typer.Option("full", "--profile", help="full (the shipped recipe, ~1 h on 2 cores) or tiny (CI)."),
+    seed: int = typer.Option(0, "--seed", help="Build seed (data, initialisation, batches)."),
+    wip_dir: Path | None = typer.Option(
+        None, "--wip-dir", help="Write work-in-progress pipelines here every ~10 minutes while the UNet trains."
+    ),
+) -> None:
+    """Train dataset → classifier → VAE → UNet + text encoder, measure it, and write pipeline/, classifier/,
+    manifest.json."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from core.testbed.paths import built_dir
+    from core.testbed.train import PROFILES, build, profile_named
+
+    if profile not in PROFILES:
+        _fail(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    target = out if out is not None else built_dir()
+
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        typer.echo(f"{event}: {json.dumps(data)}", err=True)
+
+    manifest = build(target, profile_named(profile, seed=seed), wip_dir=wip_dir, on_event=on_event)
+    acc = manifest["accuracies"]
+    ad = acc["adherence"]
+    typer.echo(
+        f"testbed written to {target}\n"
+        f"classifier held-out: object {acc['classifier_heldout']['object']:.3f} style "
+        f"{acc['classifier_heldout']['style']:.3f}\n"
+        f"pipeline adherence: object {ad['object_accuracy']:.3f} style {ad['style_accuracy']:.3f} "
+        f"(guidance {manifest['sampling']['guidance_scale']}, {manifest['sampling']['steps']} steps)\n"
+        f"meets quality bar: {acc['meets_bar']}"
+    )
+
+
+@app.command("path")
+def path_cmd() -> None:
+    """Print the directory of the testbed in use (pipeline/, classifier/, manifest.json)."""
+    from core.testbed.paths import testbed_dir
+
+    typer.echo(str(testbed_dir()))
+
+
+@app.command("concepts")
+def concepts_cmd(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """List the testbed's objects and styles."""
+    from core.testbed.canvas import OBJECTS, STYLES
+
+    if as_json:
+        typer.echo(json.dumps({"objects": list(OBJECTS), "styles": list(STYLES)}))
+    else:
+        typer.echo(f"objects: {', '.join(OBJECTS)}\nstyles:  {', '.join(STYLES)}")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Path = typer.Option(..., "--model", help="Pipeline directory (model_index.json) or a testbed directory."),
+    adapter: Path | None = typer.Option(None, "--adapter", help="A diffusers LoRA directory to load onto the model."),
+    forget: list[str] = typer.Option([], "--forget", help="An erased concept (object or style); repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    seeds: int = typer.Option(8, "--seeds", min=1, help="Seeds per object × style prompt."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="DDIM steps. Default: the testbed manifest's."),
+    guidance: float | None = typer.Option(None, "--guidance", help="Guidance scale. Default: the manifest's."),
+    attack: bool = typer.Option(True, "--attack/--no-attack", help="Run the robustness probe per target."),
+    attack_budget: int = typer.Option(30, "--attack-budget", min=1, help="Gradient steps of the soft-prompt search."),
+) -> None:
+    """Prompt adherence of a model over the whole grid, and UA/IRA/CRA/attack success per forgotten concept."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from core.evaluation.metrics import concept_kind, evaluate
+    from core.testbed.loading import load_classifier, load_pipeline
+
+    torch.set_flush_denormal(True)
+    for name in forget:
+        try:
+            concept_kind(name)
+        except ValueError as e:
+            _fail(str(e))
+    try:
+        pipe = load_pipeline(model)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        _fail(f"cannot load a pipeline from {model}: {e}")
+    if adapter is not None:
+        if not adapter.exists():
+            _fail(f"adapter not found: {adapter}")
+        try:
+            pipe.load_lora_weights(str(adapter))
+        except (OSError, ValueError, KeyError) as e:
+            _fail(f"cannot load LoRA adapter {adapter}: {e}")
+    try:
+        clf = load_classifier()
+    except FileNotFoundError as e:
+        _fail(str(e))
+    metrics = evaluate(
+        pipe,
+        forget,
+        seeds=range(seeds),
+        steps=steps,
+        guidance_scale=guidance,
+        classifier=clf,
+        attacks=attack,
+        attack_budget=attack_budget,
+    )
+    result = {
+        "model": {"object_accuracy": metrics.model.object_accuracy, "style_accuracy": metrics.model.style_accuracy},
+        "targets": [
+            {
+                "forget": t.forget,
+                "kind": t.kind,
+                "ua": t.ua,
+                "ira": t.ira,
+                "cra": t.cra,
+                "ira_rel": t.ira_rel,
+                "cra_rel": t.cra_rel,
+                "attack_success": t.attack_success,
+            }
+            for t in metrics.targets
+        ],
+        "images": metrics.images,
+        "seconds": round(metrics.seconds, 2),
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"model adherence: object {metrics.model.object_accuracy:.3f}  style {metrics.model.style_accuracy:.3f}  "
+        f"(FID analogue {metrics.fid_analogue:.2f}; {metrics.images} images, {metrics.seconds:.1f} s)"
+    )
+    if metrics.targets:
+        table = Table("forget", "kind", "UA", "IRA", "CRA", "IRA rel", "CRA rel", "attack success")
+
+        def fmt(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        for t in metrics.targets:
+            table.add_row(
+                t.forget,
+                t.kind,
+                fmt(t.ua),
+                fmt(t.ira),
+                fmt(t.cra),
+                fmt(t.ira_rel),
+                fmt(t.cra_rel),
+                fmt(t.attack_success),
+            )
+        console.print(table)
