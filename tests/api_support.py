@@ -76,10 +76,9 @@ def build_env(db_url: str, **overrides: Any) -> Iterator[ApiEnv]:
     base = get_settings()
     model_root = base.data_dir / "models"
     model_root.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        database_url=db_url, data_dir=base.data_dir, model_roots=[model_root], rate_limit_per_minute=0,
-        **overrides,
-    )
+    values: dict[str, Any] = {"database_url": db_url, "data_dir": base.data_dir, "model_roots": [model_root],
+                              "rate_limit_per_minute": 0, **overrides}
+    settings = Settings(**values)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield ApiEnv(settings=settings, client=client, engine=get_engine(settings), model_root=model_root)

@@ -30,6 +30,7 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 SPARE_ONLY = frozenset({"rank", "alpha", "saliency_fraction", "saliency_pool", "top_k", "max_modules",
                         "w_forget", "w_retain", "timesteps"})
 ESD_ONLY = frozenset({"negative_guidance", "train"})
+ENGINE_DEFAULT_MAX_MODULES = 64
 
 
 class ErasureParams(BaseModel):
@@ -63,8 +64,9 @@ class ErasureParams(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ErasureParams:
-        if self.top_k is not None and self.max_modules is not None and self.top_k > self.max_modules:
-            raise ValueError("top_k exceeds max_modules")
+        # The engine's default max_modules is 64: a larger top_k alone would be refused when the job runs.
+        if self.top_k is not None and self.top_k > (self.max_modules or ENGINE_DEFAULT_MAX_MODULES):
+            raise ValueError("top_k exceeds max_modules (default 64)")
         return self
 
     def given(self) -> dict[str, Any]:

@@ -1,0 +1,187 @@
+"""Unit tests of the API's pure parts: key format, scopes, sources, params bounds, cursors, limiter, signing."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from api.ratelimit import RateLimiter
+from core.certificates import signing
+from core.certificates.service import verify_document
+from core.config import Settings
+from core.erasure.schemas import DEFAULT_SURROGATES, ErasureCreate, ErasureParams
+from core.errors import ValidationFailed
+from core.pagination import decode_cursor, encode_cursor, keyset_cursor, parse_keyset
+from core.registry.sources import validate_source_uri
+from core.tenancy import keys
+from core.tenancy.schemas import Principal, parse_scopes
+
+
+def test_key_format_checksum_and_hash() -> None:
+    key = keys.generate_key()
+    assert key.startswith("lth_") and len(key.split("_")) == 3
+    assert keys.parse_key(key) == key[:14]
+    # One changed character in the random part breaks the checksum.
+    flipped = key[:8] + ("a" if key[8] != "a" else "b") + key[9:]
+    assert keys.parse_key(flipped) is None
+    assert keys.parse_key(key + "x") is None
+    assert keys.parse_key("lth_short_abcdef") is None
+    assert keys.hash_key(key, b"s1") != keys.hash_key(key, b"s2")
+    assert len({keys.generate_key() for _ in range(100)}) == 100
+
+
+def test_secret_key_generated_once_and_kept(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    first = keys.secret_key(settings)
+    assert (tmp_path / "secret.key").exists()
+    assert oct((tmp_path / "secret.key").stat().st_mode & 0o777) == "0o600"
+    keys._file_secret.cache_clear()
+    assert keys.secret_key(settings) == first
+    assert keys.secret_key(Settings(data_dir=tmp_path, secret_key="configured")) == b"configured"
+
+
+def test_scopes() -> None:
+    assert parse_scopes("models:read, admin,models:read") == ["models:read", "admin"]
+    with pytest.raises(ValueError, match="unknown scope"):
+        parse_scopes("models:read,root")
+    with pytest.raises(ValueError):
+        parse_scopes(" , ")
+    p = Principal(uuid.uuid4(), "t", uuid.uuid4(), "lth_x", frozenset({"admin"}))
+    assert p.has("audit:read")
+    q = Principal(uuid.uuid4(), "t", uuid.uuid4(), "lth_x", frozenset({"models:read"}))
+    assert q.has("models:read") and not q.has("models:write")
+
+
+@pytest.fixture
+def roots(tmp_path: Path) -> tuple[Settings, Path, Path]:
+    root = tmp_path / "models"
+    (root / "sd15").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    (root / "inner").symlink_to(root / "sd15")
+    return Settings(data_dir=tmp_path, model_roots=[root], store_url="s3://lethe-bucket/objects"), root, outside
+
+
+def test_file_sources(roots: tuple[Settings, Path, Path]) -> None:
+    settings, root, outside = roots
+    assert validate_source_uri(f"file://{root}/sd15", settings) == f"file://{root}/sd15"
+    assert validate_source_uri(f"file://{root}/inner", settings) == f"file://{root}/sd15"  # symlink resolved
+    assert validate_source_uri(f"file://{root}/sd15/../sd15", settings) == f"file://{root}/sd15"
+    for bad in (
+        f"file://{root}/escape",  # symlink out of the root
+        f"file://{root}/../elsewhere",  # .. out of the root
+        f"file://{outside}",
+        f"file://{root}/missing",
+        "file://host/models/sd15",
+        "file:relative/path",
+        "ftp://x/y",
+        "/plain/path",
+    ):
+        with pytest.raises(ValidationFailed):
+            validate_source_uri(bad, settings)
+
+
+def test_s3_and_hub_sources(roots: tuple[Settings, Path, Path]) -> None:
+    settings, _, _ = roots
+    assert validate_source_uri("s3://lethe-bucket/models/sd15/", settings) == "s3://lethe-bucket/models/sd15"
+    for bad in ("s3://other-bucket/models", "s3://lethe-bucket/", "s3://lethe-bucket/a/../b", "s3://Bad_Bucket/x"):
+        with pytest.raises(ValidationFailed):
+            validate_source_uri(bad, settings)
+    with pytest.raises(ValidationFailed, match="LETHE_ALLOW_HUB"):
+        validate_source_uri("hf://org/repo@main", settings)
+    hub = settings.model_copy(update={"allow_hub": True})
+    assert validate_source_uri("hf://runwayml/sd-v1-5@abc123", hub) == "hf://runwayml/sd-v1-5@abc123"
+    for bad in ("hf://org/repo", "hf://org@rev", "hf://org/repo@", "hf://org/repo@../x"):
+        with pytest.raises(ValidationFailed):
+            validate_source_uri(bad, hub)
+
+
+def test_params_bounds_are_within_the_engine_config() -> None:
+    """Anything ErasureParams accepts at its bounds, the engine's SpareConfig/EsdConfig accepts too."""
+    from core.spare.specs import NEUTRAL_SURROGATE, EsdConfig, SpareConfig
+
+    assert DEFAULT_SURROGATES == NEUTRAL_SURROGATE
+    engine_fields = {**SpareConfig.model_fields, **EsdConfig.model_fields}
+    for name, info in ErasureParams.model_fields.items():
+        assert name in engine_fields, f"{name} is not an engine parameter"
+        for meta in info.metadata:
+            for bound in ("ge", "gt", "le", "lt"):
+                if getattr(meta, bound, None) is not None:
+                    limit = getattr(meta, bound)
+                    probe = limit if bound in ("ge", "le") else (limit + 1e-9 if bound == "gt" else limit - 1e-9)
+                    if isinstance(limit, int) and bound in ("ge", "le"):
+                        probe = int(limit)
+                    cls = EsdConfig if name in ("negative_guidance", "train") else SpareConfig
+                    extra = {"max_modules": 4096} if name == "top_k" else {}
+                    ErasureParams(**{name: probe}, **extra)
+                    cls(**{name: probe}, **extra)  # raises if the engine refuses a value we accept
+    with pytest.raises(ValidationError):
+        ErasureParams(steps=0)
+    with pytest.raises(ValidationError):
+        ErasureParams(rank=1000)
+    with pytest.raises(ValidationError, match="top_k exceeds"):
+        ErasureParams(top_k=100)
+    with pytest.raises(ValidationError):
+        ErasureParams(unknown=1)  # type: ignore[call-arg]
+
+
+def test_erasure_body_rules() -> None:
+    base = {"model_id": str(uuid.uuid4()), "concepts": [{"target": "circle"}]}
+    ErasureCreate.model_validate(base)
+    with pytest.raises(ValidationError, match="listed twice"):
+        ErasureCreate.model_validate({**base, "concepts": [{"target": "a"}, {"target": "A"}]})
+    with pytest.raises(ValidationError, match="do not apply"):
+        ErasureCreate.model_validate({**base, "method": "esd", "params": {"rank": 4}})
+    with pytest.raises(ValidationError, match="surrogate equals"):
+        ErasureCreate.model_validate({**base, "concepts": [{"target": "dog", "surrogate": "Dog"}]})
+    with pytest.raises(ValidationError):
+        ErasureCreate.model_validate({**base, "concepts": [{"target": "x"}] * 17})
+    with pytest.raises(ValidationError):
+        ErasureCreate.model_validate({**base, "concepts": [{"target": "x", "prompts": ["p" * 501]}]})
+    with pytest.raises(ValidationError, match="timezone"):
+        ErasureCreate.model_validate({**base, "legal": {"regime": "gdpr", "basis": "b", "due_at": "2026-12-01T00:00"}})
+
+
+def test_cursors() -> None:
+    assert decode_cursor(encode_cursor({"s": 5})) == {"s": 5}
+    at = datetime(2026, 11, 29, 1, 2, 3, 456789, tzinfo=UTC)
+    rid = uuid.uuid4()
+    assert parse_keyset(keyset_cursor(at, rid)) == (at, rid)
+    for bad in ("!!!", encode_cursor({"t": "x", "i": "y"}), "bm90IGpzb24"):
+        with pytest.raises(ValidationFailed):
+            parse_keyset(bad)
+
+
+def test_rate_limiter() -> None:
+    limiter = RateLimiter(per_minute=60)
+    allowed = sum(1 for _ in range(30) if limiter.acquire("k") == 0)
+    assert allowed == 15  # the burst (a quarter minute's worth, at least 10)
+    assert limiter.acquire("k") > 0
+    assert limiter.acquire("other") == 0
+    assert RateLimiter(0).acquire("k") == 0
+
+
+def test_signing_and_offline_verification(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    key = signing.private_key(settings)
+    assert (tmp_path / "signing.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
+    body = {"request": {"id": "r1"}, "metrics": {"ua": 0.97}}
+    doc = {"certificate": body, "signature": signing.sign(key, body)}
+    assert verify_document(doc, key.public_key()).ok
+    forged = {"certificate": {**body, "metrics": {"ua": 0.10}}, "signature": doc["signature"]}
+    assert not verify_document(forged, key.public_key()).ok
+    other = signing.parse_private_key(signing._new_pem())
+    assert "different key" in verify_document(doc, other.public_key()).reason
+    assert verify_document({"nope": 1}).ok is False
+    # A configured key (base64 seed) works too.
+    seed = os.urandom(32)
+    import base64
+
+    configured = Settings(data_dir=tmp_path, signing_key=base64.b64encode(seed).decode())
+    assert signing.public_raw(signing.private_key(configured).public_key()) != signing.public_raw(key.public_key())
