@@ -26,12 +26,12 @@ from core.spare.esd import esd_parameters, esd_train
 from core.spare.loading import architecture_of, resolve_device
 from core.spare.memory import PeakMemory
 from core.spare.outputs import (
-    compose_grid,
     dir_bytes,
     generate_images,
     library_versions,
     list_files,
     sha256_file,
+    write_grid,
     write_json,
 )
 from core.spare.saliency import candidate_modules, compute_saliency
@@ -127,8 +127,8 @@ def _unet_bytes(unet: nn.Module) -> int:
 @torch.no_grad()
 def _probe_metrics(
     unet: nn.Module, scheduler: Any, data: DistillData, originals: dict[str, torch.Tensor], dtype: torch.dtype | None,
-    seed: int,
-) -> dict[str, float]:
+    seed: int, concept_names: list[str],
+) -> dict[str, Any]:
     """Noise-space erasure metrics on a fixed batch, erased UNet (weights in place) vs the original tensors.
 
     forget_gap: ‖ε_erased(x_t, c_forget) − ε_base(x_t, c_surrogate)‖² (0 = concept fully mapped to surrogate),
@@ -136,7 +136,7 @@ def _probe_metrics(
     """
     gen = torch.Generator().manual_seed(seed + 7)
     device = data.forget.latents.device
-    n = min(16, data.forget.latents.shape[0])
+    n = min(32, data.forget.latents.shape[0])
     m = min(16, data.retain.latents.shape[0])
     fi = torch.randperm(data.forget.latents.shape[0], generator=gen)[:n]
     ri = torch.randperm(data.retain.latents.shape[0], generator=gen)[:m]
@@ -159,7 +159,17 @@ def _probe_metrics(
     base_gap = ((base_student[:n] - base_teacher[:n]) ** 2).mean()
     drift = ((erased[n:] - base_teacher[n:]) ** 2).mean()
     scale = (base_teacher[n:] ** 2).mean()
+    per_concept: dict[str, float] = {}
+    assert data.forget.concept_index is not None
+    concept_of = data.forget.concept_index[fi]
+    for c, name in enumerate(concept_names):
+        sel = (concept_of == c).to(device)
+        if bool(sel.any()):
+            g = ((erased[:n][sel] - base_teacher[:n][sel]) ** 2).mean()
+            b = ((base_student[:n][sel] - base_teacher[:n][sel]) ** 2).mean()
+            per_concept[name] = float(1 - g / b) if float(b) > 0 else 0.0
     return {
+        "forget_gap_closure_per_concept": per_concept,  # type: ignore[dict-item]
         "base_forget_gap": float(base_gap),
         "forget_gap": float(gap),
         "forget_gap_closure": float(1 - gap / base_gap) if float(base_gap) > 0 else 0.0,
@@ -339,7 +349,9 @@ def _erase_inner(
 
     # --- evaluate (erased weights are in place; `originals` holds what they replaced) --------------------
     run.begin("evaluate")
-    metrics: dict[str, Any] = {"probe": _probe_metrics(unet, pipeline.scheduler, data, originals, dtype, config.seed)}
+    metrics: dict[str, Any] = {"probe": _probe_metrics(
+        unet, pipeline.scheduler, data, originals, dtype, config.seed, [c.target for c in spec.concepts]
+    )}
     run.tick(0.2)
     after = generate_images(pipeline, grid_prompts, grid_seeds, steps=config.sample_steps,
                             guidance=config.guidance_scale)
@@ -355,7 +367,7 @@ def _erase_inner(
 
     # --- write ---------------------------------------------------------------------------------------------
     run.begin("write")
-    compose_grid(grid_prompts, grid_kinds, before, after).save(out_dir / "grid.png")
+    write_grid(grid_prompts, grid_kinds, grid_seeds, before, after, out_dir / "grid.png")
     report["grid"] = {"prompts": grid_prompts, "kinds": grid_kinds, "seeds": grid_seeds}
     unet_bytes = _unet_bytes(unet)
     adapter_path = out_dir / "adapter" / "pytorch_lora_weights.safetensors"
@@ -402,7 +414,9 @@ def _spare(
 
     run.begin("distill")
     ranks = lora.rank_pattern(sal.selected, sal.shares, config.rank, config.rank_follows_saliency)
-    lora_cfg = lora.attach(unet, sal.selected, config.rank, config.alpha, ranks)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # LoRA A init draws from the global RNG: seed it, leave the caller's as is
+        lora_cfg = lora.attach(unet, sal.selected, config.rank, config.alpha, ranks)
     layers = list(lora.lora_layers(unet).values())
     masks = lora.WeightMasks(unet, sal.masks) if sal.masks else None
     trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)

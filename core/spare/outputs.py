@@ -9,8 +9,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from core.spare.conditioning import resolution
 
@@ -61,27 +62,18 @@ def generate_images(
     return out
 
 
-def compose_grid(
-    prompts: list[str], kinds: list[str], before: list[list[Image.Image]], after: list[list[Image.Image]],
-    cell: int = 96,
-) -> Image.Image:
-    """Rows = prompts (forget rows first); columns = before × seeds | after × seeds; labels on the left."""
-    n_seeds = len(before[0]) if before else 0
-    label_w, head_h = 240, 18
-    width = label_w + cell * n_seeds * 2 + 8
-    grid = Image.new("RGB", (width, head_h + cell * len(prompts)), "white")
-    draw = ImageDraw.Draw(grid)
-    draw.text((label_w + 4, 2), "before", fill="black")
-    draw.text((label_w + cell * n_seeds + 12, 2), "after", fill="black")
-    for r, (prompt, kind) in enumerate(zip(prompts, kinds, strict=True)):
-        y = head_h + r * cell
-        draw.text((4, y + cell // 2 - 12), f"[{kind}]", fill="red" if kind == "forget" else "green")
-        draw.text((4, y + cell // 2), (prompt or "<empty prompt>")[:38], fill="black")
-        for s in range(n_seeds):
-            grid.paste(before[r][s].resize((cell, cell), Image.Resampling.NEAREST), (label_w + s * cell, y))
-            right = label_w + (n_seeds + s) * cell + 8
-            grid.paste(after[r][s].resize((cell, cell), Image.Resampling.NEAREST), (right, y))
-    return grid
+def write_grid(
+    prompts: list[str], kinds: list[str], seeds: list[int], before: list[list[Image.Image]],
+    after: list[list[Image.Image]], out_path: Path,
+) -> Path:
+    """grid.png through the evaluation package's renderer (rows = prompts, base | erased × seeds)."""
+    from core.evaluation.grid import render_grid
+
+    def stack(images: list[list[Image.Image]]) -> np.ndarray:
+        return np.stack([np.asarray(img.convert("RGB")) for row in images for img in row])
+
+    render_grid(stack(before), stack(after), prompts, kinds, seeds).save(out_path)
+    return out_path
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -65,20 +65,36 @@ def hash_order(text: str) -> int:
 
 
 def testbed_evaluator(
-    targets: Sequence[str], *, seeds: Sequence[int] = (0, 1, 2, 3), steps: int = 20, classifier_dir: Path | None = None
+    targets: Sequence[str],
+    *,
+    testbed: Path | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    steps: int | None = None,
+    attacks: bool = False,
+    attack_budget: int = 30,
 ) -> Any:
-    """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate for the run's targets."""
-    from core import evaluation
+    """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate with the testbed's classifier.
+
+    The result is the evaluator's Metrics as JSON plus, per target, ua/ira/cra at the top level for quick reading.
+    """
+    from core.evaluation.metrics import evaluate
+    from core.testbed.loading import load_classifier
 
     kinds = {concept_kind(t) for t in targets}
     if len(kinds) != 1:
         raise ErasureInputError("the testbed evaluator scores one kind per run (all objects or all styles)")
     kind = kinds.pop()
+    classifier = load_classifier(testbed)
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
-        result = evaluation.evaluate(
-            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps, base_pipeline=base
-        )
-        return result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
+        metrics = evaluate(
+            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps, base_pipeline=base,
+            classifier=classifier, attacks=attacks, attack_budget=attack_budget,
+        ).model_dump(mode="json")
+        summary = {
+            t["forget"]: {k: t[k] for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success")}
+            for t in metrics["targets"]
+        }
+        return {"testbed": metrics, "summary": summary}
 
     return evaluator

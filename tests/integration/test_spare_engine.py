@@ -1,0 +1,185 @@
+"""The SPARE engine end to end on tiny random-weight SD1 / SD2 / SDXL pipelines built from configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.spare import (
+    ConceptSpec,
+    ErasureCancelled,
+    ErasureInputError,
+    ErasureSpec,
+    EsdConfig,
+    SpareConfig,
+    erase,
+)
+from core.spare.loading import load_pipeline
+from tests.tiny_pipelines import BUILDERS, tiny_sd1
+
+torch.set_num_threads(1)
+
+FAST = dict(sample_steps=3, max_forget_prompts=4, max_retain_prompts=4, saliency_batches=2, timestep_grid=4,
+            grid_seeds=1, batch_size=2)
+
+
+def _spec(method: str = "spare", targets: tuple[str, ...] = ("circle",)) -> ErasureSpec:
+    return ErasureSpec(concepts=[ConceptSpec(target=t) for t in targets], retain=["a square", "a star"], method=method)
+
+
+def _images(pipe: Any, prompts: list[str]) -> np.ndarray:
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(prompts, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="np").images
+
+
+def _state(unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in unet.state_dict().items()}
+
+
+@pytest.mark.parametrize("arch", ["sd1", "sd2", "sdxl"])
+def test_each_architecture_erases_and_round_trips(arch: str, tmp_path: Path) -> None:
+    """Outputs exist; stock load_lora_weights of adapter/ onto the base equals fused/; the caller's pipe is intact."""
+    pipe = BUILDERS[arch]()
+    base_dir = tmp_path / "base"
+    pipe.save_pretrained(base_dir)
+    before = _state(pipe.unet)
+    stages: list[str] = []
+    result = erase(pipe, _spec(), SpareConfig(steps=12, lr=2e-2, **FAST), out_dir=tmp_path / "out",
+                   progress=lambda s, f: stages.append(s))
+    assert list(dict.fromkeys(stages)) == ["samples", "saliency", "timesteps", "distill", "fuse", "evaluate", "write"]
+    for name in ("adapter/pytorch_lora_weights.safetensors", "fused/model_index.json", "report.json", "grid.png"):
+        assert name in result.files and result.files[name].is_file()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["architecture"] == arch
+    assert report["saliency"]["selected"] and report["timesteps"]["sampled_histogram"]
+    assert len(report["loss_curve"]["total"]) == 12
+    for name, meta in report["files"].items():
+        assert len(meta["sha256"]) == 64 and (tmp_path / "out" / name).stat().st_size == meta["bytes"]
+    assert report["sizes"]["adapter_fraction_of_unet"] < 0.01
+    # Caller's UNet restored exactly, no peft layers left behind.
+    after = _state(pipe.unet)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+    prompts = ["a photo of a circle", "a square"]
+    base = load_pipeline(base_dir)
+    base_imgs = _images(base, prompts)
+    base.load_lora_weights(tmp_path / "out" / "adapter")
+    adapted = _images(base, prompts)
+    fused = _images(load_pipeline(tmp_path / "out" / "fused"), prompts)
+    assert np.abs(adapted - fused).max() < 1e-4
+    assert np.abs(base_imgs - fused).max() > 1e-4  # the erasure changed something
+
+
+def test_same_seed_same_adapter_on_cpu(tmp_path: Path) -> None:
+    cfg = SpareConfig(steps=4, **FAST)
+    a = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "a")
+    b = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "b")
+    name = "adapter/pytorch_lora_weights.safetensors"
+    assert a.report["files"][name]["sha256"] == b.report["files"][name]["sha256"]
+    assert a.report["loss_curve"] == b.report["loss_curve"]
+
+
+def test_multi_concept_run_erases_both(tmp_path: Path) -> None:
+    result = erase(tiny_sd1(), _spec(targets=("circle", "triangle")),
+                   SpareConfig(steps=40, lr=2e-2, **FAST), out_dir=tmp_path / "out")
+    per = result.metrics["probe"]["forget_gap_closure_per_concept"]
+    assert set(per) == {"circle", "triangle"}
+    assert per["circle"] > 0.3 and per["triangle"] > 0.3, per
+    assert set(result.report["prompts"]["forget"]) == {"circle", "triangle"}
+
+
+def test_cancellation_stops_within_one_step(tmp_path: Path) -> None:
+    pipe = tiny_sd1()
+    before = _state(pipe.unet)
+    distill_ticks: list[float] = []
+    flag = {"stop": False}
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "distill" and fraction > 0:
+            distill_ticks.append(fraction)
+            flag["stop"] = len(distill_ticks) >= 3  # ask to stop after the third step
+
+    with pytest.raises(ErasureCancelled):
+        erase(pipe, _spec(), SpareConfig(steps=50, **FAST), out_dir=tmp_path / "out", progress=progress,
+              should_stop=lambda: flag["stop"])
+    assert len(distill_ticks) == 3  # no step ran after the stop was requested
+    after = _state(pipe.unet)
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_bad_inputs_rejected_before_any_compute(tmp_path: Path) -> None:
+    from diffusers import UNet2DConditionModel
+
+    stages: list[str] = []
+    pipe = tiny_sd1()
+    with pytest.raises(ErasureInputError, match="method"):
+        erase(pipe, _spec("esd"), SpareConfig(), out_dir=tmp_path / "a", progress=lambda s, f: stages.append(s))
+    img = ConceptSpec(target="circle", example_images=[tmp_path / "nope.png"])
+    with pytest.raises(ErasureInputError, match="does not exist"):
+        erase(pipe, ErasureSpec(concepts=[img]), out_dir=tmp_path / "b", progress=lambda s, f: stages.append(s))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x").write_text("occupied")
+    with pytest.raises(ErasureInputError, match="not empty"):
+        erase(pipe, _spec(), out_dir=tmp_path / "c", progress=lambda s, f: stages.append(s))
+    # A UNet without cross-attention has nothing in the default (text pathway) saliency pool.
+    pipe.unet = UNet2DConditionModel(
+        sample_size=16, block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8, cross_attention_dim=32,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), mid_block_type=None,
+    )
+    with pytest.raises(ErasureInputError, match="saliency pool"):
+        erase(pipe, _spec(), out_dir=tmp_path / "d", progress=lambda s, f: stages.append(s))
+    with pytest.raises(ErasureInputError, match="UNet2DConditionModel"):
+        erase(object(), _spec(), out_dir=tmp_path / "e")
+    assert stages == [] and not (tmp_path / "a").exists()
+
+
+def test_no_module_above_threshold(tmp_path: Path) -> None:
+    with pytest.raises(ErasureInputError, match="no module above threshold"):
+        erase(tiny_sd1(), _spec(), SpareConfig(steps=2, min_module_share=0.99, **FAST), out_dir=tmp_path / "o")
+
+
+def test_weight_mask_is_merged_into_fused(tmp_path: Path) -> None:
+    pipe = tiny_sd1()
+    base = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    result = erase(pipe, _spec(), SpareConfig(steps=6, lr=2e-2, weight_mask_top_q=0.1, **FAST),
+                   out_dir=tmp_path / "out")
+    fused = load_pipeline(tmp_path / "out" / "fused").unet.state_dict()
+    modules = result.report["adapter"]["target_modules"]
+    assert modules and result.report["adapter"]["weight_mask"]
+    for m in modules:
+        changed = (fused[f"{m}.weight"] != base[f"{m}.weight"]).float().mean()
+        assert 0 < float(changed) <= 0.11, (m, float(changed))
+    untouched = [k for k in base if not any(k.startswith(m) for m in modules)]
+    assert all(torch.equal(fused[k], base[k]) for k in untouched)
+
+
+def test_example_images_are_used(tmp_path: Path) -> None:
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"ex{i}.png"
+        Image.fromarray(np.full((40, 40, 3), 60 * i, dtype=np.uint8)).save(p)
+        paths.append(p)
+    spec = ErasureSpec(concepts=[ConceptSpec(target="circle", example_images=paths)], retain=["a square"])
+    result = erase(tiny_sd1(), spec, SpareConfig(steps=3, **FAST), out_dir=tmp_path / "out")
+    assert result.report["prompts"]["example_images"] == 3
+    assert result.report["prompts"]["forget_samples"] == 3
+
+
+def test_esd_baseline_writes_full_weights_only(tmp_path: Path) -> None:
+    pipe = tiny_sd1()
+    base = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    result = erase(pipe, _spec("esd"), EsdConfig(steps=3, sample_steps=3, max_forget_prompts=3, max_retain_prompts=3,
+                                                grid_seeds=1, batch_size=1), out_dir=tmp_path / "out")
+    assert "adapter/pytorch_lora_weights.safetensors" not in result.files
+    assert result.report["adapter"] is None and result.report["method"] == "esd"
+    fused = load_pipeline(tmp_path / "out" / "fused").unet.state_dict()
+    changed = {k for k in base if not torch.equal(fused[k], base[k])}
+    assert changed and all(".attn2." in k for k in changed)
+    assert all(torch.equal(v, base[k]) for k, v in pipe.unet.state_dict().items())
