@@ -1,0 +1,168 @@
+"""A full request lifecycle yields a verifiable audit chain and a signed certificate; tampering is detected.
+
+Drives the real services: HTTP submit → HTTP approve (four eyes) → the worker's job functions
+(core.erasure.jobs.lease / complete, which issue the certificate) → HTTP reads and downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from core.certificates import CertificateRefused, issue
+from core.certificates.service import body_digest
+from core.cli.app import app as cli
+from core.config import get_settings
+from core.db import unit_of_work
+from core.erasure import jobs
+from core.erasure.models import ErasureRequest, Job
+from core.erasure.states import JobState
+from core.storage import artifact_key, get_store
+from tests.api_support import ApiEnv, api, erasure_body  # noqa: F401
+
+VERIFIED = {
+    "ua": 0.97, "ira": 0.93, "cra": 0.95, "base_ira": 0.95, "base_cra": 0.96,
+    "verification": {"ua": {"value": 0.97, "min": 0.9, "passed": True},
+                     "ira_retention": {"value": 0.98, "min": 0.9, "passed": True}},
+}
+
+
+def _run_job(env: ApiEnv, request_id: str) -> tuple[Job, dict[str, bytes]]:
+    """What a worker does: lease the job, store outputs, complete in one transaction."""
+    with unit_of_work(env.engine) as s:
+        job = s.scalars(sa.select(Job).where(Job.request_id == uuid.UUID(request_id))).one()
+        held = jobs.lease(s, job.id, "test-worker", 60)
+        assert held is not None
+    outputs = {"adapter/pytorch_lora_weights.safetensors": b"adapter-bytes" * 100,
+               "fused/unet/diffusion_pytorch_model.safetensors": b"fused-bytes" * 300}
+    store = get_store(env.settings)
+    stored = []
+    for name, data in outputs.items():
+        key = artifact_key(held.tenant_id, held.request_id, held.job_id, held.attempt, name)
+        obj = store.put(key, data)
+        stored.append(jobs.StoredArtifact(name=name, key=key, size=obj.size, sha256=obj.sha256))
+    with unit_of_work(env.engine) as s:
+        assert jobs.complete(s, held, artifacts=stored, metrics=VERIFIED) == JobState.succeeded
+    with unit_of_work(env.engine) as s:
+        return s.get(Job, held.job_id), outputs  # type: ignore[return-value]
+
+
+def _cli(env: ApiEnv, *args: str) -> tuple[int, str]:
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, list(args), env={"LETHE_DATABASE_URL": env.settings.database_url,
+                                                       "LETHE_DATA_DIR": str(env.settings.data_dir)})
+    get_settings.cache_clear()
+    return result.exit_code, result.output
+
+
+def test_lifecycle_chain_certificate_and_tamper(api: ApiEnv, tmp_path: Path) -> None:  # noqa: F811
+    c = api.client
+    submitter = api.auth("acme", "erasures:write,erasures:read,audit:read", require_approval=True)
+    approver = api.auth("acme", "erasures:approve", name="approver")
+    rid = c.post("/v1/erasures", json=erasure_body(api.ready_model()), headers=submitter).json()["id"]
+    assert c.get(f"/v1/erasures/{rid}/certificate", headers=submitter).status_code == 404
+    assert c.post(f"/v1/erasures/{rid}/approve", headers=approver).status_code == 200
+    job, outputs = _run_job(api, rid)
+    assert job.state == JobState.succeeded and job.attempt == 1
+
+    got = c.get(f"/v1/erasures/{rid}", headers=submitter).json()
+    assert got["status"] == "succeeded" and got["progress"] == 1.0 and got["attempts"] == 1
+    assert got["certificate_available"] is True
+    assert {a["name"] for a in got["artifacts"]} == set(outputs)
+    for art in got["artifacts"]:  # signed links into this API (file:// store), sha256 checked on the way
+        r = c.get(art["url"])
+        assert r.status_code == 200 and r.content == outputs[art["name"]]
+        assert hashlib.sha256(r.content).hexdigest() == art["sha256"] == r.headers["x-checksum-sha256"]
+    assert c.get(got["artifacts"][0]["url"] + "x").status_code == 403  # tampered link
+
+    # The certificate: signed, covers the request and artifacts, points into the audit chain.
+    doc = c.get(f"/v1/erasures/{rid}/certificate", headers=submitter).json()
+    cert = doc["certificate"]
+    assert cert["request"]["id"] == rid and cert["request"]["approved_by"]
+    assert cert["model"]["fingerprint_before"] == "ab" * 32
+    assert {a["name"]: a["sha256"] for a in cert["artifacts"]} == {
+        n: hashlib.sha256(d).hexdigest() for n, d in outputs.items()}
+    assert cert["verification"]["ua"]["passed"] is True
+    event = c.get(f"/v1/audit/events?action=certificate.issued&subject=erasure:{rid}", headers=submitter).json()
+    assert event["items"][0]["seq"] == cert["audit"]["seq"] and event["items"][0]["hash"] == cert["audit"]["hash"]
+    assert event["items"][0]["payload"]["digest"] == body_digest(cert)
+
+    # Offline verification with the published key; a forged copy fails.
+    pem = c.get("/v1/certificates/public-key").json()["public_key_pem"]
+    (tmp_path / "key.pem").write_text(pem)
+    (tmp_path / "cert.json").write_text(json.dumps(doc))
+    key_file, cert_file = str(tmp_path / "key.pem"), str(tmp_path / "cert.json")
+    code, out = _cli(api, "certificate", "verify", cert_file, "--public-key", key_file)
+    assert code == 0 and out.startswith("valid"), out
+    forged = json.loads(json.dumps(doc))
+    forged["certificate"]["metrics"]["ua"] = 0.2
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    code, out = _cli(api, "certificate", "verify", str(tmp_path / "forged.json"))
+    assert code == 1 and "altered" in out
+
+    # The chain covers the whole lifecycle and verifies.
+    actions = [e["action"] for e in c.get("/v1/audit/events?limit=100", headers=submitter).json()["items"]]
+    for expected in ("tenant.created", "api_key.created", "model.registered", "model.validated", "erasure.submitted",
+                     "erasure.approved", "job.attempt_started", "artifact.stored", "job.attempt_finished",
+                     "certificate.issued", "erasure.succeeded", "artifact.link_issued"):
+        assert expected in actions, expected
+    report = c.get("/v1/audit/verify", headers=submitter).json()
+    assert report["ok"] is True and report["checked"] == len(actions) and report["first_broken_seq"] is None
+    assert _cli(api, "audit", "verify")[0] == 0
+
+    # UPDATE is refused by the trigger...
+    victim = actions.index("erasure.approved") + 1
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), api.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_events SET actor = 'mallory' WHERE seq = :s"), {"s": victim})
+    # ...so a superuser disables it to rewrite history: the verifier names the altered row.
+    with api.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change"))
+        conn.execute(sa.text("UPDATE audit_events SET actor = 'mallory' WHERE seq = :s"), {"s": victim})
+        conn.execute(sa.text("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change"))
+    report = c.get("/v1/audit/verify", headers=submitter).json()
+    assert report == {"ok": False, "checked": victim - 1, "first_broken_seq": victim}
+    code, out = _cli(api, "audit", "verify", "--json")
+    assert code == 1 and json.loads(out)["first_broken_seq"] == victim
+
+
+def test_deleted_row_is_detected(api: ApiEnv) -> None:  # noqa: F811
+    h = api.auth()
+    for _ in range(3):
+        api.client.post("/v1/erasures", json=erasure_body(api.ready_model()), headers=h)
+    with api.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change"))
+        conn.execute(sa.text("DELETE FROM audit_events WHERE seq = 4"))
+        conn.execute(sa.text("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_change"))
+    assert api.client.get("/v1/audit/verify", headers=h).json()["first_broken_seq"] == 4
+
+
+def test_no_certificate_for_failed_or_unverified(api: ApiEnv) -> None:  # noqa: F811
+    h = api.auth()
+    rid = api.client.post("/v1/erasures", json=erasure_body(api.ready_model()), headers=h).json()["id"]
+    with unit_of_work(api.engine) as s:
+        job = s.scalars(sa.select(Job).where(Job.request_id == uuid.UUID(rid))).one()
+        held = jobs.lease(s, job.id, "w", 60)
+        assert held is not None
+    with unit_of_work(api.engine) as s:
+        jobs.fail(s, held, "engine exploded", retryable=False)
+    with unit_of_work(api.engine) as s:
+        request = s.get(ErasureRequest, uuid.UUID(rid))
+        job = s.get(Job, held.job_id)
+        assert request is not None and job is not None and request.status.value == "failed"
+        with pytest.raises(CertificateRefused):
+            issue(s, request, job, [], settings=api.settings)
+        # Even a request marked succeeded is refused without passed verification checks.
+        request.status = "succeeded"  # type: ignore[assignment]
+        job.state = JobState.succeeded
+        request.metrics = {"ua": 0.2, "verification": {"ua": {"value": 0.2, "min": 0.9, "passed": False}}}
+        with pytest.raises(CertificateRefused, match="verification"):
+            issue(s, request, job, [], settings=api.settings)
+        s.rollback()
+    r = api.client.get(f"/v1/erasures/{rid}/certificate", headers=h)
+    assert r.status_code == 404 and r.json()["type"] == "https://lethe.dev/problems/certificate-not-issued"
