@@ -1,0 +1,81 @@
+"""`lethe erase`: a real run on a tiny SD1 folder, and readable errors (no tracebacks) for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from core.cli.app import app
+from tests.tiny_pipelines import save_tiny
+
+torch.set_num_threads(1)
+runner = CliRunner()
+FAST = json.dumps({"sample_steps": 2, "max_forget_prompts": 3, "max_retain_prompts": 3, "saliency_batches": 1,
+                   "timestep_grid": 3, "grid_seeds": 1, "batch_size": 2})
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny("sd1", tmp_path_factory.mktemp("tiny") / "sd1")
+
+
+def test_erase_cli_writes_outputs(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["erase", "--model", str(tiny_dir), "--concept", "circle", "--surrogate", "square",
+                              "--forget-prompt", "a circle on a table", "--retain", "a star", "--steps", "3",
+                              "--device", "cpu", "--seed", "5", "--params", FAST, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "wrote" in res.output and "forget gap closure" in res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["steps"] == 3 and report["config"]["seed"] == 5
+    assert report["inputs"]["concepts"][0]["surrogate"] == "square"
+    assert "a circle on a table" in report["prompts"]["forget"]["circle"]
+    assert "a star" in report["prompts"]["retain"]
+    assert (out / "adapter" / "pytorch_lora_weights.safetensors").is_file() and (out / "grid.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concept", "circle", "--method", "magic"], "--method must be spare or esd"),
+        (["--concept", "circle", "--steps", "0"], "steps"),
+        (["--concept", "  "], "empty"),
+        (["--concept", "circle", "--surrogate", "CIRCLE"], "surrogate equals the target"),
+        (["--concept", "circle", "--kind", "animal"], "--kind must be"),
+        (["--concept", "circle", "--device", "tpu"], "--device must be"),
+        (["--concept", "circle", "--params", "{bad"], "--params is not JSON"),
+        (["--concept", "circle", "--params", '{"rank": 0}'], "rank"),
+        (["--concept", "a", "--concept", "b", "--surrogate", "x", "--surrogate", "y", "--surrogate", "z"],
+         "one per --concept"),
+    ],
+)
+def test_erase_cli_rejects_bad_input(tiny_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    res = runner.invoke(app, ["erase", "--model", str(tiny_dir), *args, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_erase_cli_rejects_unknown_model_layout(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    res = runner.invoke(app, ["erase", "--model", str(tmp_path / "m"), "--concept", "x", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "not a diffusers pipeline" in res.output and "Traceback" not in res.output
+
+
+def test_erase_cli_rejects_occupied_output(tiny_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "keep.txt").write_text("x")
+    res = runner.invoke(app, ["erase", "--model", str(tiny_dir), "--concept", "x", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "not empty" in res.output
+
+
+def test_erase_help() -> None:
+    res = runner.invoke(app, ["erase", "--help"])
+    assert res.exit_code == 0
+    for flag in ("--model", "--concept", "--surrogate", "--kind", "--forget-prompt", "--retain", "--method",
+                 "--steps", "--device", "--seed", "--out"):
+        assert flag in res.output
