@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where workers run erasures: auto picks cuda when available."
     )
+    torch_threads: int = Field(
+        default=0, ge=0, description="CPU threads torch may use in a worker (0 = torch's default: all cores)."
+    )
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -4,12 +4,15 @@ Add one import line per new domain.
 """
 
 import core.audit.models
+import core.batches.models
 import core.erasure.models
 import core.idempotency.models
 import core.outbox.models
 import core.registry.models
+import core.schedules.models
 import core.tenancy.models
-import core.uploads.models  # noqa: F401
+import core.uploads.models
+import core.webhooks.models  # noqa: F401
 from core.db import Base
 
 __all__ = ["Base"]

@@ -1,0 +1,291 @@
+"""Run one job attempt end to end: lease → resolve and load the model (cached) → engine → verify → upload →
+complete in one transaction. Called by the Celery task and by the embedded runner alike.
+
+Failures are sorted into: cancelled (stop, remove partial uploads), stale (another attempt owns the job:
+write nothing), bad input (fail at once with the reason) and everything else (retry with backoff until
+max attempts; then fail with the reason).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from core.config import Settings, get_settings
+from core.db import unit_of_work
+from core.erasure import jobs
+from core.erasure.lease_keeper import LeaseKeeper
+from core.erasure.models import ErasureRequest
+from core.erasure.states import JobKind, JobState
+from core.erasure.transient import retry_db
+from core.erasure.verification import verify
+from core.errors import LetheError, StaleAttempt, ValidationFailed
+from core.logging import bind_context, get_logger
+from core.registry.cache import process_cache
+from core.registry.local_copy import local_model_dir
+from core.registry.models import RegisteredModel
+from core.spare.errors import ErasureCancelled, ErasureInputError
+from core.storage import artifact_key, attempt_prefix, get_store
+from core.storage.base import ObjectStore
+
+log = get_logger(__name__)
+EraseFn = Callable[..., Any]
+
+
+class VerificationFailed(LetheError):
+    kind = "verification-failed"
+    title = "Erasure did not pass verification"
+
+
+# Errors that another attempt cannot fix: the job fails at once with the message.
+PERMANENT: tuple[type[BaseException], ...] = (
+    ErasureInputError, ValidationFailed, VerificationFailed, pydantic.ValidationError,
+)
+
+
+@dataclass(frozen=True)
+class JobInput:
+    tenant_id: uuid.UUID
+    request_id: uuid.UUID | None
+    source_uri: str
+    fingerprint: str | None
+    concepts: list[dict[str, Any]]
+    retain: list[str]
+    method: str
+    params: dict[str, Any]
+
+
+def default_erase() -> EraseFn:
+    from core.spare import erase
+
+    return erase
+
+
+def execute(job_id: uuid.UUID | str, *, worker_id: str, settings: Settings | None = None,
+            erase_fn: EraseFn | None = None) -> str:
+    """Lease and run one attempt of `job_id`. Returns the outcome: succeeded, failed, queued (retry later),
+    cancelled, stale or skipped (nothing to do: not queued, not due, or another worker has it)."""
+    settings = settings or get_settings()
+    job_id = uuid.UUID(str(job_id))
+
+    def take() -> jobs.Lease | None:
+        with unit_of_work() as session:
+            return jobs.lease(session, job_id, worker_id, settings.job_lease_seconds)
+
+    held = retry_db(take, what="lease")
+    if held is None:
+        return "skipped"
+    return run_leased(held, settings, erase_fn=erase_fn)
+
+
+def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None = None) -> str:
+    store = get_store(settings)
+    keeper = LeaseKeeper(held, settings).start()
+    work = settings.data_dir / "work" / f"{held.job_id}-attempt-{held.attempt}"
+    uploaded: list[str] = []
+    with bind_context(job_id=str(held.job_id), attempt=held.attempt, worker=held.worker_id):
+        log.info("attempt started", kind=held.kind.value)
+        try:
+            if held.kind == JobKind.validate_model:
+                from core.registry.validation import run_validation
+
+                outcome = run_validation(held, settings, keeper)
+            else:
+                outcome = _erase(held, settings, keeper, store, work, uploaded, erase_fn or default_erase())
+        except ErasureCancelled:
+            keeper.stop()
+            _remove(store, uploaded)
+            if keeper.lost:
+                return "stale"
+            outcome = finish_attempt(lambda s: (jobs.cancel(s, held), JobState.cancelled)[1])
+            log.info("attempt cancelled; partial artifacts removed", removed=len(uploaded))
+        except StaleAttempt:
+            keeper.stop()
+            _remove(store, uploaded)
+            log.warning("attempt is stale; its results were discarded")
+            return "stale"
+        except Exception as exc:
+            keeper.stop()
+            _remove(store, uploaded)
+            permanent = isinstance(exc, PERMANENT)
+            reason = _reason(exc)
+            log.warning("attempt failed", reason=reason, retryable=not permanent)
+            if not permanent:
+                log.debug("traceback", exc_info=True)
+            outcome = finish_attempt(lambda s: jobs.fail(s, held, reason, retryable=not permanent,
+                                                  backoff_base=settings.job_retry_backoff_seconds))
+        finally:
+            keeper.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        log.info("attempt finished", outcome=outcome)
+        return outcome
+
+
+def finish_attempt(write: Callable[[Any], JobState | str]) -> str:
+    def step() -> str:
+        with unit_of_work() as session:
+            result = write(session)
+        return result.value if isinstance(result, JobState) else str(result)
+
+    try:
+        return retry_db(step, what="finish")
+    except StaleAttempt:
+        return "stale"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"invalid erasure parameters: {where}: {first.get('msg')}"
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, LetheError | ErasureInputError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def _remove(store: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            store.delete(key)
+        except Exception:  # the store may be what failed; orphans under a dead attempt's prefix are harmless
+            log.warning("could not remove partial artifact", key=key)
+    keys.clear()
+
+
+def load_input(held: jobs.Lease) -> JobInput:
+    with unit_of_work() as session:
+        model = session.get(RegisteredModel, held.model_id)
+        if model is None:
+            raise ValidationFailed(f"model {held.model_id} no longer exists")
+        request = session.get(ErasureRequest, held.request_id) if held.request_id else None
+        if request is None:
+            raise ValidationFailed(f"job {held.job_id} has no erasure request")
+        return JobInput(
+            tenant_id=held.tenant_id, request_id=held.request_id, source_uri=model.source_uri,
+            fingerprint=model.fingerprint, concepts=list(request.concepts), retain=list(request.retain or []),
+            method=request.method, params=dict(request.params or {}),
+        )
+
+
+def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
+    from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+
+    concepts = []
+    for concept in data.concepts:
+        fields = {k: v for k, v in concept.items() if k in ConceptSpec.model_fields}
+        fields["example_images"] = [images[str(i)] for i in concept.get("example_images") or []]
+        concepts.append(ConceptSpec(**fields))
+    spec = ErasureSpec(concepts=concepts, retain=data.retain, method=data.method)  # type: ignore[arg-type]
+    config_cls = SpareConfig if data.method == "spare" else EsdConfig
+    return spec, config_cls(**data.params)
+
+
+def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[str, Path]:
+    ids = {str(i) for c in data.concepts for i in (c.get("example_images") or [])}
+    if not ids:
+        return {}
+    from core.uploads import repository as uploads
+
+    out: dict[str, Path] = {}
+    with unit_of_work() as session:
+        rows = uploads.get_many(session, data.tenant_id, [uuid.UUID(i) for i in ids])
+        found = {str(u.id): (u.key, u.sha256) for u in rows.values()}
+    for upload_id in sorted(ids):
+        if upload_id not in found:
+            raise ValidationFailed(f"example image {upload_id} is not an upload of this tenant")
+        key, sha = found[upload_id]
+        out[upload_id] = store.download(key, dest / f"{upload_id}{Path(key).suffix}", expected_sha256=sha)
+    return out
+
+
+def _evaluator_for(model_dir: Path) -> Any:
+    """The testbed's classifier evaluator when the model is the testbed (UA/IRA/CRA in the report)."""
+    try:
+        from core.testbed.loading import is_testbed
+
+        if not is_testbed(model_dir):
+            return None
+        from core.evaluation import testbed_evaluator  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return None
+    return testbed_evaluator()
+
+
+def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
+           uploaded: list[str], erase_fn: EraseFn) -> str:
+    from core.spare.loading import load_pipeline
+
+    keeper.progress("prepare", 0.0)
+    _cpu_settings(settings)
+    data = load_input(held)
+    model_dir = local_model_dir(data.source_uri, settings)
+    keeper.check()
+    images = _download_examples(data, store, work / "examples")
+    spec, config = build_spec(data, images)
+    if "device" not in data.params:
+        config = config.model_copy(update={"device": settings.device})
+    cache = process_cache(settings.model_cache_size)
+    cache_key = data.fingerprint or f"path:{model_dir}"
+    pipeline = cache.get(cache_key, lambda: load_pipeline(model_dir, config.device))
+    keeper.progress("prepare", 1.0)
+    keeper.check()
+    try:
+        result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
+                          should_stop=keeper.should_stop, evaluator=_evaluator_for(model_dir))
+    except (ErasureCancelled, ErasureInputError):
+        raise
+    except BaseException:
+        cache.discard(cache_key)  # the engine died mid-run: do not trust the pipeline's weights any more
+        raise
+    keeper.check()
+    verdict = verify(result.metrics, settings)
+    if not verdict.ok:
+        raise VerificationFailed(verdict.reason)
+    metrics = {**result.metrics, "verification": verdict.checks}
+    artifacts: list[jobs.StoredArtifact] = []
+    files = sorted(result.files.items())
+    for i, (name, path) in enumerate(files):
+        keeper.check()
+        key = artifact_key(held.tenant_id, held.request_id, held.job_id, held.attempt, name)
+        uploaded.append(key)
+        stored = store.put(key, Path(path))
+        artifacts.append(jobs.StoredArtifact(name=name, key=key, size=stored.size, sha256=stored.sha256))
+        keeper.progress("upload", (i + 1) / max(len(files), 1))
+    keeper.stop()
+    if keeper.lost:
+        raise StaleAttempt(f"job {held.job_id} attempt {held.attempt} lost its lease")
+
+    def write(session: Any) -> JobState:
+        return jobs.complete(session, held, artifacts=artifacts, metrics=metrics)
+
+    outcome = finish_attempt(write)
+    if outcome == JobState.succeeded.value:
+        uploaded.clear()  # referenced now; must not be removed
+        _remove_other_attempts(store, held)
+    elif outcome in (JobState.cancelled.value, "stale"):
+        _remove(store, uploaded)
+    return outcome
+
+
+def _cpu_settings(settings: Settings) -> None:
+    import torch
+
+    torch.set_flush_denormal(True)  # denormals slow CPU training 10-15x (field notes)
+    if settings.torch_threads and torch.get_num_threads() != settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+
+
+def _remove_other_attempts(store: ObjectStore, held: jobs.Lease) -> None:
+    """Earlier attempts' uploads (a worker died after uploading) are never referenced: drop them."""
+    for attempt in range(1, held.attempt):
+        try:
+            store.delete_prefix(attempt_prefix(held.tenant_id, held.request_id, held.job_id, attempt))
+        except Exception:
+            log.warning("could not remove an earlier attempt's objects", attempt=attempt)

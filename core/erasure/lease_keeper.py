@@ -1,0 +1,91 @@
+"""Keeps a running attempt's lease alive and reports its progress, from a background thread.
+
+The engine calls `progress(stage, fraction)` as often as it likes; the keeper writes the latest value to the
+job row at most every `job_progress_interval_seconds`, extending the lease with each write. A heartbeat
+also reads `cancel_requested`, so `should_stop()` answers without touching the database. If the row says
+another attempt owns the job (fencing), `lost` is set and the engine is told to stop.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from core.config import Settings
+from core.db import unit_of_work
+from core.erasure import jobs
+from core.erasure.transient import is_db_outage
+from core.errors import StaleAttempt
+from core.logging import get_logger
+from core.spare.errors import ErasureCancelled
+
+log = get_logger(__name__)
+
+
+class LeaseKeeper:
+    def __init__(self, held: jobs.Lease, settings: Settings) -> None:
+        self.held = held
+        self.lease_seconds = settings.job_lease_seconds
+        self.interval = max(0.2, min(settings.job_progress_interval_seconds, self.lease_seconds / 3))
+        self.cancel_requested = False
+        self.lost = False
+        self._stage: str | None = None
+        self._fraction: float | None = None
+        self._dirty = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{held.job_id}", daemon=True)
+
+    def start(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    def progress(self, stage: str, fraction: float) -> None:
+        with self._lock:
+            self._stage, self._fraction, self._dirty = stage, fraction, True
+
+    def should_stop(self) -> bool:
+        return self.cancel_requested or self.lost
+
+    def check(self) -> None:
+        """Between steps outside the engine: stop here if the job was cancelled or the lease was lost."""
+        if self.lost:
+            raise StaleAttempt(f"job {self.held.job_id} attempt {self.held.attempt} lost its lease")
+        if self.cancel_requested:
+            raise ErasureCancelled("cancelled on request")
+
+    def beat(self) -> None:
+        with self._lock:
+            stage, fraction, dirty = self._stage, self._fraction, self._dirty
+            self._dirty = False
+        try:
+            with unit_of_work() as session:
+                result = jobs.heartbeat(
+                    session, self.held, self.lease_seconds,
+                    stage=stage if dirty else None, progress=fraction if dirty else None,
+                )
+            if result.cancel_requested and not self.cancel_requested:
+                log.info("cancellation requested", job_id=str(self.held.job_id))
+            self.cancel_requested = result.cancel_requested
+        except StaleAttempt:
+            log.warning("lease lost to another attempt; stopping", job_id=str(self.held.job_id),
+                        attempt=self.held.attempt)
+            self.lost = True
+        except Exception as exc:
+            # Database away: keep working; if it stays away past the lease, the next beat finds us stale.
+            if not is_db_outage(exc):
+                log.exception("heartbeat failed", job_id=str(self.held.job_id))
+            else:
+                log.warning("heartbeat skipped: database unavailable", job_id=str(self.held.job_id))
+            with self._lock:
+                self._dirty = self._dirty or dirty
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+            if self.lost:
+                return

@@ -1,0 +1,85 @@
+"""The outbox relay: publishes committed, unsent outbox rows through a Publisher, then marks them sent.
+
+Publishing happens before the row is marked (inside the same transaction), so a crash in between repeats a
+publication — at-least-once. That is safe: a job doorbell leases under a fencing token, a webhook event
+fans out into deliveries keyed by (endpoint, event id).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.erasure.models import Job
+from core.logging import get_logger
+from core.outbox.models import OutboxMessage
+from core.outbox.service import JOB_ENQUEUE, WEBHOOK_EVENT
+from core.timeutil import utcnow
+
+log = get_logger(__name__)
+
+
+class Publisher(Protocol):
+    """How the relay reaches workers: Celery in production, the embedded runner's wake-up otherwise."""
+
+    def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None: ...
+
+    def deliver_webhook(self, delivery_id: uuid.UUID) -> None: ...
+
+    def queue_depth(self) -> int | None:
+        """Doorbells waiting in the broker (None when it cannot tell)."""
+        ...
+
+
+def pending(session: Session, limit: int) -> list[OutboxMessage]:
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.published_at.is_(None))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+def relay(session: Session, publisher: Publisher, *, limit: int = 200) -> int:
+    """Publish up to `limit` unsent rows; returns how many were published. Never commits."""
+    sent = 0
+    for message in pending(session, limit):
+        try:
+            if message.topic == JOB_ENQUEUE:
+                ring_job(session, publisher, uuid.UUID(message.payload["job_id"]), message.payload.get("kind", ""))
+            elif message.topic == WEBHOOK_EVENT:
+                from core.webhooks.service import fan_out
+
+                for delivery_id in fan_out(session, message.payload):
+                    publisher.deliver_webhook(delivery_id)
+            else:
+                log.warning("unknown outbox topic; dropping", topic=message.topic, id=message.id)
+        except Exception as exc:
+            # Broker down: leave the row for the next sweep; one bad row must not block the rest.
+            message.attempts += 1
+            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            log.warning("outbox publish failed", topic=message.topic, id=message.id, error=message.last_error)
+            if _broker_down(exc):
+                break
+            continue
+        message.published_at = utcnow()
+        sent += 1
+    return sent
+
+
+def ring_job(session: Session, publisher: Publisher, job_id: uuid.UUID, kind: str) -> None:
+    """Publish a doorbell for a job and remember when (the sweeper republishes stale ones)."""
+    publisher.enqueue_job(job_id, kind)
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.enqueued_at = utcnow()
+
+
+def _broker_down(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionError | OSError | TimeoutError) or "Connection" in type(exc).__name__

@@ -1,0 +1,60 @@
+"""Model validation jobs: recognize the registered folder (SD 1.x / 2.x / XL), fingerprint its weights and
+mark the model `ready` (architecture, fingerprint) or `invalid` (reason) — audited, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.audit.service import append
+from core.config import Settings
+from core.db import unit_of_work
+from core.erasure import jobs
+from core.erasure.lease_keeper import LeaseKeeper
+from core.erasure.states import JobState
+from core.registry.local_copy import local_model_dir
+from core.registry.models import ModelStatus, RegisteredModel
+from core.spare.errors import UnsupportedModelError
+from core.timeutil import utcnow
+
+
+def run_validation(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper) -> str:
+    from core.spare.loading import detect_architecture, fingerprint
+
+    with unit_of_work() as session:
+        model = session.get(RegisteredModel, held.model_id)
+        if model is None:
+            raise UnsupportedModelError(f"model {held.model_id} no longer exists")
+        source = model.source_uri
+    keeper.progress("validate", 0.0)
+    architecture = digest = reason = None
+    try:
+        model_dir = local_model_dir(source, settings)
+        keeper.check()
+        architecture = detect_architecture(model_dir)
+        keeper.progress("validate", 0.3)
+        digest = fingerprint(model_dir)
+    except UnsupportedModelError as exc:
+        reason = str(exc)
+    keeper.check()
+    keeper.stop()
+
+    def write(session: Any) -> str:
+        model = session.get(RegisteredModel, held.model_id)
+        state = jobs.complete(session, held, artifacts=[], metrics=None)
+        if state != JobState.succeeded:
+            return state.value
+        model.status = ModelStatus.ready if reason is None else ModelStatus.invalid
+        model.status_reason = reason
+        model.architecture = architecture if reason is None else None
+        model.fingerprint = digest if reason is None else None
+        model.validated_at = utcnow()
+        payload = {"status": model.status.value, "architecture": model.architecture, "fingerprint": model.fingerprint,
+                   "reason": reason}
+        append(session, action="model.validated", subject=f"model:{model.id}", actor=held.actor,
+               tenant_id=model.tenant_id, payload=payload)
+        jobs.webhook_event(session, "model.validated", model.tenant_id, {"model_id": str(model.id), **payload})
+        return state.value
+
+    from core.erasure.execution import finish_attempt
+
+    return finish_attempt(write)

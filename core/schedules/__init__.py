@@ -1,0 +1,1 @@
+"""Cron schedules that submit erasure batches; exactly one run per slot."""

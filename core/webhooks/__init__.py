@@ -1,0 +1,1 @@
+"""Per-tenant webhook endpoints and signed, retried deliveries (Standard Webhooks)."""

@@ -1,0 +1,218 @@
+"""Helpers for the worker-side tests: a migrated database, seeded tenants/models/requests, process control."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.config import get_settings
+from core.db import dispose_engines, unit_of_work
+from core.erasure.jobs import create_job
+from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.states import JobKind, RequestStatus
+from core.migrate import upgrade
+from core.registry.models import ModelStatus, RegisteredModel
+from core.tenancy.models import Tenant
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A real but quick SPARE run on a tiny pipeline (seconds on CPU).
+FAST_PARAMS: dict[str, Any] = {
+    "steps": 3, "sample_steps": 2, "max_forget_prompts": 2, "max_retain_prompts": 2, "grid_seeds": 1,
+}
+
+
+def use_database(monkeypatch: pytest.MonkeyPatch, url: str, **env: str) -> None:
+    """Point this process's settings at `url` (migrated to head) plus any LETHE_* overrides."""
+    monkeypatch.setenv("LETHE_DATABASE_URL", url)
+    monkeypatch.setenv("LETHE_TORCH_THREADS", "1")  # 2 shared cores: oversubscribed torch runs ~15x slower
+    for key, value in env.items():
+        monkeypatch.setenv(f"LETHE_{key.upper()}", value)
+    get_settings.cache_clear()
+    dispose_engines()
+    upgrade(url)
+
+
+def tiny_model_dir(root: Path) -> Path:
+    from tests.tiny_pipelines import save_tiny
+
+    path = root / "tiny-sd1"
+    if not (path / "model_index.json").is_file():
+        save_tiny("sd1", path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_model_dir(tmp_path_factory.mktemp("models"))
+
+
+def seed_tenant(name: str | None = None) -> uuid.UUID:
+    with unit_of_work() as s:
+        tenant = Tenant(name=name or f"t-{uuid.uuid4().hex[:8]}")
+        s.add(tenant)
+        s.flush()
+        return tenant.id
+
+
+def seed_model(tenant_id: uuid.UUID, source: Path | str, *, status: ModelStatus = ModelStatus.ready,
+               fingerprint: str | None = None, tags: list[str] | None = None, name: str | None = None) -> uuid.UUID:
+    uri = source if isinstance(source, str) else f"file://{source}"
+    with unit_of_work() as s:
+        model = RegisteredModel(tenant_id=tenant_id, name=name or f"m-{uuid.uuid4().hex[:8]}", source_uri=uri,
+                                status=status, fingerprint=fingerprint, tags=tags or [],
+                                architecture="sd1" if status == ModelStatus.ready else None)
+        s.add(model)
+        s.flush()
+        return model.id
+
+
+def seed_request(tenant_id: uuid.UUID, model_id: uuid.UUID, *, params: dict[str, Any] | None = None,
+                 target: str = "circle", surrogate: str = "square", max_attempts: int = 3,
+                 due_at: Any = None) -> tuple[uuid.UUID, uuid.UUID]:
+    """A queued erasure request and its job (with the outbox doorbell), as the API's submit writes them."""
+    with unit_of_work() as s:
+        request = ErasureRequest(
+            tenant_id=tenant_id, model_id=model_id, status=RequestStatus.queued, method="spare",
+            concepts=[{"target": target, "surrogate": surrogate, "kind": "object", "prompts": [],
+                       "example_images": []}],
+            retain=[], params=dict(FAST_PARAMS if params is None else params), submitted_by="test",
+            due_at=due_at,
+        )
+        s.add(request)
+        s.flush()
+        job = create_job(s, tenant_id=tenant_id, kind=JobKind.erase, model_id=model_id, request_id=request.id,
+                         max_attempts=max_attempts)
+        return request.id, job.id
+
+
+def job_row(job_id: uuid.UUID) -> Job:
+    with unit_of_work() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        s.expunge(job)
+        return job
+
+
+def request_row(request_id: uuid.UUID) -> ErasureRequest:
+    with unit_of_work() as s:
+        request = s.get(ErasureRequest, request_id)
+        assert request is not None
+        s.expunge(request)
+        return request
+
+
+def artifacts(job_id: uuid.UUID) -> list[Artifact]:
+    with unit_of_work() as s:
+        rows = list(s.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.name)))
+        for row in rows:
+            s.expunge(row)
+        return rows
+
+
+def audit_actions(subject: str) -> list[tuple[str, dict[str, Any]]]:
+    from core.audit.models import AuditEvent
+
+    with unit_of_work() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.subject == subject).order_by(AuditEvent.seq))
+        return [(r.action, dict(r.payload)) for r in rows]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # the database may be down in the fault tests
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """Environment for a child process: this test's LETHE_* settings plus overrides."""
+    env = {k: v for k, v in os.environ.items()}
+    env.update({f"LETHE_{k.upper()}": str(v) for k, v in settings.items()})
+    env["PYTHONPATH"] = str(REPO)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env["OMP_NUM_THREADS"] = "1"
+    env["LETHE_TORCH_THREADS"] = "1"
+    return env
+
+
+class Processes:
+    """Child processes started by a test; all are killed (by PID, with their process group) at the end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, env: dict[str, str], *, queues: str = "gpu", name: str = "worker",
+               concurrency: int = 1) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo" if concurrency == 1
+                else "--pool=prefork", "-Q", queues, "--loglevel=INFO", "--without-gossip", "--without-mingle",
+                "--without-heartbeat", "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"]
+        if concurrency > 1:
+            args.append(f"--concurrency={concurrency}")
+        return self.start(name, args, env)
+
+    @staticmethod
+    def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        if proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.kill(proc, signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
+                         for p in sorted(self.log_dir.glob("*.log")))
+
+
+@contextmanager
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir(exist_ok=True)
+    procs = Processes(log_dir)
+    try:
+        yield procs
+    except BaseException:
+        print(procs.logs())
+        raise
+    finally:
+        procs.stop_all()

@@ -1,0 +1,80 @@
+"""The Celery application: Redis broker, at-least-once delivery, queues `gpu` and `default`.
+
+Durability comes from the job table (leases, fencing tokens, the sweeper), not from the broker; these
+settings make the broker a good doorbell: a message is acknowledged only after its task finished
+(acks_late), returned if the worker process died (reject_on_worker_lost), one message at a time per
+worker (prefetch 1), and redelivered only after `visibility_timeout`, which is longer than any task may run.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from core.config import Settings, get_settings
+
+GPU_QUEUE = "gpu"
+DEFAULT_QUEUE = "default"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport = {
+        "visibility_timeout": settings.broker_visibility_timeout,
+        "unacked_restore_interval": settings.broker_unacked_restore_interval,
+        "unacked_restore_throttle": settings.broker_unacked_restore_interval,
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+        "retry_on_timeout": True,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.broker_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": settings.broker_visibility_timeout},
+        "result_expires": timedelta(days=1),
+        "task_ignore_result": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_hard_time_limit,
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_queues": (Queue(GPU_QUEUE), Queue(DEFAULT_QUEUE)),
+        "task_routes": {
+            "lethe.run_job": {"queue": GPU_QUEUE},
+            "lethe.deliver_webhook": {"queue": DEFAULT_QUEUE},
+            "lethe.sweep": {"queue": DEFAULT_QUEUE},
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "timezone": "UTC",
+    }
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("lethe", include=["worker.tasks"])
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+app = make_app()
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    # A forked child must not reuse the parent's pooled database connections.
+    from core.db import dispose_engines
+
+    dispose_engines()
