@@ -28,15 +28,19 @@ API_DESCRIPTION = """Lethe erases concepts from text-to-image diffusion models (
 
 def _routers() -> list[APIRouter]:
     from api.routers import audit, certificates, erasures, health, models, objects, uploads
+    from api.routers import batches, schedules, webhooks
 
     return [
         health.router,
         models.router,
+        batches.router,  # before erasures: POST /v1/erasures/batch
         erasures.router,
         certificates.router,
         uploads.router,
         objects.router,
         audit.router,
+        schedules.router,
+        webhooks.router,
     ]
 
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.audit.service import append
 from core.config import Settings
 from core.db import unit_of_work
 from core.erasure import jobs
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.states import JobState
 from core.registry.local_copy import local_model_dir
-from core.registry.models import ModelStatus, RegisteredModel
+from core.registry.models import RegisteredModel
 from core.spare.errors import UnsupportedModelError
-from core.timeutil import utcnow
 
 
 def run_validation(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper) -> str:
@@ -43,15 +41,13 @@ def run_validation(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper) ->
         state = jobs.complete(session, held, artifacts=[], metrics=None)
         if state != JobState.succeeded:
             return state.value
-        model.status = ModelStatus.ready if reason is None else ModelStatus.invalid
-        model.status_reason = reason
-        model.architecture = architecture if reason is None else None
-        model.fingerprint = digest if reason is None else None
-        model.validated_at = utcnow()
+        from core.registry.service import record_validation
+
+        record_validation(session, model, ok=reason is None, actor=held.actor,
+                          architecture=architecture if reason is None else None,
+                          fingerprint=digest if reason is None else None, reason=reason)
         payload = {"status": model.status.value, "architecture": model.architecture, "fingerprint": model.fingerprint,
-                   "reason": reason}
-        append(session, action="model.validated", subject=f"model:{model.id}", actor=held.actor,
-               tenant_id=model.tenant_id, payload=payload)
+                   "reason": model.status_reason}
         jobs.webhook_event(session, "model.validated", model.tenant_id, {"model_id": str(model.id), **payload})
         return state.value
 

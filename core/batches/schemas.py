@@ -1,0 +1,80 @@
+"""Batch submissions: one erasure body applied to many models (chosen by id, tag, or all ready models)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.erasure.schemas import ConceptIn, ErasureCreate, ErasureParams, Label, Legal, Method, PromptText
+from core.erasure.states import RequestStatus
+
+
+class ModelSelector(BaseModel):
+    """Exactly one of: explicit ids, a tag, or every ready model of the tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=100)
+    tag: str | None = Field(default=None, min_length=1, max_length=64)
+    all_ready: bool = Field(default=False, description="Every model of the tenant whose status is ready.")
+
+    @model_validator(mode="after")
+    def _one(self) -> ModelSelector:
+        chosen = sum([self.ids is not None, self.tag is not None, self.all_ready])
+        if chosen != 1:
+            raise ValueError("choose models by exactly one of: ids, tag, all_ready")
+        return self
+
+
+_EXAMPLE = {
+    "models": {"tag": "production"},
+    "concepts": [{"target": "Van Gogh", "kind": "style"}, {"target": "Mickey Mouse", "kind": "object"}],
+    "legal": {"regime": "dmca", "basis": "17 U.S.C. 512(c)", "external_reference": "DMCA-1234",
+              "requester": {"name": "Jane Roe", "email": "legal@example.com", "organization": "Example Corp"},
+              "received_at": "2026-11-28T09:00:00Z", "due_at": "2026-12-05T09:00:00Z"},
+}
+
+
+class BatchCreate(BaseModel):
+    """An erasure body (as POST /v1/erasures, without model_id) plus a model selector."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+
+    models: ModelSelector
+    concepts: list[ConceptIn] = Field(min_length=1, max_length=16, description="As in POST /v1/erasures.")
+    retain: list[PromptText] = Field(default_factory=list, max_length=64)
+    method: Method = "spare"
+    params: ErasureParams = Field(default_factory=ErasureParams)
+    legal: Legal | None = None
+    priority: int = Field(default=0, ge=0, le=9)
+    labels: list[Label] = Field(default_factory=list, max_length=20)
+
+    def for_model(self, model_id: uuid.UUID) -> ErasureCreate:
+        """The single-model erasure body (validated exactly as POST /v1/erasures validates it)."""
+        return ErasureCreate.model_validate(
+            {"model_id": model_id, **self.model_dump(exclude={"models"}, exclude_unset=True, mode="json")}
+        )
+
+    @model_validator(mode="after")
+    def _valid_erasure(self) -> BatchCreate:
+        self.for_model(uuid.UUID(int=0))  # raises with the same messages as a single submission
+        return self
+
+
+class BatchRequestOut(BaseModel):
+    id: uuid.UUID
+    model_id: uuid.UUID
+    status: RequestStatus
+    error: str | None
+
+
+class BatchOut(BaseModel):
+    id: uuid.UUID
+    schedule_id: uuid.UUID | None
+    created_at: datetime
+    size: int
+    status: str = Field(description="in_progress | succeeded | failed | partial | cancelled")
+    counts: dict[str, int] = Field(description="Requests per status.")
+    requests: list[BatchRequestOut]
