@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_shutting_down
 
 from worker.app import app
+
+# Set on warm shutdown (SIGTERM): the running erasure stops at its next step and goes back to the queue.
+SHUTDOWN = threading.Event()
+
+
+@worker_shutting_down.connect
+def _shutting_down(**_: Any) -> None:
+    SHUTDOWN.set()
 
 
 def worker_id() -> str:
@@ -20,7 +30,7 @@ def run_job(self: Any, job_id: str) -> str:
     from core.erasure.execution import execute
 
     try:
-        return execute(job_id, worker_id=worker_id())
+        return execute(job_id, worker_id=worker_id(), shutdown=SHUTDOWN)
     except SoftTimeLimitExceeded:
         # The attempt's lease lapses and the sweeper retries or fails the job with a reason.
         return "time-limit"

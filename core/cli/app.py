@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import audit_cmd, certificate_cmd, config_cmd, db_cmd, erase_cmd, keys_cmd, testbed_cmd
+from core.cli import audit_cmd, certificate_cmd, config_cmd, db_cmd, erase_cmd, keys_cmd, testbed_cmd, worker_cmd
 
 app = typer.Typer(
     name="lethe",
@@ -24,6 +24,9 @@ app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(certificate_cmd.app, name="certificate")
 app.add_typer(testbed_cmd.app, name="testbed")
 app.command("erase", help="Erase concepts from a diffusion model with SPARE (or the ESD baseline).")(erase_cmd.erase)
+app.command("worker", help="Start a Celery worker (gpu and/or default queue).")(worker_cmd.worker)
+app.command("beat", help="Run the sweeper and the schedules periodically.")(worker_cmd.beat)
+app.command("serve", help="Serve the HTTP API (and, in embedded mode, run jobs in-process).")(worker_cmd.serve)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ max attempts; then fail with the reason).
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ def default_erase() -> EraseFn:
 
 
 def execute(job_id: uuid.UUID | str, *, worker_id: str, settings: Settings | None = None,
-            erase_fn: EraseFn | None = None) -> str:
+            erase_fn: EraseFn | None = None, shutdown: threading.Event | None = None) -> str:
     """Lease and run one attempt of `job_id`. Returns the outcome: succeeded, failed, queued (retry later),
     cancelled, stale or skipped (nothing to do: not queued, not due, or another worker has it)."""
     settings = settings or get_settings()
@@ -81,12 +82,13 @@ def execute(job_id: uuid.UUID | str, *, worker_id: str, settings: Settings | Non
     held = retry_db(take, what="lease")
     if held is None:
         return "skipped"
-    return run_leased(held, settings, erase_fn=erase_fn)
+    return run_leased(held, settings, erase_fn=erase_fn, shutdown=shutdown)
 
 
-def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None = None) -> str:
+def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None = None,
+               shutdown: threading.Event | None = None) -> str:
     store = get_store(settings)
-    keeper = LeaseKeeper(held, settings).start()
+    keeper = LeaseKeeper(held, settings, shutdown).start()
     work = settings.data_dir / "work" / f"{held.job_id}-attempt-{held.attempt}"
     uploaded: list[str] = []
     with bind_context(job_id=str(held.job_id), attempt=held.attempt, worker=held.worker_id):
@@ -103,8 +105,12 @@ def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None
             _remove(store, uploaded)
             if keeper.lost:
                 return "stale"
-            outcome = finish_attempt(lambda s: (jobs.cancel(s, held), JobState.cancelled)[1])
-            log.info("attempt cancelled; partial artifacts removed", removed=len(uploaded))
+            if keeper.shutdown.is_set() and not keeper.cancel_requested:
+                outcome = finish_attempt(lambda s: jobs.release(s, held, "worker shut down"))
+                log.info("worker shutting down; job returned to the queue")
+            else:
+                outcome = finish_attempt(lambda s: (jobs.cancel(s, held), JobState.cancelled)[1])
+                log.info("attempt cancelled; partial artifacts removed")
         except StaleAttempt:
             keeper.stop()
             _remove(store, uploaded)

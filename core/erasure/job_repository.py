@@ -111,6 +111,12 @@ def expired_leases(session: Session, now: datetime, limit: int = 100) -> list[Jo
     return list(session.scalars(stmt))
 
 
+def running_owned_by(session: Session, owner_prefix: str) -> list[Job]:
+    return list(session.scalars(
+        select(Job).where(Job.state == JobState.running, Job.lease_owner.like(f"{owner_prefix}%"))
+    ))
+
+
 def needing_doorbell(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[Job]:
     """Queued, leasable jobs whose last doorbell is missing, older than `stale_before`, or predates not_before."""
     stmt = (

@@ -316,12 +316,44 @@ def cancel(session: Session, held: Lease, *, now: datetime | None = None) -> Non
                           {"request_id": str(request.id), "job_id": str(job.id), "status": "cancelled"})
 
 
-def requeue_expired(session: Session, *, now: datetime | None = None) -> list[tuple[uuid.UUID, JobState]]:
+def release(session: Session, held: Lease, reason: str, *, now: datetime | None = None) -> JobState:
+    """Graceful shutdown: hand the running attempt back to the queue at once (no backoff). The attempt
+    number still advances (it is a fencing token), so the job gets one extra attempt in exchange."""
+    now = now or utcnow()
+    job = _fenced(session, held)
+    job.state = JobState.queued
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.not_before = None
+    job.enqueued_at = None
+    job.stage = "released"
+    job.max_attempts += 1
+    job.updated_at = now
+    if job.request_id is not None:
+        request = job_repository.lock_request(session, job.request_id)
+        assert request is not None
+        move_request(session, request, RequestStatus.queued)
+    append(session, action="job.attempt_finished", subject=f"job:{job.id}", actor=held.actor,
+           tenant_id=job.tenant_id, payload={"attempt": held.attempt, "outcome": "released", "reason": reason})
+    return JobState.queued
+
+
+def requeue_expired(session: Session, *, now: datetime | None = None,
+                    orphans_of: str | None = None, keep_owner: str | None = None) -> list[tuple[uuid.UUID, JobState]]:
     """Running jobs whose lease expired (their worker died): back to `queued` (the next lease is attempt+1),
-    or `failed` once attempts are used up, or `cancelled` if a cancel was pending."""
+    or `failed` once attempts are used up, or `cancelled` if a cancel was pending.
+
+    `orphans_of="embedded:"` also takes back every running job leased by an earlier embedded process
+    (lease not yet expired): in embedded mode this process is the only worker, so they are certainly dead.
+    """
     now = now or utcnow()
     out: list[tuple[uuid.UUID, JobState]] = []
-    for job in job_repository.expired_leases(session, now):
+    expired = job_repository.expired_leases(session, now)
+    if orphans_of is not None:
+        seen = {j.id for j in expired}
+        expired += [j for j in job_repository.running_owned_by(session, orphans_of)
+                    if j.id not in seen and j.lease_owner != keep_owner]
+    for job in expired:
         lost = job.lease_owner
         append(session, action="job.lease_expired", subject=f"job:{job.id}", actor=SYSTEM_SWEEPER,
                tenant_id=job.tenant_id, payload={"attempt": job.attempt, "lease_owner": lost})

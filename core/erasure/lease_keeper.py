@@ -22,8 +22,10 @@ log = get_logger(__name__)
 
 
 class LeaseKeeper:
-    def __init__(self, held: jobs.Lease, settings: Settings) -> None:
+    def __init__(self, held: jobs.Lease, settings: Settings, shutdown: threading.Event | None = None) -> None:
         self.held = held
+        # Set when the process shuts down gracefully: stop and hand the job back to the queue.
+        self.shutdown = shutdown or threading.Event()
         self.lease_seconds = settings.job_lease_seconds
         self.interval = max(0.2, min(settings.job_progress_interval_seconds, self.lease_seconds / 3))
         self.cancel_requested = False
@@ -49,14 +51,14 @@ class LeaseKeeper:
             self._stage, self._fraction, self._dirty = stage, fraction, True
 
     def should_stop(self) -> bool:
-        return self.cancel_requested or self.lost
+        return self.cancel_requested or self.lost or self.shutdown.is_set()
 
     def check(self) -> None:
         """Between steps outside the engine: stop here if the job was cancelled or the lease was lost."""
         if self.lost:
             raise StaleAttempt(f"job {self.held.job_id} attempt {self.held.attempt} lost its lease")
-        if self.cancel_requested:
-            raise ErasureCancelled("cancelled on request")
+        if self.cancel_requested or self.shutdown.is_set():
+            raise ErasureCancelled("cancelled on request" if self.cancel_requested else "worker shutting down")
 
     def beat(self) -> None:
         with self._lock:
