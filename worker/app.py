@@ -15,6 +15,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 from kombu import Queue
 
+import core.models  # noqa: F401  (every table known to the ORM: foreign keys resolve)
 from core.config import Settings, get_settings
 
 GPU_QUEUE = "gpu"

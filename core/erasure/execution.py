@@ -18,6 +18,7 @@ from typing import Any
 
 import pydantic
 
+import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
 from core.config import Settings, get_settings
 from core.db import unit_of_work
 from core.erasure import jobs
@@ -239,7 +240,9 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
         config = config.model_copy(update={"device": settings.device})
     cache = process_cache(settings.model_cache_size)
     cache_key = data.fingerprint or f"path:{model_dir}"
+    loads_before = cache.loads
     pipeline = cache.get(cache_key, lambda: load_pipeline(model_dir, config.device))
+    log.info("model loaded" if cache.loads > loads_before else "model cache hit", model=cache_key[:16])
     keeper.progress("prepare", 1.0)
     keeper.check()
     try:
