@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from core.cli import audit_cmd, certificate_cmd, config_cmd, db_cmd, erase_cmd, keys_cmd, testbed_cmd, worker_cmd
+from core.cli import (
+    audit_cmd,
+    certificate_cmd,
+    config_cmd,
+    db_cmd,
+    demo_cmd,
+    erase_cmd,
+    keys_cmd,
+    testbed_cmd,
+    worker_cmd,
+)
 
 app = typer.Typer(
     name="lethe",
@@ -27,6 +37,9 @@ app.command("erase", help="Erase concepts from a diffusion model with SPARE (or 
 app.command("worker", help="Start a Celery worker (gpu and/or default queue).")(worker_cmd.worker)
 app.command("beat", help="Run the sweeper and the schedules periodically.")(worker_cmd.beat)
 app.command("serve", help="Serve the HTTP API (and, in embedded mode, run jobs in-process).")(worker_cmd.serve)
+app.command("demo", help="Erase a testbed concept end to end through the embedded service and show the proof.")(
+    demo_cmd.demo
+)
 
 
 def main() -> None:

@@ -45,10 +45,11 @@ def test_compose_file_validates() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_worker_service_reserves_a_gpu_and_runs_solo() -> None:
+def test_worker_service_reserves_a_gpu_and_serves_the_gpu_queue() -> None:
     data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     worker = data["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
-    assert "solo" in worker["command"]
+    # `lethe worker --queues gpu` always runs Celery with --pool=solo (core/cli/worker_cmd.py).
+    assert worker["command"] == ["lethe", "worker", "--queues", "gpu"]
     assert "noeviction" in data["services"]["redis"]["command"]
