@@ -25,6 +25,9 @@ def build_cmd(
     wip_dir: Path | None = typer.Option(
         None, "--wip-dir", help="Write work-in-progress pipelines here every ~10 minutes while the UNet trains."
     ),
+    stages: Path | None = typer.Option(
+        None, "--stages", help="Keep finished stages (classifier, VAE, UNet checkpoints) here; a rerun resumes."
+    ),
 ) -> None:
     """Train dataset → classifier → VAE → UNet + text encoder, measure it, and write pipeline/, classifier/,
     manifest.json."""
@@ -39,7 +42,7 @@ def build_cmd(
     def on_event(event: str, data: dict[str, Any]) -> None:
         typer.echo(f"{event}: {json.dumps(data)}", err=True)
 
-    manifest = build(target, profile_named(profile, seed=seed), wip_dir=wip_dir, on_event=on_event)
+    manifest = build(target, profile_named(profile, seed=seed), wip_dir=wip_dir, on_event=on_event, stages_dir=stages)
     acc = manifest["accuracies"]
     ad = acc["adherence"]
     typer.echo(
