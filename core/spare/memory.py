@@ -20,6 +20,9 @@ class PeakMemory:
         self.start_rss = self.peak_rss
         self._stage: str | None = None
         self.stage_peaks: dict[str, int] = {}
+        self.stage_cuda_peaks: dict[str, int] = {}
+        self.cuda_peak = 0
+        self._cuda = torch.cuda.is_available()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
@@ -34,7 +37,7 @@ class PeakMemory:
             self._sample()
 
     def __enter__(self) -> PeakMemory:
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.reset_peak_memory_stats()
         self._thread.start()
         return self
@@ -43,9 +46,18 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self._close_cuda_stage()
+
+    def _close_cuda_stage(self) -> None:
+        if self._cuda and self._stage is not None:
+            peak = int(torch.cuda.max_memory_allocated())
+            self.stage_cuda_peaks[self._stage] = max(self.stage_cuda_peaks.get(self._stage, 0), peak)
+            self.cuda_peak = max(self.cuda_peak, peak)
+            torch.cuda.reset_peak_memory_stats()
 
     def stage(self, name: str) -> None:
         self._sample()
+        self._close_cuda_stage()
         with self._lock:
             self._stage = name
 
@@ -56,6 +68,7 @@ class PeakMemory:
             "start_rss_bytes": self.start_rss,
             "stage_peak_rss_bytes": dict(self.stage_peaks),
         }
-        if torch.cuda.is_available():
-            out["cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+        if self._cuda:
+            out["cuda_peak_allocated_bytes"] = max(self.cuda_peak, int(torch.cuda.max_memory_allocated()))
+            out["stage_cuda_peak_allocated_bytes"] = dict(self.stage_cuda_peaks)
         return out
