@@ -72,10 +72,13 @@ def testbed_evaluator(
     steps: int | None = None,
     attacks: bool = False,
     attack_budget: int = 30,
+    cached_base: bool = False,
 ) -> Any:
     """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate with the testbed's classifier.
 
     The result is the evaluator's Metrics as JSON plus, per target, ua/ira/cra at the top level for quick reading.
+    `cached_base`: score the base from the evaluator's per-process cache of the default testbed (benchmarks
+    erasing many targets from that testbed) instead of regenerating it from the base pipeline each time.
     """
     from core.evaluation.metrics import evaluate
     from core.testbed.loading import load_classifier
@@ -88,7 +91,8 @@ def testbed_evaluator(
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
         metrics = evaluate(
-            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps, base_pipeline=base,
+            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps,
+            base_pipeline=None if cached_base else base,
             classifier=classifier, attacks=attacks, attack_budget=attack_budget,
         ).model_dump(mode="json")
         summary = {

@@ -1,0 +1,274 @@
+"""Erasure benchmark on the testbed: SPARE, SPARE with uniform timesteps, SPARE without saliency, ESD.
+
+For each target (objects and styles) and method: UA, IRA, CRA (absolute and % of base), the FID analogue,
+attack success, wall time of the erasure (evaluation excluded), peak RSS vs sampling alone, adapter and fused
+bytes. Runs everything in one process (threads capped) so the evaluator's base grid is generated once.
+Prints a table, writes bench/results/erasure.json (rewritten after every run) and bench/results/erasure.png.
+
+    python bench/erasure.py                          # defaults: 3 objects + 3 styles, all four methods
+    python bench/erasure.py --objects circle --styles '' --methods spare,esd --eval-seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("spare", "spare-uniform", "spare-nosal", "esd")
+
+
+def method_config(method: str, args: argparse.Namespace) -> Any:
+    from core.spare import EsdConfig, SpareConfig
+
+    base = dict(seed=args.seed, device="cpu")
+    extra = json.loads(args.spare_params) if args.spare_params else {}
+    if args.spare_steps:
+        extra["steps"] = args.spare_steps
+    if method == "spare":
+        return SpareConfig(**base, **extra)
+    if method == "spare-uniform":
+        return SpareConfig(**base, **{**extra, "timesteps": "uniform"})
+    if method == "spare-nosal":
+        # LoRA on every attention projection (self and cross), no saliency selection.
+        return SpareConfig(**base, **{**extra, "saliency_pool": "attention", "saliency_fraction": 1.0,
+                                      "top_k": None, "max_modules": 4096})
+    esd_extra = json.loads(args.esd_params) if args.esd_params else {}
+    if args.esd_steps:
+        esd_extra["steps"] = args.esd_steps
+    return EsdConfig(**base, **esd_extra)
+
+
+def sampling_reference(pipe: Any, n: int = 8) -> dict[str, float]:
+    """Peak RSS and seconds of sampling alone (the same batch the engine generates samples with)."""
+    from core.spare.memory import PeakMemory
+    from core.spare.samples import generate_latents
+    from core.testbed.canvas import OBJECTS, STYLES, prompt
+
+    prompts = [prompt(OBJECTS[i % len(OBJECTS)], STYLES[i % len(STYLES)]) for i in range(n)]
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        generate_latents(pipe, prompts, seed=0, steps=20, guidance=5.0, per_prompt=1)
+    return {"peak_rss_bytes": mem.peak_rss, "seconds": time.perf_counter() - t0}
+
+
+def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
+    from core.spare import ErasureSpec, erase
+    from core.spare.testbed_eval import concept_kind, testbed_concept, testbed_evaluator, testbed_retain
+
+    spare_method = "esd" if method == "esd" else "spare"
+    config = method_config(method, args)
+    spec = ErasureSpec(concepts=[testbed_concept(target)], retain=testbed_retain([target]), method=spare_method)
+    evaluator = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
+                                  attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
+                                  cached_base=cached)
+    out = Path(tempfile.mkdtemp(prefix="lethe-bench-")) / "run"
+    try:
+        res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    rep = res.report
+    t = rep["timings_s"]
+    # ESD does not use SPARE's cached samples (it samples x_t itself each step): its time is training + saving.
+    stages = ("distill", "fuse") if method == "esd" else ("samples", "saliency", "timesteps", "distill", "fuse")
+    erase_s = sum(t.get(s, 0.0) for s in stages)
+    stage_rss = rep["memory"]["stage_peak_rss_bytes"]
+    peak = max(v for k, v in stage_rss.items() if k in stages)
+    row = res.metrics["summary"][target]
+    tb = res.metrics["testbed"]
+    return {
+        "target": target,
+        "kind": concept_kind(target),
+        "method": method,
+        "ua": row["ua"], "ira": row["ira"], "cra": row["cra"],
+        "ira_rel": row["ira_rel"], "cra_rel": row["cra_rel"], "base_ua": row["base_ua"],
+        "attack_success": row["attack_success"],
+        "fid_analogue": tb["fid_analogue"],
+        "erase_s": round(erase_s, 2),
+        "timings_s": t,
+        "peak_rss_bytes": peak,
+        "adapter_bytes": rep["sizes"]["adapter_bytes"],
+        "fused_bytes": rep["sizes"]["fused_bytes"],
+        "unet_bytes": rep["sizes"]["unet_bytes"],
+        "forget_gap_closure": res.metrics["probe"]["forget_gap_closure"],
+        "modules": len(rep["adapter"]["target_modules"]) if rep.get("adapter") else None,
+        "config": rep["config"],
+    }
+
+
+def summarize(rows: list[dict], sampling: dict[str, float]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        rs = [r for r in rows if r["method"] == method]
+
+        def avg(key: str, rs: list[dict] = rs) -> float | None:
+            vals = [r[key] for r in rs if r[key] is not None]
+            return mean(vals) if vals else None
+
+        out[method] = {
+            "runs": len(rs),
+            **{k: avg(k) for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success",
+                                    "fid_analogue", "erase_s", "peak_rss_bytes", "forget_gap_closure")},
+            "min_ua": min(r["ua"] for r in rs),
+            "adapter_bytes": avg("adapter_bytes"),
+            "fused_bytes": avg("fused_bytes"),
+            "adapter_fraction_of_unet": (avg("adapter_bytes") / rs[0]["unet_bytes"]) if avg("adapter_bytes") else None,
+            "peak_rss_vs_sampling": avg("peak_rss_bytes") / sampling["peak_rss_bytes"],  # type: ignore[operator]
+        }
+    return out
+
+
+def targets_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets for SPARE, each with the measured value (pass/fail is secondary)."""
+    s = summary.get("spare")
+    if not s:
+        return {}
+    e = summary.get("esd")
+    checks: dict[str, Any] = {
+        "ua>=0.99": (s["ua"], s["ua"] >= 0.99),
+        "ira_rel>=0.97": (s["ira_rel"], (s["ira_rel"] or 0) >= 0.97),
+        "cra_rel>=0.97": (s["cra_rel"], (s["cra_rel"] or 0) >= 0.97),
+        "attack<=0.10": (s["attack_success"], s["attack_success"] is not None and s["attack_success"] <= 0.10),
+        "adapter<=1%unet": (s["adapter_fraction_of_unet"], (s["adapter_fraction_of_unet"] or 1) <= 0.01),
+        "peak_mem<=1.3x_sampling": (s["peak_rss_vs_sampling"], s["peak_rss_vs_sampling"] <= 1.3),
+    }
+    if e:
+        checks["time<=esd/10"] = (s["erase_s"] / e["erase_s"], s["erase_s"] <= e["erase_s"] / 10)
+        for k, higher in (("ua", True), ("ira", True), ("cra", True), ("attack_success", False)):
+            if s[k] is not None and e[k] is not None:
+                checks[f"{k}_ahead_of_esd"] = ((s[k], e[k]), s[k] >= e[k] if higher else s[k] <= e[k])
+    return {k: {"value": v, "met": bool(ok)} for k, (v, ok) in checks.items()}
+
+
+def table(summary: dict[str, dict[str, Any]]) -> str:
+    head = (f"{'method':<15}{'UA':>7}{'IRA':>7}{'CRA':>7}{'IRA%':>7}{'CRA%':>7}{'FID~':>8}{'attack':>8}"
+            f"{'time s':>8}{'RSS/smp':>8}{'adapter':>9}{'fused':>10}")
+    lines = [head]
+
+    def f(v: Any, spec: str) -> str:
+        return format(v, spec) if isinstance(v, (int, float)) else "-"
+
+    for m, s in summary.items():
+        lines.append(
+            f"{m:<15}{f(s['ua'], '7.3f')}{f(s['ira'], '7.3f')}{f(s['cra'], '7.3f')}"
+            f"{f(s['ira_rel'] and 100 * s['ira_rel'], '7.1f')}{f(s['cra_rel'] and 100 * s['cra_rel'], '7.1f')}"
+            f"{f(s['fid_analogue'], '8.2f')}{f(s['attack_success'], '8.3f')}{f(s['erase_s'], '8.1f')}"
+            f"{f(s['peak_rss_vs_sampling'], '8.2f')}{f(s['adapter_bytes'], '9.0f')}{f(s['fused_bytes'], '10.0f')}"
+        )
+    return "\n".join(lines)
+
+
+def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
+    """Grouped bars per method: UA, IRA % of base, CRA % of base, 1 − attack success; and erasure seconds."""
+    from PIL import Image, ImageDraw
+
+    metrics = [("UA", "ua"), ("IRA rel", "ira_rel"), ("CRA rel", "cra_rel"), ("1-attack", "attack_success")]
+    colors = [(200, 60, 60), (60, 130, 200), (60, 170, 90), (150, 90, 180)]
+    methods = list(summary)
+    w, h, left, bottom, top = 220 * len(methods) + 380, 360, 50, 40, 30
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    plot_h = h - bottom - top
+    d.line((left, top, left, h - bottom), fill="black")
+    d.line((left, h - bottom, left + 220 * len(methods), h - bottom), fill="black")
+    for frac in (0, 0.25, 0.5, 0.75, 1.0):
+        y = h - bottom - frac * plot_h
+        d.text((8, y - 6), f"{frac:.2f}", fill="black")
+        d.line((left, y, left + 220 * len(methods), y), fill=(225, 225, 225))
+    for i, m in enumerate(methods):
+        x0 = left + 20 + i * 220
+        for j, (_, key) in enumerate(metrics):
+            v = summary[m][key]
+            if v is None:
+                continue
+            v = 1 - v if key == "attack_success" else min(v, 1.2)
+            y = h - bottom - max(0.0, v) / 1.0 * plot_h
+            d.rectangle((x0 + j * 45, y, x0 + j * 45 + 38, h - bottom), fill=colors[j])
+        d.text((x0, h - bottom + 8), m, fill="black")
+    # Time panel.
+    tx = left + 220 * len(methods) + 40
+    tmax = max((summary[m]["erase_s"] or 0) for m in methods) or 1
+    d.text((tx, 8), "erasure seconds", fill="black")
+    for i, m in enumerate(methods):
+        y = top + 20 + i * 40
+        bar = (summary[m]["erase_s"] or 0) / tmax * 200
+        d.rectangle((tx + 90, y, tx + 90 + bar, y + 24), fill=(120, 120, 120))
+        d.text((tx, y + 6), m, fill="black")
+        d.text((tx + 95 + bar, y + 6), f"{summary[m]['erase_s']:.0f}", fill="black")
+    for j, (label, _) in enumerate(metrics):
+        d.rectangle((left + 10 + j * 90, 6, left + 22 + j * 90, 18), fill=colors[j])
+        d.text((left + 26 + j * 90, 6), label, fill="black")
+    img.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
+    parser.add_argument("--testbed", type=Path, default=None, help="Testbed folder (default: core.testbed).")
+    parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
+    parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"Subset of {','.join(METHODS)}.")
+    parser.add_argument("--eval-seeds", type=int, default=4, help="Seeds per grid cell in the evaluator.")
+    parser.add_argument("--attack-budget", type=int, default=10, help="Soft-prompt attack steps; 0 = no attacks.")
+    parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps.")
+    parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields for all SPARE variants.")
+    parser.add_argument("--esd-steps", type=int, default=None, help="Override ESD steps.")
+    parser.add_argument("--esd-params", default=None, help="JSON of EsdConfig fields.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
+    parser.add_argument("--out", type=Path, default=RESULTS / "erasure.json")
+    args = parser.parse_args(argv)
+
+    from core.spare.testbed_eval import testbed_pipeline_dir
+    from core.testbed.loading import load_pipeline
+    from core.testbed.paths import testbed_dir
+
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    testbed = args.testbed or testbed_dir()
+    cached = testbed.resolve() == testbed_dir().resolve()
+    pipe = load_pipeline(testbed_pipeline_dir(testbed))
+    targets = [t for t in args.objects.split(",") + args.styles.split(",") if t]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods: {sorted(unknown)}")
+    sampling = sampling_reference(pipe)
+    result: dict[str, Any] = {
+        "testbed": str(testbed), "targets": targets, "methods": methods, "eval_seeds": args.eval_seeds,
+        "attack_budget": args.attack_budget, "threads": args.threads, "sampling_reference": sampling,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for target in targets:
+        for method in methods:
+            t0 = time.perf_counter()
+            row = one_run(pipe, testbed, target, method, args, cached)
+            row["run_s"] = round(time.perf_counter() - t0, 1)
+            result["rows"].append(row)
+            print(f"{target:<10} {method:<14} UA {row['ua']:.3f} IRA {row['ira']:.3f} CRA {row['cra']:.3f} "
+                  f"attack {row['attack_success']} erase {row['erase_s']:.1f}s (run {row['run_s']}s)", flush=True)
+            result["summary"] = summarize(result["rows"], sampling)
+            result["targets_check"] = targets_check(result["summary"])
+            args.out.write_text(json.dumps(result, indent=2))
+    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    args.out.write_text(json.dumps(result, indent=2))
+    chart(result["summary"], args.out.with_suffix(".png"))
+    print(table(result["summary"]))
+    for k, v in result["targets_check"].items():
+        print(f"  {k:<24} {v['value']}  {'met' if v['met'] else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
