@@ -44,9 +44,8 @@ def submit_erasure(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def work() -> ErasureOut:
-        created = service.submit(session, principal, body)
-        jobs = repository.latest_jobs(session, [created.id])
-        return service.to_out(created, jobs.get(created.id))
+        created, job = service.submit_with_job(session, principal, body)
+        return service.to_out(created, job)
 
     return idempotent(
         request, session, principal, idempotency_key, body.model_dump(mode="json"), 202, work,

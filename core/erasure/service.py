@@ -19,6 +19,7 @@ from core.erasure.models import ErasureRequest, Job
 from core.erasure.schemas import DEFAULT_SURROGATES, ArtifactOut, ErasureCreate, ErasureOut
 from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.ids import new_id
 from core.pagination import keyset_cursor, parse_keyset
 from core.registry import repository as registry_repo
 from core.registry.models import ModelStatus
@@ -47,6 +48,11 @@ def _move(request: ErasureRequest, target: RequestStatus) -> None:
 
 def submit(session: Session, principal: Principal, body: ErasureCreate) -> ErasureRequest:
     """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction."""
+    return submit_with_job(session, principal, body)[0]
+
+
+def submit_with_job(session: Session, principal: Principal, body: ErasureCreate) -> tuple[ErasureRequest, Job | None]:
+    """`submit`, also returning the queued job (None while the request awaits approval)."""
     model = registry_repo.get(session, principal.tenant_id, body.model_id)
     if model is None:
         raise NotFound(f"model {body.model_id} not found")
@@ -74,10 +80,14 @@ def submit(session: Session, principal: Principal, body: ErasureCreate) -> Erasu
         for c in body.concepts
     ]
     legal = body.legal.model_dump(mode="json") if body.legal else None
+    # The first move is decided before the row is written (one INSERT, no UPDATE): still checked by the table.
+    target = RequestStatus.awaiting_approval if principal.require_approval else RequestStatus.queued
+    check_transition(RequestStatus.submitted, target)
     request = ErasureRequest(
+        id=new_id(),
         tenant_id=principal.tenant_id,
         model_id=model.id,
-        status=RequestStatus.submitted,
+        status=target,
         method=body.method,
         concepts=concepts,
         retain=[r.strip() for r in body.retain],
@@ -89,13 +99,10 @@ def submit(session: Session, principal: Principal, body: ErasureCreate) -> Erasu
         due_at=body.legal.due_at if body.legal else None,
     )
     session.add(request)
-    session.flush()
-    if principal.require_approval:
-        _move(request, RequestStatus.awaiting_approval)
-    else:
-        _move(request, RequestStatus.queued)
-        create_job(session, tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
-                   request_id=request.id, priority=body.priority)
+    job = None
+    if target == RequestStatus.queued:
+        job = create_job(session, tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
+                         request_id=request.id, priority=body.priority)
     audit.append(
         session, action="erasure.submitted", subject=f"erasure:{request.id}", actor=principal.actor,
         tenant_id=principal.tenant_id,
@@ -109,7 +116,7 @@ def submit(session: Session, principal: Principal, body: ErasureCreate) -> Erasu
             "status": request.status.value,
         },
     )
-    return request
+    return request, job
 
 
 def get(session: Session, principal: Principal, request_id: uuid.UUID, *, lock: bool = False) -> ErasureRequest:
