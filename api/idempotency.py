@@ -37,13 +37,22 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 def _begin(request: Request, principal: Principal, key: str, fp: str) -> service.Claimed | service.Replay:
     engine = request.app.state.engine
     settings = request.app.state.settings
+    args = {"tenant_id": principal.tenant_id, "key": key, "fp": fp, "method": request.method,
+            "path": request.url.path, "ttl_hours": settings.idempotency_ttl_hours}
+    # Fast path: a new key is one INSERT. If the key exists (or a concurrent first request holds it),
+    # look at it under a row lock (begin): replay, 409, 422, takeover or expiry.
+    try:
+        with unit_of_work(engine) as claim_session:
+            return service.claim_new(claim_session, **args)
+    except sa_exc.IntegrityError:
+        pass
+    except sa_exc.OperationalError:
+        if engine.dialect.name != "sqlite":
+            raise
     for attempt in range(6):
         try:
             with unit_of_work(engine) as claim_session:
-                return service.begin(
-                    claim_session, tenant_id=principal.tenant_id, key=key, fp=fp, method=request.method,
-                    path=request.url.path, ttl_hours=settings.idempotency_ttl_hours,
-                )
+                return service.begin(claim_session, **args)
         except sa_exc.IntegrityError:
             # A concurrent first request inserted the same key and committed: look again.
             continue

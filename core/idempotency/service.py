@@ -47,6 +47,21 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical_json({"m": method.upper(), "p": path, "b": body}).encode()).hexdigest()
 
 
+def claim_new(
+    session: Session, *, tenant_id: uuid.UUID, key: str, fp: str, method: str, path: str, ttl_hours: int
+) -> Claimed:
+    """The common case first: insert the claim. IntegrityError (flush) = the key exists: call `begin`."""
+    now = utcnow()
+    record = IdempotencyRecord(
+        tenant_id=tenant_id, key=key, fingerprint=fp, method=method.upper(), path=path[:500],
+        created_at=now, locked_until=now + timedelta(seconds=LOCK_SECONDS),
+        expires_at=now + timedelta(hours=ttl_hours),
+    )
+    session.add(record)
+    session.flush()
+    return Claimed(record.id)
+
+
 def begin(
     session: Session, *, tenant_id: uuid.UUID, key: str, fp: str, method: str, path: str, ttl_hours: int
 ) -> Claimed | Replay:
@@ -70,14 +85,8 @@ def begin(
         # Abandoned claim (its process died before committing anything): take it over.
         existing.locked_until = now + timedelta(seconds=LOCK_SECONDS)
         return Claimed(existing.id)
-    record = IdempotencyRecord(
-        tenant_id=tenant_id, key=key, fingerprint=fp, method=method.upper(), path=path[:500],
-        created_at=now, locked_until=now + timedelta(seconds=LOCK_SECONDS),
-        expires_at=now + timedelta(hours=ttl_hours),
-    )
-    session.add(record)
-    session.flush()  # IntegrityError here = a concurrent first request: the boundary retries and sees it
-    return Claimed(record.id)
+    # IntegrityError here = a concurrent first request: the boundary retries and sees it
+    return claim_new(session, tenant_id=tenant_id, key=key, fp=fp, method=method, path=path, ttl_hours=ttl_hours)
 
 
 def finish(session: Session, claimed: Claimed, status: int, body: Any, headers: dict[str, str]) -> None:
