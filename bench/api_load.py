@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help="Where to write the JSON results.")
     args = parser.parse_args()
 
-    console = Console()
+    console = Console(width=150)
     name = f"lethe_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
