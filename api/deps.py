@@ -17,7 +17,7 @@ from core.tenancy import service as tenancy
 from core.tenancy.schemas import Principal
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:  # async: no I/O, no thread-pool hop
     return request.app.state.settings
 
 
@@ -64,7 +64,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def require(scope: str) -> Callable[..., Principal]:
     """Dependency: the principal, if its key holds `scope` (or `admin`); 403 otherwise."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:  # async: no I/O, no thread-pool hop
         if not principal.has(scope):
             raise Forbidden(f"this operation needs the '{scope}' scope", required_scope=scope)
         return principal
