@@ -40,12 +40,14 @@ def download(token: Annotated[str, Path(max_length=2000)], settings: SettingsDep
     reader = store.open(key, expected_sha256=recorded)
 
     def chunks() -> Iterator[bytes]:
+        # Hold back the last chunk until the reader has hit EOF and checked the sha256: a corrupt object
+        # ends in an aborted, incomplete transfer, never in a complete-looking wrong file.
         with reader:
-            while True:
-                block = reader.read(CHUNK_SIZE)
-                if not block:
-                    return
-                yield block
+            pending = reader.read(CHUNK_SIZE)
+            while pending:
+                block = reader.read(CHUNK_SIZE)  # the empty read at EOF raises IntegrityError on a mismatch
+                yield pending
+                pending = block
 
     name = key.rsplit("/", 1)[-1]
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}

@@ -30,6 +30,10 @@ Reader = Annotated[Principal, Depends(require(Scope.erasures_read))]
     summary="Upload an example image (PNG, JPEG or WebP); returns its id and sha256.",
     description="The image is fully decoded and size-checked before it is stored. Use the id in "
     "`concepts[].example_images` of an erasure request.",
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"examples": {"image": {
+        "summary": "one image file",
+        "value": {"file": "(binary content of a PNG, JPEG or WebP file, e.g. curl -F file=@notice.png)"},
+    }}}}}},
 )
 def create_upload(
     request: Request,
