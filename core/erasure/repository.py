@@ -19,7 +19,7 @@ def get_request(session: Session, tenant_id: uuid.UUID, request_id: uuid.UUID, *
 ):
     stmt = select(ErasureRequest).where(ErasureRequest.id == request_id, ErasureRequest.tenant_id == tenant_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return session.scalars(stmt).first()
 
 
@@ -67,8 +67,11 @@ def list_requests(
     return out[:limit]
 
 
-def jobs_of_request(session: Session, request_id: uuid.UUID) -> list[Job]:
-    return list(session.scalars(select(Job).where(Job.request_id == request_id).order_by(Job.created_at)))
+def jobs_of_request(session: Session, request_id: uuid.UUID, *, lock: bool = False) -> list[Job]:
+    stmt = select(Job).where(Job.request_id == request_id).order_by(Job.created_at)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(stmt))
 
 
 def latest_jobs(session: Session, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, Job]:

@@ -177,9 +177,11 @@ def reject(session: Session, principal: Principal, request_id: uuid.UUID, reason
 def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
     """Before a worker holds it: cancelled at once. While running: the worker stops at its next step and
     moves the request to `cancelled` itself (core.erasure.jobs.cancel)."""
+    get(session, principal, request_id)  # tenant check before any lock
+    # Lock order as in the workers (core.erasure.jobs: job, then request), so the two never deadlock.
+    jobs = repository.jobs_of_request(session, request_id, lock=True)
     request = get(session, principal, request_id, lock=True)
     check_transition(request.status, RequestStatus.cancelled)
-    jobs = repository.jobs_of_request(session, request.id)
     for job in jobs:
         if job.state in (JobState.queued, JobState.running):
             request_cancel(session, job)

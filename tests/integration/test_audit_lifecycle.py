@@ -166,3 +166,42 @@ def test_no_certificate_for_failed_or_unverified(api: ApiEnv) -> None:  # noqa: 
         s.rollback()
     r = api.client.get(f"/v1/erasures/{rid}/certificate", headers=h)
     assert r.status_code == 404 and r.json()["type"] == "https://lethe.dev/problems/certificate-not-issued"
+
+
+def test_cancel_racing_the_worker_never_deadlocks(api: ApiEnv) -> None:  # noqa: F811
+    """HTTP cancel and the worker's completion lock the same rows: same order, so no deadlock, no 5xx."""
+    import threading
+
+    h = api.auth()
+    mid = api.ready_model()
+    outcomes = []
+    for _ in range(6):
+        rid = api.client.post("/v1/erasures", json=erasure_body(mid), headers=h).json()["id"]
+        with unit_of_work(api.engine) as s:
+            job = s.scalars(sa.select(Job).where(Job.request_id == uuid.UUID(rid))).one()
+            held = jobs.lease(s, job.id, "racer", 60)
+            assert held is not None
+        barrier = threading.Barrier(2)
+        result: dict[str, object] = {}
+
+        key = artifact_key(held.tenant_id, held.request_id, held.job_id, held.attempt, "adapter.safetensors")
+        obj = get_store(api.settings).put(key, b"adapter")
+        stored = [jobs.StoredArtifact(name="adapter.safetensors", key=key, size=obj.size, sha256=obj.sha256)]
+
+        def finish(held: jobs.Lease = held, barrier: threading.Barrier = barrier,
+                   result: dict[str, object] = result, stored: list[jobs.StoredArtifact] = stored) -> None:
+            barrier.wait()
+            with unit_of_work(api.engine) as s:
+                result["worker"] = jobs.complete(s, held, artifacts=stored, metrics=VERIFIED)
+
+        worker = threading.Thread(target=finish)
+        worker.start()
+        barrier.wait()
+        r = api.client.post(f"/v1/erasures/{rid}/cancel", headers=h)
+        worker.join(30)
+        assert r.status_code in (202, 409), r.text
+        final = api.client.get(f"/v1/erasures/{rid}", headers=h).json()["status"]
+        outcomes.append((r.status_code, final))
+        assert "worker" in result, "the worker's transaction failed"
+    # Either the cancel landed first (the worker then records `cancelled`) or the job had finished.
+    assert all(final in ("cancelled", "succeeded") for _, final in outcomes), outcomes
