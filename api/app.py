@@ -27,8 +27,18 @@ API_DESCRIPTION = """Lethe erases concepts from text-to-image diffusion models (
 
 
 def _routers() -> list[APIRouter]:
-    from api.routers import audit, certificates, erasures, health, models, objects, uploads
-    from api.routers import batches, schedules, webhooks
+    from api.routers import (
+        audit,
+        batches,
+        certificates,
+        erasures,
+        health,
+        models,
+        objects,
+        schedules,
+        uploads,
+        webhooks,
+    )
 
     return [
         health.router,
