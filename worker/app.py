@@ -26,7 +26,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport = {
         "visibility_timeout": settings.broker_visibility_timeout,
         "unacked_restore_interval": settings.broker_unacked_restore_interval,
-        "unacked_restore_throttle": settings.broker_unacked_restore_interval,
+        "unacked_restore_throttle": 1,  # scan on every check: redelivery ≈ visibility_timeout + interval
         "socket_connect_timeout": 5,
         "socket_timeout": 30,
         "retry_on_timeout": True,
@@ -71,6 +71,8 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 
 app = make_app()
+
+import worker.watchdog  # noqa: E402, F401  (registers the consumer watchdog for worker processes)
 
 
 @worker_process_init.connect

@@ -271,6 +271,9 @@ class TcpProxy:
     def cut(self) -> None:
         """Refuse new connections and break every open one."""
         if self._listener is not None:
+            # shutdown() first: close() alone leaves a socket that a thread blocks on in accept() listening.
+            with suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
