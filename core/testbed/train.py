@@ -53,7 +53,7 @@ class Profile:
     vae_batch: int = 64
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
-    unet_steps: int = 4000
+    unet_steps: int = 2500
     unet_batch: int = 128
     unet_lr: float = 1e-3
     unet_warmup: int = 200
@@ -371,7 +371,6 @@ def build(
     settings for that stage are the same, and the UNet phase checkpoints there at every WIP save and resumes.
     """
     from core.evaluation.adherence import prompt_adherence
-    from core.testbed.loading import load_classifier, load_pipeline
 
     def emit(event: str, **data: Any) -> None:
         if on_event is not None:
@@ -486,7 +485,14 @@ def build(
             if wip_dir is not None:
                 pipe = ema_pipeline()
                 quick = prompt_adherence(pipe, clf, seeds=range(4), steps=p.eval_steps, guidance_scale=5.0)
-                wip_manifest = {"wip": True, "step": step + 1, "adherence_4_seeds": quick.model_dump()}
+                wip_manifest = {
+                    "wip": True,
+                    "step": step + 1,
+                    "objects": list(OBJECTS),
+                    "styles": list(STYLES),
+                    "sampling": {"steps": p.eval_steps, "guidance_scale": 5.0, "scheduler": "DDIM"},
+                    "adherence_4_seeds": quick.model_dump(),
+                }
                 save_testbed(pipe, clf, wip_dir, fp16=False, extra_manifest=wip_manifest)
                 emit(
                     "wip",
@@ -502,9 +508,36 @@ def build(
 
     # Save, then measure the files as shipped (fp16 reloaded as fp32): the numbers describe what others load.
     save_testbed(pipe, clf, out, fp16=p.save_fp16)
+    return measure(out, p, minutes, t_all, on_event=on_event)
+
+
+def measure(
+    out: Path,
+    p: Profile,
+    minutes: dict[str, float],
+    t_all: float | None = None,
+    on_event: ProgressFn | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measure the testbed saved in `out` (classifier, VAE, adherence over a guidance sweep, sampling cost) and
+    write its manifest. Everything is measured on the files as saved."""
+    from core.evaluation.adherence import prompt_adherence
+    from core.testbed.loading import load_classifier, load_pipeline
+    from core.testbed.sampling import generate
+
+    def emit(event: str, **data: Any) -> None:
+        if on_event is not None:
+            on_event(event, data)
+
     pipe = load_pipeline(out / "pipeline")
     clf = load_classifier(out / "classifier")
+    held_np, held_o, held_s = render_set(p.heldout_per_pair, _HELDOUT_SEED_BASE + p.seed * 10_000_000)
+    x_held, hyo, hys = _to_tensor(held_np), torch.from_numpy(held_o), torch.from_numpy(held_s)
     clf_acc = classifier_accuracy(clf, x_held, hyo, hys)
+    with torch.no_grad():
+        rec = reconstruct(pipe.vae, x_held)
+    vae_acc = classifier_accuracy(clf, rec, hyo, hys)
+    vae_mse = float(F.mse_loss(rec, x_held))
 
     t0 = time.perf_counter()
     sweep: dict[str, Any] = {}
@@ -519,7 +552,6 @@ def build(
             best_g, best = g, (score, ad)
     assert best is not None and best_g is not None
     adherence = best[1]
-    from core.testbed.sampling import generate
 
     # Best of three: the machine is shared, and the bar is about the model's cost, not the neighbours' load.
     timings = []
@@ -530,8 +562,10 @@ def build(
         )
         timings.append(time.perf_counter() - ts)
     sample_64 = min(timings)
+    minutes = dict(minutes)
     minutes["measure"] = (time.perf_counter() - t0) / 60
-    minutes["total"] = (time.perf_counter() - t_all) / 60
+    if t_all is not None:
+        minutes["total"] = (time.perf_counter() - t_all) / 60
 
     manifest = {
         "format": 1,
@@ -554,8 +588,9 @@ def build(
             "meets_bar": adherence.meets_bar() and min(clf_acc.values()) >= 0.97,
         },
         "sampling_seconds_64": round(sample_64, 2),
-        "vae_scaling_factor": scaling,
+        "vae_scaling_factor": float(pipe.vae.config.scaling_factor),
         "torch_threads": p.threads,
+        **(extra or {}),
     }
     manifest["files"] = file_hashes(out)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
