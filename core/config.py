@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     )
     model_cache_size: int = Field(default=2, ge=0, description="Base pipelines kept loaded per worker (LRU).")
     sweep_interval_seconds: float = Field(default=15.0, gt=0, description="How often `lethe beat` sweeps.")
+    outbox_poll_seconds: float = Field(
+        default=0.25, gt=0, description="How often `lethe beat` publishes new outbox rows (job doorbells, events)."
+    )
     requeue_after_seconds: float = Field(
         default=60.0, gt=0, description="A queued job whose doorbell is older than this is published again."
     )

@@ -25,10 +25,16 @@ def _leasable(now: datetime):  # type: ignore[no-untyped-def]
 
 
 def lock_leasable(session: Session, job_id: uuid.UUID, now: datetime) -> Job | None:
-    """The job if it can be leased now, row-locked on Postgres (SKIP LOCKED: a concurrent leaser gets None)."""
-    stmt = select(Job).where(Job.id == job_id, _leasable(now))
+    """The job if it can be leased now, row-locked on Postgres.
+
+    This waits for the row rather than skipping it (unlike `next_leasable_id`): the writer holding it may
+    be the outbox relay that just rang this very doorbell (it stamps `enqueued_at` before it commits), and
+    skipping would drop the doorbell. Measured: with SKIP LOCKED here, a share of doorbells were lost and
+    those jobs waited for the sweeper (p95 submit→start 64 s instead of well under 1 s).
+    """
+    stmt = select(Job).where(Job.id == job_id, _leasable(now)).execution_options(populate_existing=True)
     if _postgres(session):
-        stmt = stmt.with_for_update(skip_locked=True)
+        stmt = stmt.with_for_update()
     return session.scalars(stmt).first()
 
 

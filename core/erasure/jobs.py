@@ -114,8 +114,9 @@ def lease(session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds: fl
           *, now: datetime | None = None) -> Lease | None:
     """Take the job for one attempt (attempt + 1) if it is queued, due and not cancelled; else None.
 
-    Atomic: Postgres locks the row with SKIP LOCKED, and the claim itself is a conditional UPDATE on the
-    attempt number it read, so two workers racing for one doorbell cannot both win (also on SQLite).
+    Atomic: Postgres locks the row (FOR UPDATE; `lease_next` scans with SKIP LOCKED), and the claim itself is
+    a conditional UPDATE on the attempt number it read, so two workers racing for one doorbell cannot both
+    win (also on SQLite, which has no row locks).
     """
     now = now or utcnow()
     job = job_repository.lock_leasable(session, job_id, now)
