@@ -56,6 +56,46 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (from /proc), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and its descendants (scanning /proc: uvicorn's worker processes)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def _cpu_snapshot(server_pid: int, db_url: str, name: str) -> dict[str, float]:
+    """CPU seconds used so far by the API processes and by this database's Postgres backends."""
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        backends = [r[0] for r in conn.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})]
+    engine.dispose()
+    return {
+        "server": sum(_cpu_seconds(p) for p in _process_tree(server_pid)),
+        "postgres": sum(_cpu_seconds(p) for p in backends),
+        "client": time.process_time(),
+    }
+
+
 def _setup(db_url: str, data_dir: Path, clients: int) -> tuple[list[str], str]:
     """Migrate, create a tenant with one key per client and a ready model; returns (keys, model id)."""
     os.environ["LETHE_DATA_DIR"] = str(data_dir)
@@ -189,10 +229,15 @@ def main() -> None:
         else:
             raise SystemExit("uvicorn did not start")
         load_before = os.getloadavg()
+        cpu_before = _cpu_snapshot(server.pid, db_url, name)
         latencies, statuses, measured, sent = asyncio.run(
             _drive(base, keys, model_id, args.rate, args.duration, args.warmup)
         )
+        cpu_after = _cpu_snapshot(server.pid, db_url, name)
         load_after = os.getloadavg()
+        # CPU per request (all requests, warm-up included): independent of how busy the shared machine is.
+        cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(sent, 1), 2) for k in cpu_before}
+        cpu_ms["total"] = round(sum(cpu_ms.values()), 2)
         ok = statuses.get("202", 0)
         errors = sum(v for k, v in statuses.items() if k != "202")
         engine = sa.create_engine(db_url)
@@ -218,6 +263,10 @@ def main() -> None:
             },
             "errors": errors,
             "status_counts": dict(statuses),
+            "cpu_ms_per_request": cpu_ms,
+            # What the measured CPU cost allows if the machine's cores did nothing else (not a measurement).
+            "cpu_bound_capacity_per_s": round((os.cpu_count() or 1) * 1000 / cpu_ms["total"], 1)
+            if cpu_ms["total"] > 0 else None,
             "consistency": {"requests_sent": sent, "request_rows": rows, "erase_jobs": jobs, "audit_events": chain},
             "target": {"throughput_per_s": 200, "p99_ms": 50, "errors": 0},
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -234,6 +283,9 @@ def main() -> None:
                       str(result["throughput_per_s"]), str(lat["p50"]), str(lat["p90"]), str(lat["p99"]),
                       str(lat["max"]), str(errors))
         console.print(table)
+        console.print(f"CPU per request: server {cpu_ms['server']} ms, postgres {cpu_ms['postgres']} ms, "
+                      f"client {cpu_ms['client']} ms → at most {result['cpu_bound_capacity_per_s']}/s on "
+                      f"{os.cpu_count()} otherwise idle cores")
         console.print(f"rows: {rows} requests, {jobs} jobs, {chain} audit events for {sent} submissions; "
                       f"load avg before {load_before[0]:.2f}, after {load_after[0]:.2f}")
         args.output.parent.mkdir(parents=True, exist_ok=True)
