@@ -77,7 +77,8 @@ def wait(pred: Any, timeout: float, what: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=100, help="Latency phase: submissions, one at a time.")
-    ap.add_argument("--gap", type=float, default=0.1, help="Seconds between latency-phase submissions.")
+    ap.add_argument("--gap", type=float, default=0.5,
+                    help="Seconds between latency-phase submissions (slower than the worker drains them).")
     ap.add_argument("--burst", type=int, default=300, help="Throughput phase: submissions committed at once.")
     ap.add_argument("--pg", default=os.environ.get("LETHE_TEST_DATABASE_URL",
                                                    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),

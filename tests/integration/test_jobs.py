@@ -205,3 +205,92 @@ def test_bad_parameters_fail_without_retry(
     assert execute(job_id, worker_id="inproc") == "failed"
     assert job_row(job_id).attempt == 1
     assert request_row(request_id).error.startswith("invalid erasure parameters: steps")
+
+
+def test_cancel_during_upload_removes_the_partial_artifacts(
+    any_db_url: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path  # noqa: F811
+) -> None:
+    import time
+
+    use_database(monkeypatch, any_db_url, verify_min_gap_closure="0", job_progress_interval_seconds="0.2")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tiny_model, fingerprint="fp-tiny")
+    request_id, job_id = seed_request(tenant, model)
+    store = get_store()
+    real_put = store.put
+    stored: list[str] = []
+
+    def put_then_cancel(key: str, source, **kw):  # type: ignore[no-untyped-def]
+        obj = real_put(key, source, **kw)
+        stored.append(key)
+        if len(stored) == 2:  # the cancel arrives while artifacts are being uploaded
+            with unit_of_work() as s:
+                jobs.request_cancel(s, s.get(jobs.Job, job_id))
+            time.sleep(1.0)  # a heartbeat (every 0.2 s) carries the flag to the worker
+        return obj
+
+    monkeypatch.setattr(store, "put", put_then_cancel)
+    assert execute(job_id, worker_id="inproc") == "cancelled"
+    assert len(stored) == 2, "stopped at the next step"
+    assert store.list("tenants/") == [], "the partial uploads were removed"
+    assert artifacts(job_id) == []
+    assert job_row(job_id).state == JobState.cancelled
+    assert request_row(request_id).status == RequestStatus.cancelled
+
+
+class _Recorder:
+    def __init__(self, depth: int | None = None, fail: bool = False) -> None:
+        self.jobs: list[uuid.UUID] = []
+        self.depth = depth
+        self.fail = fail
+
+    def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.jobs.append(job_id)
+
+    def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
+        pass
+
+    def queue_depth(self) -> int | None:
+        return self.depth
+
+
+def test_sweeper_relays_rerings_and_flags_overdue(any_db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    from core.erasure.sweeper import sweep
+
+    use_database(monkeypatch, any_db_url, requeue_after_seconds="60")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tmp_path)
+    _, j1 = seed_request(tenant, model)
+    overdue_req, j2 = seed_request(tenant, model, due_at=utcnow() - timedelta(hours=1))
+
+    # Broker down: nothing is marked published; the rows wait for the next sweep.
+    down = _Recorder(fail=True)
+    first = sweep(down)
+    assert first.published == 0
+    assert first.overdue == 1 and request_row(overdue_req).overdue, "overdue flags do not need the broker"
+    with unit_of_work() as s:
+        rows = s.query(OutboxMessage).filter_by(topic="job.enqueue").all()
+        assert all(r.published_at is None for r in rows)
+        # The relay stops at the first connection error instead of failing every row against a dead broker.
+        assert [r.attempts for r in sorted(rows, key=lambda r: r.id)] == [1, 0]
+        assert "broker down" in sorted(rows, key=lambda r: r.id)[0].last_error
+
+    up = _Recorder(depth=2)
+    report = sweep(up)
+    assert report.published == 3 and sorted(up.jobs) == sorted([j1, j2])  # 2 doorbells + the overdue event
+    assert [a for a, _ in audit_actions(f"erasure:{overdue_req}")] == ["erasure.overdue"]
+    assert sweep(_Recorder(depth=2)).rerung == 0, "fresh doorbells are not rung again"
+    assert sweep(_Recorder(depth=2)).overdue == 0, "flagged once"
+
+    # An hour later the doorbells are old: rung again only as far as the broker lacks messages.
+    with unit_of_work() as s:
+        for job in s.query(jobs.Job).all():
+            job.enqueued_at = utcnow() - timedelta(hours=1)
+    assert sweep(_Recorder(depth=2)).rerung == 0, "both messages still wait in the broker"
+    lost_one = _Recorder(depth=1)
+    assert sweep(lost_one).rerung == 1
+    lost_all = _Recorder(depth=0)
+    assert sweep(lost_all).rerung == 1, "the other one was rung a moment ago"
