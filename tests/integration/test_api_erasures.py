@@ -207,3 +207,29 @@ def test_rate_limit_429(pg_url: str) -> None:
         assert r.headers["content-type"] == PROBLEM and int(r.headers["retry-after"]) >= 1
         assert r.json()["type"] == P + "rate-limited"
         assert env.client.get("/v1/erasures", headers=env.auth("other")).status_code == 200
+
+
+def test_audit_event_filters_and_pagination(api: ApiEnv) -> None:  # noqa: F811
+    c, h = api.client, api.auth()
+    mid = api.ready_model()
+    for _ in range(3):
+        c.post("/v1/erasures", json=erasure_body(mid), headers=h)
+    everything = c.get("/v1/audit/events?limit=100", headers=h).json()["items"]
+    assert [e["seq"] for e in everything] == sorted(e["seq"] for e in everything)
+    seen, cursor = [], None
+    while True:
+        page = c.get("/v1/audit/events?limit=2" + (f"&cursor={cursor}" if cursor else ""), headers=h).json()
+        seen += [e["seq"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [e["seq"] for e in everything]
+    submitted = c.get("/v1/audit/events?action=erasure.submitted", headers=h).json()["items"]
+    assert len(submitted) == 3 and all(e["payload"]["model_id"] == str(mid) for e in submitted)
+    middle = submitted[1]["at"]
+    assert len(c.get("/v1/audit/events", params={"action": "erasure.submitted", "since": middle},
+                     headers=h).json()["items"]) == 2
+    assert len(c.get("/v1/audit/events", params={"action": "erasure.submitted", "until": middle},
+                     headers=h).json()["items"]) == 1
+    assert c.get("/v1/audit/events?since=2999-01-01T00:00:00Z", headers=h).json()["items"] == []
+    assert c.get("/v1/audit/events?cursor=bm9wZQ", headers=h).status_code == 422

@@ -205,3 +205,25 @@ def test_cancel_racing_the_worker_never_deadlocks(api: ApiEnv) -> None:  # noqa:
         assert "worker" in result, "the worker's transaction failed"
     # Either the cancel landed first (the worker then records `cancelled`) or the job had finished.
     assert all(final in ("cancelled", "succeeded") for _, final in outcomes), outcomes
+
+
+def test_artifact_links_on_s3_are_presigned(pg_url: str, s3_endpoint: str) -> None:
+    """With an s3:// store the artifact URLs are S3 presigned GETs that return the stored bytes."""
+    import httpx
+
+    from tests.api_support import build_env
+
+    bucket = f"lethe-{uuid.uuid4().hex[:8]}"
+    for env in build_env(pg_url, store_url=f"s3://{bucket}/lethe", s3_endpoint_url=s3_endpoint):
+        get_store(env.settings).ensure_bucket()  # type: ignore[attr-defined]
+        h = env.auth()
+        rid = env.client.post("/v1/erasures", json=erasure_body(env.ready_model()), headers=h).json()["id"]
+        get_settings.cache_clear()
+        _, outputs = _run_job(env, rid)
+        got = env.client.get(f"/v1/erasures/{rid}", headers=h).json()
+        assert got["status"] == "succeeded" and len(got["artifacts"]) == len(outputs)
+        for art in got["artifacts"]:
+            url = art["url"]
+            assert url.startswith(s3_endpoint) and ("Signature=" in url or "X-Amz-Signature" in url), url
+            r = httpx.get(art["url"])
+            assert r.status_code == 200 and r.content == outputs[art["name"]]
