@@ -138,55 +138,127 @@ def _body(model_id: str, i: int) -> dict[str, Any]:
     }
 
 
-async def _drive(base: str, keys: list[str], model_id: str, rate: float, duration: float,
+class _RawPool:
+    """A minimal HTTP/1.1 keep-alive client (asyncio streams). The load generator shares the 2 cores with the
+    server, so it must be as light as possible (httpx cost several ms of CPU per request here)."""
+
+    def __init__(self, host: str, port: int, max_connections: int) -> None:
+        self.host, self.port, self.max = host, port, max_connections
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.open = 0
+        self.freed = asyncio.Condition()
+
+    async def _acquire(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        async with self.freed:
+            while not self.idle and self.open >= self.max:
+                await self.freed.wait()
+            if self.idle:
+                return self.idle.pop()
+            self.open += 1
+        try:
+            return await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            async with self.freed:
+                self.open -= 1
+                self.freed.notify()
+            raise
+
+    async def _release(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
+        async with self.freed:
+            if conn is None:
+                self.open -= 1
+            else:
+                self.idle.append(conn)
+            self.freed.notify()
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        conn = await self._acquire()
+        reader, writer = conn
+        try:
+            head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n")
+            writer.write(head.encode("latin-1") + body)
+            status = int((await reader.readline()).split()[1])
+            length, chunked, close = 0, False, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                name, value = name.strip().lower(), value.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "transfer-encoding" and "chunked" in value:
+                    chunked = True
+                elif name == "connection" and value == "close":
+                    close = True
+            if chunked:
+                while size := int((await reader.readline()).strip() or b"0", 16):
+                    await reader.readexactly(size + 2)
+                await reader.readline()
+            else:
+                await reader.readexactly(length)
+        except BaseException:
+            writer.close()
+            await self._release(None)
+            raise
+        if close:
+            writer.close()
+            await self._release(None)
+        else:
+            await self._release(conn)
+        return status
+
+    async def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def _drive(host: str, port: int, keys: list[str], model_id: str, rate: float, duration: float,
                  warmup: float) -> tuple[list[float], Counter[str], float, int]:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     clients = len(keys)
-    limits = httpx.Limits(max_connections=clients * 4, max_keepalive_connections=clients * 4)
+    pool = _RawPool(host, port, max_connections=clients * 4)
     counter = 0
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
 
-        async def one(key: str, scheduled: float, record: bool) -> None:
-            nonlocal counter
-            counter += 1
-            headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())}
-            try:
-                r = await http.post("/v1/erasures", json=_body(model_id, counter), headers=headers)
-                status = str(r.status_code)
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            if record:
-                latencies.append((time.perf_counter() - scheduled) * 1000)
-                statuses[status] += 1
+    async def one(key: str, scheduled: float, record: bool) -> None:
+        nonlocal counter
+        counter += 1
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())}
+        try:
+            status = str(await pool.post("/v1/erasures", json.dumps(_body(model_id, counter)).encode(), headers))
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+            status = type(exc).__name__
+        if record:
+            latencies.append((time.perf_counter() - scheduled) * 1000)
+            statuses[status] += 1
 
-        async def closed_loop(key: str, until: float, record_after: float) -> None:
-            while (now := time.perf_counter()) < until:
-                await one(key, now, now >= record_after)
+    async def closed_loop(key: str, until: float, record_after: float) -> None:
+        while (now := time.perf_counter()) < until:
+            await one(key, now, now >= record_after)
 
-        start = time.perf_counter()
-        record_after = start + warmup
-        end = record_after + duration
-        if rate <= 0:
-            await asyncio.gather(*(closed_loop(k, end, record_after) for k in keys))
-        else:
-            # Open loop: one schedule for everyone; each request goes out at its slot, on its client's key.
-            interval = 1.0 / rate
-            pending: set[asyncio.Task[None]] = set()
-            n = 0
-            while True:
-                slot = start + n * interval
-                if slot >= end:
-                    break
-                delay = slot - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.create_task(one(keys[n % clients], slot, slot >= record_after))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                n += 1
-            await asyncio.gather(*pending)
-        measured = time.perf_counter() - record_after
+    start = time.perf_counter()
+    record_after = start + warmup
+    end = record_after + duration
+    if rate <= 0:
+        await asyncio.gather(*(closed_loop(k, end, record_after) for k in keys))
+    else:
+        # Open loop: one schedule for everyone; each request goes out at its slot, on its client's key.
+        interval = 1.0 / rate
+        pending: set[asyncio.Task[None]] = set()
+        n = 0
+        while True:
+            slot = start + n * interval
+            if slot >= end:
+                break
+            delay = slot - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(keys[n % clients], slot, slot >= record_after))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+        await asyncio.gather(*pending)
+    measured = time.perf_counter() - record_after
+    await pool.close()
     return latencies, statuses, measured, counter
 
 
@@ -230,8 +302,10 @@ def main() -> None:
             raise SystemExit("uvicorn did not start")
         load_before = os.getloadavg()
         cpu_before = _cpu_snapshot(server.pid, db_url, name)
-        latencies, statuses, measured, sent = asyncio.run(
-            _drive(base, keys, model_id, args.rate, args.duration, args.warmup)
+        import uvloop
+
+        latencies, statuses, measured, sent = uvloop.run(
+            _drive("127.0.0.1", port, keys, model_id, args.rate, args.duration, args.warmup)
         )
         cpu_after = _cpu_snapshot(server.pid, db_url, name)
         load_after = os.getloadavg()
