@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from core.audit.service import append
 from core.batches import service as batches
 from core.batches.schemas import BatchCreate
+from core.erasure.jobs import webhook_event
 from core.errors import LetheError, NotFound
 from core.logging import get_logger
 from core.schedules.models import Schedule, ScheduleRun
@@ -130,9 +131,10 @@ def run_due(session: Session, *, now: datetime | None = None, limit: int = 50) -
         except (LetheError, ValueError) as exc:
             run.error = str(getattr(exc, "detail", exc))[:2000]
             log.warning("scheduled run submitted nothing", schedule_id=str(schedule.id), error=run.error)
+        summary = {"slot_at": slot.isoformat(), "batch_id": str(run.batch_id) if run.batch_id else None,
+                   "requests": run.requests, "error": run.error}
         append(session, action="schedule.ran", subject=f"schedule:{schedule.id}", actor=principal.actor,
-               tenant_id=tenant.id,
-               payload={"slot_at": slot.isoformat(), "batch_id": str(run.batch_id) if run.batch_id else None,
-                        "requests": run.requests, "error": run.error})
+               tenant_id=tenant.id, payload=summary)
+        webhook_event(session, "schedule.ran", tenant.id, {"schedule_id": str(schedule.id), **summary})
         ran += 1
     return ran

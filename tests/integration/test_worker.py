@@ -97,3 +97,32 @@ def test_worker_runs_erasures_and_validations(
         assert ok.status == ModelStatus.ready and ok.architecture == "sd1"
         assert ok.fingerprint == fingerprint(tiny_model)
         assert bad.status == ModelStatus.invalid and "FluxPipeline" in (bad.status_reason or "")
+
+
+def test_cli_commands_need_a_broker_and_beat_sweeps_once(
+    pg_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    use_database(monkeypatch, pg_url)
+    embedded = child_env(database_url=pg_url, broker_url="")
+    for command in (["worker", "--queues", "gpu"], ["beat", "--once"]):
+        out = subprocess.run([sys.executable, "-m", "core.cli", *command], env=embedded, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 2 and "needs a broker" in out.stderr and "Traceback" not in out.stderr
+    bad = subprocess.run([sys.executable, "-m", "core.cli", "worker", "--queues", "cpu"],
+                         env=child_env(database_url=pg_url, broker_url=redis_url), capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "unknown queue" in bad.stderr
+    tenant = seed_tenant()
+    model = seed_model(tenant, tmp_path)
+    seed_request(tenant, model)
+    once = subprocess.run([sys.executable, "-m", "core.cli", "beat", "--once"],
+                          env=child_env(database_url=pg_url, broker_url=redis_url), capture_output=True, text=True,
+                          timeout=60)
+    assert once.returncode == 0, once.stderr
+    assert "'published': 1" in once.stdout
+    import redis
+
+    assert redis.Redis.from_url(redis_url).llen("gpu") == 1, "the doorbell is in the gpu queue"
