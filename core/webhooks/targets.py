@@ -25,7 +25,11 @@ def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise TargetRefused(f"webhook URL {url!r} is malformed: {exc}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused(f"webhook URL {url!r} must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
@@ -34,10 +38,11 @@ def check_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
         return url
     host = parts.hostname
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TargetRefused(f"webhook host {host!r} does not resolve: {exc.strerror}")
+    except (UnicodeError, ValueError) as exc:
+        raise TargetRefused(f"webhook host {host!r} is not a valid host name: {exc}")
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if _blocked(ip):
