@@ -41,8 +41,18 @@ def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def verify(metrics: dict[str, Any], settings: Settings) -> Verdict:
+    # The testbed evaluator reports per target: {"summary": {target: {ua, ira_rel, cra_rel, ...}}}.
+    per_target = metrics.get("summary") if isinstance(metrics.get("summary"), dict) else {}
     metrics = _flatten(metrics)
     checks: dict[str, dict[str, Any]] = {}
+    for target, row in sorted(per_target.items()):
+        if not isinstance(row, dict):
+            continue
+        if isinstance(row.get("ua"), int | float):
+            checks[f"ua[{target}]"] = {"value": float(row["ua"]), "min": settings.verify_min_unlearning_accuracy}
+        for name in ("ira_rel", "cra_rel"):
+            if isinstance(row.get(name), int | float):
+                checks[f"{name}[{target}]"] = {"value": float(row[name]), "min": settings.verify_min_retention}
     ua = _num(metrics, "ua", "UA")
     if ua is not None:
         checks["ua"] = {"value": ua, "min": settings.verify_min_unlearning_accuracy}

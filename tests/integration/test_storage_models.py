@@ -93,3 +93,15 @@ def test_verification_rule() -> None:
     assert verdict.checks["forget_gap_closure"]["passed"] is True
     nothing = verify({}, s)
     assert not nothing.ok and "no verification metrics" in nothing.reason
+
+
+def test_verification_reads_the_testbed_evaluators_per_target_summary() -> None:
+    s = Settings(verify_min_unlearning_accuracy=0.9, verify_min_retention=0.95)
+    metrics = {"probe": {"forget_gap_closure": 0.9},
+               "summary": {"circle": {"ua": 0.99, "ira_rel": 0.98, "cra_rel": 1.0, "base_ua": 0.05},
+                           "square": {"ua": 0.6, "ira_rel": 0.97, "cra_rel": 0.9}}}
+    verdict = verify(metrics, s)
+    assert not verdict.ok
+    assert verdict.checks["ua[circle]"]["passed"] and verdict.checks["ira_rel[circle]"]["passed"]
+    assert "ua[square] 0.600 is below the required 0.900" in verdict.reason
+    assert "cra_rel[square] 0.900 is below the required 0.950" in verdict.reason
