@@ -32,7 +32,7 @@ METHODS = ("spare", "spare-uniform", "spare-nosal", "esd")
 def method_config(method: str, args: argparse.Namespace) -> Any:
     from core.spare import EsdConfig, SpareConfig
 
-    base = dict(seed=args.seed, device="cpu")
+    base = dict(seed=args.seed, device="cpu", sample_steps=args.sample_steps)
     extra = json.loads(args.spare_params) if args.spare_params else {}
     if args.spare_steps:
         extra["steps"] = args.spare_steps
@@ -69,7 +69,10 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
 
     spare_method = "esd" if method == "esd" else "spare"
     config = method_config(method, args)
-    spec = ErasureSpec(concepts=[testbed_concept(target)], retain=testbed_retain([target]), method=spare_method)
+    concept = testbed_concept(target)
+    spec = ErasureSpec(concepts=[concept], retain=testbed_retain([target]), method=spare_method)
+    # The testbed only knows its canvas vocabulary: its own prompts, no generic English templates.
+    config = config.model_copy(update={"max_forget_prompts": len(concept.prompts)})
     evaluator = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
                                   attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
                                   cached_base=cached)
@@ -218,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
     parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Subset of {','.join(METHODS)}.")
-    parser.add_argument("--eval-seeds", type=int, default=4, help="Seeds per grid cell in the evaluator.")
-    parser.add_argument("--attack-budget", type=int, default=10, help="Soft-prompt attack steps; 0 = no attacks.")
+    parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell in the evaluator.")
+    parser.add_argument("--attack-budget", type=int, default=5, help="Soft-prompt attack steps; 0 = no attacks.")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps.")
     parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields for all SPARE variants.")
     parser.add_argument("--esd-steps", type=int, default=None, help="Override ESD steps.")
     parser.add_argument("--esd-params", default=None, help="JSON of EsdConfig fields.")
+    parser.add_argument("--sample-steps", type=int, default=10,
+                        help="DDIM steps for SPARE's cached samples and ESD's x_t (all methods alike).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "erasure.json")

@@ -39,6 +39,8 @@ def erase(
     seed: int = typer.Option(0, "--seed", help="Seed for samples, noise and timesteps."),
     params: str | None = typer.Option(None, "--params", help="Extra config fields as JSON, e.g. '{\"rank\": 8}'."),
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
+    eval_seeds: int = typer.Option(4, "--eval-seeds", min=1, max=64, help="Testbed only: seeds per evaluated cell."),
+    attacks: bool = typer.Option(False, "--attacks/--no-attacks", help="Testbed only: also run the attack probe."),
 ) -> None:
     """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
@@ -82,6 +84,9 @@ def erase(
                 c = testbed_concept(target, sur)
                 concepts.append(c.model_copy(update={"prompts": (list(forget_prompt) + c.prompts)[:32]}))
             spec = ErasureSpec(concepts=concepts, retain=list(retain) or testbed_retain(concept), method=method)
+            if "max_forget_prompts" not in extra:
+                # The testbed only knows its canvas vocabulary: keep to its own prompts (no generic templates).
+                config = config.model_copy(update={"max_forget_prompts": max(len(c.prompts) for c in concepts)})
         else:
             spec = ErasureSpec(
                 concepts=[
@@ -103,7 +108,10 @@ def erase(
     evaluator = None
     if on_testbed:
         try:
-            evaluator = testbed_evaluator(concept)
+            evaluator = testbed_evaluator(
+                concept, testbed=model if model_dir != model else model.parent, seeds=list(range(eval_seeds)),
+                attacks=attacks,
+            )
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     try:
@@ -129,6 +137,8 @@ def erase(
         f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
         f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
     )
-    for key in ("ua", "ira", "cra"):
-        if key in result.metrics:
-            typer.echo(f"{key.upper()} {result.metrics[key]}")
+    for target, row in result.metrics.get("summary", {}).items():
+        typer.echo(
+            f"{target}: UA {row['ua']:.3f} (base {row['base_ua']:.3f}), IRA {row['ira']:.3f}, CRA {row['cra']:.3f}"
+            + (f", attack success {row['attack_success']:.3f}" if row.get("attack_success") is not None else "")
+        )

@@ -26,11 +26,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def pipeline_dir(model_dir: Path) -> Path:
+    """The diffusers folder itself, or its pipeline/ subfolder (the testbed's layout)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file() and (model_dir / "pipeline" / "model_index.json").is_file():
+        return model_dir / "pipeline"
+    return model_dir
+
+
 def detect_architecture(model_dir: Path) -> str:
     """Return "sd1", "sd2" or "sdxl" for a diffusers pipeline folder; raise UnsupportedModelError otherwise."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
+    if not Path(model_dir).is_dir():
         raise UnsupportedModelError(f"{model_dir} is not a folder")
+    model_dir = pipeline_dir(model_dir)
     index_path = model_dir / "model_index.json"
     if not index_path.is_file():
         raise UnsupportedModelError(f"{model_dir} is not a diffusers pipeline: model_index.json is missing")
@@ -98,6 +106,7 @@ def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | Non
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     arch = detect_architecture(model_dir)
+    model_dir = pipeline_dir(model_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cls = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
     kwargs: dict[str, Any] = {"local_files_only": True}

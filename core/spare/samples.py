@@ -132,7 +132,7 @@ def generate_latents(
     steps: int,
     guidance: float,
     per_prompt: int,
-    batch: int = 8,
+    batch: int = 16,
     tick: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """The frozen model's own latents for the prompts, `per_prompt` seeds each, in prompt order."""

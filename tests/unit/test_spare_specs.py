@@ -109,6 +109,10 @@ def test_detect_architecture_from_configs(tmp_path: Path) -> None:
     _write_json(sd1 / "unet" / "config.json", {"cross_attention_dim": 768})
     _write_json(sd1 / "scheduler" / "scheduler_config.json", {"prediction_type": "epsilon"})
     assert detect_architecture(sd1) == "sd1"
+    nested = tmp_path / "testbed"  # the testbed keeps its pipeline in pipeline/
+    _write_json(nested / "pipeline" / "model_index.json", {"_class_name": "StableDiffusionPipeline", "unet": unet})
+    _write_json(nested / "pipeline" / "unet" / "config.json", {})
+    assert detect_architecture(nested) == "sd1"
     sd2 = tmp_path / "sd2"
     _write_json(sd2 / "model_index.json", {"_class_name": "StableDiffusionPipeline", "unet": unet})
     _write_json(sd2 / "unet" / "config.json", {"use_linear_projection": True})
