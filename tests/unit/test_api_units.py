@@ -159,9 +159,10 @@ def test_cursors() -> None:
 
 
 def test_rate_limiter() -> None:
-    limiter = RateLimiter(per_minute=60)
+    limiter = RateLimiter(per_minute=6)
     allowed = sum(1 for _ in range(30) if limiter.acquire("k") == 0)
-    assert allowed == 15  # the burst (a quarter minute's worth, at least 10)
+    assert allowed == 10  # the burst (a quarter minute's worth, at least 10); refill is 0.1/s
+    assert RateLimiter(per_minute=600).capacity == 150
     assert limiter.acquire("k") > 0
     assert limiter.acquire("other") == 0
     assert RateLimiter(0).acquire("k") == 0
