@@ -21,6 +21,6 @@ RUN pip install "torch>=2.4" --index-url https://download.pytorch.org/whl/cu126 
 
 USER lethe
 HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 \
-    CMD celery -A worker.app inspect ping -d "celery@$(hostname)" --timeout 10 || exit 1
+    CMD celery -A worker.app inspect ping -d "lethe-gpu@$(hostname)" --timeout 10 || exit 1
 # `lethe worker --queues gpu` always runs Celery with --pool=solo (one process per GPU).
 CMD ["lethe", "worker", "--queues", "gpu"]
