@@ -110,7 +110,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     }
 
 
-def summarize(rows: list[dict], sampling: dict[str, float]) -> dict[str, dict[str, Any]]:
+def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == method]
@@ -127,7 +127,8 @@ def summarize(rows: list[dict], sampling: dict[str, float]) -> dict[str, dict[st
             "adapter_bytes": avg("adapter_bytes"),
             "fused_bytes": avg("fused_bytes"),
             "adapter_fraction_of_unet": (avg("adapter_bytes") / rs[0]["unet_bytes"]) if avg("adapter_bytes") else None,
-            "peak_rss_vs_sampling": avg("peak_rss_bytes") / sampling["peak_rss_bytes"],  # type: ignore[operator]
+            # Each row is relative to the sampling reference measured in its own process.
+            "peak_rss_vs_sampling": max(r["peak_rss_vs_sampling"] for r in rs),
         }
     return out
 
@@ -215,6 +216,29 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
     img.save(path)
 
 
+def finish(result: dict[str, Any], out: Path) -> None:
+    result["summary"] = summarize(result["rows"])
+    result["targets_check"] = targets_check(result["summary"])
+    out.write_text(json.dumps(result, indent=2))
+    chart(result["summary"], out.with_suffix(".png"))
+    print(table(result["summary"]))
+    for k, v in result["targets_check"].items():
+        print(f"  {k:<24} {v['value']}  {'met' if v['met'] else 'NOT met'}")
+
+
+def merge(paths: list[Path], out: Path) -> int:
+    parts = [json.loads(p.read_text()) for p in paths]
+    for part in parts:
+        for row in part["rows"]:
+            row.setdefault("peak_rss_vs_sampling", row["peak_rss_bytes"] / part["sampling_reference"]["peak_rss_bytes"])
+    result = {**parts[0], "merged_from": [str(p) for p in paths], "rows": [r for p in parts for r in p["rows"]]}
+    result["targets"] = [t for p in parts for t in p["targets"]]
+    result["sampling_reference"] = [p["sampling_reference"] for p in parts]
+    result["finished_at"] = max(p.get("finished_at", "") for p in parts)
+    finish(result, out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
     parser.add_argument("--testbed", type=Path, default=None, help="Testbed folder (default: core.testbed).")
@@ -229,10 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--esd-params", default=None, help="JSON of EsdConfig fields.")
     parser.add_argument("--sample-steps", type=int, default=10,
                         help="DDIM steps for SPARE's cached samples and ESD's x_t (all methods alike).")
+    parser.add_argument("--ablations-on", default=None,
+                        help="Comma-separated targets that also get the ablations (default: every target).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "erasure.json")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="Merge finished partial result files (e.g. objects and styles run in parallel).")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
 
     from core.spare.testbed_eval import testbed_pipeline_dir
     from core.testbed.loading import load_pipeline
@@ -255,23 +285,24 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for target in targets:
-        for method in methods:
-            t0 = time.perf_counter()
-            row = one_run(pipe, testbed, target, method, args, cached)
-            row["run_s"] = round(time.perf_counter() - t0, 1)
-            result["rows"].append(row)
-            print(f"{target:<10} {method:<14} UA {row['ua']:.3f} IRA {row['ira']:.3f} CRA {row['cra']:.3f} "
-                  f"attack {row['attack_success']} erase {row['erase_s']:.1f}s (run {row['run_s']}s)", flush=True)
-            result["summary"] = summarize(result["rows"], sampling)
-            result["targets_check"] = targets_check(result["summary"])
-            args.out.write_text(json.dumps(result, indent=2))
+    ablation_targets = targets if args.ablations_on is None else [t for t in args.ablations_on.split(",") if t]
+    main_methods = [m for m in methods if m in ("spare", "esd")]
+    jobs = [(t, m) for t in targets for m in main_methods]
+    jobs += [(t, m) for t in ablation_targets for m in methods if m not in main_methods]
+    result["ablation_targets"] = ablation_targets
+    for target, method in jobs:
+        t0 = time.perf_counter()
+        row = one_run(pipe, testbed, target, method, args, cached)
+        row["run_s"] = round(time.perf_counter() - t0, 1)
+        row["peak_rss_vs_sampling"] = row["peak_rss_bytes"] / sampling["peak_rss_bytes"]
+        result["rows"].append(row)
+        print(f"{target:<10} {method:<14} UA {row['ua']:.3f} IRA {row['ira']:.3f} CRA {row['cra']:.3f} "
+              f"attack {row['attack_success']} erase {row['erase_s']:.1f}s (run {row['run_s']}s)", flush=True)
+        result["summary"] = summarize(result["rows"])
+        result["targets_check"] = targets_check(result["summary"])
+        args.out.write_text(json.dumps(result, indent=2))
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.out.write_text(json.dumps(result, indent=2))
-    chart(result["summary"], args.out.with_suffix(".png"))
-    print(table(result["summary"]))
-    for k, v in result["targets_check"].items():
-        print(f"  {k:<24} {v['value']}  {'met' if v['met'] else 'NOT met'}")
+    finish(result, args.out)
     return 0
 
 

@@ -110,8 +110,8 @@ class SpareConfig(_RunConfig):
 
     method: Literal["spare"] = "spare"
     steps: int = Field(default=200, ge=1, le=20000, description="Distillation steps.")
-    lr: float = Field(default=5e-3, gt=0, le=1.0, description="AdamW learning rate of the LoRA factors.")
-    rank: int = Field(default=4, ge=1, le=128, description="LoRA rank of the most salient module.")
+    lr: float = Field(default=1e-2, gt=0, le=1.0, description="AdamW learning rate of the LoRA factors.")
+    rank: int = Field(default=8, ge=1, le=128, description="LoRA rank of the most salient module.")
     rank_follows_saliency: bool = Field(
         default=False, description="Scale each module's rank with its saliency share (rank_pattern)."
     )
@@ -122,7 +122,7 @@ class SpareConfig(_RunConfig):
         "cross-attention projections, all attention projections, or every Linear/Conv in the UNet blocks.",
     )
     saliency_fraction: float = Field(
-        default=0.5, gt=0, le=1.0,
+        default=0.9, gt=0, le=1.0,
         description="Keep the smallest set of modules holding this share of the pool's total saliency.",
     )
     top_k: int | None = Field(default=None, ge=1, le=4096, description="Keep exactly the k most salient modules.")
@@ -159,7 +159,9 @@ class EsdConfig(_RunConfig):
 
     method: Literal["esd"] = "esd"
     steps: int = Field(default=200, ge=1, le=20000, description="Fine-tuning steps.")
-    lr: float = Field(default=1e-4, gt=0, le=1.0, description="Adam learning rate of the cross-attention weights.")
+    lr: float = Field(
+        default=1e-5, gt=0, le=1.0, description="Adam learning rate of the trained weights (ESD's published 1e-5)."
+    )
     negative_guidance: float = Field(default=1.0, ge=0, le=20, description="eta in eps* - eta (eps*_c - eps*).")
     train: Literal["xattn", "noxattn"] = Field(
         default="xattn", description="ESD-x (cross-attention weights) or ESD-u (every weight except cross-attention)."
