@@ -102,8 +102,8 @@ def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None
             else:
                 outcome = _erase(held, settings, keeper, store, work, uploaded, erase_fn or default_erase())
         except ErasureCancelled:
+            _remove(store, uploaded)  # while the keeper still holds the lease
             keeper.stop()
-            _remove(store, uploaded)
             if keeper.lost:
                 return "stale"
             if keeper.shutdown.is_set() and not keeper.cancel_requested:
@@ -119,7 +119,6 @@ def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None
             return "stale"
         except Exception as exc:
             keeper.stop()
-            _remove(store, uploaded)
             permanent = isinstance(exc, PERMANENT)
             reason = _reason(exc)
             log.warning("attempt failed", reason=reason, retryable=not permanent)
@@ -127,6 +126,8 @@ def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None
                 log.debug("traceback", exc_info=True)
             outcome = finish_attempt(lambda s: jobs.fail(s, held, reason, retryable=not permanent,
                                                   backoff_base=settings.job_retry_backoff_seconds))
+            # Only after the failure is recorded: when the store is what failed, removing can take long.
+            _remove(store, uploaded)
         finally:
             keeper.stop()
             shutil.rmtree(work, ignore_errors=True)
