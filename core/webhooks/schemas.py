@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from core.webhooks.signing import check_secret
 
 EVENT_TYPES = (
-    "erasure.succeeded", "erasure.failed", "erasure.cancelled", "erasure.overdue",
+    "erasure.submitted", "erasure.succeeded", "erasure.failed", "erasure.cancelled", "erasure.overdue",
     "model.validated", "schedule.ran",
 )
 
