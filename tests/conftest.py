@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import core  # noqa: F401  (sets OMP_WAIT_POLICY before anything loads torch)
 from tests import services
 
 # Tests never touch the user's ~/.lethe or the hub, and never read a developer's LETHE_* settings.
