@@ -110,6 +110,10 @@ def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | Non
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cls = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
     kwargs: dict[str, Any] = {"local_files_only": True}
+    target = resolve_device(device)
+    if dtype is None and str(target) == "cpu":
+        # Weights saved in fp16 (the shipped testbed, many hub checkpoints) cannot run on a CPU: upcast.
+        dtype = torch.float32
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
     if arch != "sdxl":
@@ -119,7 +123,7 @@ def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | Non
     except (OSError, ValueError, KeyError) as exc:
         raise UnsupportedModelError(f"{model_dir} could not be loaded as a {arch} pipeline: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(resolve_device(device))
+    return pipe.to(target)
 
 
 def architecture_of(pipeline: Any) -> str:
