@@ -203,10 +203,16 @@ def evaluate(
     clf = classifier if classifier is not None else load_classifier()
 
     grid, feats = _run_grid(pipeline, clf, seeds, steps, guidance_scale, progress, "model")
+    misses = 0
     if base_pipeline is not None:
         base_grid, _ = _run_grid(base_pipeline, clf, seeds, steps, guidance_scale, progress, "base")
     else:
+        misses = _base_grid_cached.cache_info().misses
         base_grid, _ = _base_grid_cached(str(testbed_dir()), seeds, steps, guidance_scale)
+    # Count every image this call generated: the model grid, the base grid unless it came from the cache, attacks.
+    n_images = len(grid.objs)
+    if base_pipeline is not None or _base_grid_cached.cache_info().misses > misses:
+        n_images += len(base_grid.objs)
 
     objs, styles, po, ps = grid.arrays()
     model = adherence_from_predictions(po, ps, objs, styles, seconds=grid.seconds)
@@ -240,9 +246,9 @@ def evaluate(
             )
             tm.attack_success = res.attack_success
             tm.attack_detail = res.detail()
+            n_images += res.paraphrase_images + res.synonym_images + res.adversarial_images
         targets.append(tm)
 
-    n_images = len(objs) + (len(bo) if base_pipeline is not None else 0)
     return Metrics(
         model=model,
         base=base,

@@ -79,7 +79,8 @@ def test_base_model_forgets_nothing(base: StableDiffusionPipeline, clf: Classifi
     for t in m.targets:
         assert t.ua <= 0.25, t  # ≈ generation + classifier error
         assert t.ira_rel == pytest.approx(1.0) and t.cra_rel == pytest.approx(1.0)
-    assert m.images == 30 * len(SEEDS) and m.seconds > 0
+    # The model grid, plus the base grid unless an earlier test in this process cached it.
+    assert m.images in (30 * len(SEEDS), 60 * len(SEEDS)) and m.seconds > 0
     assert m.fid_analogue >= 0
     assert {t.kind for t in m.targets} == {"object", "style"}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from diffusers import StableDiffusionPipeline
 
+from core.testbed.canvas import HELDOUT_TEMPLATES
 from core.testbed.paths import SHIPPED
 from core.testbed.train import build, profile_named
 
@@ -100,7 +101,10 @@ def test_eval_json_contract_on_the_shipped_testbed() -> None:
     for t in data["targets"]:
         assert set(t) == {"forget", "kind", "ua", "ira", "cra", "ira_rel", "cra_rel", "attack_success"}
         assert all(0.0 <= t[k] <= 1.0 for k in ("ua", "ira", "cra", "attack_success"))
-    assert data["images"] == 30 and data["seconds"] > 0
+    # Model grid + base grid (a fresh process) + each target's attack images (held-out prompts and soft prompts).
+    # circle: 5 styles as contexts; dotted: 6 objects. Synonyms: 2 per concept × 3 templates; 3 soft prompts.
+    per_target = (len(HELDOUT_TEMPLATES) * 5 + 5 * 2 * 3 + 3) + (len(HELDOUT_TEMPLATES) * 6 + 6 * 2 * 3 + 3)
+    assert data["images"] == 30 + 30 + 2 * per_target and data["seconds"] > 0  # the probe uses 2 fixed seeds
 
 
 def test_eval_rejects_bad_input_without_a_traceback(tmp_path: Path) -> None:
