@@ -46,7 +46,7 @@ def erase(
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
     from core.spare import erase as run_erase
     from core.spare.loading import detect_architecture, load_pipeline
-    from core.spare.testbed_eval import testbed_concept, testbed_evaluator, testbed_pipeline_dir, testbed_retain
+    from core.spare.testbed_eval import fit_to_testbed, testbed_evaluator, testbed_pipeline_dir
 
     if method not in ("spare", "esd"):
         raise _fail(f"--method must be spare or esd, not {method!r}")
@@ -79,14 +79,17 @@ def erase(
         cfg_cls = SpareConfig if method == "spare" else EsdConfig
         config = cfg_cls(device=device, seed=seed, **extra)
         if on_testbed:
-            concepts = []
-            for target, sur in zip(concept, surrogates, strict=True):
-                c = testbed_concept(target, sur)
-                concepts.append(c.model_copy(update={"prompts": (list(forget_prompt) + c.prompts)[:32]}))
-            spec = ErasureSpec(concepts=concepts, retain=list(retain) or testbed_retain(concept), method=method)
-            if "max_forget_prompts" not in extra:
-                # The testbed only knows its canvas vocabulary: keep to its own prompts (no generic templates).
-                config = config.model_copy(update={"max_forget_prompts": max(len(c.prompts) for c in concepts)})
+            spec, config = fit_to_testbed(
+                ErasureSpec(
+                    concepts=[
+                        ConceptSpec(target=t, surrogate=s, prompts=list(forget_prompt))
+                        for t, s in zip(concept, surrogates, strict=True)
+                    ],
+                    retain=list(retain),
+                    method=method,
+                ),
+                config,
+            )
         else:
             spec = ErasureSpec(
                 concepts=[

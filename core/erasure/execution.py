@@ -239,6 +239,12 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     spec, config = build_spec(data, images)
+    from core.testbed.loading import is_testbed
+
+    if is_testbed(model_dir):
+        from core.spare.testbed_eval import fit_to_testbed
+
+        spec, config = fit_to_testbed(spec, config)
     if "device" not in data.params:
         config = config.model_copy(update={"device": settings.device})
     cache = process_cache(settings.model_cache_size)

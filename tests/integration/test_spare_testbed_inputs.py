@@ -19,3 +19,18 @@ def test_fp16_checkpoint_loads_as_float32_on_cpu() -> None:
         emb = pipe.text_encoder(tokens.input_ids)[0]
         out = pipe.unet(torch.randn(1, pipe.unet.config.in_channels, 8, 8), 10, emb).sample
     assert torch.isfinite(out).all()
+
+
+def test_testbed_requests_get_a_surrogate_the_testbed_knows() -> None:
+    from core.spare.specs import ConceptSpec, ErasureSpec, SpareConfig
+    from core.spare.testbed_eval import fit_to_testbed
+
+    generic = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="object", kind="object"),
+                                    ConceptSpec(target="square", kind="object")])
+    spec, config = fit_to_testbed(generic, SpareConfig())
+    assert [c.surrogate for c in spec.concepts] == ["triangle", "triangle"]  # skips the other target
+    assert all("circle" in p for p in spec.concepts[0].prompts)
+    assert not any("circle" in r or "square" in r for r in spec.retain)
+    assert config.max_forget_prompts == max(len(c.prompts) for c in spec.concepts)
+    chosen, _ = fit_to_testbed(ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="star")]), SpareConfig())
+    assert chosen.concepts[0].surrogate == "star"
