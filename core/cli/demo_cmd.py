@@ -247,16 +247,20 @@ def _verify_certificate(certificate: dict[str, Any], public: dict[str, Any]) -> 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(name, before, after) for the headline numbers the engine reported for the testbed."""
-    testbed = metrics.get("testbed") or {}
-    targets = testbed.get("targets") or []
+    targets = (metrics.get("testbed") or {}).get("targets") or []
     if not targets:
         return []
     t = targets[0]
+
+    def base(name: str) -> float | None:
+        after, rel = t.get(name), t.get(f"{name}_rel")
+        return after / rel if isinstance(after, int | float) and isinstance(rel, int | float) and rel else None
+
     return [
         ("UA (forgotten, higher is better)", t.get("base_ua"), t.get("ua")),
-        ("IRA (same kind kept)", t.get("base_ira"), t.get("ira")),
-        ("CRA (other kind kept)", t.get("base_cra"), t.get("cra")),
-        ("attack success (lower is better)", t.get("base_attack_success"), t.get("attack_success")),
+        ("IRA (same kind kept)", base("ira"), t.get("ira")),
+        ("CRA (other kind kept)", base("cra"), t.get("cra")),
+        ("attack success (lower is better)", None, t.get("attack_success")),
     ]
 
 
