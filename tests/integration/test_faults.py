@@ -260,3 +260,25 @@ def test_6_two_workers_broker_redelivers_the_slow_job_it_runs_once(stack: Stack)
     assert {a.attempt for a in artifacts(job_id)} == {1}
     logs = stack.procs.logs()
     assert logs.count("Task lethe.run_job[") >= 2, "the message was delivered twice"
+
+
+def test_7_worker_sigterm_hands_the_running_job_back(stack: Stack) -> None:
+    import signal
+
+    request_id, job_id = seed_request(stack.tenant, stack.model, params=SLOW)
+    first = stack.worker("w1")
+    assert stack.ring() == 1
+    wait_for(lambda: _running_in_distill(job_id), 90, "the job to be mid-distillation")
+    first.send_signal(signal.SIGTERM)  # warm shutdown, as `docker stop` or a deploy sends it
+    assert first.wait(timeout=60) == 0
+    job = job_row(job_id)
+    assert job.state == JobState.queued and job.stage == "released" and job.attempt == 1
+    assert request_row(request_id).status == RequestStatus.queued
+    _set_params(request_id, FAST_PARAMS)
+    stack.worker("w2")
+    stack.beat()  # re-rings the released job (its doorbell was acknowledged with the released attempt)
+    wait_for(lambda: request_row(request_id).status == RequestStatus.succeeded, 120, "the job on the next worker")
+    assert _outcomes(job_id) == [
+        ("job.attempt_started", 1, None), ("job.attempt_finished", 1, "released"),
+        ("job.attempt_started", 2, None), ("job.attempt_finished", 2, "succeeded"),
+    ]
