@@ -108,6 +108,11 @@ def _validate(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig)
     if spec.method != config.method:
         raise ErasureInputError(f"the request asks for method {spec.method!r} but the config is for {config.method!r}")
     check_images(spec)
+    if pipeline.unet.device.type == "cpu" and pipeline.unet.dtype != torch.float32 and config.device != "cuda":
+        raise ErasureInputError(
+            f"the pipeline is loaded in {pipeline.unet.dtype} on the CPU; load it in float32 "
+            "(core.spare.loading.load_pipeline does) or run on CUDA"
+        )
     if isinstance(config, SpareConfig) and not candidate_modules(pipeline.unet, config.saliency_pool):
         raise ErasureInputError(f"the UNet has no module in the saliency pool {config.saliency_pool!r}")
     return arch
