@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from core.erasure.models import Job
@@ -49,6 +49,7 @@ def pending(session: Session, limit: int) -> list[OutboxMessage]:
 def relay(session: Session, publisher: Publisher, *, limit: int = 200) -> int:
     """Publish up to `limit` unsent rows; returns how many were published. Never commits."""
     sent = 0
+    deliveries: list[uuid.UUID] = []
     for message in pending(session, limit):
         try:
             if message.topic == JOB_ENQUEUE:
@@ -56,8 +57,7 @@ def relay(session: Session, publisher: Publisher, *, limit: int = 200) -> int:
             elif message.topic == WEBHOOK_EVENT:
                 from core.webhooks.service import fan_out
 
-                for delivery_id in fan_out(session, message.payload):
-                    publisher.deliver_webhook(delivery_id)
+                deliveries.extend(fan_out(session, message.payload))
             else:
                 log.warning("unknown outbox topic; dropping", topic=message.topic, id=message.id)
         except Exception as exc:
@@ -70,7 +70,20 @@ def relay(session: Session, publisher: Publisher, *, limit: int = 200) -> int:
             continue
         message.published_at = utcnow()
         sent += 1
+    if deliveries:
+        # The delivery rows exist for others only once the caller commits: dispatch then, not before
+        # (dispatching earlier made the deliverer find nothing and wait for the next retry sweep, ~30 s).
+        # A rollback drops the rows and the dispatch together.
+        event.listen(session, "after_commit", lambda _s: _dispatch(publisher, deliveries), once=True)
     return sent
+
+
+def _dispatch(publisher: Publisher, deliveries: list[uuid.UUID]) -> None:
+    for delivery_id in deliveries:
+        try:
+            publisher.deliver_webhook(delivery_id)
+        except Exception as exc:  # the retry sweep delivers what could not be dispatched now
+            log.warning("webhook dispatch failed", delivery_id=str(delivery_id), error=str(exc)[:500])
 
 
 def ring_job(session: Session, publisher: Publisher, job_id: uuid.UUID, kind: str) -> None:

@@ -190,3 +190,38 @@ def test_unreachable_target_is_logged_as_an_attempt(env: ApiEnv) -> None:
     with unit_of_work() as s:
         (attempt,) = s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id))
         assert attempt.status_code is None and attempt.error.startswith("ConnectError")
+
+
+class _VisibilityRecorder(Recorder):
+    """Records, at dispatch time, whether a fresh session can already see the delivery row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.visible: list[bool] = []
+
+    def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
+        super().deliver_webhook(delivery_id)
+        with unit_of_work() as s:
+            self.visible.append(s.get(WebhookDelivery, delivery_id) is not None)
+
+
+def test_deliveries_are_dispatched_after_their_rows_commit(env: ApiEnv, receiver: Receiver) -> None:
+    assert env.client.post("/v1/webhooks", json={"url": receiver.url}, headers=env.auth()).status_code == 201
+    tenant_id = env.principal().tenant_id
+    with unit_of_work() as s:
+        jobs.webhook_event(s, "erasure.succeeded", tenant_id, {"id": "x"})
+    recorder = _VisibilityRecorder()
+    with unit_of_work() as s:
+        relay(s, recorder)
+        assert recorder.deliveries == []  # nothing leaves before the commit
+    assert len(recorder.deliveries) == 1 and recorder.visible == [True]
+    recorder = _VisibilityRecorder()
+    try:
+        with unit_of_work() as s:
+            jobs.webhook_event(s, "erasure.failed", tenant_id, {"id": "y"})
+            s.flush()
+            relay(s, recorder)
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    assert recorder.deliveries == []  # a rolled-back fan-out dispatches nothing
