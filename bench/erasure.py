@@ -206,7 +206,7 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
     d.text((tx, 8), "erasure seconds", fill="black")
     for i, m in enumerate(methods):
         y = top + 20 + i * 40
-        bar = (summary[m]["erase_s"] or 0) / tmax * 200
+        bar = (summary[m]["erase_s"] or 0) / tmax * 150
         d.rectangle((tx + 90, y, tx + 90 + bar, y + 24), fill=(120, 120, 120))
         d.text((tx, y + 6), m, fill="black")
         d.text((tx + 95 + bar, y + 6), f"{summary[m]['erase_s']:.0f}", fill="black")

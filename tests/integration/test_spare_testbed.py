@@ -16,11 +16,11 @@ import torch
 from typer.testing import CliRunner
 
 from core.cli.app import app
+from core.spare import testbed_eval
 from core.spare.conditioning import PromptEncoder
 from core.spare.saliency import candidate_modules, compute_saliency
 from core.spare.samples import generate_latents
 from core.spare.specs import SpareConfig
-from core.spare.testbed_eval import testbed_concept, testbed_pipeline_dir
 from core.testbed.canvas import STYLES, prompt
 from core.testbed.loading import load_pipeline
 from core.testbed.paths import testbed_dir
@@ -38,8 +38,8 @@ def testbed() -> Path:
 
 def test_saliency_selects_modules_whose_ablation_changes_the_object_most(testbed: Path) -> None:
     torch.set_flush_denormal(True)
-    pipe = load_pipeline(testbed_pipeline_dir(testbed))
-    concept = testbed_concept("circle")
+    pipe = load_pipeline(testbed_eval.testbed_pipeline_dir(testbed))
+    concept = testbed_eval.testbed_concept("circle")
     prompts = concept.prompts[:10]
     latents = generate_latents(pipe, prompts, seed=0, steps=10, guidance=5.0, per_prompt=1)
     cond = PromptEncoder(pipe, "sd1", torch.device("cpu")).encode(prompts)
