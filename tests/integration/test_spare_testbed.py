@@ -21,9 +21,9 @@ from core.spare.conditioning import PromptEncoder
 from core.spare.saliency import candidate_modules, compute_saliency
 from core.spare.samples import generate_latents
 from core.spare.specs import SpareConfig
+from core.testbed import paths as testbed_paths
 from core.testbed.canvas import STYLES, prompt
 from core.testbed.loading import load_pipeline
-from core.testbed.paths import testbed_dir
 from core.testbed.sampling import generate
 
 torch.set_num_threads(1)
@@ -31,7 +31,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def testbed() -> Path:
-    path = Path(os.environ.get("LETHE_TEST_TESTBED") or testbed_dir())
+    path = Path(os.environ.get("LETHE_TEST_TESTBED") or testbed_paths.testbed_dir())
     assert (path / "manifest.json").is_file(), f"no testbed at {path}"
     return path
 
