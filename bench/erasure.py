@@ -69,8 +69,16 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
 
     spare_method = "esd" if method == "esd" else "spare"
     config = method_config(method, args)
-    concept = testbed_concept(target)
-    spec = ErasureSpec(concepts=[concept], retain=testbed_retain([target]), method=spare_method)
+    if args.canvas_surrogate:
+        # SPARE distils towards a surrogate the testbed knows (the next canvas concept of the kind).
+        from core.spare.specs import ConceptSpec
+        from core.spare.testbed_eval import fit_to_testbed
+
+        spec, config = fit_to_testbed(ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method), config)
+        concept = spec.concepts[0]
+    else:
+        concept = testbed_concept(target)
+        spec = ErasureSpec(concepts=[concept], retain=testbed_retain([target]), method=spare_method)
     # The testbed only knows its canvas vocabulary: its own prompts, no generic English templates.
     config = config.model_copy(update={"max_forget_prompts": len(concept.prompts)})
     evaluator = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
@@ -92,6 +100,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     tb = res.metrics["testbed"]
     return {
         "target": target,
+        "surrogate": concept.surrogate_text(),
         "kind": concept_kind(target),
         "method": method,
         "ua": row["ua"], "ira": row["ira"], "cra": row["cra"],
@@ -255,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="DDIM steps for SPARE's cached samples and ESD's x_t (all methods alike).")
     parser.add_argument("--ablations-on", default=None,
                         help="Comma-separated targets that also get the ablations (default: every target).")
+    parser.add_argument("--canvas-surrogate", action="store_true",
+                        help="Surrogate = the next canvas concept of the kind (fit_to_testbed) instead of neutral.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "erasure.json")
