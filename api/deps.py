@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.ratelimit import retry_after_seconds
 from core.config import Settings
-from core.db import session_factory
+from core.db import unit_of_work
 from core.errors import Forbidden, RateLimited, Unauthorized
 from core.tenancy import service as tenancy
 from core.tenancy.schemas import Principal
@@ -26,15 +26,8 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed when the endpoint returns (before the response is sent)."""
-    session = session_factory(request.app.state.engine)()
-    try:
+    with unit_of_work(request.app.state.engine) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": commit happens before the response leaves, so a 2xx always means "durable".

@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(args.merge, args.out)
 
-    from core.spare.testbed_eval import testbed_pipeline_dir
+    from core.spare.loading import pipeline_dir
     from core.testbed.loading import load_pipeline
     from core.testbed.paths import testbed_dir
 
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)
     testbed = args.testbed or testbed_dir()
     cached = testbed.resolve() == testbed_dir().resolve()
-    pipe = load_pipeline(testbed_pipeline_dir(testbed))
+    pipe = load_pipeline(pipeline_dir(testbed))
     targets = [t for t in args.objects.split(",") + args.styles.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)

@@ -45,8 +45,8 @@ def erase(
     """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
     from core.spare import erase as run_erase
-    from core.spare.loading import detect_architecture, load_pipeline
-    from core.spare.testbed_eval import fit_to_testbed, testbed_evaluator, testbed_pipeline_dir
+    from core.spare.loading import detect_architecture, load_pipeline, pipeline_dir
+    from core.spare.testbed_eval import fit_to_testbed, testbed_evaluator
 
     if method not in ("spare", "esd"):
         raise _fail(f"--method must be spare or esd, not {method!r}")
@@ -68,7 +68,7 @@ def erase(
     from core.testbed import is_testbed
 
     on_testbed = is_testbed(model)
-    model_dir = testbed_pipeline_dir(model) if on_testbed else model
+    model_dir = pipeline_dir(model) if on_testbed else model
     surrogates: list[str | None] = (
         list(surrogate) * len(concept) if len(surrogate) == 1 else list(surrogate) or [None] * len(concept)
     )

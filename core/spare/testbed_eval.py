@@ -15,14 +15,6 @@ from core.spare.errors import ErasureInputError
 from core.spare.specs import NEUTRAL_SURROGATE, ConceptSpec, ErasureSpec
 
 
-def testbed_pipeline_dir(model_dir: Path) -> Path:
-    """A testbed folder holds its pipeline in pipeline/; accept either."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "model_index.json").is_file() and (model_dir / "pipeline" / "model_index.json").is_file():
-        return model_dir / "pipeline"
-    return model_dir
-
-
 def concept_kind(target: str) -> str:
     from core.testbed.canvas import OBJECTS, STYLES
 

@@ -38,7 +38,7 @@ def testbed() -> Path:
 
 def test_saliency_selects_modules_whose_ablation_changes_the_object_most(testbed: Path) -> None:
     torch.set_flush_denormal(True)
-    pipe = load_pipeline(testbed_eval.testbed_pipeline_dir(testbed))
+    pipe = load_pipeline(testbed)
     concept = testbed_eval.testbed_concept("circle")
     prompts = concept.prompts[:10]
     latents = generate_latents(pipe, prompts, seed=0, steps=10, guidance=5.0, per_prompt=1)
