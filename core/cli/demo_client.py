@@ -77,14 +77,16 @@ class LetheClient:
                     fh.write(chunk)
         return dest
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self._http.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the service did not become ready within {timeout:.0f} s")
-            time.sleep(0.3)
+
+def wait_ready(base_url: str, timeout: float = 60.0) -> None:
+    """Poll /readyz (no key needed) until the service answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=5.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service did not become ready within {timeout:.0f} s")
+        time.sleep(0.3)

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from core.cli.demo_client import ApiError, LetheClient
+from core.cli.demo_client import ApiError, LetheClient, wait_ready
 from core.config import Settings, get_settings
 from core.timeutil import utcnow
 
@@ -84,10 +84,11 @@ def _run(settings: Settings, kind: str, name: str, surrogate: str | None, steps:
     try:
         console.print(f"[bold]2/4[/] embedded service (API + in-process worker) on {base_url}")
         console.print(f"    server log {out / 'serve.log'}")
+        # The server migrates the database as it starts: create the key only once it is ready.
+        wait_ready(base_url, timeout=120)
         key = _create_key(settings)
         client = LetheClient(base_url, key)
         try:
-            client.wait_ready(timeout=120)
             return _compliance_flow(client, settings, model_dir, kind, name, surrogate, steps, seed, out, deadline,
                                     started)
         finally:
@@ -150,11 +151,9 @@ def _stop_server(server: subprocess.Popen[bytes]) -> None:
 def _create_key(settings: Settings) -> str:
     """The operator's bootstrap step (`lethe keys create`), done in-process on the same database."""
     from core.db import get_engine, unit_of_work
-    from core.migrate import upgrade
     from core.tenancy import service
     from core.tenancy.schemas import ALL_SCOPES
 
-    upgrade(settings.database_url)
     with unit_of_work(get_engine(settings)) as session:
         tenant = service.get_or_create_tenant(session, "demo-compliance")
         _, plaintext = service.create_key(session, settings, tenant, ",".join(ALL_SCOPES), name="lethe demo")
