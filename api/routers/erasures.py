@@ -44,11 +44,10 @@ def submit_erasure(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     def work() -> ErasureOut:
-        created, job = service.submit_with_job(session, principal, body)
-        return service.to_out(created, job)
+        return service.submitted_out(service.submit(session, principal, body))
 
     return idempotent(
-        request, session, principal, idempotency_key, body.model_dump(mode="json"), 202, work,
+        request, session, principal, idempotency_key, body, 202, work,
         headers=lambda out: {"Location": f"/v1/erasures/{out['id']}"},
     )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Row, Select, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.audit.models import AuditEvent
@@ -19,6 +20,20 @@ def lock_writer(session: Session) -> None:
     """Serialize audit writers until the end of the transaction (Postgres); SQLite has one writer anyway."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+
+
+_events = AuditEvent.__table__
+_LAST_LINK = select(_events.c.seq, _events.c.hash).order_by(_events.c.seq.desc()).limit(1)
+_INSERT = insert(_events)
+
+
+def last_link(session: Session) -> Row | None:  # type: ignore[type-arg]
+    """(seq, hash) of the newest event (Core, no ORM object): call with the writer lock held."""
+    return session.execute(_LAST_LINK).first()
+
+
+def insert_event(session: Session, values: dict[str, Any]) -> None:
+    session.execute(_INSERT, values)
 
 
 def last_event(session: Session) -> AuditEvent | None:

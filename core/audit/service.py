@@ -11,8 +11,15 @@ from sqlalchemy.orm import Session
 
 from core.audit import repository
 from core.audit.chain import GENESIS_HASH, canonical_json, event_hash
-from core.audit.models import AuditEvent
 from core.timeutil import utcnow
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The link an `append` wrote: where it sits in the chain."""
+
+    seq: int
+    hash: str
 
 
 def append(
@@ -23,33 +30,28 @@ def append(
     actor: str,
     tenant_id: uuid.UUID | None = None,
     payload: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Add the next event of the chain. The writer lock is held until the caller's transaction ends."""
-    repository.lock_writer(session)
-    session.flush()
-    last = repository.last_event(session)
-    seq = (last.seq if last else 0) + 1
-    prev = last.hash if last else GENESIS_HASH
+) -> Appended:
+    """Add the next event of the chain. The writer lock is held until the caller's transaction ends.
+
+    Everything that does not need the lock happens first (payload normalisation, flushing the caller's
+    pending ORM changes), so the lock is held for three statements plus whatever the caller does after."""
     # Normalize the payload through canonical JSON so what is hashed is exactly what is stored.
     clean: dict[str, Any] = json.loads(canonical_json(payload or {}))
-    at = utcnow()
-    event = AuditEvent(
-        seq=seq,
-        at=at,
-        tenant_id=tenant_id,
-        actor=actor,
-        action=action,
-        subject=subject,
-        payload=clean,
-        prev_hash=prev,
-        hash=event_hash(
-            prev_hash=prev, seq=seq, at=at, tenant_id=tenant_id, actor=actor, action=action, subject=subject,
-            payload=clean,
-        ),
-    )
-    session.add(event)
     session.flush()
-    return event
+    repository.lock_writer(session)
+    last = repository.last_link(session)
+    seq = (last.seq if last else 0) + 1
+    prev = last.hash if last else GENESIS_HASH
+    at = utcnow()
+    digest = event_hash(
+        prev_hash=prev, seq=seq, at=at, tenant_id=tenant_id, actor=actor, action=action, subject=subject,
+        payload=clean,
+    )
+    repository.insert_event(session, {
+        "seq": seq, "at": at, "tenant_id": tenant_id, "actor": actor, "action": action, "subject": subject,
+        "payload": clean, "prev_hash": prev, "hash": digest,
+    })
+    return Appended(seq, digest)
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,8 @@ def submit(session: Session, principal: Principal, body: BatchCreate, *,
     session.add(batch)
     session.flush()
     for model_id in model_ids:
-        request = erasure_service.submit(session, principal, body.for_model(model_id))
-        request.batch_id = batch.id
-        request.schedule_id = schedule_id
+        erasure_service.submit(session, principal, body.for_model(model_id), batch_id=batch.id,
+                               schedule_id=schedule_id)
     append(session, action="batch.submitted", subject=f"batch:{batch.id}", actor=principal.actor,
            tenant_id=principal.tenant_id,
            payload={"models": [str(m) for m in model_ids], "schedule_id": str(schedule_id) if schedule_id else None})

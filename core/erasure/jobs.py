@@ -19,7 +19,8 @@ from core.erasure import job_repository
 from core.erasure.models import Artifact, ErasureRequest, Job
 from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
 from core.errors import StaleAttempt
-from core.outbox.service import JOB_ENQUEUE, WEBHOOK_EVENT, emit
+from core.ids import new_id
+from core.outbox.service import JOB_ENQUEUE, WEBHOOK_EVENT, emit, outbox_values
 from core.timeutil import utcnow
 
 
@@ -47,6 +48,23 @@ def create_job(
     session.flush()
     emit(session, JOB_ENQUEUE, {"job_id": str(job.id), "kind": kind.value})
     return job
+
+
+def new_job_values(
+    *, tenant_id: uuid.UUID, kind: JobKind, model_id: uuid.UUID, request_id: uuid.UUID | None = None,
+    priority: int = 0, max_attempts: int = 3, now: datetime | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Column values of a queued job and of its outbox doorbell, for callers that insert with Core
+    (the submission hot path): the same rows `create_job` writes through the ORM."""
+    now = now or utcnow()
+    job = {
+        "id": new_id(), "tenant_id": tenant_id, "kind": kind, "request_id": request_id, "model_id": model_id,
+        "state": JobState.queued, "attempt": 0, "max_attempts": max_attempts, "priority": priority,
+        "lease_owner": None, "lease_expires_at": None, "not_before": None, "stage": None, "progress": 0.0,
+        "error": None, "cancel_requested": False, "enqueued_at": None, "started_at": None, "finished_at": None,
+        "created_at": now, "updated_at": now,
+    }
+    return job, outbox_values(JOB_ENQUEUE, {"job_id": str(job["id"]), "kind": kind.value}, now=now)
 
 
 def request_cancel(session: Session, job: Job) -> None:

@@ -5,13 +5,38 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from core.erasure.models import Artifact, ErasureRequest, Job
 from core.erasure.states import JobKind, JobState, RequestStatus
 from core.outbox.models import OutboxMessage
+
+_requests = ErasureRequest.__table__
+_jobs = Job.__table__
+_outbox = OutboxMessage.__table__
+
+
+def insert_submission(
+    session: Session, request: dict[str, Any], job: dict[str, Any] | None, doorbell: dict[str, Any] | None
+) -> None:
+    """Write a new request, its job and the job's outbox doorbell (Core). On Postgres: one statement
+    (data-modifying CTEs), one round trip; elsewhere one INSERT each."""
+    if job is None or doorbell is None:
+        session.execute(insert(_requests).values(request))
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            insert(_outbox).values(doorbell).add_cte(
+                insert(_requests).values(request).cte("new_request"), insert(_jobs).values(job).cte("new_job")
+            )
+        )
+        return
+    session.execute(insert(_requests).values(request))
+    session.execute(insert(_jobs).values(job))
+    session.execute(insert(_outbox).values(doorbell))
 
 
 def get_request(session: Session, tenant_id: uuid.UUID, request_id: uuid.UUID, *, lock: bool = False) -> (

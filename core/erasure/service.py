@@ -6,6 +6,7 @@ Never commits: the HTTP request (or CLI/worker task) that calls these commits on
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.audit import service as audit
 from core.config import Settings
 from core.erasure import repository
-from core.erasure.jobs import create_job, request_cancel
+from core.erasure.jobs import create_job, new_job_values, request_cancel
 from core.erasure.models import ErasureRequest, Job
 from core.erasure.schemas import DEFAULT_SURROGATES, ArtifactOut, ErasureCreate, ErasureOut
 from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
@@ -46,22 +47,32 @@ def _move(request: ErasureRequest, target: RequestStatus) -> None:
         request.finished_at = request.updated_at
 
 
-def submit(session: Session, principal: Principal, body: ErasureCreate) -> ErasureRequest:
-    """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction."""
-    return submit_with_job(session, principal, body)[0]
+@dataclass(frozen=True)
+class Submitted:
+    """What a submission wrote: the request's and its job's column values (inserted with Core)."""
+
+    request: dict[str, Any]
+    job: dict[str, Any] | None
 
 
-def submit_with_job(session: Session, principal: Principal, body: ErasureCreate) -> tuple[ErasureRequest, Job | None]:
-    """`submit`, also returning the queued job (None while the request awaits approval)."""
-    model = registry_repo.get(session, principal.tenant_id, body.model_id)
+def submit(
+    session: Session, principal: Principal, body: ErasureCreate, *, batch_id: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None,
+) -> Submitted:
+    """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction.
+
+    The hot path of the API (issue 6): Core statements only — one SELECT for the model, one INSERT for
+    request + job + doorbell (Postgres), then the audit append, which takes the chain's writer lock last."""
+    model = registry_repo.status_of(session, principal.tenant_id, body.model_id)
     if model is None:
         raise NotFound(f"model {body.model_id} not found")
     if model.status != ModelStatus.ready:
+        status = ModelStatus(model.status)
         raise ModelNotReady(
-            f"model {model.id} is {model.status.value}"
+            f"model {model.id} is {status.value}"
             + (f" ({model.status_reason})" if model.status_reason else "")
             + "; erasures run on ready models only",
-            model_status=model.status.value,
+            model_status=status.value,
         )
     image_ids = [i for c in body.concepts for i in c.example_images]
     if image_ids:
@@ -83,28 +94,23 @@ def submit_with_job(session: Session, principal: Principal, body: ErasureCreate)
     # The first move is decided before the row is written (one INSERT, no UPDATE): still checked by the table.
     target = RequestStatus.awaiting_approval if principal.require_approval else RequestStatus.queued
     check_transition(RequestStatus.submitted, target)
-    request = ErasureRequest(
-        id=new_id(),
-        tenant_id=principal.tenant_id,
-        model_id=model.id,
-        status=target,
-        method=body.method,
-        concepts=concepts,
-        retain=[r.strip() for r in body.retain],
-        params=body.params.given(),
-        legal=legal,
-        priority=body.priority,
-        labels=list(dict.fromkeys(body.labels)),
-        submitted_by=principal.actor,
-        due_at=body.legal.due_at if body.legal else None,
-    )
-    session.add(request)
-    job = None
+    now = utcnow()
+    request: dict[str, Any] = {
+        "id": new_id(), "tenant_id": principal.tenant_id, "model_id": model.id, "status": target,
+        "method": body.method, "concepts": concepts, "retain": [r.strip() for r in body.retain],
+        "params": body.params.given(), "legal": legal, "priority": body.priority,
+        "labels": list(dict.fromkeys(body.labels)), "batch_id": batch_id, "schedule_id": schedule_id,
+        "submitted_by": principal.actor, "approved_by": None, "decision_reason": None, "metrics": None,
+        "error": None, "due_at": body.legal.due_at if body.legal else None, "overdue": False, "certificate": None,
+        "created_at": now, "updated_at": now, "finished_at": None,
+    }
+    job = doorbell = None
     if target == RequestStatus.queued:
-        job = create_job(session, tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
-                         request_id=request.id, priority=body.priority)
+        job, doorbell = new_job_values(tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
+                                       request_id=request["id"], priority=body.priority, now=now)
+    repository.insert_submission(session, request, job, doorbell)
     audit.append(
-        session, action="erasure.submitted", subject=f"erasure:{request.id}", actor=principal.actor,
+        session, action="erasure.submitted", subject=f"erasure:{request['id']}", actor=principal.actor,
         tenant_id=principal.tenant_id,
         payload={
             "model_id": str(model.id),
@@ -113,10 +119,24 @@ def submit_with_job(session: Session, principal: Principal, body: ErasureCreate)
             "targets": [c["target"] for c in concepts],
             "regime": legal["regime"] if legal else None,
             "external_reference": legal.get("external_reference") if legal else None,
-            "status": request.status.value,
+            "status": target.value,
         },
     )
-    return request, job
+    return Submitted(request, job)
+
+
+def submitted_out(submitted: Submitted) -> ErasureOut:
+    """The response for a fresh submission (what `to_out` gives once the rows are read back)."""
+    r, job = submitted.request, submitted.job
+    return ErasureOut(
+        id=r["id"], model_id=r["model_id"], status=r["status"], method=r["method"], concepts=r["concepts"],
+        retain=r["retain"], params=r["params"], legal=r["legal"], priority=r["priority"], labels=r["labels"],
+        batch_id=r["batch_id"], schedule_id=r["schedule_id"], submitted_by=r["submitted_by"], approved_by=None,
+        decision_reason=None, metrics=None, error=None, due_at=r["due_at"], overdue=False, artifacts=[],
+        certificate_available=False, created_at=r["created_at"], updated_at=r["updated_at"], finished_at=None,
+        stage=None, progress=0.0, attempts=0,
+        cancel_requested=False if job is not None else r["status"] == RequestStatus.cancelled,
+    )
 
 
 def get(session: Session, principal: Principal, request_id: uuid.UUID, *, lock: bool = False) -> ErasureRequest:

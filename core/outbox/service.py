@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from core.outbox.models import OutboxMessage
+from core.timeutil import utcnow
 
 JOB_ENQUEUE = "job.enqueue"
 WEBHOOK_EVENT = "webhook.event"
@@ -16,3 +18,9 @@ def emit(session: Session, topic: str, payload: dict[str, Any]) -> OutboxMessage
     message = OutboxMessage(topic=topic, payload=payload)
     session.add(message)
     return message
+
+
+def outbox_values(topic: str, payload: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
+    """Column values of an outbox row, for callers that insert with Core in their own statement."""
+    return {"topic": topic, "payload": payload, "created_at": now or utcnow(), "published_at": None,
+            "attempts": 0, "last_error": None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.orm import Session
 
 from core.registry.models import ModelStatus, RegisteredModel
@@ -14,6 +14,14 @@ from core.registry.models import ModelStatus, RegisteredModel
 def get(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> RegisteredModel | None:
     return session.scalars(
         select(RegisteredModel).where(RegisteredModel.id == model_id, RegisteredModel.tenant_id == tenant_id)
+    ).first()
+
+
+def status_of(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> Row | None:  # type: ignore[type-arg]
+    """(id, status, status_reason, fingerprint) of a tenant's model: one Core SELECT (submission hot path)."""
+    m = RegisteredModel.__table__.c
+    return session.execute(
+        select(m.id, m.status, m.status_reason, m.fingerprint).where(m.id == model_id, m.tenant_id == tenant_id)
     ).first()
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from core.tenancy.models import ApiKey, Tenant
@@ -18,11 +19,22 @@ def tenant_by_id(session: Session, tenant_id: uuid.UUID) -> Tenant | None:
     return session.get(Tenant, tenant_id)
 
 
-def key_with_tenant(session: Session, prefix: str) -> tuple[ApiKey, Tenant] | None:
-    row = session.execute(
-        select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id).where(ApiKey.prefix == prefix)
-    ).first()
-    return (row[0], row[1]) if row else None
+_keys = ApiKey.__table__
+_tenants = Tenant.__table__
+_AUTH = (
+    select(_keys.c.id, _keys.c.prefix, _keys.c.key_hash, _keys.c.scopes, _keys.c.revoked_at, _keys.c.last_used_at,
+           _tenants.c.id.label("tenant_id"), _tenants.c.name.label("tenant_name"), _tenants.c.require_approval)
+    .join_from(_keys, _tenants, _tenants.c.id == _keys.c.tenant_id)
+)
+
+
+def auth_row(session: Session, prefix: str) -> Row | None:  # type: ignore[type-arg]
+    """What authentication needs about a key and its tenant: one Core SELECT, no ORM objects (hot path)."""
+    return session.execute(_AUTH.where(_keys.c.prefix == prefix)).first()
+
+
+def touch_key(session: Session, key_id: uuid.UUID, at: datetime) -> None:
+    session.execute(update(_keys).where(_keys.c.id == key_id).values(last_used_at=at))
 
 
 def key_by_prefix(session: Session, prefix: str) -> ApiKey | None:

@@ -87,23 +87,22 @@ def authenticate(session: Session, settings: Settings, presented: str) -> Princi
     prefix = keys.parse_key(presented)
     if prefix is None:
         raise Unauthorized("the API key is malformed (expected lth_<random>_<checksum>)")
-    found = repository.key_with_tenant(session, prefix)
-    expected = found[0].key_hash if found else "0" * 64
+    found = repository.auth_row(session, prefix)
+    expected = found.key_hash if found else "0" * 64
     # Compare even when the prefix is unknown, so timing does not reveal which prefixes exist.
     ok = hmac.compare_digest(keys.hash_key(presented, keys.secret_key(settings)), expected)
     if found is None or not ok:
         raise Unauthorized("the API key is not valid")
-    key, tenant = found
-    if key.revoked_at is not None:
+    if found.revoked_at is not None:
         raise Unauthorized("the API key has been revoked")
     now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        key.last_used_at = now
+    if found.last_used_at is None or now - found.last_used_at > LAST_USED_RESOLUTION:
+        repository.touch_key(session, found.id, now)
     return Principal(
-        tenant_id=tenant.id,
-        tenant_name=tenant.name,
-        key_id=key.id,
-        key_prefix=key.prefix,
-        scopes=frozenset(key.scopes or []),
-        require_approval=tenant.require_approval,
+        tenant_id=found.tenant_id,
+        tenant_name=found.tenant_name,
+        key_id=found.id,
+        key_prefix=found.prefix,
+        scopes=frozenset(found.scopes or []),
+        require_approval=found.require_approval,
     )
