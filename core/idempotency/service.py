@@ -7,8 +7,17 @@
 - same key while the first is still running: 409 (IdempotencyInFlight);
 - keys live `idempotency_ttl_hours` (>= 24 h); a claim whose process died is taken over after LOCK_SECONDS.
 
-The claim is committed on its own, before the work, by the boundary (api/idempotency.py): that is what
-makes a concurrent duplicate see "in flight" instead of running a second time. Never commits itself.
+One transaction (issue 6): `start` runs first in the request's own transaction. On Postgres it takes a
+per-key advisory lock with pg_try_advisory_xact_lock (never waits) and reads the stored key in the same
+statement: a concurrent request holding the key gets 409 at once. The work runs, then `finish` inserts the
+key WITH its response, and the boundary commits both at once. A request that fails rolls everything back,
+key included: nothing to release. The unique (tenant_id, key) index is the last word: if a concurrent first
+request committed the key between our snapshot and our lock (a microsecond window), the insert finds it
+and the request answers 409 (retry → replay), its work rolled back — never a second effect.
+
+`begin`/`claim_new`/`release` are the older two-transaction protocol (a claim row committed before the
+work); a committed claim without a response still reads as "in flight" (409) until LOCK_SECONDS lapse,
+then is taken over. Never commits itself.
 """
 
 from __future__ import annotations
@@ -36,6 +45,18 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Fresh:
+    """The key is free: run the work, then `finish` inserts the key with its response."""
+
+    tenant_id: uuid.UUID
+    key: str
+    fp: str
+    method: str
+    path: str
+    ttl_hours: int
+
+
+@dataclass(frozen=True)
 class Replay:
     status: int
     body: Any
@@ -45,6 +66,35 @@ class Replay:
 def fingerprint(method: str, path: str, body: Any) -> str:
     """sha256 over method, path and the canonical form of the (parsed) body."""
     return hashlib.sha256(canonical_json({"m": method.upper(), "p": path, "b": body}).encode()).hexdigest()
+
+
+def start(
+    session: Session, *, tenant_id: uuid.UUID, key: str, fp: str, method: str, path: str, ttl_hours: int
+) -> Fresh | Claimed | Replay:
+    """In the request's transaction, before the work: Fresh (run it), Claimed (take over an abandoned
+    claim), Replay (answer with the stored response). Raises 409 (in flight) or 422 (key reused)."""
+    free, existing = repository.lock_and_find(session, tenant_id, key)
+    in_flight = IdempotencyInFlight("the first request with this Idempotency-Key is still being processed; "
+                                    "retry in a moment")
+    if not free:
+        raise in_flight
+    fresh = Fresh(tenant_id, key, fp, method.upper(), path[:500], ttl_hours)
+    if existing is None:
+        return fresh
+    now = utcnow()
+    if existing.expires_at <= now:
+        repository.delete_by_id(session, existing.id)
+        return fresh
+    if existing.fingerprint != fp:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request (method, path or body); use a new key"
+        )
+    if existing.response_status is not None:
+        return Replay(existing.response_status, existing.response_body, dict(existing.response_headers or {}))
+    if existing.locked_until > now:
+        raise in_flight
+    # An abandoned claim of the two-transaction protocol (its process died): take it over.
+    return Claimed(existing.id)
 
 
 def claim_new(
@@ -89,9 +139,22 @@ def begin(
     return claim_new(session, tenant_id=tenant_id, key=key, fp=fp, method=method, path=path, ttl_hours=ttl_hours)
 
 
-def finish(session: Session, claimed: Claimed, status: int, body: Any, headers: dict[str, str]) -> None:
-    """Store the response in the caller's (work) transaction."""
-    repository.set_response(session, claimed.record_id, status, body, headers)
+def finish(session: Session, claimed: Fresh | Claimed, status: int, body: Any, headers: dict[str, str]) -> None:
+    """Store the response in the caller's (work) transaction: the key and the work's effects commit together.
+    Raises 409 if a concurrent request with the key got there first (the caller's transaction must roll back)."""
+    if isinstance(claimed, Claimed):
+        stored = repository.set_response(session, claimed.record_id, status, body, headers) > 0
+    else:
+        now = utcnow()
+        stored = repository.insert_completed(session, {
+            "id": uuid.uuid4(), "tenant_id": claimed.tenant_id, "key": claimed.key, "fingerprint": claimed.fp,
+            "method": claimed.method, "path": claimed.path, "response_status": status, "response_body": body,
+            "response_headers": headers, "created_at": now, "locked_until": now,
+            "expires_at": now + timedelta(hours=claimed.ttl_hours),
+        })
+    if not stored:
+        raise IdempotencyInFlight("a concurrent request with this Idempotency-Key was processed first; "
+                                  "retry to get its response")
 
 
 def release(session: Session, claimed: Claimed) -> None:
