@@ -28,39 +28,45 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 
 # Parameters that only one method understands.
 SPARE_ONLY = frozenset({"rank", "alpha", "saliency_fraction", "saliency_pool", "top_k", "max_modules",
-                        "w_forget", "w_retain", "timesteps"})
+                        "w_forget", "w_retain", "timesteps", "forget_anchor"})
 ESD_ONLY = frozenset({"negative_guidance", "train"})
 ENGINE_DEFAULT_MAX_MODULES = 64
 
 
 class ErasureParams(BaseModel):
-    """Bounded engine parameters; omitted ones take the engine's defaults."""
+    """Bounded engine parameters; omitted ones take the engine's defaults (core.spare.specs, documented in
+    docs/api.md), which are deliberately not repeated here so they cannot drift."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 200, "rank": 4, "seed": 7}]})
 
-    steps: int | None = Field(default=None, ge=1, le=20000, description="Training steps (default 200).")
-    lr: float | None = Field(default=None, gt=0, le=1.0, description="Learning rate (SPARE 5e-3, ESD 1e-4).")
+    steps: int | None = Field(default=None, ge=1, le=20000, description="Training steps.")
+    lr: float | None = Field(default=None, gt=0, le=1.0, description="Learning rate.")
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="Seed for samples, noise, timesteps.")
     batch_size: int | None = Field(default=None, ge=1, le=64, description="Noisy latents per loss term and step.")
     sample_steps: int | None = Field(default=None, ge=1, le=200, description="Denoising steps for samples.")
     guidance_scale: float | None = Field(default=None, ge=1.0, le=30.0, description="CFG scale for samples.")
     # SPARE
-    rank: int | None = Field(default=None, ge=1, le=128, description="SPARE: LoRA rank (default 4).")
+    rank: int | None = Field(default=None, ge=1, le=128, description="SPARE: LoRA rank.")
     alpha: float | None = Field(default=None, gt=0, le=512, description="SPARE: LoRA alpha (default = rank).")
     saliency_fraction: float | None = Field(
-        default=None, gt=0, le=1.0, description="SPARE: share of total saliency the selected modules hold (0.5)."
+        default=None, gt=0, le=1.0, description="SPARE: share of total saliency the selected modules hold."
     )
     saliency_pool: Literal["cross_kv", "cross_attention", "attention", "all"] | None = Field(
-        default=None, description="SPARE: which modules compete for saliency (cross_kv)."
+        default=None, description="SPARE: which modules compete for saliency."
     )
     top_k: int | None = Field(default=None, ge=1, le=4096, description="SPARE: keep exactly the k most salient.")
     max_modules: int | None = Field(default=None, ge=1, le=4096, description="SPARE: upper bound on modules.")
     w_forget: float | None = Field(default=None, ge=0, le=100, description="SPARE: forget loss weight.")
     w_retain: float | None = Field(default=None, ge=0, le=100, description="SPARE: retain loss weight.")
     timesteps: Literal["concept", "uniform"] | None = Field(default=None, description="SPARE: timestep sampling.")
+    forget_anchor: Literal["concept", "surrogate", "both"] | None = Field(
+        default=None, description="SPARE: clean latents the forget term is noised from."
+    )
     # ESD
-    negative_guidance: float | None = Field(default=None, ge=0, le=20, description="ESD: eta (default 1).")
-    train: Literal["xattn", "full"] | None = Field(default=None, description="ESD: ESD-x or ESD-u.")
+    negative_guidance: float | None = Field(default=None, ge=0, le=20, description="ESD: eta.")
+    train: Literal["xattn", "noxattn"] | None = Field(
+        default=None, description="ESD: ESD-x (cross-attention) or ESD-u (everything but cross-attention)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ErasureParams:

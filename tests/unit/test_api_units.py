@@ -121,6 +121,11 @@ def test_params_bounds_are_within_the_engine_config() -> None:
                     extra = {"max_modules": 4096} if name == "top_k" else {}
                     ErasureParams(**{name: probe}, **extra)
                     cls(**{name: probe}, **extra)  # raises if the engine refuses a value we accept
+        # Every choice of a choice field is one the engine takes too (ESD's `train` once said "full").
+        for choice in getattr(info.annotation, "__args__", ()):
+            for option in getattr(choice, "__args__", ()):
+                cls = EsdConfig if name in ("negative_guidance", "train") else SpareConfig
+                cls(**{name: option})
     with pytest.raises(ValidationError):
         ErasureParams(steps=0)
     with pytest.raises(ValidationError):
