@@ -25,6 +25,9 @@ class DistillData:
     surrogate_cond: Cond
     retain: SampleSet
     retain_cond: Cond
+    # Teacher generations for each forget sample's surrogate prompt (aligned with `forget`), when used.
+    anchors: torch.Tensor | None = None
+    anchor_share: float = 0.0
 
 
 @dataclass
@@ -66,6 +69,11 @@ def distill(
         t_f = sampler.sample(data.forget.concept_index[fi], generator)
         t_r = sampler.uniform(batch_size, generator)
         x_f = data.forget.latents[fi.to(device)]
+        if data.anchors is not None and data.anchor_share > 0:
+            # The erased model, prompted with the concept, should follow the teacher's surrogate trajectory:
+            # train on the states of that trajectory too, not only on noised images of the concept.
+            use = (torch.rand(batch_size, generator=generator) < data.anchor_share).to(device)
+            x_f = torch.where(use[:, None, None, None], data.anchors[fi.to(device)], x_f)
         x_r = data.retain.latents[ri.to(device)]
         noise = torch.randn((2 * batch_size, *x_f.shape[1:]), generator=generator).to(device)
         t = torch.cat([t_f, t_r]).to(device)

@@ -295,7 +295,9 @@ def _erase_inner(
                 f_concept.append(ci)
     gen_prompts = [p for p, ci in zip(f_prompts, f_concept, strict=True) if not spec.concepts[ci].example_images]
     unique_gen = list(dict.fromkeys(gen_prompts))
-    total_jobs = (len(unique_gen) + len(retain)) * config.samples_per_prompt
+    anchor = getattr(config, "forget_anchor", "concept")
+    n_anchor = len(set(f_surr)) if anchor != "concept" else 0
+    total_jobs = (len(unique_gen) + len(retain)) * config.samples_per_prompt + n_anchor
     done = [0]
 
     def tick(n: int) -> None:
@@ -327,6 +329,13 @@ def _erase_inner(
         forget, encoder.encode(forget.prompts), encoder.encode(forget.surrogates),
         retain_set, encoder.encode(retain_set.prompts),
     )
+    if anchor != "concept":
+        # One teacher generation per distinct surrogate prompt: where the erased model should end up.
+        unique_surr = list(dict.fromkeys(f_surr))
+        surr_lat = generate_latents(pipeline, unique_surr, seed=config.seed + 250_000, steps=config.sample_steps,
+                                    guidance=config.guidance_scale, per_prompt=1, tick=tick)
+        data.anchors = surr_lat[[unique_surr.index(s) for s in f_surr]].to(dev)
+        data.anchor_share = 1.0 if anchor == "surrogate" else 0.5
     grid_prompts, grid_kinds = [], []
     for concept in spec.concepts[:4]:
         for p in per_concept_prompts[concept.target][: 2 if len(spec.concepts) > 1 else 3]:

@@ -136,6 +136,12 @@ class SpareConfig(_RunConfig):
         description="Per-weight mask inside selected Linear modules: keep the top-q share by |grad|. The mask "
         "is merged into fused/; the portable adapter holds the unmasked low-rank factors.",
     )
+    forget_anchor: Literal["concept", "surrogate", "both"] = Field(
+        default="both",
+        description="Clean latents the forget term is noised from: the concept's samples, the teacher's "
+        "generations for the surrogate prompts (the states an erased model passes through when it draws the "
+        "surrogate), or each half the time.",
+    )
     w_forget: float = Field(default=1.0, ge=0, le=100, description="Weight of the forget (surrogate) loss.")
     w_retain: float = Field(default=1.0, ge=0, le=100, description="Weight of the retain loss.")
     timesteps: Literal["concept", "uniform"] = Field(
