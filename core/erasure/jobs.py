@@ -55,13 +55,12 @@ def new_job_values(
     priority: int = 0, max_attempts: int = 3, now: datetime | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Column values of a queued job and of its outbox doorbell, for callers that insert with Core
-    (the submission hot path): the same rows `create_job` writes through the ORM."""
+    (the submission hot path): the same rows `create_job` writes through the ORM (columns left out start
+    at their defaults: attempt 0, no lease, no progress)."""
     now = now or utcnow()
     job = {
         "id": new_id(), "tenant_id": tenant_id, "kind": kind, "request_id": request_id, "model_id": model_id,
-        "state": JobState.queued, "attempt": 0, "max_attempts": max_attempts, "priority": priority,
-        "lease_owner": None, "lease_expires_at": None, "not_before": None, "stage": None, "progress": 0.0,
-        "error": None, "cancel_requested": False, "enqueued_at": None, "started_at": None, "finished_at": None,
+        "state": JobState.queued, "max_attempts": max_attempts, "priority": priority,
         "created_at": now, "updated_at": now,
     }
     return job, outbox_values(JOB_ENQUEUE, {"job_id": str(job["id"]), "kind": kind.value}, now=now)

@@ -95,14 +95,14 @@ def submit(
     target = RequestStatus.awaiting_approval if principal.require_approval else RequestStatus.queued
     check_transition(RequestStatus.submitted, target)
     now = utcnow()
+    # The columns a new request sets; the others (approved_by, metrics, certificate...) start NULL/default.
     request: dict[str, Any] = {
         "id": new_id(), "tenant_id": principal.tenant_id, "model_id": model.id, "status": target,
         "method": body.method, "concepts": concepts, "retain": [r.strip() for r in body.retain],
         "params": body.params.given(), "legal": legal, "priority": body.priority,
         "labels": list(dict.fromkeys(body.labels)), "batch_id": batch_id, "schedule_id": schedule_id,
-        "submitted_by": principal.actor, "approved_by": None, "decision_reason": None, "metrics": None,
-        "error": None, "due_at": body.legal.due_at if body.legal else None, "overdue": False, "certificate": None,
-        "created_at": now, "updated_at": now, "finished_at": None,
+        "submitted_by": principal.actor, "due_at": body.legal.due_at if body.legal else None,
+        "created_at": now, "updated_at": now,
     }
     job = doorbell = None
     if target == RequestStatus.queued:

@@ -46,16 +46,16 @@ def lock_and_find(session: Session, tenant_id: uuid.UUID, key: str) -> tuple[boo
     return bool(row.got), (row if row.id is not None else None)
 
 
+_INSERT_IF_NEW = {
+    "postgresql": pg_insert(_keys).on_conflict_do_nothing(index_elements=["tenant_id", "key"]),
+    "sqlite": sqlite_insert(_keys).on_conflict_do_nothing(index_elements=["tenant_id", "key"]),
+}
+
+
 def insert_completed(session: Session, values: dict[str, Any]) -> bool:
     """Insert a key with its stored response; False when the key already exists (a concurrent request
     with the same key committed first)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = pg_insert(_keys).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(_keys).on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-    else:  # pragma: no cover - Postgres and SQLite are the supported databases
-        stmt = insert(_keys)
+    stmt = _INSERT_IF_NEW.get(session.get_bind().dialect.name, insert(_keys))
     result = session.execute(stmt, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -22,5 +22,4 @@ def emit(session: Session, topic: str, payload: dict[str, Any]) -> OutboxMessage
 
 def outbox_values(topic: str, payload: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
     """Column values of an outbox row, for callers that insert with Core in their own statement."""
-    return {"topic": topic, "payload": payload, "created_at": now or utcnow(), "published_at": None,
-            "attempts": 0, "last_error": None}
+    return {"topic": topic, "payload": payload, "created_at": now or utcnow()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Row, and_, or_, select
+from sqlalchemy import Row, Uuid, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from core.registry.models import ModelStatus, RegisteredModel
@@ -17,12 +17,16 @@ def get(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> Register
     ).first()
 
 
+_m = RegisteredModel.__table__.c
+_STATUS_OF = select(_m.id, _m.status, _m.status_reason, _m.fingerprint).where(
+    # typed: the FK column's own type is only known once the referenced table is resolved
+    _m.id == bindparam("model_id"), _m.tenant_id == bindparam("tenant_id", type_=Uuid())
+)
+
+
 def status_of(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> Row | None:  # type: ignore[type-arg]
     """(id, status, status_reason, fingerprint) of a tenant's model: one Core SELECT (submission hot path)."""
-    m = RegisteredModel.__table__.c
-    return session.execute(
-        select(m.id, m.status, m.status_reason, m.fingerprint).where(m.id == model_id, m.tenant_id == tenant_id)
-    ).first()
+    return session.execute(_STATUS_OF, {"model_id": model_id, "tenant_id": tenant_id}).first()
 
 
 def by_name(session: Session, tenant_id: uuid.UUID, name: str) -> RegisteredModel | None:
