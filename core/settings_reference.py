@@ -6,7 +6,7 @@ checks they are current — the configuration reference cannot drift from the co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic.fields import FieldInfo
 
@@ -48,7 +48,43 @@ def markdown_reference() -> str:
         default = _default_text(info).replace("|", "\\|")
         desc = (info.description or "").replace("|", "\\|")
         lines.append(f"| `LETHE_{name.upper()}` | `{_type_text(info)}` | `{default}` | {desc} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _engine_parameters()) + "\n"
+
+
+def _bounds_text(info: FieldInfo) -> str:
+    choices = [str(o) for arg in (info.annotation, *getattr(info.annotation, "__args__", ()))
+               if getattr(arg, "__origin__", None) is Literal for o in arg.__args__]
+    if choices:
+        return "one of " + ", ".join(f"`{c}`" for c in choices)
+    parts = []
+    for meta in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                parts.append(f"{sign} {getattr(meta, attr)}")
+    return ", ".join(parts)
+
+
+def _engine_parameters() -> list[str]:
+    """The erasure `params` an API caller may set, with the engine's defaults (one table per method)."""
+    from core.erasure.schemas import ErasureParams
+    from core.spare.specs import EsdConfig, SpareConfig
+
+    lines = [
+        "",
+        "## Erasure parameters",
+        "",
+        "`params` of `POST /v1/erasures` (and `lethe erase` flags where they exist). Omitted ones take the "
+        "engine's defaults below (`core/spare/specs.py`); the API accepts only these names.",
+    ]
+    for title, cls in (("SPARE (`method: spare`)", SpareConfig), ("ESD baseline (`method: esd`)", EsdConfig)):
+        lines += ["", f"### {title}", "", "| param | default | bounds | meaning |", "|---|---|---|---|"]
+        for name in ErasureParams.model_fields:
+            info = cls.model_fields.get(name)
+            if info is None:
+                continue
+            desc = (info.description or "").replace("|", "\\|")
+            lines.append(f"| `{name}` | `{_default_text(info) or 'None'}` | {_bounds_text(info)} | {desc} |")
+    return lines
 
 
 def env_example() -> str:

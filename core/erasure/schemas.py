@@ -34,8 +34,8 @@ ENGINE_DEFAULT_MAX_MODULES = 64
 
 
 class ErasureParams(BaseModel):
-    """Bounded engine parameters; omitted ones take the engine's defaults (core.spare.specs, documented in
-    docs/api.md), which are deliberately not repeated here so they cannot drift."""
+    """Bounded engine parameters; omitted ones take the engine's defaults (core.spare.specs; the table in
+    docs/configuration.md is generated from both), deliberately not repeated here so they cannot drift."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 200, "rank": 4, "seed": 7}]})
 

@@ -109,20 +109,20 @@ class SpareConfig(_RunConfig):
     """SPARE: saliency-localized sparse LoRA trained by self-distillation to a surrogate."""
 
     method: Literal["spare"] = "spare"
-    steps: int = Field(default=200, ge=1, le=20000, description="Distillation steps.")
+    steps: int = Field(default=100, ge=1, le=20000, description="Distillation steps.")
     lr: float = Field(default=1e-2, gt=0, le=1.0, description="AdamW learning rate of the LoRA factors.")
-    rank: int = Field(default=8, ge=1, le=128, description="LoRA rank of the most salient module.")
+    rank: int = Field(default=3, ge=1, le=128, description="LoRA rank of the most salient module.")
     rank_follows_saliency: bool = Field(
         default=False, description="Scale each module's rank with its saliency share (rank_pattern)."
     )
     alpha: float | None = Field(default=None, gt=0, le=512, description="LoRA alpha; None = rank.")
     saliency_pool: Literal["cross_kv", "cross_attention", "attention", "all"] = Field(
-        default="cross_kv",
+        default="attention",
         description="Which modules compete for saliency: cross-attention key/value (the text pathway), all "
         "cross-attention projections, all attention projections, or every Linear/Conv in the UNet blocks.",
     )
     saliency_fraction: float = Field(
-        default=0.9, gt=0, le=1.0,
+        default=0.95, gt=0, le=1.0,
         description="Keep the smallest set of modules holding this share of the pool's total saliency.",
     )
     top_k: int | None = Field(default=None, ge=1, le=4096, description="Keep exactly the k most salient modules.")
@@ -164,7 +164,7 @@ class EsdConfig(_RunConfig):
     """ESD-x baseline (Gandikota et al. 2023): full fine-tuning of cross-attention with negative guidance."""
 
     method: Literal["esd"] = "esd"
-    steps: int = Field(default=200, ge=1, le=20000, description="Fine-tuning steps.")
+    steps: int = Field(default=1000, ge=1, le=20000, description="Fine-tuning steps (ESD's published 1000).")
     lr: float = Field(
         default=1e-5, gt=0, le=1.0, description="Adam learning rate of the trained weights (ESD's published 1e-5)."
     )
