@@ -354,6 +354,8 @@ def _erase_inner(
         "forget_samples": len(f_prompts),
         "retain_samples": len(retain_set.prompts),
         "example_images": sum(len(c.example_images) for c in spec.concepts),
+        "forget_anchor": anchor,
+        "anchor_samples": n_anchor,
     }
 
     if isinstance(config, SpareConfig):

@@ -98,6 +98,21 @@ def test_same_seed_same_adapter_on_cpu(tmp_path: Path) -> None:
     assert any(ta[k].shape != tc[k].shape or not torch.allclose(ta[k], tc[k]) for k in ta if k in tc)
 
 
+def test_forget_anchor_trains_on_the_teachers_surrogate_generations(tmp_path: Path) -> None:
+    """forget_anchor=surrogate noises the forget term from generations of the surrogate prompts (one per
+    distinct prompt), so with the same seed its forget loss differs from noising the concept's samples."""
+    cfg = SpareConfig(steps=4, **FAST)
+    runs = {a: erase(tiny_sd1(), _spec(), cfg.model_copy(update={"forget_anchor": a}), out_dir=tmp_path / a)
+            for a in ("concept", "surrogate")}
+    concept, surrogate = (runs[a].report for a in ("concept", "surrogate"))
+    assert concept["prompts"]["anchor_samples"] == 0 and concept["prompts"]["forget_anchor"] == "concept"
+    surrogate_prompts = {p.replace("circle", "object") for p in surrogate["prompts"]["forget"]["circle"]}
+    assert surrogate["prompts"]["anchor_samples"] == len(surrogate_prompts) > 0
+    assert concept["saliency"]["selected"] == surrogate["saliency"]["selected"]
+    assert concept["loss_curve"]["forget"] != surrogate["loss_curve"]["forget"]
+    assert concept["loss_curve"]["retain"][0] == pytest.approx(surrogate["loss_curve"]["retain"][0], rel=1e-5)
+
+
 def test_multi_concept_run_erases_both(tmp_path: Path) -> None:
     result = erase(tiny_sd1(), _spec(targets=("circle", "triangle")),
                    SpareConfig(steps=40, lr=2e-2, **FAST), out_dir=tmp_path / "out")
