@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, insert, select, text
+from sqlalchemy import Row, Select, Uuid, bindparam, insert, select, text
 from sqlalchemy.orm import Session
 
 from core.audit.models import AuditEvent
+from core.db import JsonType, UtcDateTime
 
 # Arbitrary constant naming the audit writer's Postgres advisory lock.
 AUDIT_LOCK_KEY = 0x1E7E_A0D1
@@ -30,6 +31,22 @@ _INSERT = insert(_events)
 def last_link(session: Session) -> Row | None:  # type: ignore[type-arg]
     """(seq, hash) of the newest event (Core, no ORM object): call with the writer lock held."""
     return session.execute(_LAST_LINK).first()
+
+
+_APPEND_PG = text(
+    "SELECT seq, hash FROM lethe_audit_append(:at, :tenant_id, :actor, :action, :subject, :payload, :prefix, :suffix)"
+).bindparams(bindparam("at", type_=UtcDateTime()), bindparam("tenant_id", type_=Uuid()),
+             bindparam("payload", type_=JsonType))
+
+
+def can_append_server_side(session: Session) -> bool:
+    """Postgres has lethe_audit_append() (migration 0005): lock, read the last link, insert — one call."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def append_server_side(session: Session, values: dict[str, Any]) -> Row:  # type: ignore[type-arg]
+    """(seq, hash) of the event lethe_audit_append() wrote; it holds the writer lock until the transaction ends."""
+    return session.execute(_APPEND_PG, values).one()
 
 
 def insert_event(session: Session, values: dict[str, Any]) -> None:
