@@ -7,10 +7,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from core.audit import repository
-from core.audit.chain import GENESIS_HASH, canonical_json, event_hash
+from core.audit.chain import GENESIS_HASH, canonical_json, event_hash, record_json_around_seq
 from core.timeutil import utcnow
 
 
@@ -22,6 +23,43 @@ class Appended:
     hash: str
 
 
+_DEFERRED = "lethe_audit_deferred"
+
+
+def append_at_commit(
+    session: Session,
+    *,
+    action: str,
+    subject: str,
+    actor: str,
+    tenant_id: uuid.UUID | None = None,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """`append`, written as the transaction's last statement, right before COMMIT (or before the next
+    immediate `append` of this session, so the chain keeps the order of the calls). The writer lock is then
+    held for one call and the commit — not across the rest of the caller's work. For callers that do not need
+    the event's seq/hash (the submission hot path). Dropped with the transaction on rollback."""
+    session.info.setdefault(_DEFERRED, []).append(
+        {"action": action, "subject": subject, "actor": actor, "tenant_id": tenant_id, "payload": payload}
+    )
+
+
+def _write_deferred(session: Session) -> None:
+    for event in session.info.pop(_DEFERRED, ()):
+        _append(session, **event)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if _DEFERRED in session.info:
+        _write_deferred(session)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, _previous: Any) -> None:
+    session.info.pop(_DEFERRED, None)
+
+
 def append(
     session: Session,
     *,
@@ -31,18 +69,44 @@ def append(
     tenant_id: uuid.UUID | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Appended:
-    """Add the next event of the chain. The writer lock is held until the caller's transaction ends.
+    """Add the next event of the chain now (after any `append_at_commit` events of this transaction).
+    The writer lock is held until the caller's transaction ends."""
+    if _DEFERRED in session.info:
+        _write_deferred(session)
+    return _append(session, action=action, subject=subject, actor=actor, tenant_id=tenant_id, payload=payload)
+
+
+def _append(
+    session: Session,
+    *,
+    action: str,
+    subject: str,
+    actor: str,
+    tenant_id: uuid.UUID | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Appended:
+    """Write the next event of the chain.
 
     Everything that does not need the lock happens first (payload normalisation, flushing the caller's
-    pending ORM changes), so the lock is held for three statements plus whatever the caller does after."""
+    pending ORM changes). On Postgres the lock, the read of the last link and the insert are one call
+    (lethe_audit_append, migration 0005), so the lock is held for that call and whatever follows it."""
     # Normalize the payload through canonical JSON so what is hashed is exactly what is stored.
     clean: dict[str, Any] = json.loads(canonical_json(payload or {}))
     session.flush()
+    at = utcnow()
+    if repository.can_append_server_side(session):
+        prefix, suffix = record_json_around_seq(
+            at=at, tenant_id=tenant_id, actor=actor, action=action, subject=subject, payload=clean
+        )
+        row = repository.append_server_side(session, {
+            "at": at, "tenant_id": tenant_id, "actor": actor, "action": action, "subject": subject,
+            "payload": clean, "prefix": prefix, "suffix": suffix,
+        })
+        return Appended(int(row.seq), str(row.hash))
     repository.lock_writer(session)
     last = repository.last_link(session)
     seq = (last.seq if last else 0) + 1
     prev = last.hash if last else GENESIS_HASH
-    at = utcnow()
     digest = event_hash(
         prev_hash=prev, seq=seq, at=at, tenant_id=tenant_id, actor=actor, action=action, subject=subject,
         payload=clean,

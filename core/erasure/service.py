@@ -62,7 +62,8 @@ def submit(
     """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction.
 
     The hot path of the API (issue 6): Core statements only — one SELECT for the model, one INSERT for
-    request + job + doorbell (Postgres), then the audit append, which takes the chain's writer lock last."""
+    request + job + doorbell (Postgres); the audit event is appended right before COMMIT, so the chain's
+    writer lock is taken last and held for one call and the commit."""
     model = registry_repo.status_of(session, principal.tenant_id, body.model_id)
     if model is None:
         raise NotFound(f"model {body.model_id} not found")
@@ -109,7 +110,7 @@ def submit(
         job, doorbell = new_job_values(tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
                                        request_id=request["id"], priority=body.priority, now=now)
     repository.insert_submission(session, request, job, doorbell)
-    audit.append(
+    audit.append_at_commit(
         session, action="erasure.submitted", subject=f"erasure:{request['id']}", actor=principal.actor,
         tenant_id=principal.tenant_id,
         payload={
