@@ -1,7 +1,8 @@
 """Erasure benchmark on the testbed: SPARE, SPARE with uniform timesteps, SPARE without saliency, ESD.
 
 For each target (objects and styles) and method: UA, IRA, CRA (absolute and % of base), the FID analogue,
-attack success, wall time of the erasure (evaluation excluded), peak RSS vs sampling alone, adapter and fused
+attack success, wall time of the erasure (evaluation excluded), peak RSS vs sampling alone (in-process per row,
+and once in fresh processes — the memory probe — which is what the target is checked on), adapter and fused
 bytes. Runs everything in one process (threads capped) so the evaluator's base grid is generated once.
 Prints a table, writes bench/results/erasure.json (rewritten after every run) and bench/results/erasure.png.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +63,48 @@ def sampling_reference(pipe: Any, n: int = 8) -> dict[str, float]:
     with PeakMemory() as mem:
         generate_latents(pipe, prompts, seed=0, steps=20, guidance=5.0, per_prompt=1)
     return {"peak_rss_bytes": mem.peak_rss, "seconds": time.perf_counter() - t0}
+
+
+def memory_child(what: str, threads: int) -> dict[str, Any]:
+    """In a fresh process: load the testbed, then either sample (the reference) or run one SPARE erasure."""
+    from core.spare import ErasureSpec, SpareConfig, erase
+    from core.spare.loading import pipeline_dir
+    from core.spare.memory import PeakMemory
+    from core.spare.specs import ConceptSpec
+    from core.spare.testbed_eval import fit_to_testbed
+    from core.testbed.loading import load_pipeline
+    from core.testbed.paths import testbed_dir
+
+    torch.set_num_threads(threads)
+    pipe = load_pipeline(pipeline_dir(testbed_dir()))
+    if what == "sampling":
+        return sampling_reference(pipe)
+    spec, config = fit_to_testbed(ErasureSpec(concepts=[ConceptSpec(target=what)]),
+                                  SpareConfig(device="cpu", sample_steps=10))
+    out = Path(tempfile.mkdtemp(prefix="lethe-bench-mem-"))
+    t0 = time.perf_counter()
+    try:
+        with PeakMemory() as mem:
+            erase(pipe, spec, config, out_dir=out / "run")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"peak_rss_bytes": mem.peak_rss, "seconds": time.perf_counter() - t0}
+
+
+def memory_probe(target: str, threads: int) -> dict[str, Any]:
+    """Peak RSS of one SPARE erasure vs sampling alone, each in its own fresh process.
+
+    RSS never shrinks back within a process (allocator high-water marks, the evaluator's caches), so the
+    in-process numbers of later benchmark rows overstate what one erasure needs; this is the fair comparison.
+    """
+    def child(what: str) -> dict[str, Any]:
+        cmd = [sys.executable, __file__, "--memory-child", what, "--threads", str(threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    sampling, spare = child("sampling"), child(target)
+    return {"target": target, "sampling": sampling, "spare": spare,
+            "ratio": spare["peak_rss_bytes"] / sampling["peak_rss_bytes"]}
 
 
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
@@ -142,7 +186,7 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def targets_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def targets_check(summary: dict[str, dict[str, Any]], probe: dict[str, Any] | None = None) -> dict[str, Any]:
     """The issue's targets for SPARE, each with the measured value (pass/fail is secondary)."""
     s = summary.get("spare")
     if not s:
@@ -154,8 +198,9 @@ def targets_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "cra_rel>=0.97": (s["cra_rel"], (s["cra_rel"] or 0) >= 0.97),
         "attack<=0.10": (s["attack_success"], s["attack_success"] is not None and s["attack_success"] <= 0.10),
         "adapter<=1%unet": (s["adapter_fraction_of_unet"], (s["adapter_fraction_of_unet"] or 1) <= 0.01),
-        "peak_mem<=1.3x_sampling": (s["peak_rss_vs_sampling"], s["peak_rss_vs_sampling"] <= 1.3),
     }
+    if probe:
+        checks["peak_mem<=1.3x_sampling"] = (probe["ratio"], probe["ratio"] <= 1.3)
     if e:
         checks["time<=esd/10"] = (s["erase_s"] / e["erase_s"], s["erase_s"] <= e["erase_s"] / 10)
         for k, higher in (("ua", True), ("ira", True), ("cra", True), ("attack_success", False)):
@@ -170,7 +215,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     lines = [head]
 
     def f(v: Any, spec: str) -> str:
-        return format(v, spec) if isinstance(v, (int, float)) else "-"
+        return format(v, spec) if isinstance(v, (int, float)) else "-".rjust(int(spec.split(".")[0]))
 
     for m, s in summary.items():
         lines.append(
@@ -227,10 +272,15 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 def finish(result: dict[str, Any], out: Path) -> None:
     result["summary"] = summarize(result["rows"])
-    result["targets_check"] = targets_check(result["summary"])
+    result["targets_check"] = targets_check(result["summary"], result.get("memory_probe"))
     out.write_text(json.dumps(result, indent=2))
     chart(result["summary"], out.with_suffix(".png"))
     print(table(result["summary"]))
+    print("RSS/smp: in-process peak over sampling alone; it only grows across the runs of one process.")
+    if result.get("memory_probe"):
+        m = result["memory_probe"]
+        print(f"memory probe (fresh processes): SPARE on {m['target']} {m['spare']['peak_rss_bytes'] / 2**20:.0f} MiB"
+              f" vs sampling alone {m['sampling']['peak_rss_bytes'] / 2**20:.0f} MiB = {m['ratio']:.2f}x")
     for k, v in result["targets_check"].items():
         print(f"  {k:<24} {v['value']}  {'met' if v['met'] else 'NOT met'}")
 
@@ -269,9 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "erasure.json")
+    parser.add_argument("--memory-target", default="heart",
+                        help="Target of the fresh-process memory probe (SPARE vs sampling alone); '' skips it.")
+    parser.add_argument("--add-memory-probe", type=Path, default=None,
+                        help="Only run the memory probe and add it to this finished result file.")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
                         help="Merge finished partial result files (e.g. objects and styles run in parallel).")
     args = parser.parse_args(argv)
+    if args.memory_child:
+        torch.set_flush_denormal(True)
+        print(json.dumps(memory_child(args.memory_child, args.threads)))
+        return 0
+    if args.add_memory_probe:
+        result = json.loads(args.add_memory_probe.read_text())
+        result["memory_probe"] = memory_probe(args.memory_target, args.threads)
+        finish(result, args.add_memory_probe)
+        return 0
     if args.merge:
         return merge(args.merge, args.out)
 
@@ -310,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{target:<10} {method:<14} UA {row['ua']:.3f} IRA {row['ira']:.3f} CRA {row['cra']:.3f} "
               f"attack {row['attack_success']} erase {row['erase_s']:.1f}s (run {row['run_s']}s)", flush=True)
         result["summary"] = summarize(result["rows"])
-        result["targets_check"] = targets_check(result["summary"])
+        result["targets_check"] = targets_check(result["summary"], result.get("memory_probe"))
         args.out.write_text(json.dumps(result, indent=2))
+    if args.memory_target:
+        result["memory_probe"] = memory_probe(args.memory_target, args.threads)
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     finish(result, args.out)
     return 0
