@@ -138,6 +138,10 @@ def _body(model_id: str, i: int) -> dict[str, Any]:
     }
 
 
+class _StaleConnection(Exception):
+    """A reused keep-alive connection was closed by the server before it answered."""
+
+
 class _RawPool:
     """A minimal HTTP/1.1 keep-alive client (asyncio streams). The load generator shares the 2 cores with the
     server, so it must be as light as possible (httpx cost several ms of CPU per request here)."""
@@ -148,15 +152,19 @@ class _RawPool:
         self.open = 0
         self.freed = asyncio.Condition()
 
-    async def _acquire(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _acquire(self, fresh: bool = False) -> tuple[tuple[asyncio.StreamReader, asyncio.StreamWriter], bool]:
+        """A connection, and whether it was reused from the idle list."""
         async with self.freed:
             while not self.idle and self.open >= self.max:
                 await self.freed.wait()
-            if self.idle:
-                return self.idle.pop()
+            if self.idle and not fresh:
+                return self.idle.pop(), True
+            if self.idle:  # fresh wanted: swap an idle one for a new one
+                self.idle.pop()[1].close()
+                self.open -= 1
             self.open += 1
         try:
-            return await asyncio.open_connection(self.host, self.port)
+            return await asyncio.open_connection(self.host, self.port), False
         except OSError:
             async with self.freed:
                 self.open -= 1
@@ -172,13 +180,28 @@ class _RawPool:
             self.freed.notify()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
-        conn = await self._acquire()
+        try:
+            return await self._post(path, body, headers, fresh=False)
+        except _StaleConnection:
+            # The server closed this keep-alive connection while it sat idle (uvicorn's keep-alive timeout) and
+            # never saw the request: send it again on a new connection, as HTTP clients do. Safe to repeat: every
+            # request carries an Idempotency-Key. The latency still counts from the scheduled send time.
+            return await self._post(path, body, headers, fresh=True)
+
+    async def _post(self, path: str, body: bytes, headers: dict[str, str], fresh: bool) -> int:
+        conn, reused = await self._acquire(fresh)
         reader, writer = conn
         try:
             head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n")
             writer.write(head.encode("latin-1") + body)
-            status = int((await reader.readline()).split()[1])
+            try:
+                status_line = await reader.readline()
+            except ConnectionError:
+                status_line = b""
+            if not status_line and reused:
+                raise _StaleConnection
+            status = int(status_line.split()[1])
             length, chunked, close = 0, False, False
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.decode("latin-1").partition(":")
