@@ -150,6 +150,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "ua": row["ua"], "ira": row["ira"], "cra": row["cra"],
         "ira_rel": row["ira_rel"], "cra_rel": row["cra_rel"], "base_ua": row["base_ua"],
         "attack_success": row["attack_success"],
+        "attack_detail": next((t.get("attack_detail") for t in tb["targets"] if t["forget"] == target), None),
         "fid_analogue": tb["fid_analogue"],
         "erase_s": round(erase_s, 2),
         "timings_s": t,
