@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -37,6 +37,7 @@ from core.idempotency.models import IdempotencyRecord
 from core.timeutil import utcnow
 
 LOCK_SECONDS = 60
+IN_FLIGHT = "the first request with this Idempotency-Key is still being processed; retry in a moment"
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,8 @@ def start(
     """In the request's transaction, before the work: Fresh (run it), Claimed (take over an abandoned
     claim), Replay (answer with the stored response). Raises 409 (in flight) or 422 (key reused)."""
     free, existing = repository.lock_and_find(session, tenant_id, key)
-    in_flight = IdempotencyInFlight("the first request with this Idempotency-Key is still being processed; "
-                                    "retry in a moment")
     if not free:
-        raise in_flight
+        raise IdempotencyInFlight(IN_FLIGHT)
     fresh = Fresh(tenant_id, key, fp, method.upper(), path[:500], ttl_hours)
     if existing is None:
         return fresh
@@ -85,6 +84,16 @@ def start(
     if existing.expires_at <= now:
         repository.delete_by_id(session, existing.id)
         return fresh
+    replay = _stored_answer(existing, fp, now)
+    if replay is not None:
+        return replay
+    # An abandoned claim of the two-transaction protocol (its process died): take it over.
+    return Claimed(existing.id)
+
+
+def _stored_answer(existing: IdempotencyRecord, fp: str, now: datetime) -> Replay | None:
+    """What a live stored key says: replay its response, or refuse (422 other body, 409 still in flight).
+    None: an abandoned claim (its process died before committing anything) that the caller may take over."""
     if existing.fingerprint != fp:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request (method, path or body); use a new key"
@@ -92,9 +101,8 @@ def start(
     if existing.response_status is not None:
         return Replay(existing.response_status, existing.response_body, dict(existing.response_headers or {}))
     if existing.locked_until > now:
-        raise in_flight
-    # An abandoned claim of the two-transaction protocol (its process died): take it over.
-    return Claimed(existing.id)
+        raise IdempotencyInFlight(IN_FLIGHT)
+    return None
 
 
 def claim_new(
@@ -123,16 +131,9 @@ def begin(
         session.flush()
         existing = None
     if existing is not None:
-        if existing.fingerprint != fp:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was used with a different request (method, path or body); use a new key"
-            )
-        if existing.response_status is not None:
-            return Replay(existing.response_status, existing.response_body, dict(existing.response_headers or {}))
-        if existing.locked_until > now:
-            raise IdempotencyInFlight("the first request with this Idempotency-Key is still being processed; "
-                                      "retry in a moment")
-        # Abandoned claim (its process died before committing anything): take it over.
+        replay = _stored_answer(existing, fp, now)
+        if replay is not None:
+            return replay
         existing.locked_until = now + timedelta(seconds=LOCK_SECONDS)
         return Claimed(existing.id)
     # IntegrityError here = a concurrent first request: the boundary retries and sees it
