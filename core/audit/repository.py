@@ -53,10 +53,6 @@ def insert_event(session: Session, values: dict[str, Any]) -> None:
     session.execute(_INSERT, values)
 
 
-def last_event(session: Session) -> AuditEvent | None:
-    return session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
-
-
 def iter_chain(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
     after = 0
     while True:

@@ -20,6 +20,7 @@ from core.erasure.models import Artifact, ErasureRequest, Job
 from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
 from core.errors import StaleAttempt
 from core.ids import new_id
+from core.outbox.models import OutboxMessage
 from core.outbox.service import JOB_ENQUEUE, WEBHOOK_EVENT, emit, outbox_values
 from core.timeutil import utcnow
 
@@ -35,18 +36,12 @@ def create_job(
     max_attempts: int = 3,
 ) -> Job:
     """Insert a queued job and the outbox row that will ring the worker's doorbell once committed."""
-    job = Job(
-        tenant_id=tenant_id,
-        kind=kind,
-        model_id=model_id,
-        request_id=request_id,
-        state=JobState.queued,
-        priority=priority,
-        max_attempts=max_attempts,
-    )
+    values, doorbell = new_job_values(tenant_id=tenant_id, kind=kind, model_id=model_id, request_id=request_id,
+                                      priority=priority, max_attempts=max_attempts)
+    job = Job(**values)
     session.add(job)
     session.flush()
-    emit(session, JOB_ENQUEUE, {"job_id": str(job.id), "kind": kind.value})
+    session.add(OutboxMessage(**doorbell))
     return job
 
 

@@ -1,11 +1,11 @@
 """Idempotency keys with Stripe's semantics, per tenant.
 
-- first request with a key: claimed (a row with no response yet), then run; its response is stored in the
-  SAME transaction as its effects, so "stored response" and "effects happened" cannot disagree;
+- first request with a key: run; the key is stored WITH its response in the SAME transaction as its effects,
+  so "stored response" and "effects happened" cannot disagree;
 - same key, same method + path + body: the stored response is replayed;
 - same key, anything else different: 422 (IdempotencyKeyReused);
 - same key while the first is still running: 409 (IdempotencyInFlight);
-- keys live `idempotency_ttl_hours` (>= 24 h); a claim whose process died is taken over after LOCK_SECONDS.
+- keys live `idempotency_ttl_hours` (>= 24 h).
 
 One transaction (issue 6): `start` runs first in the request's own transaction. On Postgres it takes a
 per-key advisory lock with pg_try_advisory_xact_lock (never waits) and reads the stored key in the same
@@ -15,9 +15,9 @@ key included: nothing to release. The unique (tenant_id, key) index is the last 
 request committed the key between our snapshot and our lock (a microsecond window), the insert finds it
 and the request answers 409 (retry → replay), its work rolled back — never a second effect.
 
-`begin`/`claim_new`/`release` are the older two-transaction protocol (a claim row committed before the
-work); a committed claim without a response still reads as "in flight" (409) until LOCK_SECONDS lapse,
-then is taken over. Never commits itself.
+Rows of the older two-transaction protocol (a claim committed before the work, no response yet) may still
+be in a database written before it: such a claim reads as "in flight" (409) until its `locked_until` lapses,
+then is taken over (`Claimed`). Never commits itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -33,10 +33,8 @@ from sqlalchemy.orm import Session
 from core.audit.chain import canonical_json
 from core.errors import IdempotencyInFlight, IdempotencyKeyReused
 from core.idempotency import repository
-from core.idempotency.models import IdempotencyRecord
 from core.timeutil import utcnow
 
-LOCK_SECONDS = 60
 IN_FLIGHT = "the first request with this Idempotency-Key is still being processed; retry in a moment"
 
 
@@ -84,16 +82,6 @@ def start(
     if existing.expires_at <= now:
         repository.delete_by_id(session, existing.id)
         return fresh
-    replay = _stored_answer(existing, fp, now)
-    if replay is not None:
-        return replay
-    # An abandoned claim of the two-transaction protocol (its process died): take it over.
-    return Claimed(existing.id)
-
-
-def _stored_answer(existing: IdempotencyRecord, fp: str, now: datetime) -> Replay | None:
-    """What a live stored key says: replay its response, or refuse (422 other body, 409 still in flight).
-    None: an abandoned claim (its process died before committing anything) that the caller may take over."""
     if existing.fingerprint != fp:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request (method, path or body); use a new key"
@@ -102,42 +90,8 @@ def _stored_answer(existing: IdempotencyRecord, fp: str, now: datetime) -> Repla
         return Replay(existing.response_status, existing.response_body, dict(existing.response_headers or {}))
     if existing.locked_until > now:
         raise IdempotencyInFlight(IN_FLIGHT)
-    return None
-
-
-def claim_new(
-    session: Session, *, tenant_id: uuid.UUID, key: str, fp: str, method: str, path: str, ttl_hours: int
-) -> Claimed:
-    """The common case first: insert the claim. IntegrityError (flush) = the key exists: call `begin`."""
-    now = utcnow()
-    record = IdempotencyRecord(
-        tenant_id=tenant_id, key=key, fingerprint=fp, method=method.upper(), path=path[:500],
-        created_at=now, locked_until=now + timedelta(seconds=LOCK_SECONDS),
-        expires_at=now + timedelta(hours=ttl_hours),
-    )
-    session.add(record)
-    session.flush()
-    return Claimed(record.id)
-
-
-def begin(
-    session: Session, *, tenant_id: uuid.UUID, key: str, fp: str, method: str, path: str, ttl_hours: int
-) -> Claimed | Replay:
-    """Claim `key` for this request, or return the stored response to replay. Raises 409/422 errors."""
-    now = utcnow()
-    existing = repository.get_for_update(session, tenant_id, key)
-    if existing is not None and existing.expires_at <= now:
-        session.delete(existing)
-        session.flush()
-        existing = None
-    if existing is not None:
-        replay = _stored_answer(existing, fp, now)
-        if replay is not None:
-            return replay
-        existing.locked_until = now + timedelta(seconds=LOCK_SECONDS)
-        return Claimed(existing.id)
-    # IntegrityError here = a concurrent first request: the boundary retries and sees it
-    return claim_new(session, tenant_id=tenant_id, key=key, fp=fp, method=method, path=path, ttl_hours=ttl_hours)
+    # A claim row of the older two-transaction protocol whose process died: take it over.
+    return Claimed(existing.id)
 
 
 def finish(session: Session, claimed: Fresh | Claimed, status: int, body: Any, headers: dict[str, str]) -> None:
@@ -156,11 +110,6 @@ def finish(session: Session, claimed: Fresh | Claimed, status: int, body: Any, h
     if not stored:
         raise IdempotencyInFlight("a concurrent request with this Idempotency-Key was processed first; "
                                   "retry to get its response")
-
-
-def release(session: Session, claimed: Claimed) -> None:
-    """The work failed and was rolled back: forget the claim so that a retry runs again."""
-    repository.delete_unfinished(session, claimed.record_id)
 
 
 def purge_expired(session: Session) -> int:

@@ -15,7 +15,7 @@ WEBHOOK_EVENT = "webhook.event"
 
 
 def emit(session: Session, topic: str, payload: dict[str, Any]) -> OutboxMessage:
-    message = OutboxMessage(topic=topic, payload=payload)
+    message = OutboxMessage(**outbox_values(topic, payload))
     session.add(message)
     return message
 

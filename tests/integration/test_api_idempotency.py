@@ -64,9 +64,11 @@ def test_in_flight_abandoned_failed_and_expired(api: ApiEnv) -> None:  # noqa: F
     principal = api.principal()
     fp = service.fingerprint("POST", "/v1/erasures",
                              jsonable_encoder(ErasureCreate.model_validate(body).model_dump(mode="json")))
-    with unit_of_work(api.engine) as s:  # a first request that is still running
-        service.begin(s, tenant_id=principal.tenant_id, key="busy", fp=fp, method="POST", path="/v1/erasures",
-                      ttl_hours=24)
+    with unit_of_work(api.engine) as s:  # a first request that is still running (a claim row without response)
+        now = utcnow()
+        s.add(IdempotencyRecord(tenant_id=principal.tenant_id, key="busy", fingerprint=fp, method="POST",
+                                path="/v1/erasures", created_at=now, locked_until=now + timedelta(seconds=60),
+                                expires_at=now + timedelta(hours=24)))
     r = c.post("/v1/erasures", json=body, headers={**h, "Idempotency-Key": "busy"})
     assert r.status_code == 409 and r.json()["type"] == P + "idempotency-in-flight"
     assert _requests(api) == 0
