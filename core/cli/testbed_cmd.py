@@ -28,10 +28,16 @@ def build_cmd(
     stages: Path | None = typer.Option(
         None, "--stages", help="Keep finished stages (classifier, VAE, UNet checkpoints) here; a rerun resumes."
     ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude",
+        help="Leave this canvas concept out of the UNet's training data (repeatable): a retrained-from-scratch "
+        "reference to judge an erasure of it against. Classifier and VAE still see everything.",
+    ),
 ) -> None:
     """Train dataset → classifier → VAE → UNet + text encoder, measure it, and write pipeline/, classifier/,
     manifest.json."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from core.testbed.canvas import OBJECTS, STYLES
     from core.testbed.paths import built_dir
     from core.testbed.train import PROFILES, build, profile_named
 
@@ -42,7 +48,11 @@ def build_cmd(
     def on_event(event: str, data: dict[str, Any]) -> None:
         typer.echo(f"{event}: {json.dumps(data)}", err=True)
 
-    manifest = build(target, profile_named(profile, seed=seed), wip_dir=wip_dir, on_event=on_event, stages_dir=stages)
+    unknown = sorted(set(exclude) - set(OBJECTS) - set(STYLES))
+    if unknown:
+        _fail(f"--exclude takes canvas concepts ({', '.join(OBJECTS + STYLES)}), not {', '.join(unknown)}")
+    chosen = profile_named(profile, seed=seed, exclude=tuple(exclude))
+    manifest = build(target, chosen, wip_dir=wip_dir, on_event=on_event, stages_dir=stages)
     acc = manifest["accuracies"]
     ad = acc["adherence"]
     typer.echo(

@@ -66,6 +66,9 @@ class Profile:
     # processes competed (OpenMP barriers wait on a descheduled thread). Measured 2026-11-29.
     threads: int = 1
     save_fp16: bool = True
+    # Canvas concepts (objects or styles) whose images the UNet never sees: a retrained-from-scratch reference,
+    # the gold standard an erasure of those concepts is judged against.
+    exclude: tuple[str, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +114,17 @@ def render_set(per_pair: int, seed_base: int) -> tuple[np.ndarray, np.ndarray, n
             objs.append(oi)
             styles.append(si)
     return np.stack(imgs), np.array(objs), np.array(styles)
+
+
+def _training_pool(objs: np.ndarray, styles: np.ndarray, exclude: tuple[str, ...]) -> torch.Tensor | None:
+    """Indices of the training images the UNet may see; None = all (keeps the RNG stream of a full build)."""
+    if not exclude:
+        return None
+    unknown = set(exclude) - set(OBJECTS) - set(STYLES)
+    if unknown:
+        raise ValueError(f"not canvas concepts: {sorted(unknown)}")
+    keep = [OBJECTS[o] not in exclude and STYLES[s] not in exclude for o, s in zip(objs, styles, strict=True)]
+    return torch.tensor(keep).nonzero().flatten()
 
 
 def _cosine_lr(step: int, total: int, warmup: int) -> float:
@@ -275,7 +289,10 @@ class _Stages:
                 {k: d["model"][k] for k in ("resolution", "vae_channels", "latent_channels")},
             ),
         }
-        self.keys["unet"] = _key(self.keys["vae"], _pick(d, "unet_"), d["uncond_prob"], d["ema_decay"], d["model"])
+        unet_parts = [self.keys["vae"], _pick(d, "unet_"), d["uncond_prob"], d["ema_decay"], d["model"]]
+        if d["exclude"]:  # appended only when set, so the keys of existing full builds stay valid
+            unet_parts.append(sorted(d["exclude"]))
+        self.keys["unet"] = _key(*unet_parts)
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
         self.index_path = root / "stages.json" if root is not None else None
@@ -442,6 +459,7 @@ def build(
     ).input_ids
     empty_id = len(texts) - 1
     pair_index = torch.from_numpy(train_o * len(STYLES) + train_s)
+    pool = _training_pool(train_o, train_s, p.exclude)
 
     params = [*unet.parameters(), *text_encoder.parameters()]
     opt = torch.optim.AdamW(params, lr=p.unet_lr, weight_decay=1e-2)
@@ -464,7 +482,10 @@ def build(
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = p.unet_lr * _cosine_lr(step, p.unet_steps, p.unet_warmup)
-        idx = torch.randint(0, len(lat_mean), (p.unet_batch,), generator=gen)
+        if pool is None:
+            idx = torch.randint(0, len(lat_mean), (p.unet_batch,), generator=gen)
+        else:
+            idx = pool[torch.randint(0, len(pool), (p.unet_batch,), generator=gen)]
         z0 = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=gen)) * scaling
         tmpl = torch.randint(0, n_t, (p.unet_batch,), generator=gen)
         text_idx = pair_index[idx] * n_t + tmpl

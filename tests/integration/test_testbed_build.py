@@ -74,6 +74,40 @@ def test_build_is_deterministic_by_seed(tmp_path: Path) -> None:
     )
 
 
+def test_exclude_leaves_a_concept_out_of_the_unets_data_only(tmp_path: Path) -> None:
+    """A retrained-from-scratch reference: same classifier and VAE, a UNet that never saw the concept."""
+    torch.set_num_threads(1)
+    quick = {"classifier_steps": 4, "vae_steps": 4, "unet_steps": 4, "images_per_pair": 2, "heldout_per_pair": 1}
+    full = build(tmp_path / "full", profile_named("tiny", **quick))
+    held = build(tmp_path / "held", profile_named("tiny", exclude=("triangle",), **quick))
+    assert list(held["profile"]["exclude"]) == ["triangle"] and not full["profile"]["exclude"]
+    for same in ("classifier/model.safetensors", "pipeline/vae/diffusion_pytorch_model.safetensors"):
+        assert full["files"][same] == held["files"][same]
+    unet = "pipeline/unet/diffusion_pytorch_model.safetensors"
+    assert full["files"][unet] != held["files"][unet]
+
+
+def test_training_pool_drops_every_image_of_an_excluded_concept() -> None:
+    import numpy as np
+
+    from core.testbed.canvas import OBJECTS, STYLES
+    from core.testbed.train import _training_pool
+
+    objs, styles = np.repeat(np.arange(len(OBJECTS)), len(STYLES)), np.tile(np.arange(len(STYLES)), len(OBJECTS))
+    assert _training_pool(objs, styles, ()) is None
+    pool = _training_pool(objs, styles, ("triangle", "dotted"))
+    assert pool is not None
+    kept = {(OBJECTS[objs[i]], STYLES[styles[i]]) for i in pool.tolist()}
+    assert len(kept) == (len(OBJECTS) - 1) * (len(STYLES) - 1)
+    assert not any(o == "triangle" or s == "dotted" for o, s in kept)
+
+
+def test_build_rejects_an_unknown_excluded_concept(data_dir: Path) -> None:
+    r = _lethe("testbed", "build", "--profile", "tiny", "--exclude", "hexagon",
+               env={"LETHE_DATA_DIR": str(data_dir)})
+    assert r.returncode == 2 and "hexagon" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_eval_json_contract_on_the_shipped_testbed() -> None:
     r = _lethe(
         "testbed",
