@@ -8,8 +8,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep, require
+from api.deps import (
+    AuthFirstRoute,
+    Credentials,
+    SessionDep,
+    SettingsDep,
+    authenticated_in,
+    in_transaction,
+    require,
+)
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
 from core.erasure import repository, service
@@ -18,7 +27,9 @@ from core.erasure.states import RequestStatus
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.tenancy.schemas import Principal, Scope
 
-router = APIRouter(prefix="/v1/erasures", tags=["erasures"], responses=problems(*COMMON_ERRORS))
+router = APIRouter(
+    prefix="/v1/erasures", tags=["erasures"], responses=problems(*COMMON_ERRORS), route_class=AuthFirstRoute
+)
 
 Reader = Annotated[Principal, Depends(require(Scope.erasures_read))]
 Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
@@ -39,17 +50,21 @@ def _absolute(request: Request, artifacts: list[ArtifactOut]) -> list[ArtifactOu
     description="Validates the request, then writes it with its job and audit event in one transaction. "
     "Tenants with `require_approval` hold it in `awaiting_approval` until another key approves it.",
 )
-def submit_erasure(
-    request: Request, body: ErasureCreate, session: SessionDep, principal: Writer,
-    idempotency_key: IdempotencyKey = None,
+@authenticated_in(Scope.erasures_write)
+async def submit_erasure(
+    request: Request, body: ErasureCreate, credentials: Credentials, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    def work() -> ErasureOut:
-        return service.submitted_out(service.submit(session, principal, body))
+    # The hot path (issue 6): transaction, key, scope, work and commit in one thread-pool call.
+    def handle(session: Session, principal: Principal) -> JSONResponse:
+        def work() -> ErasureOut:
+            return service.submitted_out(service.submit(session, principal, body))
 
-    return idempotent(
-        request, session, principal, idempotency_key, body, 202, work,
-        headers=lambda out: {"Location": f"/v1/erasures/{out['id']}"},
-    )
+        return idempotent(
+            request, session, principal, idempotency_key, body, 202, work,
+            headers=lambda out: {"Location": f"/v1/erasures/{out['id']}"},
+        )
+
+    return await in_transaction(request, credentials, Scope.erasures_write, handle)
 
 
 @router.get("", response_model=Page[ErasureOut], summary="List erasure requests, newest first.")

@@ -59,6 +59,26 @@ def test_submit_statement_budget_postgres(api: ApiEnv) -> None:  # noqa: F811
     assert c.get("/v1/audit/verify", headers=h).json()["ok"] is True
 
 
+def test_submit_checks_the_key_before_the_body(api: ApiEnv) -> None:  # noqa: F811
+    """POST /v1/erasures authenticates inside its one thread-pool call, after FastAPI has validated the body and
+    headers; the errors keep the order of every other endpoint: 401, then 403, then 422."""
+    c = api.client
+    bad_body = {"model_id": "not-a-uuid", "concepts": []}
+    bad_key = {"Idempotency-Key": "has spaces"}
+    assert c.post("/v1/erasures", json=bad_body).status_code == 401
+    assert c.post("/v1/erasures", json=bad_body, headers={"Authorization": "Bearer lth_x_y"}).status_code == 401
+    reader = api.auth("acme", "erasures:read")
+    for headers in ({}, bad_key):
+        r = c.post("/v1/erasures", json=bad_body, headers={**reader, **headers})
+        assert r.status_code == 403 and r.json()["required_scope"] == "erasures:write", r.text
+    writer = api.auth("acme", "erasures:write")
+    r = c.post("/v1/erasures", json=bad_body, headers=writer)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    r = c.post("/v1/erasures", json=erasure_body(api.ready_model()), headers={**writer, **bad_key})
+    assert r.status_code == 422, r.text
+    assert c.post("/v1/erasures", json=erasure_body(api.ready_model()), headers=writer).status_code == 202
+
+
 def test_submit_response_matches_read_back(api_sqlite: ApiEnv) -> None:  # noqa: F811
     """The response is built from the values written (not read back): it must equal a GET of the row."""
     c, h = api_sqlite.client, api_sqlite.auth()
