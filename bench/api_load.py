@@ -82,18 +82,28 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
-def _cpu_snapshot(server_pid: int, db_url: str, name: str) -> dict[str, float]:
-    """CPU seconds used so far by the API processes and by this database's Postgres backends."""
+def _cpu_snapshot(server_pid: int, db_url: str, name: str) -> dict[str, Any]:
+    """CPU seconds used so far by each API process and each of this database's Postgres backends, and by
+    this process (the load generator)."""
     engine = sa.create_engine(db_url)
     with engine.connect() as conn:
         backends = [r[0] for r in conn.execute(
             sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})]
     engine.dispose()
     return {
-        "server": sum(_cpu_seconds(p) for p in _process_tree(server_pid)),
-        "postgres": sum(_cpu_seconds(p) for p in backends),
+        "server": {p: _cpu_seconds(p) for p in _process_tree(server_pid)},
+        "postgres": {p: _cpu_seconds(p) for p in backends},
         "client": time.process_time(),
     }
+
+
+def _cpu_used(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds between two snapshots. A process that started in between (a Postgres backend for a pooled
+    connection opened under load) counts from zero; one that ended in between is not seen."""
+    used = {kind: sum(cpu - before[kind].get(pid, 0.0) for pid, cpu in after[kind].items())
+            for kind in ("server", "postgres")}
+    used["client"] = after["client"] - before["client"]
+    return used
 
 
 def _setup(db_url: str, data_dir: Path, clients: int) -> tuple[list[str], str]:
@@ -333,7 +343,7 @@ def main() -> None:
         cpu_after = _cpu_snapshot(server.pid, db_url, name)
         load_after = os.getloadavg()
         # CPU per request (all requests, warm-up included): independent of how busy the shared machine is.
-        cpu_ms = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(sent, 1), 2) for k in cpu_before}
+        cpu_ms = {k: round(v * 1000 / max(sent, 1), 2) for k, v in _cpu_used(cpu_before, cpu_after).items()}
         cpu_ms["total"] = round(sum(cpu_ms.values()), 2)
         ok = statuses.get("202", 0)
         errors = sum(v for k, v in statuses.items() if k != "202")
