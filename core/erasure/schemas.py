@@ -28,7 +28,8 @@ Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"
 
 # Parameters that only one method understands.
 SPARE_ONLY = frozenset({"rank", "alpha", "saliency_fraction", "saliency_pool", "top_k", "max_modules",
-                        "w_forget", "w_retain", "timesteps", "forget_anchor"})
+                        "w_forget", "w_retain", "timesteps", "forget_anchor",
+                        "adversarial_steps"})
 ESD_ONLY = frozenset({"negative_guidance", "train"})
 ENGINE_DEFAULT_MAX_MODULES = 64
 
@@ -61,6 +62,9 @@ class ErasureParams(BaseModel):
     timesteps: Literal["concept", "uniform"] | None = Field(default=None, description="SPARE: timestep sampling.")
     forget_anchor: Literal["concept", "surrogate", "both"] | None = Field(
         default=None, description="SPARE: clean latents the forget term is noised from."
+    )
+    adversarial_steps: int | None = Field(
+        default=None, ge=0, le=10, description="SPARE: adversary steps per distillation step (0 = off)."
     )
     # ESD
     negative_guidance: float | None = Field(default=None, ge=0, le=20, description="ESD: eta.")

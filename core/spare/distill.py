@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.spare.adapters import set_enabled
+from core.spare.adversary import ForgetAdversary
 from core.spare.conditioning import Cond, unet_eps
 from core.spare.errors import ErasureCancelled
 from core.spare.samples import SampleSet
@@ -36,6 +37,7 @@ class TrainLog:
     forget_loss: list[float] = field(default_factory=list)
     retain_loss: list[float] = field(default_factory=list)
     timesteps: list[int] = field(default_factory=list)
+    adversarial_loss: list[float] = field(default_factory=list)
 
 
 def distill(
@@ -52,6 +54,7 @@ def distill(
     generator: torch.Generator,
     dtype: torch.dtype | None,
     tuner_layers: list,
+    adversary: ForgetAdversary | None = None,
     should_stop: Callable[[], bool] | None = None,
     tick: Callable[[int, float], None] | None = None,
 ) -> TrainLog:
@@ -78,18 +81,38 @@ def distill(
         noise = torch.randn((2 * batch_size, *x_f.shape[1:]), generator=generator).to(device)
         t = torch.cat([t_f, t_r]).to(device)
         x_t = scheduler.add_noise(torch.cat([x_f, x_r]), noise, t)  # type: ignore[attr-defined]
-        teacher_cond = Cond.cat([data.surrogate_cond.index(fi), data.retain_cond.index(ri)])
-        student_cond = Cond.cat([data.forget_cond.index(fi), data.retain_cond.index(ri)])
+        forget_cond = data.forget_cond.index(fi)
+        teacher_conds = [data.surrogate_cond.index(fi), data.retain_cond.index(ri)]
+        if adversary is not None:
+            teacher_conds.append(forget_cond)  # what the concept looks like to the teacher: the adversary's aim
         with torch.no_grad():
             set_enabled(tuner_layers, False)
             try:
-                target = unet_eps(unet, x_t, t, teacher_cond, dtype).float()
+                target = unet_eps(
+                    unet,
+                    torch.cat([x_t, x_t[:batch_size]]) if adversary else x_t,
+                    torch.cat([t, t[:batch_size]]) if adversary else t,
+                    Cond.cat(teacher_conds),
+                    dtype,
+                ).float()
             finally:
                 set_enabled(tuner_layers, True)
-        pred = unet_eps(unet, x_t, t, student_cond, dtype).float()
+        student_conds = [forget_cond, data.retain_cond.index(ri)]
+        x_s, t_s = x_t, t
+        if adversary is not None:
+            fd = fi.to(device)
+            adversary.refine(unet, x_t[:batch_size], t[:batch_size], forget_cond, fd, target[2 * batch_size :], dtype)
+            student_conds.append(adversary.perturbed(forget_cond, fd))
+            x_s, t_s = torch.cat([x_t, x_t[:batch_size]]), torch.cat([t, t[:batch_size]])
+        pred = unet_eps(unet, x_s, t_s, Cond.cat(student_conds), dtype).float()
         loss_f = nn.functional.mse_loss(pred[:batch_size], target[:batch_size])
-        loss_r = nn.functional.mse_loss(pred[batch_size:], target[batch_size:])
+        loss_r = nn.functional.mse_loss(pred[batch_size : 2 * batch_size], target[batch_size : 2 * batch_size])
         loss = w_forget * loss_f + w_retain * loss_r
+        if adversary is not None:
+            # The perturbed forget conditioning must also land on the surrogate.
+            loss_a = nn.functional.mse_loss(pred[2 * batch_size :], target[:batch_size])
+            loss = loss + w_forget * loss_a
+            log.adversarial_loss.append(loss_a.item())
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

@@ -19,6 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from core.spare import adapters as lora
+from core.spare.adversary import ForgetAdversary
 from core.spare.conditioning import Cond, PromptEncoder, unet_eps
 from core.spare.distill import DistillData, distill
 from core.spare.errors import ErasureCancelled, ErasureInputError
@@ -436,15 +437,22 @@ def _spare(
     layers = list(lora.lora_layers(unet).values())
     masks = lora.WeightMasks(unet, sal.masks) if sal.masks else None
     trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
+    adversary = None
+    if config.adversarial_steps:
+        adversary = ForgetAdversary(data.forget_cond, data.forget.latents.shape[0], config.adversarial_steps,
+                                    config.adversarial_radius, config.adversarial_step_size)
     log = distill(
         unet, pipeline.scheduler, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
         w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
+        adversary=adversary,
         should_stop=run.should_stop, tick=lambda s, _loss: run.tick(s / config.steps),
     )
     report["timesteps"] = sampler.report(log.timesteps)
     report["loss_curve"] = {
         "total": _curve(log.loss), "forget": _curve(log.forget_loss), "retain": _curve(log.retain_loss),
     }
+    if log.adversarial_loss:
+        report["loss_curve"]["adversarial"] = _curve(log.adversarial_loss)
     report["adapter"] = {
         "target_modules": sal.selected,
         "rank": config.rank,

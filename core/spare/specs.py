@@ -142,6 +142,19 @@ class SpareConfig(_RunConfig):
         "generations for the surrogate prompts (the states an erased model passes through when it draws the "
         "surrogate), or each half the time.",
     )
+    adversarial_steps: int = Field(
+        default=0, ge=0, le=10,
+        description="Signed-gradient steps per distillation step on a perturbation of the forget conditioning "
+        "that brings the concept back (kept across steps); the perturbed conditioning is distilled to the "
+        "surrogate too. 0 = off. Partial hardening against soft-prompt attacks, paid in time and retention "
+        "(measured in docs/robustness.md).",
+    )
+    adversarial_radius: float = Field(
+        default=1.5, gt=0, le=10.0, description="L∞ bound of the adversarial perturbation (conditioning units)."
+    )
+    adversarial_step_size: float = Field(
+        default=0.3, gt=0, le=10.0, description="Size of each signed-gradient step of the adversary."
+    )
     w_forget: float = Field(default=1.0, ge=0, le=100, description="Weight of the forget (surrogate) loss.")
     w_retain: float = Field(default=1.0, ge=0, le=100, description="Weight of the retain loss.")
     timesteps: Literal["concept", "uniform"] = Field(

@@ -113,6 +113,48 @@ def test_forget_anchor_trains_on_the_teachers_surrogate_generations(tmp_path: Pa
     assert concept["loss_curve"]["retain"][0] == pytest.approx(surrogate["loss_curve"]["retain"][0], rel=1e-5)
 
 
+def test_adversary_finds_conditioning_that_brings_the_concept_back_within_its_bound() -> None:
+    """ForgetAdversary.refine moves the forget conditioning so the student (here the unchanged UNet) predicts
+    what it predicts for the concept prompt starting from a different prompt — error falls — and never
+    leaves the L∞ ball; untouched samples keep a zero perturbation."""
+    from core.spare.adversary import ForgetAdversary
+    from core.spare.conditioning import PromptEncoder, unet_eps
+
+    pipe = tiny_sd1()
+    unet = pipe.unet.requires_grad_(False)
+    enc = PromptEncoder(pipe, "sd1", torch.device("cpu"))
+    start, concept = enc.encode(["a square", "a square"]), enc.encode(["a circle", "a circle"])
+    gen = torch.Generator().manual_seed(0)
+    x_t = torch.randn((2, unet.config.in_channels, 8, 8), generator=gen)
+    t = torch.tensor([500, 700])
+    with torch.no_grad():
+        aim = unet_eps(unet, x_t, t, concept)
+    adv = ForgetAdversary(start, n_samples=3, steps=4, radius=0.5, step_size=0.01)
+    idx = torch.tensor([0, 2])
+
+    def err() -> float:
+        with torch.no_grad():
+            return float((unet_eps(unet, x_t, t, adv.perturbed(start, idx)) - aim).pow(2).mean())
+
+    before = err()
+    adv.refine(unet, x_t, t, start, idx, aim, None)
+    assert err() < before
+    assert adv.delta[[0, 2]].abs().max() > 0 and torch.count_nonzero(adv.delta[1]) == 0
+    big = ForgetAdversary(start, n_samples=3, steps=2, radius=0.5, step_size=1.0)
+    big.refine(unet, x_t, t, start, idx, aim, None)
+    assert float(big.delta.abs().max()) == pytest.approx(0.5)
+
+
+def test_adversarial_distillation_runs_and_reports_its_loss(tmp_path: Path) -> None:
+    cfg = SpareConfig(steps=4, adversarial_steps=1, **FAST)
+    report = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "out").report
+    assert len(report["loss_curve"]["adversarial"]) == 4
+    assert report["config"]["adversarial_steps"] == 1
+    plain = erase(tiny_sd1(), _spec(), SpareConfig(steps=4, **FAST), out_dir=tmp_path / "plain").report
+    assert "adversarial" not in plain["loss_curve"]
+    assert plain["loss_curve"]["forget"][0] == pytest.approx(report["loss_curve"]["forget"][0], rel=1e-5)
+
+
 def test_multi_concept_run_erases_both(tmp_path: Path) -> None:
     result = erase(tiny_sd1(), _spec(targets=("circle", "triangle")),
                    SpareConfig(steps=40, lr=2e-2, **FAST), out_dir=tmp_path / "out")
