@@ -5,7 +5,6 @@ Routers are listed in `_routers()`: add one line per resource (`api/routers/<res
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -55,15 +54,8 @@ def _routers() -> list[APIRouter]:
     ]
 
 
-# Sync endpoints run on a thread pool. A thread whose database reply has arrived waits for the GIL up to the
-# switch interval (5 ms by default) while another request's thread runs Python; a request holding the audit
-# chain's writer lock (held to commit) made every other submission wait that long (issue 6: ~200/s cap).
-GIL_SWITCH_INTERVAL_S = 0.0005
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     configure_logging(settings)
     app = FastAPI(
         title="Lethe",
