@@ -259,7 +259,8 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("UA (forgotten, higher is better)", t.get("base_ua"), t.get("ua")),
         ("IRA (same kind kept)", base("ira"), t.get("ira")),
         ("CRA (other kind kept)", base("cra"), t.get("cra")),
-        ("attack success (lower is better)", None, t.get("attack_success")),
+        (f"attack success (soft-prompt budget {t.get('attack_budget') or '?'}, lower is better)", None,
+         t.get("attack_success")),
     ]
 
 

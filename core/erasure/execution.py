@@ -222,8 +222,9 @@ def _evaluator_for(model_dir: Path, data: JobInput) -> Any:
 
         if not is_testbed(model_dir):
             return None
-        # A small attack budget keeps the robustness probe in every certificate at about a minute of CPU.
-        return testbed_evaluator([c["target"] for c in data.concepts], seeds=(0, 1), attacks=True, attack_budget=8)
+        # Budget 5: the largest soft-prompt budget at which models retrained without the concept still pass the
+        # probe (docs/robustness.md); beyond it the number says more about the judge than about the erasure.
+        return testbed_evaluator([c["target"] for c in data.concepts], seeds=(0, 1), attacks=True, attack_budget=5)
     except (ImportError, ErasureInputError, ValueError, OSError) as exc:
         log.info("no testbed evaluation for this job", reason=str(exc)[:200])
         return None

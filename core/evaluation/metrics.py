@@ -42,6 +42,7 @@ class TargetMetrics(BaseModel):
     base_ua: float | None
     attack_success: float | None = None
     attack_detail: dict[str, float] | None = None
+    attack_budget: int | None = None  # gradient steps of the soft-prompt search behind attack_success
 
 
 class Metrics(BaseModel):
@@ -246,6 +247,7 @@ def evaluate(
             )
             tm.attack_success = res.attack_success
             tm.attack_detail = res.detail()
+            tm.attack_budget = res.budget
             n_images += res.paraphrase_images + res.synonym_images + res.adversarial_images
         targets.append(tm)
 

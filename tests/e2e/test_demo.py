@@ -29,6 +29,9 @@ def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     target = report["metrics"]["testbed"]["targets"][0]
     assert target["forget"] == "circle"
     assert target["ua"] >= 0.9 and target["ira_rel"] >= 0.9 and target["cra_rel"] >= 0.9
+    # The probe runs at the calibrated budget (docs/robustness.md) and says so next to the number.
+    assert target["attack_budget"] == 5 and 0.0 <= target["attack_success"] <= 1.0
+    assert "soft-prompt budget 5" in out.stdout
     certificate = json.loads((run / "certificate.json").read_text())
     assert certificate["signature"]["alg"] == "Ed25519"
 
