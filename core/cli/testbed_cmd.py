@@ -28,6 +28,11 @@ def build_cmd(
     stages: Path | None = typer.Option(
         None, "--stages", help="Keep finished stages (classifier, VAE, UNet checkpoints) here; a rerun resumes."
     ),
+    stages_from: Path | None = typer.Option(
+        None, "--stages-from",
+        help="Seed --stages with this finished testbed's classifier and VAE when its build settings for them "
+        "match (e.g. the shipped testbed: then an --exclude build trains only the UNet, ~20 min).",
+    ),
     exclude: list[str] = typer.Option(
         [], "--exclude",
         help="Leave this canvas concept out of the UNet's training data (repeatable): a retrained-from-scratch "
@@ -52,6 +57,15 @@ def build_cmd(
     if unknown:
         _fail(f"--exclude takes canvas concepts ({', '.join(OBJECTS + STYLES)}), not {', '.join(unknown)}")
     chosen = profile_named(profile, seed=seed, exclude=tuple(exclude))
+    if stages_from is not None:
+        from core.testbed.train import seed_stages
+
+        if stages is None:
+            _fail("--stages-from needs --stages (the cache it fills)")
+        if not (stages_from / "manifest.json").is_file():
+            _fail(f"no testbed manifest at {stages_from}")
+        seeded = seed_stages(stages, stages_from, chosen)
+        typer.echo(f"stages seeded from {stages_from}: {', '.join(seeded) or 'none (build settings differ)'}", err=True)
     manifest = build(target, chosen, wip_dir=wip_dir, on_event=on_event, stages_dir=stages)
     acc = manifest["accuracies"]
     ad = acc["adherence"]

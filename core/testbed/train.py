@@ -275,24 +275,7 @@ class _Stages:
 
     def __init__(self, root: Path | None, p: Profile) -> None:
         self.root = root
-        d = p.to_dict()
-        data_keys = ("seed", "images_per_pair", "heldout_per_pair")
-        self.keys = {
-            "classifier": _key(
-                {k: d[k] for k in data_keys if k != "heldout_per_pair"},
-                _pick(d, "classifier_"),
-                d["model"]["resolution"],
-            ),
-            "vae": _key(
-                {k: d[k] for k in data_keys if k != "heldout_per_pair"},
-                _pick(d, "vae_"),
-                {k: d["model"][k] for k in ("resolution", "vae_channels", "latent_channels")},
-            ),
-        }
-        unet_parts = [self.keys["vae"], _pick(d, "unet_"), d["uncond_prob"], d["ema_decay"], d["model"]]
-        if d["exclude"]:  # appended only when set, so the keys of existing full builds stay valid
-            unet_parts.append(sorted(d["exclude"]))
-        self.keys["unet"] = _key(*unet_parts)
+        self.keys = _stage_keys(p.to_dict())
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
         self.index_path = root / "stages.json" if root is not None else None
@@ -364,6 +347,39 @@ class _Stages:
         torch.save(state, tmp)
         tmp.rename(self.root / "unet_checkpoint.pt")
         self._record("unet", minutes, step=step)
+
+
+def _stage_keys(d: dict[str, Any]) -> dict[str, str]:
+    """Each stage's key from a profile as a dict (a Profile's, or the one a testbed's manifest records)."""
+    data = {k: d[k] for k in ("seed", "images_per_pair")}
+    keys = {
+        "classifier": _key(data, _pick(d, "classifier_"), d["model"]["resolution"]),
+        "vae": _key(
+            data, _pick(d, "vae_"), {k: d["model"][k] for k in ("resolution", "vae_channels", "latent_channels")}
+        ),
+    }
+    unet_parts = [keys["vae"], _pick(d, "unet_"), d["uncond_prob"], d["ema_decay"], d["model"]]
+    if d.get("exclude"):  # appended only when set, so the keys of existing full builds stay valid
+        unet_parts.append(sorted(d["exclude"]))
+    keys["unet"] = _key(*unet_parts)
+    return keys
+
+
+def seed_stages(stages_dir: Path, testbed: Path, p: Profile) -> list[str]:
+    """Put a finished testbed's classifier and VAE into the stage cache when its build settings for those
+    stages are `p`'s, so a variant build (e.g. `exclude`) trains only the UNet and shares the rest exactly.
+    Returns the stages seeded."""
+    manifest = json.loads((testbed / MANIFEST).read_text())
+    theirs = _stage_keys(manifest["profile"])
+    stages = _Stages(stages_dir, p)
+    seeded = []
+    for stage, source in (("classifier", testbed / "classifier"), ("vae", testbed / "pipeline" / "vae")):
+        if theirs[stage] != stages.keys[stage]:
+            continue
+        shutil.copytree(source, stages_dir / stage, dirs_exist_ok=True)
+        stages._record(stage, float(manifest.get("training_minutes", {}).get(stage, 0.0)))
+        seeded.append(stage)
+    return seeded
 
 
 def _pick(d: dict[str, Any], prefix: str) -> dict[str, Any]:

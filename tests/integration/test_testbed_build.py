@@ -87,6 +87,22 @@ def test_exclude_leaves_a_concept_out_of_the_unets_data_only(tmp_path: Path) -> 
     assert full["files"][unet] != held["files"][unet]
 
 
+def test_stages_seeded_from_a_finished_testbed_are_reused_only_when_their_settings_match(tmp_path: Path) -> None:
+    from core.testbed.train import seed_stages
+
+    torch.set_num_threads(1)
+    quick = {"classifier_steps": 4, "vae_steps": 4, "unet_steps": 4, "images_per_pair": 2, "heldout_per_pair": 1}
+    first = build(tmp_path / "first", profile_named("tiny", **quick))
+    variant = profile_named("tiny", exclude=("star",), **quick)
+    assert seed_stages(tmp_path / "stages", tmp_path / "first", variant) == ["classifier", "vae"]
+    held = build(tmp_path / "held", variant, stages_dir=tmp_path / "stages")
+    assert {"classifier", "vae"} <= set(held["stages_reused"])
+    for same in ("classifier/model.safetensors", "pipeline/vae/diffusion_pytorch_model.safetensors"):
+        assert held["files"][same] == first["files"][same]
+    other = profile_named("tiny", **{**quick, "classifier_steps": 5})
+    assert seed_stages(tmp_path / "other", tmp_path / "first", other) == ["vae"]
+
+
 def test_training_pool_drops_every_image_of_an_excluded_concept() -> None:
     import numpy as np
 
@@ -106,6 +122,9 @@ def test_build_rejects_an_unknown_excluded_concept(data_dir: Path) -> None:
     r = _lethe("testbed", "build", "--profile", "tiny", "--exclude", "hexagon",
                env={"LETHE_DATA_DIR": str(data_dir)})
     assert r.returncode == 2 and "hexagon" in r.stderr and "Traceback" not in r.stderr
+    r = _lethe("testbed", "build", "--profile", "tiny", "--stages-from", str(SHIPPED),
+               env={"LETHE_DATA_DIR": str(data_dir)})
+    assert r.returncode == 2 and "--stages" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_eval_json_contract_on_the_shipped_testbed() -> None:
