@@ -29,12 +29,10 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def attack_curve(pipe: Any, target: str, budgets: list[int], seeds: list[int]) -> dict[str, Any]:
+def attack_curve(pipe: Any, target: str, budgets: list[int], seeds: list[int], classifier: Any) -> dict[str, Any]:
     from core.evaluation.attacks import attack_success
     from core.spare.testbed_eval import concept_kind
-    from core.testbed.loading import load_classifier
 
-    classifier = load_classifier()
     kind = concept_kind(target)
     out: dict[str, Any] = {}
     for b in budgets:
@@ -44,18 +42,17 @@ def attack_curve(pipe: Any, target: str, budgets: list[int], seeds: list[int]) -
     return out
 
 
-def attacked_images(pipe: Any, target: str, budget: int, seeds: list[int]) -> np.ndarray:
+def attacked_images(pipe: Any, target: str, budget: int, seeds: list[int], classifier: Any) -> np.ndarray:
     """The concept prompt (first context) as given, then after the soft-prompt search: 2×len(seeds) images."""
     from core.evaluation.attacks import soft_prompt_attack
     from core.spare.testbed_eval import concept_kind
     from core.testbed.canvas import OBJECTS, STYLES, prompt
-    from core.testbed.loading import load_classifier
     from core.testbed.sampling import generate
 
     kind = concept_kind(target)
     idx = OBJECTS.index(target) if kind == "object" else STYLES.index(target)
     text = prompt(target, STYLES[0]) if kind == "object" else prompt(OBJECTS[0], target)
-    emb = soft_prompt_attack(pipe, text, idx, kind, load_classifier(), seeds, budget)
+    emb = soft_prompt_attack(pipe, text, idx, kind, classifier, seeds, budget)
     plain = generate(pipe, [text] * len(seeds), seeds)
     attacked = generate(pipe, [text] * len(seeds), seeds, prompt_embeds=torch.stack([emb[0]] * len(seeds)))
     return np.concatenate([plain, attacked])
@@ -80,12 +77,11 @@ def image_grid(rows: list[tuple[str, np.ndarray]], budget: int, seeds: list[int]
     canvas.save(path)
 
 
-def scores(pipe: Any, target: str, seeds: list[int]) -> dict[str, float | None]:
+def scores(pipe: Any, target: str, seeds: list[int], classifier: Any) -> dict[str, float | None]:
     from core.evaluation.metrics import evaluate
     from core.spare.testbed_eval import concept_kind
-    from core.testbed.loading import load_classifier
 
-    m = evaluate(pipe, forget=[target], kind=concept_kind(target), seeds=seeds, classifier=load_classifier())
+    m = evaluate(pipe, forget=[target], kind=concept_kind(target), seeds=seeds, classifier=classifier)
     t = m.targets[0]
     return {"ua": t.ua, "ira": t.ira, "cra": t.cra, "ira_rel": t.ira_rel, "cra_rel": t.cra_rel}
 
@@ -120,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from core.spare.loading import pipeline_dir
-    from core.testbed.loading import load_pipeline
+    from core.testbed.loading import load_classifier, load_pipeline
     from core.testbed.paths import testbed_dir
 
     torch.set_num_threads(args.threads)
@@ -128,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = list(range(args.seeds))
     base = load_pipeline(pipeline_dir(testbed_dir()))
+    classifier = load_classifier()
     rows: list[tuple[str, dict[str, Any]]] = [] if args.no_spare else [("spare", {})]
     for v in args.variant:
         name, _, spec = v.partition("=")
@@ -137,21 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lethe-attack-budget-"))
     grid_rows: list[tuple[str, np.ndarray]] = []
     try:
-        models: list[tuple[str, str, dict[str, Any], Any]] = []
+        models: list[tuple[str, str, dict[str, Any]]] = []
         if args.reference is not None:
-            models.append(("retrained without target", "reference", {}, None))
-        models += [(name, "spare", params, None) for name, params in rows]
+            models.append(("retrained without target", "reference", {}))
+        models += [(name, "spare", params) for name, params in rows]
         if args.esd_params:
-            models.append(("esd", "esd", json.loads(args.esd_params), None))
-        for name, method, params, _ in models:
+            models.append(("esd", "esd", json.loads(args.esd_params)))
+        for name, method, params in models:
             t0 = time.perf_counter()
             if method == "reference":
                 pipe, erase_s = load_pipeline(args.reference), None
             else:
                 pipe, erase_s = erased(base, args.target, method, params, work / name)
             row = {"model": name, "method": method, "params": params, "erase_s": erase_s,
-                   **scores(pipe, args.target, seeds), "curve": attack_curve(pipe, args.target, budgets, seeds)}
-            grid_rows.append((name, attacked_images(pipe, args.target, max(budgets), seeds)))
+                   **scores(pipe, args.target, seeds, classifier),
+                   "curve": attack_curve(pipe, args.target, budgets, seeds, classifier)}
+            grid_rows.append((name, attacked_images(pipe, args.target, max(budgets), seeds, classifier)))
             row["run_s"] = round(time.perf_counter() - t0, 1)
             result["rows"].append(row)
             result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

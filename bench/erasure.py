@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from core.evaluation.attacks import CALIBRATED_BUDGET
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -306,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Subset of {','.join(METHODS)}.")
     parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell in the evaluator.")
-    parser.add_argument("--attack-budget", type=int, default=5, help="Soft-prompt attack steps; 0 = no attacks.")
+    parser.add_argument("--attack-budget", type=int, default=CALIBRATED_BUDGET,
+                        help="Soft-prompt attack steps; 0 = no attacks. Default: the calibrated budget "
+                        "(docs/robustness.md).")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps.")
     parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields for all SPARE variants.")
     parser.add_argument("--esd-steps", type=int, default=None, help="Override ESD steps.")

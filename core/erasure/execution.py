@@ -217,14 +217,14 @@ def _evaluator_for(model_dir: Path, data: JobInput) -> Any:
     """The testbed's classifier evaluator when the model is the testbed and every target is one of its
     concepts of one kind (UA/IRA/CRA then enter the report and the verification rule)."""
     try:
+        from core.evaluation.attacks import CALIBRATED_BUDGET
         from core.spare.testbed_eval import testbed_evaluator
         from core.testbed.loading import is_testbed
 
         if not is_testbed(model_dir):
             return None
-        # Budget 5: the largest soft-prompt budget at which models retrained without the concept still pass the
-        # probe (docs/robustness.md); beyond it the number says more about the judge than about the erasure.
-        return testbed_evaluator([c["target"] for c in data.concepts], seeds=(0, 1), attacks=True, attack_budget=5)
+        return testbed_evaluator([c["target"] for c in data.concepts], seeds=(0, 1), attacks=True,
+                                 attack_budget=CALIBRATED_BUDGET)
     except (ImportError, ErasureInputError, ValueError, OSError) as exc:
         log.info("no testbed evaluation for this job", reason=str(exc)[:200])
         return None

@@ -23,6 +23,11 @@ from core.testbed.canvas import OBJECTS, STYLES, heldout_prompts, prompt, synony
 from core.testbed.classifier import Classifier
 from core.testbed.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
+# The largest soft-prompt budget at which testbeds retrained without the concept still pass the probe
+# (0.00-0.17 on triangle, striped, circle; 0.17-0.83 from 10 steps up): beyond it the number says more about
+# the judge than about an erasure (docs/robustness.md, bench/attack_budget.py). Jobs and bench/erasure.py use it.
+CALIBRATED_BUDGET = 5
+
 
 class AttackResult(BaseModel):
     concept: str
@@ -169,4 +174,4 @@ def attack_success(
     )
 
 
-__all__ = ["DEFAULT_STEPS", "AttackResult", "attack_success", "soft_prompt_attack"]
+__all__ = ["CALIBRATED_BUDGET", "DEFAULT_STEPS", "AttackResult", "attack_success", "soft_prompt_attack"]

@@ -21,11 +21,12 @@ from core.spare.conditioning import Cond, unet_eps
 class ForgetAdversary:
     """Per-forget-sample L∞-bounded perturbations of the hidden conditioning, refined by signed-gradient steps."""
 
-    def __init__(self, forget_cond: Cond, n_samples: int, steps: int, radius: float, step_size: float) -> None:
+    def __init__(self, forget_cond: Cond, steps: int, radius: float, step_size: float) -> None:
+        """`forget_cond`: one row per forget sample (the run's forget conditioning); all start unperturbed."""
         self.steps = steps
         self.radius = radius
         self.step_size = step_size
-        self.delta = torch.zeros((n_samples, *forget_cond.hidden.shape[1:]), device=forget_cond.hidden.device)
+        self.delta = torch.zeros_like(forget_cond.hidden)
 
     def perturbed(self, cond: Cond, idx: torch.Tensor) -> Cond:
         return Cond(cond.hidden + self.delta[idx], cond.text_embeds, cond.time_ids)

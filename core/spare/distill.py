@@ -84,33 +84,28 @@ def distill(
         forget_cond = data.forget_cond.index(fi)
         teacher_conds = [data.surrogate_cond.index(fi), data.retain_cond.index(ri)]
         if adversary is not None:
-            teacher_conds.append(forget_cond)  # what the concept looks like to the teacher: the adversary's aim
+            # A third block on the forget latents: the teacher's concept prediction (the adversary's aim) and
+            # the student under the perturbed forget conditioning.
+            x_t, t = torch.cat([x_t, x_t[:batch_size]]), torch.cat([t, t[:batch_size]])
+            teacher_conds.append(forget_cond)
         with torch.no_grad():
             set_enabled(tuner_layers, False)
             try:
-                target = unet_eps(
-                    unet,
-                    torch.cat([x_t, x_t[:batch_size]]) if adversary else x_t,
-                    torch.cat([t, t[:batch_size]]) if adversary else t,
-                    Cond.cat(teacher_conds),
-                    dtype,
-                ).float()
+                target = unet_eps(unet, x_t, t, Cond.cat(teacher_conds), dtype).float()
             finally:
                 set_enabled(tuner_layers, True)
         student_conds = [forget_cond, data.retain_cond.index(ri)]
-        x_s, t_s = x_t, t
         if adversary is not None:
             fd = fi.to(device)
-            adversary.refine(unet, x_t[:batch_size], t[:batch_size], forget_cond, fd, target[2 * batch_size :], dtype)
+            adversary.refine(unet, x_t[:batch_size], t[:batch_size], forget_cond, fd, target[2 * batch_size:], dtype)
             student_conds.append(adversary.perturbed(forget_cond, fd))
-            x_s, t_s = torch.cat([x_t, x_t[:batch_size]]), torch.cat([t, t[:batch_size]])
-        pred = unet_eps(unet, x_s, t_s, Cond.cat(student_conds), dtype).float()
+        pred = unet_eps(unet, x_t, t, Cond.cat(student_conds), dtype).float()
         loss_f = nn.functional.mse_loss(pred[:batch_size], target[:batch_size])
-        loss_r = nn.functional.mse_loss(pred[batch_size : 2 * batch_size], target[batch_size : 2 * batch_size])
+        loss_r = nn.functional.mse_loss(pred[batch_size:2 * batch_size], target[batch_size:2 * batch_size])
         loss = w_forget * loss_f + w_retain * loss_r
         if adversary is not None:
             # The perturbed forget conditioning must also land on the surrogate.
-            loss_a = nn.functional.mse_loss(pred[2 * batch_size :], target[:batch_size])
+            loss_a = nn.functional.mse_loss(pred[2 * batch_size:], target[:batch_size])
             loss = loss + w_forget * loss_a
             log.adversarial_loss.append(loss_a.item())
         optim.zero_grad(set_to_none=True)

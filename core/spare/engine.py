@@ -439,8 +439,8 @@ def _spare(
     trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
     adversary = None
     if config.adversarial_steps:
-        adversary = ForgetAdversary(data.forget_cond, data.forget.latents.shape[0], config.adversarial_steps,
-                                    config.adversarial_radius, config.adversarial_step_size)
+        adversary = ForgetAdversary(data.forget_cond, config.adversarial_steps, config.adversarial_radius,
+                                    config.adversarial_step_size)
     log = distill(
         unet, pipeline.scheduler, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
         w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,

@@ -71,6 +71,11 @@ class Profile:
     exclude: tuple[str, ...] = ()
     model: ModelConfig = field(default_factory=ModelConfig)
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.exclude) - set(OBJECTS) - set(STYLES))
+        if unknown:
+            raise ValueError(f"exclude takes canvas concepts ({', '.join(OBJECTS + STYLES)}), not {', '.join(unknown)}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -120,9 +125,6 @@ def _training_pool(objs: np.ndarray, styles: np.ndarray, exclude: tuple[str, ...
     """Indices of the training images the UNet may see; None = all (keeps the RNG stream of a full build)."""
     if not exclude:
         return None
-    unknown = set(exclude) - set(OBJECTS) - set(STYLES)
-    if unknown:
-        raise ValueError(f"not canvas concepts: {sorted(unknown)}")
     keep = [OBJECTS[o] not in exclude and STYLES[s] not in exclude for o, s in zip(objs, styles, strict=True)]
     return torch.tensor(keep).nonzero().flatten()
 

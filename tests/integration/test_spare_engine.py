@@ -129,7 +129,8 @@ def test_adversary_finds_conditioning_that_brings_the_concept_back_within_its_bo
     t = torch.tensor([500, 700])
     with torch.no_grad():
         aim = unet_eps(unet, x_t, t, concept)
-    adv = ForgetAdversary(start, n_samples=3, steps=4, radius=0.5, step_size=0.01)
+    run_cond = enc.encode(["a square"] * 3)  # three forget samples; the batch holds samples 0 and 2
+    adv = ForgetAdversary(run_cond, steps=4, radius=0.5, step_size=0.01)
     idx = torch.tensor([0, 2])
 
     def err() -> float:
@@ -140,7 +141,7 @@ def test_adversary_finds_conditioning_that_brings_the_concept_back_within_its_bo
     adv.refine(unet, x_t, t, start, idx, aim, None)
     assert err() < before
     assert adv.delta[[0, 2]].abs().max() > 0 and torch.count_nonzero(adv.delta[1]) == 0
-    big = ForgetAdversary(start, n_samples=3, steps=2, radius=0.5, step_size=1.0)
+    big = ForgetAdversary(run_cond, steps=2, radius=0.5, step_size=1.0)
     big.refine(unet, x_t, t, start, idx, aim, None)
     assert float(big.delta.abs().max()) == pytest.approx(0.5)
 
