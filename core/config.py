@@ -125,7 +125,14 @@ class Settings(BaseSettings):
         default=False, description="Allow webhook targets in private, loopback or link-local address ranges."
     )
     webhook_max_attempts: int = Field(default=8, ge=1, le=30, description="Delivery attempts per webhook event.")
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout of one webhook delivery.")
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0,
+        description="Overall deadline of one webhook delivery attempt (connect, TLS, send, response head).",
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256,
+        description="Embedded runner: webhook deliveries in flight at once (one at a time per endpoint).",
+    )
     webhook_backoff_seconds: float = Field(
         default=5.0, ge=0, description="Base of the exponential backoff between webhook delivery attempts."
     )

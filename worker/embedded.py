@@ -2,10 +2,12 @@
 the job table — the same `execute` path a Celery worker runs, not eager execution inside the request.
 
 - job thread: leases the next runnable job (priority, then age) and runs it; sleeps until woken or 1 s.
-- housekeeping thread: the sweeper pass (expired leases, outbox, overdue flags, schedules, webhook retries),
-  delivering webhooks inline.
+- housekeeping thread: the sweeper pass (expired leases, outbox, overdue flags, schedules, webhook retries);
+  webhook deliveries go to a bounded pool (`core.webhooks.dispatch`, one lane per endpoint), so a slow
+  receiver neither stalls the sweeper nor other endpoints' deliveries.
 On start it takes back jobs an earlier embedded process was running when it died (the restart case);
-on stop it asks the running job to stop and hands it back to the queue.
+on stop it asks the running job to stop and hands it back to the queue, and waits at most one webhook
+deadline for deliveries in flight.
 """
 
 from __future__ import annotations
@@ -22,27 +24,29 @@ from core.erasure.execution import run_leased
 from core.erasure.sweeper import sweep
 from core.erasure.transient import is_db_outage
 from core.logging import get_logger
+from core.webhooks.dispatch import DeliveryPool
 
 log = get_logger(__name__)
 OWNER_PREFIX = "embedded:"
 
 
 class EmbeddedPublisher:
-    """Doorbells wake the job thread; webhook deliveries run right here (housekeeping thread)."""
+    """Doorbells wake the job thread; webhook deliveries go to the delivery pool."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: threading.Event, settings: Settings | None = None) -> None:
         self.wake = wake
+        self.settings = settings or get_settings()
+        self.webhooks = DeliveryPool(self.settings.webhook_concurrency)
 
     def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None:
         self.wake.set()
 
     def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
-        from core.webhooks.service import deliver
+        self.webhooks.submit(delivery_id)
 
-        try:
-            deliver(delivery_id)
-        except Exception:
-            log.exception("webhook delivery failed", delivery_id=str(delivery_id))
+    def close(self) -> None:
+        """Wait for deliveries in flight at most one attempt deadline (plus a little for bookkeeping)."""
+        self.webhooks.close(self.settings.webhook_timeout_seconds + 2.0)
 
     def queue_depth(self) -> int | None:
         return None
@@ -55,7 +59,7 @@ class EmbeddedRunner:
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
         self.wake = threading.Event()
-        self.publisher = EmbeddedPublisher(self.wake)
+        self.publisher = EmbeddedPublisher(self.wake, self.settings)
         self.jobs_run = 0
         self._threads = [
             threading.Thread(target=self._job_loop, name="lethe-embedded-jobs", daemon=True),
@@ -84,6 +88,7 @@ class EmbeddedRunner:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=timeout)
+        self.publisher.close()
         log.info("embedded worker stopped", worker=self.worker_id)
 
     def run_one(self) -> str | None:

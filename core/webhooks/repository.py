@@ -84,3 +84,7 @@ def attempts_of(session: Session, delivery_ids: list[uuid.UUID]) -> dict[uuid.UU
         for row in rows:
             out[row.delivery_id].append(row)
     return out
+
+
+def endpoint_of(session: Session, delivery_id: uuid.UUID) -> uuid.UUID | None:
+    return session.scalars(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == delivery_id)).first()

@@ -1,7 +1,9 @@
 """Webhook endpoints (register, list, delete) and deliveries: fan-out of events, signed POSTs with retries.
 
 `deliver` is a small boundary of its own (claim → send → record, each its own transaction) so that no
-database transaction stays open across an HTTP call; it is what the Celery task and the embedded runner run.
+database transaction stays open across an HTTP call; it is what the Celery task and the embedded runner's
+delivery pool (`core.webhooks.dispatch`) run. The send itself is `core.webhooks.transport.post`: pinned to
+the checked addresses, bounded by one overall deadline.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
+import httpcore
 from sqlalchemy.orm import Session
 
 from core.audit.service import append
@@ -21,11 +23,11 @@ from core.db import unit_of_work
 from core.errors import NotFound
 from core.logging import get_logger
 from core.timeutil import utcnow
-from core.webhooks import repository
+from core.webhooks import repository, transport
 from core.webhooks.models import DeliveryState, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from core.webhooks.schemas import AttemptOut, DeliveryOut, WebhookCreate
 from core.webhooks.signing import headers, new_secret
-from core.webhooks.targets import TargetRefused, check_url
+from core.webhooks.targets import Resolver, TargetRefused, check_url, resolve_target
 
 log = get_logger(__name__)
 
@@ -104,8 +106,12 @@ def backoff(attempt: int, base: float) -> float:
 
 
 def deliver(delivery_id: uuid.UUID | str, *, settings: Settings | None = None,
-            client: httpx.Client | None = None) -> str:
-    """Claim the delivery, POST it once, log the attempt; schedule a retry or give up. Returns the state."""
+            resolver: Resolver | None = None) -> str:
+    """Claim the delivery, POST it once, log the attempt; schedule a retry or give up. Returns the state.
+
+    The host is resolved once and the POST connects to the addresses that passed the target check; the
+    whole attempt (connect, TLS, send, response head) ends by `webhook_timeout_seconds`.
+    """
     settings = settings or get_settings()
     delivery_id = uuid.UUID(str(delivery_id))
     now = utcnow()
@@ -126,21 +132,17 @@ def deliver(delivery_id: uuid.UUID | str, *, settings: Settings | None = None,
     error: str | None = None
     started = time.monotonic()
     try:
-        check_url(url, allow_private=settings.webhook_allow_private)
+        target = resolve_target(url, allow_private=settings.webhook_allow_private, resolver=resolver)
         body = body_of(event)
         sent_headers = headers(secret, event["id"], int(time.time()), body)
-        http = client or httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
-        try:
-            response = http.post(url, content=body, headers=sent_headers)
-        finally:
-            if client is None:
-                http.close()
-        status = response.status_code
+        status = transport.post(target, body, sent_headers, deadline_seconds=settings.webhook_timeout_seconds)
         if not 200 <= status < 300:
             error = f"HTTP {status}"
     except TargetRefused as exc:
         error = exc.detail
-    except httpx.HTTPError as exc:
+    except httpcore.TimeoutException:
+        error = f"timed out: no complete response head within {settings.webhook_timeout_seconds:g} s"
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
     duration_ms = int((time.monotonic() - started) * 1000)
 
