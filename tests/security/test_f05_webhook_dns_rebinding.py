@@ -145,3 +145,60 @@ def test_pinned_delivery_keeps_the_host_name(pg_url: str, monkeypatch: pytest.Mo
         delivery_id = _one_delivery(env)
         assert service.deliver(delivery_id) == "delivered"
         assert receiver.hosts == [f"{name}:{receiver.port}"]
+
+
+def _self_signed(tmp_path: Any, name: str) -> tuple[str, str]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_pinned_https_keeps_sni_and_certificate_check(tmp_path: Any, receiver: Receiver) -> None:
+    import ssl
+
+    import httpcore
+
+    from core.webhooks.targets import Target
+    from core.webhooks.transport import post
+
+    name = "hooks.lethe.test"
+    cert, key = _self_signed(tmp_path, name)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+    server_ctx.sni_callback = lambda _sock, server_name, _ctx: seen_sni.append(server_name)
+    receiver.server.socket = server_ctx.wrap_socket(receiver.server.socket, server_side=True)
+    client_ctx = ssl.create_default_context(cafile=cert)
+
+    def target(host: str) -> Target:
+        return Target(url=f"https://{host}:{receiver.port}/hook", scheme="https", host=host, port=receiver.port,
+                      addresses=("127.0.0.1",))
+
+    # Connected to 127.0.0.1 (never resolving the name), TLS still names and verifies the host.
+    assert post(target(name), b"{}", {"content-type": "application/json"}, deadline_seconds=3,
+                ssl_context=client_ctx) == 204
+    assert seen_sni == [name] and receiver.hosts == [f"{name}:{receiver.port}"]
+    # A name the certificate does not cover fails verification, although the address is the same.
+    with pytest.raises(httpcore.ConnectError, match="certificate"):
+        post(target("other.lethe.test"), b"{}", {}, deadline_seconds=3, ssl_context=client_ctx)
+    assert receiver.hosts == [f"{name}:{receiver.port}"]
