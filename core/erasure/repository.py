@@ -167,3 +167,10 @@ def queue_stats(session: Session) -> QueueStats:
         select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
     )
     return QueueStats(by_state, queued, int(pending or 0))
+
+
+def schedule_creator(session: Session, schedule_id: uuid.UUID) -> str | None:
+    """Who created the schedule that submitted a request (the actor string), if it still exists."""
+    from core.schedules.models import Schedule
+
+    return session.scalars(select(Schedule.created_by).where(Schedule.id == schedule_id)).first()

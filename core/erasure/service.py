@@ -168,13 +168,25 @@ def list_page(
     return rows, keyset_cursor(rows[-1].created_at, rows[-1].id)
 
 
+def _submitters(session: Session, request: ErasureRequest) -> set[str]:
+    """Who submitted a request: its `submitted_by`, and for a scheduled request also the schedule's creator
+    (scheduled runs submit as the creating key; this also covers rows written as `schedule:<id>`)."""
+    out = {request.submitted_by}
+    if request.schedule_id is not None:
+        creator = repository.schedule_creator(session, request.schedule_id)
+        if creator is not None:
+            out.add(creator)
+    return out
+
+
 def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
-    """Four eyes: awaiting_approval → queued, by a key other than the submitter's; queues the job."""
+    """Four eyes: awaiting_approval → queued, by a key other than the submitter's (for a scheduled request,
+    other than the schedule creator's); queues the job."""
     request = get(session, principal, request_id, lock=True)
     check_transition(request.status, RequestStatus.queued)
     if request.status != RequestStatus.awaiting_approval:
         raise Conflict(f"erasure request {request.id} is not awaiting approval", status=request.status.value)
-    if request.submitted_by == principal.actor:
+    if principal.actor in _submitters(session, request):
         raise FourEyes("the submitter of a request cannot approve it; another key with erasures:approve must")
     request.approved_by = principal.actor
     _move(request, RequestStatus.queued)

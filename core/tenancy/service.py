@@ -79,6 +79,11 @@ def revoke_key(session: Session, prefix: str, *, actor: str = "system:cli") -> A
             session, action="api_key.revoked", subject=f"api_key:{row.id}", actor=actor, tenant_id=row.tenant_id,
             payload={"prefix": row.prefix},
         )
+        from core.schedules.service import pause_created_by
+
+        # The key's schedules would otherwise keep submitting in its name.
+        pause_created_by(session, f"key:{row.id}", reason="the API key that created the schedule was revoked",
+                         actor=actor)
     return row
 
 
