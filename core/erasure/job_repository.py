@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from core.erasure.models import Artifact, ErasureRequest, Job
 from core.erasure.states import TERMINAL, JobKind, JobState
@@ -39,11 +39,19 @@ def lock_leasable(session: Session, job_id: uuid.UUID, now: datetime) -> Job | N
 
 
 def next_leasable_id(session: Session, now: datetime, kinds: list[JobKind] | None = None) -> uuid.UUID | None:
-    """The next job to run (highest priority, oldest first), skipping rows other leasers hold."""
+    """The next job to run, skipping rows other leasers hold: highest priority first; among equal priorities,
+    the tenant with the fewest running jobs first (so one tenant's backlog does not starve the others);
+    then oldest first."""
+    running = aliased(Job)
+    tenant_running = (
+        select(func.count()).select_from(running)
+        .where(running.tenant_id == Job.tenant_id, running.state == JobState.running)
+        .scalar_subquery()
+    )
     stmt = select(Job.id).where(_leasable(now))
     if kinds:
         stmt = stmt.where(Job.kind.in_(kinds))
-    stmt = stmt.order_by(Job.priority.desc(), Job.created_at, Job.id).limit(1)
+    stmt = stmt.order_by(Job.priority.desc(), tenant_running, Job.created_at, Job.id).limit(1)
     if _postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return session.scalars(stmt).first()
@@ -144,8 +152,6 @@ def needing_doorbell(session: Session, now: datetime, stale_before: datetime, li
 
 
 def count_leasable(session: Session, now: datetime) -> int:
-    from sqlalchemy import func
-
     return int(session.scalar(select(func.count()).select_from(Job).where(_leasable(now))) or 0)
 
 
