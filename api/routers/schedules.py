@@ -24,7 +24,8 @@ Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
     "", status_code=201, response_model=ScheduleOut, summary="Create a schedule.",
     description="At each cron slot (read in `timezone`) the template is submitted as a batch: one erasure "
     "request per selected model. Each slot runs exactly once, however many sweepers run; after downtime, "
-    "missed slots run once (not once per missed slot).",
+    "missed slots run once (not once per missed slot). Runs submit as the key that creates the schedule (its "
+    "requests name that key as `submitted_by`, so four eyes applies); revoking the key pauses the schedule.",
 )
 def create_schedule(request: Request, body: ScheduleCreate, session: SessionDep, principal: Writer,
                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
