@@ -51,7 +51,7 @@ class DeliveryPool:
                 queue.append(delivery_id)  # the lane is busy: it takes this one on a later turn
                 return
             self._lanes[lane] = deque([delivery_id])
-        self._executor.submit(self._turn, lane)
+            self._executor.submit(self._turn, lane)
 
     def _turn(self, lane: uuid.UUID | None) -> None:
         with self._lock:
@@ -64,17 +64,11 @@ class DeliveryPool:
             queue = self._lanes[lane]
             queue.popleft()
             self._queued.discard(delivery_id)
-            more = bool(queue) and not self._closed
-            if not more:
+            if queue and not self._closed:
+                self._executor.submit(self._turn, lane)  # back of the line: other lanes go first
+            else:
                 del self._lanes[lane]
                 self._idle.notify_all()
-        if more:
-            self._executor.submit(self._turn, lane)  # back of the line: other lanes go first
-
-    def busy(self) -> int:
-        """Deliveries queued or running."""
-        with self._lock:
-            return len(self._queued)
 
     def wait_idle(self, timeout: float) -> bool:
         with self._lock:
