@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from core.erasure.models import Artifact, ErasureRequest, Job
 from core.erasure.states import JobKind, JobState, RequestStatus
 from core.outbox.models import OutboxMessage
+from core.schedules.models import Schedule
 
 _requests = ErasureRequest.__table__
 _jobs = Job.__table__
@@ -171,6 +172,4 @@ def queue_stats(session: Session) -> QueueStats:
 
 def schedule_creator(session: Session, schedule_id: uuid.UUID) -> str | None:
     """Who created the schedule that submitted a request (the actor string), if it still exists."""
-    from core.schedules.models import Schedule
-
     return session.scalars(select(Schedule.created_by).where(Schedule.id == schedule_id)).first()
