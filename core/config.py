@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     )
     webhook_concurrency: int = Field(
         default=8, ge=1, le=256,
-        description="Embedded runner: webhook deliveries in flight at once (one at a time per endpoint).",
+        description="Webhook deliveries in flight at once: threads of `lethe serve`'s delivery pool (one at a time "
+        "per endpoint) and the default process count of `lethe worker --queues default`.",
     )
     webhook_backoff_seconds: float = Field(
         default=5.0, ge=0, description="Base of the exponential backoff between webhook delivery attempts."

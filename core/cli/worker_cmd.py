@@ -30,7 +30,9 @@ def _need_broker(command: str) -> None:
 
 def worker(
     queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated queues: gpu, default.")] = "gpu",
-    concurrency: Annotated[int, typer.Option(help="Processes for the default queue (gpu always runs solo).")] = 1,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help="Processes for the default queue (default LETHE_WEBHOOK_CONCURRENCY: webhook deliveries run "
+        "side by side, so one slow receiver does not hold the others); gpu always runs solo.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Worker node name (default: lethe-<queues>@%h).")] = None,
 ) -> None:
@@ -50,7 +52,7 @@ def worker(
         # CUDA and fork do not mix: one solo process, which also loads the models.
         argv += ["--pool=solo"]
     else:
-        argv += ["--pool=prefork", f"--concurrency={concurrency}"]
+        argv += ["--pool=prefork", f"--concurrency={concurrency or get_settings().webhook_concurrency}"]
     app.worker_main(argv)
 
 

@@ -6,23 +6,28 @@ for much longer than the attempt's overall deadline.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from core.config import get_settings
 from core.db import unit_of_work
 from core.erasure import jobs
 from core.outbox.relay import relay
 from core.webhooks import service
 from core.webhooks.models import WebhookAttempt
 from tests.api_support import ApiEnv, build_env
-from tests.integration.worker_support import use_database
+from tests.integration.worker_support import child_env, processes, use_database, wait_for
+from worker.app import make_app
+from worker.publisher import CeleryPublisher
 
 DEADLINE = 1.5      # LETHE_WEBHOOK_TIMEOUT_SECONDS in these tests
 TRICKLE_EVERY = 0.3  # far below the deadline: a per-read timeout never fires
@@ -149,3 +154,38 @@ def test_a_slow_receiver_does_not_delay_another_tenant(env: ApiEnv, servers: tup
     assert time.monotonic() - closing < DEADLINE + 2.5
     assert len(slow.received) == 1, "queued deliveries were left for the retry sweep, not started on close"
     assert service.deliver(other[0]) == "delivered"  # already delivered: not sent again
+
+
+def test_celery_default_workers_deliver_side_by_side(pg_url: str, redis_url: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      servers: tuple[Server, Server]) -> None:
+    # `lethe worker --queues default` runs LETHE_WEBHOOK_CONCURRENCY processes, not one: a delivery held by
+    # a slow receiver does not hold the next one back.
+    slow, fast = servers
+    settings = {"broker_url": redis_url, "webhook_allow_private": "true",
+                "webhook_timeout_seconds": str(DEADLINE), "webhook_concurrency": "2"}
+    use_database(monkeypatch, pg_url, **settings)
+    for env in build_env(pg_url, broker_url=redis_url, webhook_allow_private=True,
+                         webhook_timeout_seconds=DEADLINE, webhook_concurrency=2):
+        (held,) = _deliveries(env, "acme", slow.url, 1)
+        (other,) = _deliveries(env, "globex", fast.url, 1)
+        publisher = CeleryPublisher(make_app(get_settings()))
+        with processes(tmp_path) as procs:
+            procs.start("default-worker", [sys.executable, "-m", "core.cli", "worker", "--queues", "default"],
+                        child_env(**settings, database_url=pg_url))
+            publisher.deliver_webhook(held)
+            publisher.deliver_webhook(other)
+            wait_for(lambda: fast.received, 60, "the other tenant's delivery")
+            assert slow.received, "the slow delivery was taken first"
+            assert fast.received[0] - slow.received[0] < 1.0, "the other delivery waited behind the slow one"
+            wait_for(lambda h=held: _attempts(h), 30, "the slow attempt's record")
+        (attempt,) = _attempts(held)
+        assert "timed out" in attempt.error and attempt.duration_ms < (DEADLINE + 1.0) * 1000
+
+
+def _attempts(delivery_id: uuid.UUID) -> list[WebhookAttempt]:
+    with unit_of_work() as s:
+        rows = list(s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery_id)))
+        for row in rows:
+            s.expunge(row)
+        return rows
