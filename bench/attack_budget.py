@@ -45,9 +45,9 @@ def attack_curve(pipe: Any, target: str, budgets: list[int], seeds: list[int], c
 def attacked_images(pipe: Any, target: str, budget: int, seeds: list[int], classifier: Any) -> np.ndarray:
     """The concept prompt (first context) as given, then after the soft-prompt search: 2×len(seeds) images."""
     from core.evaluation.attacks import soft_prompt_attack
+    from core.evaluation.sampling import generate
     from core.spare.testbed_eval import concept_kind
     from core.testbed.canvas import OBJECTS, STYLES, prompt
-    from core.testbed.sampling import generate
 
     kind = concept_kind(target)
     idx = OBJECTS.index(target) if kind == "object" else STYLES.index(target)

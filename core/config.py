@@ -139,12 +139,29 @@ class Settings(BaseSettings):
     )
     verify_min_unlearning_accuracy: float = Field(
         default=0.9, ge=0, le=1,
-        description="Verification: testbed UA (share of forgotten-concept images not recognized) must reach this.",
+        description="Verification: per erased concept, the share of held-out images the judge does NOT label as the "
+        "concept must reach this (service minimum; a request may raise it).",
     )
     verify_min_retention: float = Field(
         default=0.9, ge=0, le=1,
-        description="Verification: testbed IRA and CRA after erasure must be at least this share of the base's.",
+        description="Verification: the judge's accuracy on other concepts after erasure, as a share of the base "
+        "model's on the same held-out prompts and seeds, must reach this (service minimum; a request may raise it).",
     )
+    judge: Literal["auto", "model-classifier", "clip", "diffusion-classifier"] = Field(
+        default="auto",
+        description="Who labels the held-out images behind a certificate: auto picks the model folder's own "
+        "classifier (lethe.json), then the CLIP judge when installed, else the base model as a diffusion classifier.",
+    )
+    clip_judge_path: Path | None = Field(
+        default=None, description="A CLIP model folder (transformers save_pretrained) to use as a zero-shot judge."
+    )
+    judge_forget_images: int = Field(
+        default=12, ge=1, le=512, description="Held-out images per erased concept that the judge labels."
+    )
+    judge_retain_images: int = Field(
+        default=24, ge=1, le=1024, description="Held-out images of concepts that must stay, over all groups."
+    )
+    judge_steps: int = Field(default=10, ge=1, le=200, description="Sampling steps of the held-out images.")
     verify_min_gap_closure: float = Field(
         default=0.5, ge=0, le=1,
         description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed.",

@@ -28,8 +28,27 @@ def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
 
     data_dir = tmp_path_factory.mktemp("lethe-data")
     monkeypatch.setenv("LETHE_DATA_DIR", str(data_dir))
+    # Most job tests erase from tiny random pipelines (seconds on a CPU) whose images show nothing any judge can
+    # recognise: they test the job machinery, so the judge runs for real but its image thresholds start at 0.
+    # Tests of erasure quality (the testbed) restore the service minimums with `real_verification`.
+    monkeypatch.setenv("LETHE_VERIFY_MIN_UNLEARNING_ACCURACY", "0")
+    monkeypatch.setenv("LETHE_VERIFY_MIN_RETENTION", "0")
+    monkeypatch.setenv("LETHE_JUDGE_FORGET_IMAGES", "2")
+    monkeypatch.setenv("LETHE_JUDGE_RETAIN_IMAGES", "4")
+    monkeypatch.setenv("LETHE_JUDGE_STEPS", "2")
     get_settings.cache_clear()
     yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def real_verification(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's own verification minimums and judge sizes (for tests on a model a judge can read)."""
+    from core.config import get_settings
+
+    for name in ("VERIFY_MIN_UNLEARNING_ACCURACY", "VERIFY_MIN_RETENTION", "JUDGE_FORGET_IMAGES",
+                 "JUDGE_RETAIN_IMAGES", "JUDGE_STEPS"):
+        monkeypatch.delenv(f"LETHE_{name}", raising=False)
     get_settings.cache_clear()
 
 

@@ -43,10 +43,40 @@ def _iso(value: Any) -> str | None:
 
 
 def verification_passed(metrics: dict[str, Any] | None) -> bool:
+    """Every check passed, and at least one of them is a judge's verdict on held-out images."""
     checks = (metrics or {}).get("verification")
-    if not isinstance(checks, dict) or not checks:
+    if not isinstance(checks, dict) or not checks or not isinstance((metrics or {}).get("judge"), dict):
+        return False
+    if not any(isinstance(c, dict) and c.get("evidence") == "image" for c in checks.values()):
         return False
     return all(isinstance(c, dict) and c.get("passed") is True for c in checks.values())
+
+
+def proof(metrics: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
+    """What the certificate proves, in one place: the judge, the base model, the held-out images, the numbers."""
+    judge = metrics["judge"]
+    return {
+        "judge": judge["judge"],
+        "base_model_fingerprint": fingerprint,
+        "heldout": judge.get("heldout", True),
+        "sampling": {"steps": judge.get("steps"), "guidance_scale": judge.get("guidance_scale")},
+        "concepts": [
+            {k: c[k] for k in ("concept", "kind", "surrogate", "prompts", "seeds", "images", "ua", "ua_interval",
+                               "base_ua")}
+            for c in judge.get("concepts") or []
+        ],
+        "retention": [
+            {k: r[k] for k in ("group", "kind", "concepts", "prompts", "seeds", "images", "accuracy_base",
+                               "accuracy_erased", "retention", "retention_interval")}
+            for r in judge.get("retention") or []
+        ],
+        "thresholds": metrics.get("thresholds"),
+        "not_proven": [
+            "prompts other than the held-out prompts listed here",
+            "white-box attacks on the weights or the text conditioning",
+            "what a different judge would see",
+        ],
+    }
 
 
 def body_digest(certificate: dict[str, Any]) -> str:
@@ -106,6 +136,7 @@ def issue(
         "artifacts": [
             {"name": a.name, "sha256": a.sha256, "size": a.size} for a in sorted(artifacts, key=lambda a: a.name)
         ],
+        "proof": proof(request.metrics or {}, model.fingerprint if model else None),
         "verification": (request.metrics or {}).get("verification"),
         "metrics": request.metrics,
     }

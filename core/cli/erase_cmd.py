@@ -41,8 +41,13 @@ def erase(
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
     eval_seeds: int = typer.Option(4, "--eval-seeds", min=1, max=64, help="Testbed only: seeds per evaluated cell."),
     attacks: bool = typer.Option(False, "--attacks/--no-attacks", help="Testbed only: also run the attack probe."),
+    judge: str | None = typer.Option(
+        None, "--judge", help="Who labels the held-out images: auto | model-classifier | clip | diffusion-classifier "
+        "(default: LETHE_JUDGE).",
+    ),
 ) -> None:
     """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
+    from core.evaluation.judges import JUDGE_NAMES
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
     from core.spare import erase as run_erase
     from core.spare.loading import detect_architecture, load_pipeline, pipeline_dir
@@ -54,6 +59,8 @@ def erase(
         raise _fail(f"--device must be auto, cpu or cuda, not {device!r}")
     if kind not in ("object", "style", "identity", "custom"):
         raise _fail(f"--kind must be object, style, identity or custom, not {kind!r}")
+    if judge is not None and judge not in JUDGE_NAMES:
+        raise _fail(f"--judge must be one of {', '.join(JUDGE_NAMES)}, not {judge!r}")
     if surrogate and len(surrogate) not in (1, len(concept)):
         raise _fail("give one --surrogate, or exactly one per --concept")
     extra: dict[str, Any] = {}
@@ -117,6 +124,12 @@ def erase(
             )
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
+    from core.config import get_settings
+    from core.erasure.judging import job_evaluator
+
+    settings = get_settings()
+    evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
+                              fingerprint=None, diagnostics=evaluator)
     try:
         pipeline = load_pipeline(model_dir, device="cpu")
     except ErasureInputError as exc:
@@ -140,8 +153,29 @@ def erase(
         f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
         f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
     )
+    _print_verdict(result.metrics, settings)
     for target, row in result.metrics.get("summary", {}).items():
         typer.echo(
             f"{target}: UA {row['ua']:.3f} (base {row['base_ua']:.3f}), IRA {row['ira']:.3f}, CRA {row['cra']:.3f}"
             + (f", attack success {row['attack_success']:.3f}" if row.get("attack_success") is not None else "")
         )
+
+
+def _print_verdict(metrics: dict[str, Any], settings: Any) -> None:
+    """The judge's held-out evidence and the service's verification rule, as a job would apply it."""
+    from core.erasure.verification import Thresholds, verify
+
+    judge = metrics.get("judge")
+    if isinstance(judge, dict):
+        typer.echo(f"judge {judge['judge']['name']} ({judge['seconds']:.1f} s, {judge['images']} held-out images):")
+        for c in judge["concepts"]:
+            lo, hi = c["ua_interval"]
+            typer.echo(f"  {c['concept']}: UA {c['ua']:.3f} [{lo:.2f}, {hi:.2f}] (base {c['base_ua']:.3f}), "
+                       f"{c['images']} images")
+        for r in judge["retention"]:
+            value = "n/a" if r["retention"] is None else f"{r['retention']:.3f}"
+            typer.echo(f"  retention {r['group']} ({r['kind']}): {value} "
+                       f"({r['correct_erased']}/{r['images']} vs base {r['correct_base']}/{r['images']})")
+    verdict = verify(metrics, Thresholds.for_request(settings))
+    colour = typer.colors.GREEN if verdict.ok else typer.colors.YELLOW
+    typer.secho(f"verification: {verdict.reason}", fg=colour)

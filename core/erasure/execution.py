@@ -12,7 +12,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,12 @@ import core.models  # noqa: F401  (all tables: foreign keys across domains resol
 from core.config import Settings, get_settings
 from core.db import unit_of_work
 from core.erasure import jobs
+from core.erasure.judging import grid_diagnostics, job_evaluator
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
 from core.erasure.states import JobKind, JobState
 from core.erasure.transient import retry_db
-from core.erasure.verification import verify
+from core.erasure.verification import Thresholds, verify
 from core.errors import LetheError, StaleAttempt, ValidationFailed
 from core.logging import bind_context, get_logger
 from core.registry.cache import process_cache
@@ -61,6 +62,7 @@ class JobInput:
     retain: list[str]
     method: str
     params: dict[str, Any]
+    verification: dict[str, Any]
 
 
 def default_erase() -> EraseFn:
@@ -179,6 +181,7 @@ def load_input(held: jobs.Lease) -> JobInput:
             tenant_id=held.tenant_id, request_id=held.request_id, source_uri=model.source_uri,
             fingerprint=model.fingerprint, concepts=list(request.concepts), retain=list(request.retain or []),
             method=request.method, params=dict(request.params or {}),
+            verification=dict(request.verification or {}),
         )
 
 
@@ -213,23 +216,6 @@ def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[s
     return out
 
 
-def _evaluator_for(model_dir: Path, data: JobInput) -> Any:
-    """The testbed's classifier evaluator when the model is the testbed and every target is one of its
-    concepts of one kind (UA/IRA/CRA then enter the report and the verification rule)."""
-    try:
-        from core.evaluation.attacks import CALIBRATED_BUDGET
-        from core.spare.testbed_eval import testbed_evaluator
-        from core.testbed.loading import is_testbed
-
-        if not is_testbed(model_dir):
-            return None
-        return testbed_evaluator([c["target"] for c in data.concepts], seeds=(0, 1), attacks=True,
-                                 attack_budget=CALIBRATED_BUDGET)
-    except (ImportError, ErasureInputError, ValueError, OSError) as exc:
-        log.info("no testbed evaluation for this job", reason=str(exc)[:200])
-        return None
-
-
 def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
            uploaded: list[str], erase_fn: EraseFn) -> str:
     from core.spare.loading import load_pipeline
@@ -256,19 +242,24 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     log.info("model loaded" if cache.loads > loads_before else "model cache hit", model=cache_key[:16])
     keeper.progress("prepare", 1.0)
     keeper.check()
+    evaluator = job_evaluator(model_dir, spec, config, settings, fingerprint=data.fingerprint,
+                              judge_name=data.verification.get("judge") or settings.judge, progress=keeper.progress,
+                              diagnostics=grid_diagnostics(model_dir, [c.target for c in spec.concepts]))
     try:
         result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
-                          should_stop=keeper.should_stop, evaluator=_evaluator_for(model_dir, data))
+                          should_stop=keeper.should_stop, evaluator=evaluator)
     except (ErasureCancelled, ErasureInputError):
         raise
     except BaseException:
         cache.discard(cache_key)  # the engine died mid-run: do not trust the pipeline's weights any more
         raise
     keeper.check()
-    verdict = verify(result.metrics, settings)
+    thresholds = Thresholds.for_request(settings, data.verification)
+    verdict = verify(result.metrics, thresholds, [c.target for c in spec.concepts])
     if not verdict.ok:
         raise VerificationFailed(verdict.reason)
-    metrics = {**result.metrics, "verification": verdict.checks}
+    metrics = {**result.metrics, "verification": verdict.checks, "thresholds": asdict(thresholds),
+               "judging": judging_time(result.metrics, result.report)}
     artifacts: list[jobs.StoredArtifact] = []
     files = sorted(result.files.items())
     for i, (name, path) in enumerate(files):
@@ -292,6 +283,17 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     elif outcome in (JobState.cancelled.value, "stale"):
         _remove(store, uploaded)
     return outcome
+
+
+def judging_time(metrics: dict[str, Any], report: dict[str, Any]) -> dict[str, float] | None:
+    """Seconds spent judging and their share of the erasure's own time (everything else the engine did)."""
+    judge = metrics.get("judge")
+    total = (report.get("timings_s") or {}).get("total")
+    if not isinstance(judge, dict) or not total:
+        return None
+    seconds = float(judge["seconds"])
+    own = max(float(total) - seconds, 1e-9)
+    return {"seconds": round(seconds, 3), "erasure_seconds": round(own, 3), "share_of_erasure": round(seconds / own, 4)}
 
 
 def _cpu_settings(settings: Settings) -> None:

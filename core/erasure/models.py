@@ -48,6 +48,8 @@ class ErasureRequest(Base):
     concepts: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
     retain: Mapped[list[str]] = mapped_column(JsonType, default=list)
     params: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    # What the request asked of verification: {"judge", "min_unlearning_accuracy", "min_retention"} (all optional).
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     legal: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     labels: Mapped[list[str]] = mapped_column(JsonType, default=list)

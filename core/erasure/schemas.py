@@ -167,6 +167,26 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
+class VerificationIn(BaseModel):
+    """How this request's erasure is proven. Thresholds may only be raised above the service minimum."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge: Literal["auto", "model-classifier", "clip", "diffusion-classifier"] | None = Field(
+        default=None, description="Who labels the held-out images; auto (the service default) picks the best one.",
+    )
+    min_unlearning_accuracy: float | None = Field(
+        default=None, ge=0, le=1, description="Per erased concept UA on held-out images; at least the service minimum.",
+    )
+    min_retention: float | None = Field(
+        default=None, ge=0, le=1, description="Retention of other concepts relative to the base model; at least the "
+        "service minimum.",
+    )
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class ErasureCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
 
@@ -177,6 +197,7 @@ class ErasureCreate(BaseModel):
     )
     method: Method = "spare"
     params: ErasureParams = Field(default_factory=ErasureParams)
+    verification: VerificationIn | None = None
     legal: Legal | None = None
     priority: int = Field(default=0, ge=0, le=9, description="Higher runs first.")
     labels: list[Label] = Field(default_factory=list, max_length=20)
@@ -218,6 +239,7 @@ class ErasureOut(BaseModel):
     concepts: list[dict[str, Any]]
     retain: list[str]
     params: dict[str, Any]
+    verification: dict[str, Any] | None = Field(default=None, description="What the request asked of verification.")
     legal: dict[str, Any] | None
     priority: int
     labels: list[str]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.audit import service as audit
-from core.config import Settings
+from core.config import Settings, get_settings
 from core.erasure import repository
 from core.erasure.jobs import create_job, new_job_values, request_cancel
 from core.erasure.models import ErasureRequest, Job
@@ -45,6 +45,21 @@ def _move(request: ErasureRequest, target: RequestStatus) -> None:
     request.updated_at = utcnow()
     if target in TERMINAL:
         request.finished_at = request.updated_at
+
+
+def _verification(body: ErasureCreate) -> dict[str, Any] | None:
+    """The request's verification asks, checked against the service minimums (raise only, never lower)."""
+    if body.verification is None:
+        return None
+    asked = body.verification.given()
+    settings = get_settings()
+    floors = {"min_unlearning_accuracy": settings.verify_min_unlearning_accuracy,
+              "min_retention": settings.verify_min_retention}
+    below = {k: v for k, v in asked.items() if k in floors and v < floors[k]}
+    if below:
+        detail = ", ".join(f"verification.{k} {v} is below the service minimum {floors[k]}" for k, v in below.items())
+        raise ValidationFailed(f"a request may raise verification thresholds, not lower them: {detail}")
+    return asked or None
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,7 @@ def submit(
     request: dict[str, Any] = {
         "id": new_id(), "tenant_id": principal.tenant_id, "model_id": model.id, "status": target,
         "method": body.method, "concepts": concepts, "retain": [r.strip() for r in body.retain],
-        "params": body.params.given(), "legal": legal, "priority": body.priority,
+        "params": body.params.given(), "verification": _verification(body), "legal": legal, "priority": body.priority,
         "labels": list(dict.fromkeys(body.labels)), "batch_id": batch_id, "schedule_id": schedule_id,
         "submitted_by": principal.actor, "due_at": body.legal.due_at if body.legal else None,
         "created_at": now, "updated_at": now,
@@ -131,7 +146,8 @@ def submitted_out(submitted: Submitted) -> ErasureOut:
     r, job = submitted.request, submitted.job
     return ErasureOut(
         id=r["id"], model_id=r["model_id"], status=r["status"], method=r["method"], concepts=r["concepts"],
-        retain=r["retain"], params=r["params"], legal=r["legal"], priority=r["priority"], labels=r["labels"],
+        retain=r["retain"], params=r["params"], verification=r["verification"], legal=r["legal"],
+        priority=r["priority"], labels=r["labels"],
         batch_id=r["batch_id"], schedule_id=r["schedule_id"], submitted_by=r["submitted_by"], approved_by=None,
         decision_reason=None, metrics=None, error=None, due_at=r["due_at"], overdue=False, artifacts=[],
         certificate_available=False, created_at=r["created_at"], updated_at=r["updated_at"], finished_at=None,
@@ -258,7 +274,8 @@ def to_out(request: ErasureRequest, job: Job | None, artifacts: list[ArtifactOut
         data["progress"] = 1.0
     return ErasureOut(
         id=request.id, model_id=request.model_id, status=request.status, method=request.method,  # type: ignore[arg-type]
-        concepts=request.concepts, retain=request.retain or [], params=request.params or {}, legal=request.legal,
+        concepts=request.concepts, retain=request.retain or [], params=request.params or {},
+        verification=request.verification, legal=request.legal,
         priority=request.priority, labels=request.labels or [], batch_id=request.batch_id,
         schedule_id=request.schedule_id, submitted_by=request.submitted_by, approved_by=request.approved_by,
         decision_reason=request.decision_reason, metrics=request.metrics, error=request.error,

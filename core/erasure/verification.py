@@ -1,81 +1,121 @@
-"""The verification rule: an erasure only succeeds if its measured effect meets the thresholds in Settings.
+"""The verification rule: an erasure succeeds only on image-level evidence from a judge on held-out prompts.
 
-Two kinds of evidence, whichever the engine reported:
-- the testbed evaluator's classifier metrics (UA, IRA, CRA, with the base model's IRA/CRA), and
-- noise-space metrics for any model: how much of the forget→surrogate gap closed and how far retain
-  prompts drifted.
+What passes: for every erased concept, UA (share of held-out images the judge does NOT label as the concept)
+>= the UA threshold, and for every retention group (other concepts of the erased kind; other kinds) the erased
+model's accuracy over the base model's >= the retention threshold. Evidence comes from `metrics["judge"]`
+(core.evaluation.evidence.JudgeEvidence), produced after training on prompts the training never used.
+
+What can only fail a job: the noise-space diagnostics (forget→surrogate gap closure, retain drift) and the
+model classifier's grid metrics on training wordings. They are measured on what the erasure trained on, so
+they grade the training objective by itself: a job with only these never passes.
+
+Thresholds: the service minimum (Settings.verify_min_*); a request may raise them, never lower them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import Settings
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    min_unlearning_accuracy: float
+    min_retention: float
+    min_gap_closure: float
+    max_retain_drift: float
+
+    @classmethod
+    def for_request(cls, settings: Settings, requested: dict[str, Any] | None = None) -> Thresholds:
+        """Service minimums, raised (never lowered) by what the request asked for."""
+        requested = requested or {}
+        return cls(
+            min_unlearning_accuracy=max(settings.verify_min_unlearning_accuracy,
+                                        float(requested.get("min_unlearning_accuracy") or 0.0)),
+            min_retention=max(settings.verify_min_retention, float(requested.get("min_retention") or 0.0)),
+            min_gap_closure=settings.verify_min_gap_closure,
+            max_retain_drift=settings.verify_max_retain_drift,
+        )
+
+
+@dataclass(frozen=True)
 class Verdict:
     ok: bool
     reason: str
-    checks: dict[str, dict[str, Any]]
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _num(metrics: dict[str, Any], *names: str) -> float | None:
-    for name in names:
-        value = metrics.get(name)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+def _check(checks: dict[str, dict[str, Any]], name: str, value: float | None, *, minimum: float | None = None,
+           maximum: float | None = None, evidence: str) -> None:
+    if value is None:
+        return
+    passed = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    check: dict[str, Any] = {"value": round(float(value), 6), "passed": passed, "evidence": evidence}
+    if minimum is not None:
+        check["min"] = minimum
+    if maximum is not None:
+        check["max"] = maximum
+    checks[name] = check
 
 
-def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Engines group metrics (e.g. {"probe": {...}, "testbed": {...}}); names are unique across groups."""
-    flat: dict[str, Any] = {}
-    for name, value in metrics.items():
-        if isinstance(value, dict):
-            flat.update({k: v for k, v in value.items() if not isinstance(v, dict)})
-        else:
-            flat[name] = value
-    return flat
-
-
-def verify(metrics: dict[str, Any], settings: Settings) -> Verdict:
-    # The testbed evaluator reports per target: {"summary": {target: {ua, ira_rel, cra_rel, ...}}}.
-    per_target = metrics.get("summary") if isinstance(metrics.get("summary"), dict) else {}
-    metrics = _flatten(metrics)
-    checks: dict[str, dict[str, Any]] = {}
-    for target, row in sorted(per_target.items()):
-        if not isinstance(row, dict):
+def _judge_checks(judge: dict[str, Any], t: Thresholds, checks: dict[str, dict[str, Any]]) -> list[str]:
+    """Image-level checks; returns the concepts without evidence (each erased concept needs its own)."""
+    for c in judge.get("concepts") or []:
+        _check(checks, f"ua[{c['concept']}]", c.get("ua"), minimum=t.min_unlearning_accuracy, evidence="image")
+        checks[f"ua[{c['concept']}]"]["interval"] = c.get("ua_interval")
+        checks[f"ua[{c['concept']}]"]["images"] = c.get("images")
+    for r in judge.get("retention") or []:
+        name = f"retention[{r['group']}:{r['kind']}]"
+        if r.get("retention") is None:
+            # The base model itself never draws these concepts recognisably: nothing to retain or lose.
             continue
-        if isinstance(row.get("ua"), int | float):
-            checks[f"ua[{target}]"] = {"value": float(row["ua"]), "min": settings.verify_min_unlearning_accuracy}
+        _check(checks, name, r["retention"], minimum=t.min_retention, evidence="image")
+        checks[name]["interval"] = r.get("retention_interval")
+        checks[name]["images"] = r.get("images")
+    return [c["concept"] for c in judge.get("concepts") or [] if not c.get("images")]
+
+
+def _diagnostic_checks(metrics: dict[str, Any], t: Thresholds, checks: dict[str, dict[str, Any]]) -> None:
+    probe = metrics.get("probe") or {}
+    _check(checks, "forget_gap_closure", probe.get("forget_gap_closure"), minimum=t.min_gap_closure,
+           evidence="noise-space")
+    _check(checks, "retain_drift_relative", probe.get("retain_drift_relative"), maximum=t.max_retain_drift,
+           evidence="noise-space")
+    for target, row in sorted((metrics.get("summary") or {}).items()):
+        _check(checks, f"grid_ua[{target}]", row.get("ua"), minimum=t.min_unlearning_accuracy,
+               evidence="training-wording")
         for name in ("ira_rel", "cra_rel"):
-            if isinstance(row.get(name), int | float):
-                checks[f"{name}[{target}]"] = {"value": float(row[name]), "min": settings.verify_min_retention}
-    ua = _num(metrics, "ua", "UA")
-    if ua is not None:
-        checks["ua"] = {"value": ua, "min": settings.verify_min_unlearning_accuracy}
-        for name in ("ira", "cra"):
-            after = _num(metrics, name, name.upper())
-            base = _num(metrics, f"base_{name}", f"{name}_base")
-            if after is not None and base:
-                checks[f"{name}_retention"] = {"value": after / base, "min": settings.verify_min_retention}
-    closure = _num(metrics, "forget_gap_closure")
-    if closure is not None:
-        checks["forget_gap_closure"] = {"value": closure, "min": settings.verify_min_gap_closure}
-    drift = _num(metrics, "retain_drift_relative")
-    if drift is not None:
-        checks["retain_drift_relative"] = {"value": drift, "max": settings.verify_max_retain_drift}
-    if not checks:
-        return Verdict(False, "the erasure reported no verification metrics, so it cannot be verified", checks)
-    failed = []
-    for name, check in checks.items():
-        if "min" in check and check["value"] < check["min"]:
-            failed.append(f"{name} {check['value']:.3f} is below the required {check['min']:.3f}")
-        if "max" in check and check["value"] > check["max"]:
-            failed.append(f"{name} {check['value']:.3f} is above the allowed {check['max']:.3f}")
-        check["passed"] = not any(f.startswith(name + " ") for f in failed)
+            _check(checks, f"grid_{name}[{target}]", row.get(name), minimum=t.min_retention,
+                   evidence="training-wording")
+
+
+def _failures(checks: dict[str, dict[str, Any]]) -> list[str]:
+    return [f"{name} {c['value']:.3f} is {'below the required' if 'min' in c else 'above the allowed'} "
+            f"{c.get('min', c.get('max')):.3f}" for name, c in checks.items() if not c["passed"]]
+
+
+def verify(metrics: dict[str, Any], thresholds: Thresholds, concepts: list[str] | None = None) -> Verdict:
+    """Judge the engine's metrics. `concepts`: every erased concept, each of which needs image evidence."""
+    checks: dict[str, dict[str, Any]] = {}
+    judge = metrics.get("judge")
+    _diagnostic_checks(metrics, thresholds, checks)
+    failed = _failures(checks)
+    if not isinstance(judge, dict):
+        reason = metrics.get("judge_error") or "no judge produced image-level evidence"
+        return Verdict(False, f"not verified: {reason}; a certificate needs a judge's verdict on held-out images"
+                       + (f" (also: {'; '.join(failed)})" if failed else ""), checks)
+    image_checks: dict[str, dict[str, Any]] = {}
+    missing = _judge_checks(judge, thresholds, image_checks)
+    judged = {c["concept"] for c in judge.get("concepts") or []}
+    missing += [c for c in concepts or [] if c not in judged]
+    checks = {**image_checks, **checks}
+    failed = _failures(checks)
+    if missing:
+        failed.insert(0, f"no held-out image evidence for {', '.join(sorted(set(missing)))}")
+    if not any(c["evidence"] == "image" for c in checks.values()):
+        failed.insert(0, "the judge reported no image-level check")
     if failed:
         return Verdict(False, "verification failed: " + "; ".join(failed), checks)
     return Verdict(True, "verified", checks)

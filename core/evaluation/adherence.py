@@ -10,9 +10,9 @@ import torch
 from diffusers import StableDiffusionPipeline
 from pydantic import BaseModel
 
+from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from core.testbed.canvas import OBJECTS, STYLES, prompt
 from core.testbed.classifier import Classifier
-from core.testbed.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
 
 class Adherence(BaseModel):

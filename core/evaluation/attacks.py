@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from pydantic import BaseModel
 
+from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from core.testbed.canvas import OBJECTS, STYLES, heldout_prompts, prompt, synonym_prompts
 from core.testbed.classifier import Classifier
-from core.testbed.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
 # The largest soft-prompt budget at which testbeds retrained without the concept still pass the probe
 # (0.00-0.17 on triangle, striped, circle; 0.17-0.83 from 10 steps up): beyond it the number says more about

@@ -9,7 +9,7 @@ import numpy as np
 from diffusers import StableDiffusionPipeline
 from PIL import Image, ImageDraw, ImageFont
 
-from core.testbed.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
+from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
 _LABEL_W = 260
 _HEADER_H = 34

@@ -22,9 +22,9 @@ from diffusers import StableDiffusionPipeline
 from pydantic import BaseModel
 
 from core.evaluation.adherence import Adherence, adherence_from_predictions, grid_prompts
+from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from core.testbed.canvas import OBJECTS, STYLES, render_batch
 from core.testbed.classifier import Classifier
-from core.testbed.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 
 Kind = Literal["object", "style"]
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(8))

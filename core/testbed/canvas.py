@@ -50,6 +50,26 @@ HELDOUT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "checkered": ("checkerboard", "chess"),
 }
 
+# What the testbed declares about itself in pipeline/lethe.json (core.evaluation.vocabulary): its concepts,
+# how a judge phrases a label (the evaluator's wording) and held-out wordings for verification. The held-out
+# ones are the paraphrases the base model draws as well as its training wordings (object and style 0.92-1.00
+# against 0.57-0.83 for the other paraphrases, measured with the testbed classifier, 2 seeds per pair).
+VERIFY_HELDOUT_TEMPLATES: tuple[str, ...] = (HELDOUT_TEMPLATES[2], HELDOUT_TEMPLATES[4], HELDOUT_TEMPLATES[1])
+
+
+def vocabulary_document() -> dict[str, object]:
+    """The lethe.json a testbed pipeline ships (its classifier sits beside the pipeline folder)."""
+    label = [TRAIN_TEMPLATES[0]]
+    heldout = list(VERIFY_HELDOUT_TEMPLATES)
+    return {
+        "format": 1,
+        "concepts": {"object": list(OBJECTS), "style": list(STYLES)},
+        "label_templates": {"object": label, "style": label},
+        "heldout_templates": {"object": heldout, "style": heldout},
+        "judge": {"classifier": "../classifier"},
+    }
+
+
 # Each style: the palette its foreground colours come from (RGB 0..255).
 _PALETTES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "solid": ((214, 40, 40), (230, 90, 30), (200, 30, 80)),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from core.testbed.canvas import OBJECTS, STYLES, TRAIN_TEMPLATES, render
+from core.testbed.canvas import OBJECTS, STYLES, TRAIN_TEMPLATES, render, vocabulary_document
 from core.testbed.classifier import Classifier
 from core.testbed.model import (
     ModelConfig,
@@ -256,6 +256,7 @@ def save_testbed(
         pipe = copy.deepcopy(pipe).to(torch.float16)
     pipe.save_pretrained(tmp / "pipeline", safe_serialization=True)
     clf.save(tmp / "classifier")
+    (tmp / "pipeline" / "lethe.json").write_text(json.dumps(vocabulary_document(), indent=2) + "\n")
     if fp16:
         # Halve the classifier file too; it is upcast on load.
         from safetensors.torch import load_file, save_file
@@ -566,8 +567,8 @@ def measure(
     """Measure the testbed saved in `out` (classifier, VAE, adherence over a guidance sweep, sampling cost) and
     write its manifest. Everything is measured on the files as saved."""
     from core.evaluation.adherence import prompt_adherence
+    from core.evaluation.sampling import generate
     from core.testbed.loading import load_classifier, load_pipeline
-    from core.testbed.sampling import generate
 
     def emit(event: str, **data: Any) -> None:
         if on_event is not None:

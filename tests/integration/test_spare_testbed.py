@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from core.cli.app import app
+from core.evaluation.sampling import generate
 from core.spare import testbed_eval
 from core.spare.conditioning import PromptEncoder
 from core.spare.saliency import candidate_modules, compute_saliency
@@ -24,7 +25,6 @@ from core.spare.specs import SpareConfig
 from core.testbed import paths as testbed_paths
 from core.testbed.canvas import STYLES, prompt
 from core.testbed.loading import load_pipeline
-from core.testbed.sampling import generate
 
 torch.set_num_threads(1)
 

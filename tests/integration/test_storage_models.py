@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings, get_settings
-from core.erasure.verification import verify
 from core.registry.cache import ModelCache
 from core.registry.local_copy import ModelSourceError, local_model_dir
 from core.spare.loading import detect_architecture, fingerprint
@@ -74,34 +73,3 @@ def test_model_cache_is_a_bounded_lru() -> None:
     assert "b" not in cache and len(cache) == 1
 
 
-def test_verification_rule() -> None:
-    s = Settings(verify_min_unlearning_accuracy=0.9, verify_min_retention=0.95, verify_min_gap_closure=0.5,
-                 verify_max_retain_drift=0.2)
-    good = {"probe": {"forget_gap_closure": 0.8, "retain_drift_relative": 0.05},
-            "testbed": {"ua": 0.97, "ira": 0.9, "base_ira": 0.92, "cra": 0.99, "base_cra": 1.0}}
-    verdict = verify(good, s)
-    assert verdict.ok and set(verdict.checks) == {"ua", "ira_retention", "cra_retention", "forget_gap_closure",
-                                                  "retain_drift_relative"}
-    assert all(c["passed"] for c in verdict.checks.values())
-    bad = {"probe": {"forget_gap_closure": 0.8, "retain_drift_relative": 0.5},
-           "testbed": {"ua": 0.5, "ira": 0.5, "base_ira": 0.92}}
-    verdict = verify(bad, s)
-    assert not verdict.ok
-    assert "ua 0.500 is below the required 0.900" in verdict.reason
-    assert "ira_retention 0.543 is below the required 0.950" in verdict.reason
-    assert "retain_drift_relative 0.500 is above the allowed 0.200" in verdict.reason
-    assert verdict.checks["forget_gap_closure"]["passed"] is True
-    nothing = verify({}, s)
-    assert not nothing.ok and "no verification metrics" in nothing.reason
-
-
-def test_verification_reads_the_testbed_evaluators_per_target_summary() -> None:
-    s = Settings(verify_min_unlearning_accuracy=0.9, verify_min_retention=0.95)
-    metrics = {"probe": {"forget_gap_closure": 0.9},
-               "summary": {"circle": {"ua": 0.99, "ira_rel": 0.98, "cra_rel": 1.0, "base_ua": 0.05},
-                           "square": {"ua": 0.6, "ira_rel": 0.97, "cra_rel": 0.9}}}
-    verdict = verify(metrics, s)
-    assert not verdict.ok
-    assert verdict.checks["ua[circle]"]["passed"] and verdict.checks["ira_rel[circle]"]["passed"]
-    assert "ua[square] 0.600 is below the required 0.900" in verdict.reason
-    assert "cra_rel[square] 0.900 is below the required 0.950" in verdict.reason

@@ -202,8 +202,9 @@ class Processes:
         for proc in self.procs:
             self.kill(proc, signal.SIGKILL)
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
+    def logs(self, tail: int | None = 4000) -> str:
+        """Each process's log (its last `tail` characters, for failure messages; None: all of it)."""
+        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-tail if tail else 0:]}"
                          for p in sorted(self.log_dir.glob("*.log")))
 
 

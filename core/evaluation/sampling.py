@@ -1,4 +1,4 @@
-"""Deterministic batched generation with any diffusers StableDiffusionPipeline (one seed per image)."""
+"""Deterministic batched generation with any diffusers Stable Diffusion pipeline (one seed per image)."""
 
 from __future__ import annotations
 

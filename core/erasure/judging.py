@@ -1,0 +1,82 @@
+"""What a job measures after training: image-level judge evidence on held-out prompts (the proof), plus the
+model classifier's grid metrics where a model ships one (diagnostics). Built per job, called by the engine
+with the erased and the base pipeline while the erased weights exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.evaluation.judges import JudgeUnavailable, select_judge
+from core.evaluation.vocabulary import VocabularyError, load_vocabulary
+from core.logging import get_logger
+from core.spare.errors import ErasureInputError
+
+log = get_logger(__name__)
+Evaluator = Callable[[Any, Any], dict[str, Any]]
+
+
+def training_prompts(spec: Any, config: Any) -> set[str]:
+    """Every prompt the engine trains on for this spec and config (held-out prompts must avoid them)."""
+    from core.spare.samples import forget_prompts, retain_prompts, surrogate_prompt
+
+    out: set[str] = set()
+    limit = getattr(config, "max_forget_prompts", 32)
+    for concept in spec.concepts:
+        prompts = forget_prompts(concept, list(spec.retain), limit)
+        out.update(prompts)
+        out.update(surrogate_prompt(p, concept) for p in prompts)
+    out.update(retain_prompts(spec, getattr(config, "max_retain_prompts", 24)))
+    return out
+
+
+def grid_diagnostics(model_dir: Path, targets: list[str]) -> Evaluator | None:
+    """The testbed classifier's UA/IRA/CRA on the canvas grid with the attack probe, for a testbed model."""
+    try:
+        from core.evaluation.attacks import CALIBRATED_BUDGET
+        from core.spare.testbed_eval import testbed_evaluator
+        from core.testbed.loading import is_testbed
+
+        if not is_testbed(model_dir):
+            return None
+        return testbed_evaluator(targets, seeds=(0, 1), attacks=True, attack_budget=CALIBRATED_BUDGET)
+    except (ImportError, ErasureInputError, ValueError, OSError) as exc:
+        log.info("no grid diagnostics for this job", reason=str(exc)[:200])
+        return None
+
+
+def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
+                  fingerprint: str | None, progress: Callable[[str, float], None] | None = None,
+                  diagnostics: Evaluator | None = None) -> Evaluator:
+    """evaluator(erased, base) -> metrics: {"judge": JudgeEvidence} or {"judge_error": why}, plus the
+    `diagnostics` evaluator's metrics (workers pass `grid_diagnostics`; the CLI its own settings of it)."""
+    from core.evaluation.evidence import gather_evidence
+
+    targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
+    trained = training_prompts(spec, config)
+
+    def evaluate(erased: Any, base: Any) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if diagnostics is not None:
+            metrics.update(diagnostics(erased, base))
+        try:
+            vocabulary = load_vocabulary(model_dir)
+            judge = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
+                                 clip_path=settings.clip_judge_path, fingerprint=fingerprint)
+            evidence = gather_evidence(
+                erased, base, judge, vocabulary, targets, training_prompts=trained,
+                forget_images=settings.judge_forget_images, retain_images=settings.judge_retain_images,
+                steps=settings.judge_steps, guidance_scale=getattr(config, "guidance_scale", 5.0),
+                progress=(lambda f: progress("judge", f)) if progress else None,
+            )
+        except (JudgeUnavailable, VocabularyError) as exc:
+            log.warning("no judge could run", reason=str(exc))
+            metrics["judge_error"] = f"no judge could run: {exc}"
+            return metrics
+        metrics["judge"] = evidence.model_dump(mode="json")
+        return metrics
+
+    return evaluate

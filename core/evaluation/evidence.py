@@ -1,0 +1,236 @@
+"""Image-level evidence that an erasure worked: what a judge sees in images made from held-out prompts.
+
+For every erased concept, the erased and the base model draw the concept's held-out prompts (phrasings the
+erasure never trained on) on fixed seeds; the judge labels each image among the concept, its surrogate and
+the other concepts of its kind. UA is the share of the erased model's images NOT labelled as the concept.
+Retention: both models draw held-out prompts of concepts that must stay (the other concepts of the erased
+kind, and of the other kinds); an image is kept when the judge still labels it as its own concept; retention is
+the erased model's kept share over the base model's on the same prompts and seeds (1.0 = untouched).
+Intervals are Wilson score intervals (95 %) on the erased model's proportions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from core.evaluation.judges.base import Judge
+from core.evaluation.sampling import generate
+from core.evaluation.vocabulary import Vocabulary
+
+ProgressFn = Callable[[float], None]
+Z95 = 1.959964
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (sound at 0 and 1, unlike the normal approximation)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
+
+
+class ConceptEvidence(BaseModel):
+    concept: str
+    kind: str
+    surrogate: str | None
+    prompts: list[str]
+    seeds: list[int]
+    images: int
+    labels: list[str]  # the candidates the judge chose from
+    recognized_base: int  # base images labelled as the concept
+    recognized_erased: int  # erased-model images labelled as the concept
+    ua: float
+    ua_interval: tuple[float, float]
+    base_ua: float
+
+
+class RetentionEvidence(BaseModel):
+    group: str  # "same-kind" (IRA-like) or "other-kind" (CRA-like)
+    kind: str
+    concepts: list[str]
+    prompts: list[str]
+    seeds: list[int]
+    images: int
+    correct_base: int
+    correct_erased: int
+    accuracy_base: float
+    accuracy_erased: float
+    accuracy_interval: tuple[float, float]
+    retention: float | None  # accuracy_erased / accuracy_base; None when the base itself scores 0
+    retention_interval: tuple[float, float] | None
+
+
+class JudgeEvidence(BaseModel):
+    judge: dict[str, str]
+    heldout: bool = True
+    excluded_training_prompts: int
+    concepts: list[ConceptEvidence]
+    retention: list[RetentionEvidence]
+    steps: int
+    guidance_scale: float
+    images: int
+    seconds: float  # drawing the held-out images and judging them
+    judge_seconds: float  # the judge's labelling alone
+    vocabulary: str
+
+
+def _spread(items: Sequence[str], n: int) -> list[str]:
+    return [items[i % len(items)] for i in range(n)] if items else []
+
+
+def _pairs(prompts: list[str], per: int, seed0: int) -> tuple[list[str], list[int]]:
+    """`per` images over `prompts`: cycle the prompts, each image its own seed."""
+    chosen = _spread(prompts, per)
+    return chosen, [seed0 + i for i in range(len(chosen))]
+
+
+class HeldoutImages(BaseModel):
+    """What both models drew for verification: one row per image (group, kind, own concept, prompt, seed)."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    plan: list[tuple[str, str, str, str, int]]
+    groups: list[tuple[str, str, list[str]]]
+    targets: list[tuple[str, str, str | None]]
+    labels: dict[str, list[str]]  # kind -> candidates
+    base: Any
+    erased: Any
+    excluded_training_prompts: int
+    steps: int
+    guidance_scale: float
+    vocabulary: str
+    seconds: float
+
+
+def draw_heldout(
+    erased: Any,
+    base: Any,
+    vocabulary: Vocabulary,
+    targets: Sequence[tuple[str, str, str | None]],  # (concept, kind, surrogate)
+    *,
+    training_prompts: set[str],
+    forget_images: int = 12,
+    retain_images: int = 24,
+    steps: int = 10,
+    guidance_scale: float = 5.0,
+    seed: int = 900_000,
+    progress: ProgressFn | None = None,
+) -> HeldoutImages:
+    """Both models draw the held-out prompts of the erased concepts and of the concepts that must stay."""
+    started = time.perf_counter()
+    erased_names = {c for c, _, _ in targets}
+    vocab = vocabulary
+    for concept, kind, surrogate in targets:
+        vocab = vocab.with_concepts(kind, [concept] + ([surrogate] if surrogate else []))
+    excluded = 0
+
+    def heldout(kind: str, concept: str) -> list[str]:
+        nonlocal excluded
+        prompts = vocab.heldout_prompts(kind, concept)
+        kept = [p for p in prompts if p not in training_prompts]
+        excluded += len(prompts) - len(kept)
+        return kept
+
+    plan: list[tuple[str, str, str, str, int]] = []
+    for ci, (concept, kind, _) in enumerate(targets):
+        prompts, seeds = _pairs(heldout(kind, concept), forget_images, seed + 10_000 * ci)
+        plan += [(f"forget:{concept}", kind, concept, p, s) for p, s in zip(prompts, seeds, strict=True)]
+    erased_kinds = sorted({k for _, k, _ in targets})
+    groups: list[tuple[str, str, list[str]]] = []
+    for kind in erased_kinds:
+        keep = [c for c in vocab.concepts.get(kind, []) if c not in erased_names]
+        groups.append(("same-kind", kind, keep))
+    for kind in sorted(k for k in vocab.concepts if k not in erased_kinds):
+        groups.append(("other-kind", kind, list(vocab.concepts[kind])))
+    groups = [g for g in groups if g[2]]
+    per_group = max(1, retain_images // max(1, len(groups))) if groups else 0
+    for gi, (group, kind, concepts) in enumerate(groups):
+        # Interleave concepts so that any count covers every concept of the group.
+        prompt_lists = [heldout(kind, c) for c in concepts]
+        rows = [(c, lst[i % len(lst)]) for i in range(per_group) for c, lst in zip(concepts, prompt_lists, strict=True)
+                if lst][:per_group]
+        plan += [(f"{group}:{kind}", kind, c, p, seed + 500_000 + 1000 * gi + i) for i, (c, p) in enumerate(rows)]
+
+    prompts = [row[3] for row in plan]
+    seeds = [row[4] for row in plan]
+    tick = progress or (lambda f: None)
+    images_base = generate(base, prompts, seeds, steps=steps, guidance_scale=guidance_scale,
+                           progress=lambda d, n: tick(0.4 * d / max(n, 1)))
+    images_erased = generate(erased, prompts, seeds, steps=steps, guidance_scale=guidance_scale,
+                             progress=lambda d, n: tick(0.4 + 0.4 * d / max(n, 1)))
+    return HeldoutImages(
+        plan=plan, groups=groups, targets=list(targets),
+        labels={kind: list(vocab.concepts.get(kind, [])) for kind in {row[1] for row in plan}},
+        base=images_base, erased=images_erased, excluded_training_prompts=excluded, steps=steps,
+        guidance_scale=guidance_scale, vocabulary=vocabulary.source, seconds=time.perf_counter() - started,
+    )
+
+
+def judge_heldout(held: HeldoutImages, judge: Judge, progress: ProgressFn | None = None) -> JudgeEvidence:
+    """Let `judge` label both models' held-out images and reduce the verdicts to UA and retention."""
+    started = time.perf_counter()
+    plan = held.plan
+    verdict_base: list[str | None] = [None] * len(plan)
+    verdict_erased: list[str | None] = [None] * len(plan)
+    kinds = sorted(held.labels)
+    for ki, kind in enumerate(kinds):
+        idx = [i for i, row in enumerate(plan) if row[1] == kind]
+        both = np.concatenate([held.base[idx], held.erased[idx]])
+        verdicts = judge.classify(both, kind, held.labels[kind])
+        for j, i in enumerate(idx):
+            verdict_base[i], verdict_erased[i] = verdicts[j], verdicts[len(idx) + j]
+        if progress:
+            progress(0.8 + 0.2 * (ki + 1) / len(kinds))
+
+    concepts_out = []
+    for concept, kind, surrogate in held.targets:
+        rows = [i for i, row in enumerate(plan) if row[0] == f"forget:{concept}"]
+        n = len(rows)
+        seen_base = sum(verdict_base[i] == concept for i in rows)
+        seen_erased = sum(verdict_erased[i] == concept for i in rows)
+        concepts_out.append(ConceptEvidence(
+            concept=concept, kind=kind, surrogate=surrogate, prompts=[plan[i][3] for i in rows],
+            seeds=[plan[i][4] for i in rows], images=n, labels=held.labels.get(kind, []),
+            recognized_base=seen_base, recognized_erased=seen_erased,
+            ua=round(1 - seen_erased / n, 4) if n else 0.0, ua_interval=wilson(n - seen_erased, n),
+            base_ua=round(1 - seen_base / n, 4) if n else 0.0,
+        ))
+    retention_out = []
+    for group, kind, concepts in held.groups:
+        rows = [i for i, row in enumerate(plan) if row[0] == f"{group}:{kind}"]
+        n = len(rows)
+        ok_base = sum(verdict_base[i] == plan[i][2] for i in rows)
+        ok_erased = sum(verdict_erased[i] == plan[i][2] for i in rows)
+        acc_base, acc_erased = ok_base / n if n else 0.0, ok_erased / n if n else 0.0
+        interval = wilson(ok_erased, n)
+        retention_out.append(RetentionEvidence(
+            group=group, kind=kind, concepts=concepts, prompts=[plan[i][3] for i in rows],
+            seeds=[plan[i][4] for i in rows], images=n, correct_base=ok_base, correct_erased=ok_erased,
+            accuracy_base=round(acc_base, 4), accuracy_erased=round(acc_erased, 4), accuracy_interval=interval,
+            retention=round(acc_erased / acc_base, 4) if acc_base > 0 else None,
+            retention_interval=(round(interval[0] / acc_base, 4), round(interval[1] / acc_base, 4))
+            if acc_base > 0 else None,
+        ))
+    return JudgeEvidence(
+        judge=judge.describe(), excluded_training_prompts=held.excluded_training_prompts, concepts=concepts_out,
+        retention=retention_out, steps=held.steps, guidance_scale=held.guidance_scale, images=2 * len(plan),
+        seconds=round(held.seconds + time.perf_counter() - started, 3),
+        judge_seconds=round(time.perf_counter() - started, 3), vocabulary=held.vocabulary,
+    )
+
+
+def gather_evidence(erased: Any, base: Any, judge: Judge, vocabulary: Vocabulary,
+                    targets: Sequence[tuple[str, str, str | None]], *, progress: ProgressFn | None = None,
+                    **draw: Any) -> JudgeEvidence:
+    """Draw the held-out images (see `draw_heldout` for the options) and judge them."""
+    held = draw_heldout(erased, base, vocabulary, targets, progress=progress, **draw)
+    return judge_heldout(held, judge, progress)
