@@ -278,6 +278,17 @@ def _print_results(request: dict[str, Any], paths: dict[str, Path], folder: Path
     for name, before, after in _metric_rows(metrics):
         table.add_row(name, _fmt(before), _fmt(after))
     console.print(table)
+    judge = metrics.get("judge") or {}
+    proof = Table(title=f"Proof: judge {judge.get('judge', {}).get('name', '?')} on held-out prompts")
+    for column in ("check", "value", "95 % interval", "images", "required"):
+        proof.add_column(column, justify="left" if column == "check" else "right")
+    checks = metrics.get("verification") or {}
+    for name, check in checks.items():
+        if check.get("evidence") == "image":
+            interval = check.get("interval") or ("—", "—")
+            proof.add_row(name, _fmt(check["value"]), f"{_fmt(interval[0])}–{_fmt(interval[1])}",
+                          str(check.get("images", "—")), f">= {_fmt(check.get('min'))}")
+    console.print(proof)
     grid = next((p for n, p in paths.items() if n.endswith("grid.png")), None)
     adapter = next((p for n, p in paths.items() if n.endswith(".safetensors") and n.startswith("adapter/")), None)
     console.print(f"    adapter      {adapter}")

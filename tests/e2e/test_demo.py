@@ -11,6 +11,8 @@ LETHE = [sys.executable, "-m", "core.cli"]
 
 def _demo(args: list[str], data_dir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LETHE_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    for name in [k for k in env if k.startswith(("LETHE_VERIFY_", "LETHE_JUDGE_"))]:
+        del env[name]  # the demo is judged by the service's own verification minimums
     return subprocess.run([*LETHE, "demo", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -34,6 +36,9 @@ def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     assert "soft-prompt budget 5" in out.stdout
     certificate = json.loads((run / "certificate.json").read_text())
     assert certificate["signature"]["alg"] == "Ed25519"
+    proof = certificate["certificate"]["proof"]
+    assert proof["judge"]["name"] == "model-classifier" and proof["concepts"][0]["concept"] == "circle"
+    assert proof["concepts"][0]["ua"] >= 0.9 and "Proof: judge model-classifier" in out.stdout
 
 
 def test_demo_refuses_an_unknown_concept_clearly(tmp_path: Path) -> None:
