@@ -45,6 +45,10 @@ class VerificationFailed(LetheError):
     kind = "verification-failed"
     title = "Erasure did not pass verification"
 
+    def __init__(self, reason: str, metrics: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.metrics = metrics  # the evidence the verdict was reached on, kept on the failed request
+
 
 # Errors that another attempt cannot fix: the job fails at once with the message.
 PERMANENT: tuple[type[BaseException], ...] = (
@@ -126,8 +130,10 @@ def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None
             log.warning("attempt failed", reason=reason, retryable=not permanent)
             if not permanent:
                 log.debug("traceback", exc_info=True)
+            evidence = getattr(exc, "metrics", None)
             outcome = finish_attempt(lambda s: jobs.fail(s, held, reason, retryable=not permanent,
-                                                  backoff_base=settings.job_retry_backoff_seconds))
+                                                  backoff_base=settings.job_retry_backoff_seconds,
+                                                  metrics=evidence))
             # Only after the failure is recorded: when the store is what failed, removing can take long.
             _remove(store, uploaded)
         finally:
@@ -256,10 +262,10 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     keeper.check()
     thresholds = Thresholds.for_request(settings, data.verification)
     verdict = verify(result.metrics, thresholds, [c.target for c in spec.concepts])
-    if not verdict.ok:
-        raise VerificationFailed(verdict.reason)
     metrics = {**result.metrics, "verification": verdict.checks, "thresholds": asdict(thresholds),
                "judging": judging_time(result.metrics, result.report)}
+    if not verdict.ok:
+        raise VerificationFailed(verdict.reason, metrics)
     artifacts: list[jobs.StoredArtifact] = []
     files = sorted(result.files.items())
     for i, (name, path) in enumerate(files):

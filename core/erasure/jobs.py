@@ -262,19 +262,20 @@ def backoff_seconds(attempt: int, base: float) -> float:
 
 
 def fail(session: Session, held: Lease, reason: str, *, retryable: bool, backoff_base: float = 10.0,
-         now: datetime | None = None) -> JobState:
-    """Record a failed attempt: back to `queued` after a backoff while attempts remain, else `failed`."""
+         now: datetime | None = None, metrics: dict[str, Any] | None = None) -> JobState:
+    """Record a failed attempt: back to `queued` after a backoff while attempts remain, else `failed`.
+    `metrics`: what the attempt measured (a failed verification keeps its evidence on the request)."""
     now = now or utcnow()
     job = _fenced(session, held)
     if job.cancel_requested:
         cancel(session, held, now=now)
         return JobState.cancelled
     return _retry_or_fail(session, job, reason, retryable=retryable, actor=held.actor,
-                          delay=backoff_seconds(held.attempt, backoff_base), now=now)
+                          delay=backoff_seconds(held.attempt, backoff_base), now=now, metrics=metrics)
 
 
 def _retry_or_fail(session: Session, job: Job, reason: str, *, retryable: bool, actor: str, delay: float,
-                   now: datetime) -> JobState:
+                   now: datetime, metrics: dict[str, Any] | None = None) -> JobState:
     reason = reason[:4000]
     job.error = reason
     request = job_repository.lock_request(session, job.request_id) if job.request_id else None
@@ -301,6 +302,8 @@ def _retry_or_fail(session: Session, job: Job, reason: str, *, retryable: bool, 
            payload={"attempt": job.attempt, "outcome": "failed", "reason": reason})
     if request is not None:
         request.error = reason
+        if metrics is not None:
+            request.metrics = metrics
         move_request(session, request, RequestStatus.failed)
         append(session, action="erasure.failed", subject=f"erasure:{request.id}", actor=actor,
                tenant_id=job.tenant_id, payload={"job_id": str(job.id), "reason": reason})

@@ -40,6 +40,9 @@ def test_weak_erasure_fails_verification_without_a_certificate(testbed_model: tu
     assert req.error.startswith("verification failed:"), req.error
     assert "ua[triangle]" in req.error and "below the required 0.900" in req.error
     assert artifacts(job_id) == []
+    # The evidence behind the refusal stays on the request for the user to read.
+    assert req.metrics["judge"]["concepts"][0]["ua"] < 0.9
+    assert req.metrics["verification"]["ua[triangle]"]["passed"] is False
 
 
 def test_real_erasure_succeeds_with_judge_evidence_in_the_certificate(testbed_model: tuple) -> None:
