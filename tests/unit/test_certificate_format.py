@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_jcs_matches_rfc_8785() -> None:
     # RFC 8785 section 3.2.3: members sorted by UTF-16 code units (U+1F600 is D83D DE00, before U+FB33).
     members = {"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
-               "1": "One", "\U0001f600": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}
+               "1": "One", "\U0001f600": "Emoji: Grinning Face", "\u0080": "Control",
+               "\u00f6": "Latin Small Letter O With Diaeresis"}
     order = [k for k, _ in re.findall(r'"((?:[^"\\]|\\.)*)":"([^"]*)"', canonicalize(members).decode())]
     assert order == ["\\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
     # Section 3.2.2.3 / appendix B: numbers as ECMAScript writes them.
