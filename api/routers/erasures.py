@@ -21,6 +21,7 @@ from api.deps import (
 )
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.erasure import repository, service
 from core.erasure.schemas import ArtifactLinks, DecisionIn, ErasureCreate, ErasureOut
 from core.erasure.states import RequestStatus
@@ -47,6 +48,7 @@ def _absolute(request: Request, links: ArtifactLinks) -> ArtifactLinks:
     "",
     status_code=202,
     response_model=ErasureOut,
+    responses={202: {"description": "Accepted: the request, queued or awaiting approval.", "headers": LOCATION}},
     summary="File an erasure (takedown) request.",
     description="Validates the request, then writes it with its job and audit event in one transaction. "
     "Tenants with `require_approval` hold it in `awaiting_approval` until another key approves it.",

@@ -6,11 +6,9 @@ every member it received — the signature covers the whole `certificate` object
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.erasure.schemas import ConceptOut, ErasureMetrics, LegalOut, VerificationCheck
+from core.erasure.schemas import ConceptOut, ErasureMetrics, ErasureParamsOut, LegalOut, VerificationCheck
 
 
 class _Open(BaseModel):
@@ -22,7 +20,7 @@ class CertifiedRequest(_Open):
     method: str
     concepts: list[ConceptOut]
     retain: list[str] | None = None
-    params: dict[str, Any] | None = None
+    params: ErasureParamsOut | None = None
     legal: LegalOut | None = None
     labels: list[str] | None = None
     submitted_by: str
