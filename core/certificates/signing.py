@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,8 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
-    if not isinstance(text, str) or not all(c.isalnum() or c in "-_" for c in text):
-        raise ValueError("not base64url")
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise ValueError("not base64url (unpadded)")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
