@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
 
-from api.errors import HANDLED, Problem, handle_exception
+from api import openapi as openapi_doc
+from api.errors import HANDLED, handle_exception
 from api.metrics import Metrics
 from api.middleware import ApiMiddleware
 from api.ratelimit import RateLimiter
@@ -21,7 +21,9 @@ from core.logging import configure_logging
 API_DESCRIPTION = """Lethe erases concepts from text-to-image diffusion models (SPARE), with proof and an audit trail.
 
 * Authenticate with an API key: `Authorization: Bearer lth_...` (`lethe keys create` makes one).
-* Every POST accepts an `Idempotency-Key` header (Stripe semantics, kept 24 h).
+* Every POST that creates or changes something accepts an `Idempotency-Key` header (Stripe semantics, kept
+  24 h); `POST /v1/erasures/{id}/artifact-links` issues fresh links on each call and takes none.
+* Webhook events and their payloads are described under `webhooks`.
 * Errors are RFC 9457 `application/problem+json` with `type = https://lethe.dev/problems/<kind>`.
 """
 
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=API_DESCRIPTION,
         openapi_url="/openapi.json",
+        generate_unique_id_function=openapi_doc.operation_id,
+        webhooks=openapi_doc.WEBHOOKS,
     )
     app.state.settings = settings
     app.state.engine = get_engine(settings)
@@ -81,13 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes,
-                openapi_version=app.openapi_version,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-            app.openapi_schema = schema
+            app.openapi_schema = openapi_doc.build(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import SessionDep, require
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.batches import service
 from core.batches.schemas import BatchCreate, BatchOut
 from core.tenancy.schemas import Principal, Scope
@@ -22,6 +23,7 @@ Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
 
 @router.post(
     "/v1/erasures/batch", status_code=202, response_model=BatchOut,
+    responses={202: {"description": "Accepted: the batch and its requests.", "headers": LOCATION}},
     summary="Erase the same concepts from many models.",
     description="Creates one erasure request per selected model (explicit ids, a tag, or all ready models) "
     "under one `batch_id`, in one transaction: either every request is created or none.",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import COMMON_ERRORS, problems
 from core.certificates import signing
+from core.certificates.schemas import CertificateDocument, PublicJwk, PublicKeyOut
 from core.erasure import service as erasures
 from core.errors import NotFound
 from core.tenancy.schemas import Principal, Scope
@@ -26,29 +27,24 @@ class CertificateNotIssued(NotFound):
     title = "No certificate for this request"
 
 
-class PublicKeyOut(BaseModel):
-    alg: str = Field(examples=["Ed25519"])
-    key_id: str = Field(description="First 16 hex chars of sha256 over the raw public key.")
-    public_key: str = Field(description="Raw 32-byte public key, base64.")
-    public_key_pem: str = Field(description="SubjectPublicKeyInfo PEM (for `lethe certificate verify --public-key`).")
-
-
 @router.get(
     "/v1/erasures/{request_id}/certificate",
     responses=problems(*COMMON_ERRORS),
-    response_model=dict[str, Any],
+    response_model=CertificateDocument,
     summary="The signed certificate of a succeeded, verified erasure.",
-    description="`{certificate: {...}, signature: {alg, key_id, public_key, value}}`; `value` is an Ed25519 "
-    "signature over the canonical JSON (sorted keys, no whitespace) of `certificate`. 404 until issued.",
+    description="`{certificate: {...}, signature: {alg, key_id, public_key, jws}}`; `jws` is a compact JWS "
+    "(EdDSA, Ed25519) with a detached payload, `header..signature`, over the RFC 8785 (JCS) canonical JSON of "
+    "`certificate`. Served exactly as stored: keep every member, or the signature no longer matches. "
+    "404 until issued.",
 )
-def get_certificate(request_id: uuid.UUID, session: SessionDep, principal: Reader) -> dict[str, Any]:
+def get_certificate(request_id: uuid.UUID, session: SessionDep, principal: Reader) -> JSONResponse:
     found = erasures.get(session, principal, request_id)
     if found.certificate is None:
         raise CertificateNotIssued(
             f"erasure request {request_id} has no certificate (status {found.status.value}); certificates are "
             "issued only for succeeded, verified erasures"
         )
-    return found.certificate
+    return JSONResponse(found.certificate)
 
 
 @router.get(
@@ -64,4 +60,5 @@ def public_key(settings: SettingsDep) -> PublicKeyOut:
         key_id=signing.key_id(public),
         public_key=base64.b64encode(signing.public_raw(public)).decode(),
         public_key_pem=signing.public_key_pem(public),
+        jwk=PublicJwk(**signing.public_jwk(public)),
     )

@@ -21,8 +21,9 @@ from api.deps import (
 )
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.erasure import repository, service
-from core.erasure.schemas import ArtifactOut, DecisionIn, ErasureCreate, ErasureOut
+from core.erasure.schemas import ArtifactLinks, DecisionIn, ErasureCreate, ErasureOut
 from core.erasure.states import RequestStatus
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.tenancy.schemas import Principal, Scope
@@ -36,16 +37,18 @@ Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
 Approver = Annotated[Principal, Depends(require(Scope.erasures_approve))]
 
 
-def _absolute(request: Request, artifacts: list[ArtifactOut]) -> list[ArtifactOut]:
+def _absolute(request: Request, links: ArtifactLinks) -> ArtifactLinks:
     # file:// stores sign links to this API (/v1/objects/...): make them absolute for the client.
     base = str(request.base_url).rstrip("/")
-    return [a.model_copy(update={"url": base + a.url}) if a.url.startswith("/") else a for a in artifacts]
+    return links.model_copy(update={"artifacts": [
+        a.model_copy(update={"url": base + a.url}) if a.url.startswith("/") else a for a in links.artifacts]})
 
 
 @router.post(
     "",
     status_code=202,
     response_model=ErasureOut,
+    responses={202: {"description": "Accepted: the request, queued or awaiting approval.", "headers": LOCATION}},
     summary="File an erasure (takedown) request.",
     description="Validates the request, then writes it with its job and audit event in one transaction. "
     "Tenants with `require_approval` hold it in `awaiting_approval` until another key approves it.",
@@ -86,14 +89,31 @@ def list_erasures(
     return Page[ErasureOut](items=[service.to_out(r, jobs.get(r.id)) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{request_id}", response_model=ErasureOut, summary="One request: status, progress, artifacts.")
-def get_erasure(
-    request: Request, request_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: Reader
-) -> ErasureOut:
+@router.get(
+    "/{request_id}", response_model=ErasureOut, summary="One request: status, progress, artifacts.",
+    description="Read-only (poll it freely): `artifacts` lists the outputs of a succeeded request with size and "
+    "sha256; download links come from `POST /v1/erasures/{request_id}/artifact-links`.",
+)
+def get_erasure(request_id: uuid.UUID, session: SessionDep, principal: Reader) -> ErasureOut:
     found = service.get(session, principal, request_id)
     job = repository.latest_jobs(session, [found.id]).get(found.id)
-    links = service.artifact_links(session, settings, principal, found, job)
-    return service.to_out(found, job, _absolute(request, links))
+    return service.to_out(found, job, service.artifacts(session, found, job))
+
+
+@router.post(
+    "/{request_id}/artifact-links", response_model=ArtifactLinks,
+    summary="Issue expiring download links for a succeeded request's artifacts (audited).",
+    description="Each call signs fresh links (S3 presigned GETs, or signed `/v1/objects/...` links into this API "
+    "for a file store) valid for `expires_in_s` seconds, and records one `artifact.link_issued` audit event "
+    "naming the caller and the files. Safe to repeat; it takes no body and no Idempotency-Key. "
+    "409 `artifacts-unavailable` until the request has succeeded.",
+)
+def issue_artifact_links(
+    request: Request, request_id: uuid.UUID, session: SessionDep, settings: SettingsDep, principal: Reader
+) -> ArtifactLinks:
+    found = service.get(session, principal, request_id)
+    job = repository.latest_jobs(session, [found.id]).get(found.id)
+    return _absolute(request, service.issue_artifact_links(session, settings, principal, found, job))
 
 
 def _decision(

@@ -89,6 +89,7 @@ def readyz(request: Request) -> Any:
                **problems(500)},
     response_class=Response,
     summary="Prometheus metrics: requests, latencies, jobs by state, queue depth.",
+    include_in_schema=False,  # for scrapers, not API clients
 )
 def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

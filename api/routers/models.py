@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.registry import service
 from core.registry.models import ModelStatus
@@ -27,6 +28,7 @@ Writer = Annotated[Principal, Depends(require(Scope.models_write))]
     "",
     status_code=201,
     response_model=ModelOut,
+    responses={201: {"description": "Registered (validation queued).", "headers": LOCATION}},
     summary="Register a model (queues its validation job).",
 )
 def register_model(

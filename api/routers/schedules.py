@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import SessionDep, require
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.schedules import service
 from core.schedules.schemas import ScheduleCreate, ScheduleList, ScheduleOut
 from core.tenancy.schemas import Principal, Scope
@@ -22,6 +23,7 @@ Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
 
 @router.post(
     "", status_code=201, response_model=ScheduleOut, summary="Create a schedule.",
+    responses={201: {"description": "Created.", "headers": LOCATION}},
     description="At each cron slot (read in `timezone`) the template is submitted as a batch: one erasure "
     "request per selected model. Each slot runs exactly once, however many sweepers run; after downtime, "
     "missed slots run once (not once per missed slot). Runs submit as the key that creates the schedule (its "

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.errors import PayloadTooLarge
 from core.tenancy.schemas import Principal, Scope
 from core.uploads import service
@@ -27,6 +28,7 @@ Reader = Annotated[Principal, Depends(require(Scope.erasures_read))]
     "",
     status_code=201,
     response_model=UploadOut,
+    responses={201: {"description": "Stored.", "headers": LOCATION}},
     summary="Upload an example image (PNG, JPEG or WebP); returns its id and sha256.",
     description="The image is fully decoded and size-checked before it is stored. Use the id in "
     "`concepts[].example_images` of an erasure request.",

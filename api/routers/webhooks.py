@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import COMMON_ERRORS, problems
 from api.idempotency import IdempotencyKey, idempotent
+from api.openapi import LOCATION
 from core.tenancy.schemas import Principal, Scope
 from core.webhooks import service
 from core.webhooks.models import WebhookEndpoint
@@ -27,6 +28,7 @@ def _out(endpoint: WebhookEndpoint) -> WebhookOut:
 
 @router.post(
     "", status_code=201, response_model=WebhookCreated, summary="Register a webhook endpoint.",
+    responses={201: {"description": "Registered; the secret is shown only here.", "headers": LOCATION}},
     description="Events are POSTed with Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, "
     "`webhook-signature` = `v1,` + base64 HMAC-SHA256 over `id.timestamp.body`), retried with exponential "
     "backoff. Private, loopback and link-local targets are refused unless the server allows them. "

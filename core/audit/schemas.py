@@ -18,7 +18,7 @@ class AuditEventOut(BaseModel):
     actor: str
     action: str
     subject: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] = Field(description="What the action recorded; its members depend on `action`.")
     prev_hash: str
     hash: str
 

@@ -4,25 +4,29 @@
 (core.erasure.jobs.complete). It refuses anything but a succeeded request whose job succeeded and whose
 verification checks all passed — a certificate is never issued for a failed or unverified erasure.
 
-Document: {"certificate": {...}, "signature": {"alg": "Ed25519", "key_id", "public_key", "value"}}, where
-`value` signs the canonical JSON of `certificate`. `certificate.audit` names the audit event
-(`certificate.issued`) whose payload holds the sha256 of the certificate without its `audit` member, so
-the audit chain covers the certificate and the certificate points into the chain.
+Document: {"certificate": {...}, "signature": {"alg": "EdDSA", "key_id", "public_key", "jws"}}, where `jws` is a
+compact JWS with a detached payload (`header..signature`, RFC 7515 Appendix F) whose payload is the RFC 8785
+(JCS) canonical JSON of `certificate` — see core.certificates.signing. `certificate.audit` names the audit event
+(`certificate.issued`) whose payload holds the sha256 of the JCS bytes of the certificate without its `audit`
+member, so the audit chain covers the certificate and the certificate points into the chain.
+
+`build_certificate` is the one place that decides what a certificate states.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from core.audit import service as audit
-from core.audit.chain import canonical_json
 from core.certificates import signing
+from core.certificates.canonical import canonicalize, to_json_data
 from core.config import Settings, get_settings
 from core.erasure.models import Artifact, ErasureRequest, Job
 from core.erasure.states import JobState, RequestStatus
@@ -30,7 +34,7 @@ from core.errors import Conflict
 from core.registry.models import RegisteredModel
 from core.timeutil import utcnow
 
-VERSION = 1
+VERSION = 2  # 1: Ed25519 over Python's sorted-key json.dumps (still verified)
 
 
 class CertificateRefused(Conflict):
@@ -80,27 +84,15 @@ def proof(metrics: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
 
 
 def body_digest(certificate: dict[str, Any]) -> str:
-    """sha256 of the certificate without its `audit` member (what the audit event records)."""
-    return hashlib.sha256(canonical_json({k: v for k, v in certificate.items() if k != "audit"}).encode()).hexdigest()
+    """sha256 of the JCS bytes of the certificate without its `audit` member (what the audit event records)."""
+    return hashlib.sha256(canonicalize({k: v for k, v in certificate.items() if k != "audit"})).hexdigest()
 
 
-def issue(
-    session: Session, request: ErasureRequest, job: Job, artifacts: list[Artifact], *,
-    settings: Settings | None = None,
+def build_certificate(
+    session: Session, request: ErasureRequest, job: Job, artifacts: list[Artifact], *, issued_at: datetime,
 ) -> dict[str, Any]:
-    """Sign, store on the request (request.certificate) and audit a certificate; returns the document."""
-    settings = settings or get_settings()
-    if request.status != RequestStatus.succeeded or job.state != JobState.succeeded:
-        raise CertificateRefused(
-            f"request {request.id} is {request.status.value} (job {job.state.value}): only succeeded erasures "
-            "get a certificate"
-        )
-    if not verification_passed(request.metrics):
-        raise CertificateRefused(f"request {request.id} has no passed verification: no certificate")
-    if not artifacts:
-        raise CertificateRefused(f"request {request.id} produced no artifacts: no certificate")
+    """What the certificate states (without `audit`, added once the event is written), as plain JSON data."""
     model = session.get(RegisteredModel, request.model_id)
-    issued_at = utcnow()
     certificate: dict[str, Any] = {
         "version": VERSION,
         "id": str(uuid.uuid4()),
@@ -140,20 +132,47 @@ def issue(
         "verification": (request.metrics or {}).get("verification"),
         "metrics": request.metrics,
     }
-    certificate = _plain(certificate)
+    return to_json_data(certificate)
+
+
+def issue(
+    session: Session, request: ErasureRequest, job: Job, artifacts: list[Artifact], *,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Sign, store on the request (request.certificate) and audit a certificate; returns the document."""
+    settings = settings or get_settings()
+    if request.status != RequestStatus.succeeded or job.state != JobState.succeeded:
+        raise CertificateRefused(
+            f"request {request.id} is {request.status.value} (job {job.state.value}): only succeeded erasures "
+            "get a certificate"
+        )
+    if not verification_passed(request.metrics):
+        raise CertificateRefused(f"request {request.id} has no passed verification: no certificate")
+    if not artifacts:
+        raise CertificateRefused(f"request {request.id} produced no artifacts: no certificate")
+    certificate = build_certificate(session, request, job, artifacts, issued_at=utcnow())
     event = audit.append(
         session, action="certificate.issued", subject=f"erasure:{request.id}", actor="system:certificates",
         tenant_id=request.tenant_id, payload={"certificate_id": certificate["id"], "digest": body_digest(certificate)},
     )
     certificate["audit"] = {"seq": event.seq, "hash": event.hash}
-    document = {"certificate": certificate, "signature": signing.sign(signing.private_key(settings), certificate)}
+    document = sign_certificate(signing.private_key(settings), certificate)
     request.certificate = document
     return document
 
 
-def _plain(value: Any) -> Any:
-    """Round-trip through canonical JSON so what is signed is exactly what is stored and served."""
-    return json.loads(canonical_json(value))
+def sign_certificate(key: signing.Ed25519PrivateKey, certificate: dict[str, Any]) -> dict[str, Any]:
+    """The certificate document: the JSON data and a detached JWS over its canonical form."""
+    public = key.public_key()
+    return {
+        "certificate": certificate,
+        "signature": {
+            "alg": signing.ALG,
+            "key_id": signing.key_id(public),
+            "public_key": base64.b64encode(signing.public_raw(public)).decode(),
+            "jws": signing.sign_detached(key, certificate),
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -168,7 +187,14 @@ def verify_document(document: Any, public: signing.Ed25519PublicKey | None = Non
             or not isinstance(document.get("signature"), dict):
         return VerifyResult(False, "not a Lethe certificate (needs 'certificate' and 'signature')")
     sig = document["signature"]
-    if sig.get("alg") != signing.ALG or not isinstance(sig.get("value"), str):
+    if sig.get("alg") == signing.ALG and isinstance(sig.get("jws"), str):
+        try:
+            header = signing.jws_header(sig["jws"])
+        except ValueError:
+            return VerifyResult(False, "the signature is not a detached compact JWS (header..signature)")
+        if header.get("alg") != signing.ALG:
+            return VerifyResult(False, f"unsupported JWS algorithm {header.get('alg')!r}")
+    elif not (sig.get("alg") == signing.LEGACY_ALG and isinstance(sig.get("value"), str)):
         return VerifyResult(False, f"unsupported signature algorithm {sig.get('alg')!r}")
     try:
         embedded = signing.load_public_key(str(sig.get("public_key", "")))
@@ -177,6 +203,11 @@ def verify_document(document: Any, public: signing.Ed25519PublicKey | None = Non
     if public is not None and signing.public_raw(public) != signing.public_raw(embedded):
         return VerifyResult(False, "signed by a different key than the trusted one "
                                    f"(certificate key id {sig.get('key_id')}, trusted {signing.key_id(public)})")
-    if not signing.verify(public or embedded, document["certificate"], sig["value"]):
+    key = public or embedded
+    if "jws" in sig:
+        valid = signing.verify_detached(key, sig["jws"], document["certificate"])
+    else:
+        valid = signing.verify_legacy(key, document["certificate"], sig["value"])
+    if not valid:
         return VerifyResult(False, "the signature does not match the certificate's content (altered or forged)")
-    return VerifyResult(True, f"valid: signed by key {signing.key_id(public or embedded)}")
+    return VerifyResult(True, f"valid: signed by key {signing.key_id(key)}")

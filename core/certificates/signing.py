@@ -1,13 +1,21 @@
-"""The Ed25519 key that signs erasure certificates, and signing/verification of canonical JSON.
+"""The Ed25519 key that signs erasure certificates, and detached JWS signatures made with it.
 
 Key: LETHE_SIGNING_KEY (PEM, or base64 of the 32-byte seed); else generated once and kept, PEM, in
 {data_dir}/signing.key (embedded mode).
+
+Signature: a JWS (RFC 7515) in compact serialization with a detached payload (RFC 7515 Appendix F):
+`BASE64URL(header) + ".." + BASE64URL(signature)`. The header is `{"alg":"EdDSA","kid":<key id>}` (EdDSA with
+Ed25519, RFC 8037); the payload, left out of the JWS and carried beside it, is the RFC 8785 canonical JSON
+of the signed value. So the JWS signing input is `BASE64URL(header) + "." + BASE64URL(JCS(value))`, and any
+JOSE library — or `openssl pkeyutl -verify -rawin` over that input — checks it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,10 +25,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from core.audit.chain import canonical_json
+from core.certificates.canonical import canonicalize
 from core.config import Settings
 from core.keyfiles import read_or_create
 
-ALG = "Ed25519"
+ALG = "EdDSA"  # the JWS algorithm (RFC 8037); the curve is Ed25519
+LEGACY_ALG = "Ed25519"  # version-1 certificates: a bare signature over Python's sorted-key json.dumps
 
 
 def _new_pem() -> bytes:
@@ -80,17 +90,58 @@ def load_public_key(text: str | bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(base64.b64decode(raw, validate=True))
 
 
-def sign(key: Ed25519PrivateKey, body: Any) -> dict[str, str]:
-    public = key.public_key()
-    return {
-        "alg": ALG,
-        "key_id": key_id(public),
-        "public_key": base64.b64encode(public_raw(public)).decode(),
-        "value": base64.b64encode(key.sign(canonical_json(body).encode())).decode(),
-    }
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def verify(public: Ed25519PublicKey, body: Any, signature_b64: str) -> bool:
+def b64url_decode(text: str) -> bytes:
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+        raise ValueError("not base64url (unpadded)")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
+    """The public key as a JWK (RFC 8037 OKP), with its key id."""
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(public_raw(key)), "kid": key_id(key), "alg": ALG}
+
+
+def signing_input(protected: str, payload: bytes) -> bytes:
+    """What the JWS signature covers: ASCII(BASE64URL(header) || '.' || BASE64URL(payload))."""
+    return f"{protected}.{b64url(payload)}".encode("ascii")
+
+
+def sign_detached(key: Ed25519PrivateKey, value: Any) -> str:
+    """A compact JWS over the canonical JSON of `value`, payload detached: `header..signature`."""
+    protected = b64url(canonicalize({"alg": ALG, "kid": key_id(key.public_key())}))
+    return f"{protected}..{b64url(key.sign(signing_input(protected, canonicalize(value))))}"
+
+
+def jws_header(jws: str) -> dict[str, Any]:
+    """The protected header of a detached compact JWS (ValueError if it is not one)."""
+    parts = jws.split(".") if isinstance(jws, str) else []
+    if len(parts) != 3 or parts[1] != "":
+        raise ValueError("not a compact JWS with a detached payload (header..signature)")
+    header = json.loads(b64url_decode(parts[0]))
+    if not isinstance(header, dict):
+        raise ValueError("the JWS header is not a JSON object")
+    return header
+
+
+def verify_detached(public: Ed25519PublicKey, jws: str, value: Any) -> bool:
+    """True when `jws` (header..signature) signs the canonical JSON of `value` with `public`."""
+    try:
+        header = jws_header(jws)
+        if header.get("alg") != ALG or header.get("b64", True) is not True or "crit" in header:
+            return False
+        protected, _, signature = jws.split(".")
+        public.verify(b64url_decode(signature), signing_input(protected, canonicalize(value)))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def verify_legacy(public: Ed25519PublicKey, body: Any, signature_b64: str) -> bool:
+    """Version-1 certificates: Ed25519 over Python's `json.dumps(sort_keys=True, separators=(",", ":"))`."""
     try:
         public.verify(base64.b64decode(signature_b64, validate=True), canonical_json(body).encode())
         return True

@@ -25,7 +25,8 @@ def verify(
         False, "--trust-embedded", help="Only check integrity against the key embedded in the certificate."
     ),
 ) -> None:
-    """Verify the Ed25519 signature (no network); exit 1 if the certificate is altered or not ours."""
+    """Verify the signature — a detached JWS (EdDSA) over the RFC 8785 canonical JSON of the certificate — with
+    no network; exit 1 if the certificate is altered or not ours."""
     try:
         document = json.loads(file.read_text())
     except (OSError, ValueError) as exc:

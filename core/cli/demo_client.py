@@ -32,9 +32,9 @@ class LetheClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        if method == "POST":
-            # Every POST carries an idempotency key, so a retried call never files a second request.
+    def _call(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        if method == "POST" and idempotent:
+            # Every POST that creates something carries an idempotency key: a retry never files it twice.
             kwargs.setdefault("headers", {})["Idempotency-Key"] = str(uuid.uuid4())
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
@@ -55,6 +55,10 @@ class LetheClient:
 
     def erasure(self, request_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/erasures/{request_id}")
+
+    def artifact_links(self, request_id: str) -> dict[str, Any]:
+        """Fresh, expiring download links for a succeeded request's artifacts (an audited call)."""
+        return self._call("POST", f"/v1/erasures/{request_id}/artifact-links", idempotent=False)
 
     def certificate(self, request_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/erasures/{request_id}/certificate")

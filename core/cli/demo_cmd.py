@@ -202,7 +202,8 @@ def _compliance_flow(client: LetheClient, settings: Settings, model_dir: Path, k
 
     console.print("[bold]4/4[/] results")
     folder = out / request["id"]
-    paths = {a["name"]: client.download(a["url"], folder / a["name"]) for a in request["artifacts"]}
+    links = client.artifact_links(request["id"])["artifacts"]
+    paths = {a["name"]: client.download(a["url"], folder / a["name"]) for a in links}
     certificate = client.certificate(request["id"])
     cert_path = folder / "certificate.json"
     cert_path.write_text(json.dumps(certificate, indent=2))

@@ -83,6 +83,12 @@ class ErasureParams(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class ErasureParamsOut(ErasureParams):
+    """The parameters a request was filed with (keys a later version no longer knows are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class ConceptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -221,10 +227,81 @@ class DecisionIn(BaseModel):
 
 
 class ArtifactOut(BaseModel):
-    name: str
-    size: int
+    name: str = Field(examples=["fused/unet/diffusion_pytorch_model.safetensors"])
+    size: int = Field(description="Bytes.")
     sha256: str
-    url: str = Field(description="Download link (presigned, expires).")
+
+
+class ArtifactLink(ArtifactOut):
+    url: str = Field(description="Download link: S3 presigned, or a signed link into this API (/v1/objects/...).")
+
+
+class ArtifactLinks(BaseModel):
+    request_id: uuid.UUID
+    attempt: int = Field(description="The job attempt whose outputs these are.")
+    expires_in_s: int = Field(description="Seconds each link stays valid (LETHE_ARTIFACT_URL_TTL_S).")
+    artifacts: list[ArtifactLink]
+
+
+class ConceptOut(BaseModel):
+    """A concept as the request stores it: the surrogate resolved to the default for its kind when omitted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    target: str
+    surrogate: str
+    kind: ConceptKind
+    prompts: list[str]
+    example_images: list[uuid.UUID]
+
+
+class RequesterOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    email: str | None = None
+    organization: str | None = None
+
+
+class LegalOut(BaseModel):
+    """The `legal` block as submitted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    regime: Regime
+    basis: str
+    external_reference: str | None = None
+    requester: RequesterOut | None = None
+    received_at: datetime | None = None
+    due_at: datetime | None = None
+
+
+class VerificationCheck(BaseModel):
+    """One verification check: the measured value, the threshold in force (`min` or `max`), the outcome."""
+
+    model_config = ConfigDict(extra="allow")
+
+    value: float
+    min: float | None = None
+    max: float | None = None
+    passed: bool
+
+
+class ErasureMetrics(BaseModel):
+    """What the evaluator measured. The keys depend on the model and evaluator (the testbed reports
+    `testbed` and `summary`; any model reports noise-space numbers such as `forget_gap_closure`), so members
+    other than `verification` are open."""
+
+    model_config = ConfigDict(extra="allow")
+
+    verification: dict[str, VerificationCheck] | None = Field(
+        default=None, description="Each check by name; a request only succeeds when all passed and at least one "
+        "is a judge's verdict on held-out images (`evidence: image`)."
+    )
+    judge: dict[str, Any] | None = Field(
+        default=None, description="The judge's held-out evidence: judge name and version, per erased concept the "
+        "prompts, seeds, images, UA with its 95 % interval; retention groups; seconds.",
+    )
 
 
 class ErasureOut(BaseModel):
@@ -236,11 +313,11 @@ class ErasureOut(BaseModel):
     attempts: int = Field(description="Attempts the job has started.")
     cancel_requested: bool
     method: Method
-    concepts: list[dict[str, Any]]
+    concepts: list[ConceptOut]
     retain: list[str]
-    params: dict[str, Any]
-    verification: dict[str, Any] | None = Field(default=None, description="What the request asked of verification.")
-    legal: dict[str, Any] | None
+    params: ErasureParamsOut
+    verification: VerificationIn | None = Field(default=None, description="What the request asked of verification.")
+    legal: LegalOut | None
     priority: int
     labels: list[str]
     batch_id: uuid.UUID | None
@@ -248,11 +325,14 @@ class ErasureOut(BaseModel):
     submitted_by: str
     approved_by: str | None
     decision_reason: str | None
-    metrics: dict[str, Any] | None
+    metrics: ErasureMetrics | None
     error: str | None
     due_at: datetime | None
     overdue: bool
-    artifacts: list[ArtifactOut]
+    artifacts: list[ArtifactOut] = Field(
+        description="Outputs of a succeeded request (name, size, sha256); empty in lists and until it succeeds. "
+        "Download links: POST /v1/erasures/{id}/artifact-links."
+    )
     certificate_available: bool
     created_at: datetime
     updated_at: datetime

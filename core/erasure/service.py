@@ -16,8 +16,15 @@ from core.audit import service as audit
 from core.config import Settings, get_settings
 from core.erasure import repository
 from core.erasure.jobs import create_job, new_job_values, request_cancel
-from core.erasure.models import ErasureRequest, Job
-from core.erasure.schemas import DEFAULT_SURROGATES, ArtifactOut, ErasureCreate, ErasureOut
+from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.schemas import (
+    DEFAULT_SURROGATES,
+    ArtifactLink,
+    ArtifactLinks,
+    ArtifactOut,
+    ErasureCreate,
+    ErasureOut,
+)
 from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import new_id
@@ -243,24 +250,40 @@ def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> Era
     return request
 
 
-def artifact_links(
-    session: Session, settings: Settings, principal: Principal, request: ErasureRequest, job: Job | None
-) -> list[ArtifactOut]:
-    """Download links for the succeeded attempt's artifacts; issuing them is an audited event."""
+class ArtifactsUnavailable(Conflict):
+    kind = "artifacts-unavailable"
+    title = "No artifacts to link"
+
+
+def _succeeded_artifacts(session: Session, request: ErasureRequest, job: Job | None) -> list[Artifact]:
     if job is None or job.state != JobState.succeeded or request.status != RequestStatus.succeeded:
         return []
-    rows = repository.artifacts_of_attempt(session, job.id, job.attempt)
-    if not rows:
-        return []
+    return repository.artifacts_of_attempt(session, job.id, job.attempt)
+
+
+def artifacts(session: Session, request: ErasureRequest, job: Job | None) -> list[ArtifactOut]:
+    """What the succeeded attempt produced (name, size, sha256): read-only, no links, no audit event."""
+    return [ArtifactOut(name=r.name, size=r.size, sha256=r.sha256) for r in _succeeded_artifacts(session, request, job)]
+
+
+def issue_artifact_links(
+    session: Session, settings: Settings, principal: Principal, request: ErasureRequest, job: Job | None
+) -> ArtifactLinks:
+    """Expiring download links for the succeeded attempt's artifacts; issuing them is an audited event."""
+    rows = _succeeded_artifacts(session, request, job)
+    if not rows or job is None:
+        raise ArtifactsUnavailable(
+            f"erasure request {request.id} is {request.status.value}: only a succeeded request has artifacts"
+        )
     from core.storage import get_store
 
     store = get_store(settings)
     ttl = settings.artifact_url_ttl_s
-    out = [ArtifactOut(name=r.name, size=r.size, sha256=r.sha256, url=store.presign_get(r.key, ttl)) for r in rows]
+    links = [ArtifactLink(name=r.name, size=r.size, sha256=r.sha256, url=store.presign_get(r.key, ttl)) for r in rows]
     audit.append(session, action="artifact.link_issued", subject=f"erasure:{request.id}", actor=principal.actor,
                  tenant_id=request.tenant_id, payload={"job_id": str(job.id), "attempt": job.attempt,
                                                        "names": [r.name for r in rows], "ttl_s": ttl})
-    return out
+    return ArtifactLinks(request_id=request.id, attempt=job.attempt, expires_in_s=ttl, artifacts=links)
 
 
 def to_out(request: ErasureRequest, job: Job | None, artifacts: list[ArtifactOut] | None = None) -> ErasureOut:

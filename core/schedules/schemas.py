@@ -53,7 +53,7 @@ class ScheduleOut(BaseModel):
     name: str | None
     cron: str
     timezone: str
-    template: dict
+    template: BatchCreate = Field(description="The batch each run submits.")
     enabled: bool
     next_run_at: datetime
     last_run_at: datetime | None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from core.webhooks.signing import check_secret
 
@@ -83,3 +84,74 @@ class DeliveryOut(BaseModel):
 
 class WebhookList(BaseModel):
     items: list[WebhookOut]
+
+
+# ---- what each event POSTs: {type, timestamp, data} (documented in the OpenAPI `webhooks` section) --------
+
+
+class ErasureSucceededData(BaseModel):
+    request_id: uuid.UUID
+    job_id: uuid.UUID
+    status: Literal["succeeded"]
+
+
+class ErasureFailedData(BaseModel):
+    request_id: uuid.UUID
+    job_id: uuid.UUID
+    status: Literal["failed"]
+    error: str | None = Field(description="Why it failed.")
+
+
+class ErasureCancelledData(BaseModel):
+    request_id: uuid.UUID
+    job_id: uuid.UUID
+    status: Literal["cancelled"]
+
+
+class ErasureOverdueData(BaseModel):
+    request_id: uuid.UUID
+    status: str = Field(description="The request's status when its deadline passed.")
+    due_at: datetime | None
+
+
+class ModelValidatedData(BaseModel):
+    model_id: uuid.UUID
+    status: str = Field(description="`ready` or `failed`.")
+    architecture: str | None
+    fingerprint: str | None = Field(description="sha256 over the weight files (when ready).")
+    reason: str | None = Field(description="Why validation failed.")
+
+
+class ScheduleRanData(BaseModel):
+    schedule_id: uuid.UUID
+    slot_at: datetime
+    batch_id: uuid.UUID | None
+    requests: int | None = Field(description="Requests the slot's batch created.")
+    error: str | None
+
+
+class _Event(BaseModel):
+    timestamp: datetime = Field(description="When the event happened.")
+
+
+def _event(name: str, event_type: str, data: type[BaseModel], doc: str) -> type[BaseModel]:
+    return create_model(name, __base__=_Event, __doc__=doc,
+                        type=(Literal[event_type], Field(description="The event type.")), data=(data, ...))
+
+
+# Every event type that is delivered, with its payload model and when it is sent (erasure.submitted is
+# accepted in subscriptions but not delivered: the hot path of submissions writes no outbox row for it).
+WEBHOOK_EVENTS: dict[str, tuple[type[BaseModel], str]] = {
+    t: (_event(n, t, d, w), w) for t, n, d, w in (
+        ("erasure.succeeded", "ErasureSucceededEvent", ErasureSucceededData,
+         "The erasure ran and passed verification; its certificate is issued."),
+        ("erasure.failed", "ErasureFailedEvent", ErasureFailedData,
+         "The erasure failed for good (after its attempts, or verification failed)."),
+        ("erasure.cancelled", "ErasureCancelledEvent", ErasureCancelledData,
+         "A running job stopped after a cancel."),
+        ("erasure.overdue", "ErasureOverdueEvent", ErasureOverdueData,
+         "`legal.due_at` passed and the request is not finished."),
+        ("model.validated", "ModelValidatedEvent", ModelValidatedData, "A model's validation job finished."),
+        ("schedule.ran", "ScheduleRanEvent", ScheduleRanData, "A schedule's slot ran (once per slot)."),
+    )
+}

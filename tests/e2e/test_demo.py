@@ -35,7 +35,7 @@ def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     assert target["attack_budget"] == 5 and 0.0 <= target["attack_success"] <= 1.0
     assert "soft-prompt budget 5" in out.stdout
     certificate = json.loads((run / "certificate.json").read_text())
-    assert certificate["signature"]["alg"] == "Ed25519"
+    assert certificate["signature"]["alg"] == "EdDSA" and certificate["signature"]["jws"].count(".") == 2
     proof = certificate["certificate"]["proof"]
     assert proof["judge"]["name"] == "model-classifier" and proof["concepts"][0]["concept"] == "circle"
     assert proof["concepts"][0]["ua"] >= 0.9 and "Proof: judge model-classifier" in out.stdout

@@ -274,8 +274,12 @@ def test_every_bash_command_in_the_docs_runs(docs_server: DocsServer) -> None:
     while not any(json.loads(b).get("type") == "erasure.succeeded" for _, b in docs_server.receiver.received):
         assert time.monotonic() < deadline, f"no erasure.succeeded delivery: {docs_server.receiver.received}"
         time.sleep(0.5)
+    from core.webhooks.schemas import WEBHOOK_EVENTS
+
     for headers, body in docs_server.receiver.received:
         assert verify(secret, headers, body), f"the documented verifier rejected a real delivery: {headers}"
+        event_type = json.loads(body)["type"]  # and it is what the OpenAPI `webhooks` section says
+        WEBHOOK_EVENTS[event_type][0].model_validate_json(body)
     headers, body = docs_server.receiver.received[0]
     assert not verify(secret, headers, body.replace(b'"data"', b'"Data"'))
     assert not verify("whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=", headers, body)

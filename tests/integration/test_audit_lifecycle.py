@@ -71,15 +71,32 @@ def test_lifecycle_chain_certificate_and_tamper(api: ApiEnv, tmp_path: Path) -> 
     job, outputs = _run_job(api, rid)
     assert job.state == JobState.succeeded and job.attempt == 1
 
+    def link_events() -> list[dict]:
+        return c.get(f"/v1/audit/events?action=artifact.link_issued&subject=erasure:{rid}",
+                     headers=submitter).json()["items"]
+
     got = c.get(f"/v1/erasures/{rid}", headers=submitter).json()
     assert got["status"] == "succeeded" and got["progress"] == 1.0 and got["attempts"] == 1
     assert got["certificate_available"] is True
-    assert {a["name"] for a in got["artifacts"]} == set(outputs)
-    for art in got["artifacts"]:  # signed links into this API (file:// store), sha256 checked on the way
+    assert {a["name"]: (a["size"], a["sha256"]) for a in got["artifacts"]} == {
+        n: (len(d), hashlib.sha256(d).hexdigest()) for n, d in outputs.items()}
+    assert all("url" not in a for a in got["artifacts"])  # polling issues no links...
+    for _ in range(3):
+        c.get(f"/v1/erasures/{rid}", headers=submitter)
+    assert link_events() == []  # ...and writes no audit event
+    links = c.post(f"/v1/erasures/{rid}/artifact-links", headers=submitter)
+    assert links.status_code == 200, links.text
+    body = links.json()
+    assert body["request_id"] == rid and body["attempt"] == 1 and body["expires_in_s"] > 0
+    assert {a["name"] for a in body["artifacts"]} == set(outputs)
+    for art in body["artifacts"]:  # signed links into this API (file:// store), sha256 checked on the way
         r = c.get(art["url"])
         assert r.status_code == 200 and r.content == outputs[art["name"]]
         assert hashlib.sha256(r.content).hexdigest() == art["sha256"] == r.headers["x-checksum-sha256"]
-    assert c.get(got["artifacts"][0]["url"] + "x").status_code == 403  # tampered link
+    assert c.get(body["artifacts"][0]["url"] + "x").status_code == 403  # tampered link
+    [event] = link_events()  # issuing is audited: who, which files, for how long
+    assert event["payload"]["names"] == sorted(outputs) and event["payload"]["attempt"] == 1
+    assert event["actor"] == got["submitted_by"] and event["payload"]["ttl_s"] == body["expires_in_s"]
 
     # The certificate: signed, covers the request and artifacts, points into the audit chain.
     doc = c.get(f"/v1/erasures/{rid}/certificate", headers=submitter).json()
@@ -208,7 +225,7 @@ def test_cancel_racing_the_worker_never_deadlocks(api: ApiEnv) -> None:  # noqa:
 
 
 def test_artifact_links_on_s3_are_presigned(pg_url: str, s3_endpoint: str) -> None:
-    """With an s3:// store the artifact URLs are S3 presigned GETs that return the stored bytes."""
+    """With an s3:// store the artifact links are S3 presigned GETs that return the stored bytes."""
     import httpx
 
     from tests.api_support import build_env
@@ -220,8 +237,8 @@ def test_artifact_links_on_s3_are_presigned(pg_url: str, s3_endpoint: str) -> No
         rid = env.client.post("/v1/erasures", json=erasure_body(env.ready_model()), headers=h).json()["id"]
         get_settings.cache_clear()
         _, outputs = _run_job(env, rid)
-        got = env.client.get(f"/v1/erasures/{rid}", headers=h).json()
-        assert got["status"] == "succeeded" and len(got["artifacts"]) == len(outputs)
+        got = env.client.post(f"/v1/erasures/{rid}/artifact-links", headers=h).json()
+        assert len(got["artifacts"]) == len(outputs)
         for art in got["artifacts"]:
             url = art["url"]
             assert url.startswith(s3_endpoint) and ("Signature=" in url or "X-Amz-Signature" in url), url

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from api.ratelimit import RateLimiter
 from core.certificates import signing
-from core.certificates.service import verify_document
+from core.certificates.service import sign_certificate, verify_document
 from core.config import Settings
 from core.erasure.schemas import DEFAULT_SURROGATES, ErasureCreate, ErasureParams
 from core.errors import ValidationFailed
@@ -178,7 +178,7 @@ def test_signing_and_offline_verification(tmp_path: Path) -> None:
     key = signing.private_key(settings)
     assert (tmp_path / "signing.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
     body = {"request": {"id": "r1"}, "metrics": {"ua": 0.97}}
-    doc = {"certificate": body, "signature": signing.sign(key, body)}
+    doc = sign_certificate(key, body)
     assert verify_document(doc, key.public_key()).ok
     forged = {"certificate": {**body, "metrics": {"ua": 0.10}}, "signature": doc["signature"]}
     assert not verify_document(forged, key.public_key()).ok

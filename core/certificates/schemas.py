@@ -1,0 +1,106 @@
+"""The certificate document as the API serves it (documentation and generated clients).
+
+Every object allows members beyond those listed: new certificate versions add fields, and a verifier must keep
+every member it received — the signature covers the whole `certificate` object, byte for byte after RFC 8785.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.erasure.schemas import ConceptOut, ErasureMetrics, ErasureParamsOut, LegalOut, VerificationCheck
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class CertifiedRequest(_Open):
+    id: str
+    method: str
+    concepts: list[ConceptOut]
+    retain: list[str] | None = None
+    params: ErasureParamsOut | None = None
+    legal: LegalOut | None = None
+    labels: list[str] | None = None
+    submitted_by: str
+    approved_by: str | None = None
+    submitted_at: str | None = Field(default=None, description="ISO 8601.")
+    finished_at: str | None = Field(default=None, description="ISO 8601.")
+
+
+class CertifiedModel(_Open):
+    id: str
+    name: str | None = None
+    source_uri: str | None = None
+    architecture: str | None = None
+    fingerprint_before: str | None = Field(default=None, description="sha256 over the weight files before.")
+
+
+class CertifiedJob(_Open):
+    id: str
+    attempt: int
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class CertifiedArtifact(_Open):
+    name: str
+    sha256: str
+    size: int
+
+
+class CertificateAudit(_Open):
+    seq: int = Field(description="The `certificate.issued` audit event.")
+    hash: str = Field(description="That event's chain hash.")
+
+
+class Certificate(_Open):
+    version: int = Field(description="2: JWS over RFC 8785 canonical JSON; 1: Ed25519 over sorted-key JSON.")
+    id: str
+    issuer: str
+    issued_at: str = Field(description="ISO 8601.")
+    tenant_id: str
+    request: CertifiedRequest
+    model: CertifiedModel
+    job: CertifiedJob
+    artifacts: list[CertifiedArtifact]
+    verification: dict[str, VerificationCheck] | None = None
+    metrics: ErasureMetrics | None = None
+    audit: CertificateAudit | None = None
+
+
+class CertificateSignature(_Open):
+    alg: str = Field(description="`EdDSA` (Ed25519, JWS); `Ed25519` for version-1 certificates.",
+                     examples=["EdDSA"])
+    key_id: str = Field(description="First 16 hex chars of sha256 over the raw public key.")
+    public_key: str = Field(description="The signer's raw 32-byte Ed25519 public key, base64.")
+    jws: str | None = Field(
+        default=None,
+        description="Compact JWS with a detached payload, `BASE64URL(header)..BASE64URL(signature)` (RFC 7515 "
+        "Appendix F). The payload is the RFC 8785 (JCS) canonical JSON of `certificate`: the signing input is "
+        "`BASE64URL(header) + '.' + BASE64URL(JCS(certificate))`.",
+    )
+    value: str | None = Field(default=None, description="Version 1 only: base64 Ed25519 signature.")
+
+
+class CertificateDocument(BaseModel):
+    certificate: Certificate
+    signature: CertificateSignature
+
+
+class PublicJwk(BaseModel):
+    kty: str = Field(examples=["OKP"])
+    crv: str = Field(examples=["Ed25519"])
+    x: str = Field(description="The raw public key, base64url.")
+    kid: str
+    alg: str = Field(examples=["EdDSA"])
+
+
+class PublicKeyOut(BaseModel):
+    alg: str = Field(examples=["EdDSA"], description="The JWS algorithm of certificate signatures.")
+    key_id: str = Field(description="First 16 hex chars of sha256 over the raw public key (the JWS `kid`).")
+    public_key: str = Field(description="Raw 32-byte public key, base64.")
+    public_key_pem: str = Field(description="SubjectPublicKeyInfo PEM (`lethe certificate verify --public-key`, "
+                                            "`openssl pkeyutl -verify -pubin -inkey`).")
+    jwk: PublicJwk = Field(description="The same key as a JWK (RFC 8037) for JOSE libraries.")
