@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
 from core.erasure.states import RequestStatus
+from core.evaluation.evidence_schema import JudgeEvidence
 
 ConceptKind = Literal["object", "style", "identity", "custom"]
 Method = Literal["spare", "esd"]
@@ -298,7 +299,7 @@ class ErasureMetrics(BaseModel):
         default=None, description="Each check by name; a request only succeeds when all passed and at least one "
         "is a judge's verdict on held-out images (`evidence: image`)."
     )
-    judge: dict[str, Any] | None = Field(
+    judge: JudgeEvidence | None = Field(
         default=None, description="The judge's held-out evidence: judge name and version, per erased concept the "
         "prompts, seeds, images, UA with its 95 % interval; retention groups; seconds.",
     )

@@ -1,6 +1,3 @@
-"""Evaluation: adherence, erasure metrics (UA/IRA/CRA), noise-space metrics, robustness probe, grids."""
-
-from core.evaluation.adherence import Adherence, prompt_adherence
-from core.evaluation.metrics import Metrics, TargetMetrics, concept_kind, evaluate
-
-__all__ = ["Adherence", "Metrics", "TargetMetrics", "concept_kind", "evaluate", "prompt_adherence"]
+"""Evaluation: judges, held-out evidence, adherence, erasure metrics (UA/IRA/CRA), noise-space metrics, the
+robustness probe, grids. Import the modules themselves: the package imports nothing, so its torch-free parts
+(`evidence_schema`, `vocabulary`) stay light for the API process."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from core.evaluation.evidence_schema import ConceptEvidence, JudgeEvidence, RetentionEvidence
 from core.evaluation.judges.base import Judge
 from core.evaluation.sampling import generate
 from core.evaluation.vocabulary import Vocabulary
@@ -36,51 +37,6 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
-
-
-class ConceptEvidence(BaseModel):
-    concept: str
-    kind: str
-    surrogate: str | None
-    prompts: list[str]
-    seeds: list[int]
-    images: int
-    labels: list[str]  # the candidates the judge chose from
-    recognized_base: int  # base images labelled as the concept
-    recognized_erased: int  # erased-model images labelled as the concept
-    ua: float
-    ua_interval: tuple[float, float]
-    base_ua: float
-
-
-class RetentionEvidence(BaseModel):
-    group: str  # "same-kind" (IRA-like) or "other-kind" (CRA-like)
-    kind: str
-    concepts: list[str]
-    prompts: list[str]
-    seeds: list[int]
-    images: int
-    correct_base: int
-    correct_erased: int
-    accuracy_base: float
-    accuracy_erased: float
-    accuracy_interval: tuple[float, float]
-    retention: float | None  # accuracy_erased / accuracy_base; None when the base itself scores 0
-    retention_interval: tuple[float, float] | None
-
-
-class JudgeEvidence(BaseModel):
-    judge: dict[str, str]
-    heldout: bool = True
-    excluded_training_prompts: int
-    concepts: list[ConceptEvidence]
-    retention: list[RetentionEvidence]
-    steps: int
-    guidance_scale: float
-    images: int
-    seconds: float  # drawing the held-out images and judging them
-    judge_seconds: float  # the judge's labelling alone
-    vocabulary: str
 
 
 def _spread(items: Sequence[str], n: int) -> list[str]:

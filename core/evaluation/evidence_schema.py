@@ -1,0 +1,50 @@
+"""The shape of a judge's held-out evidence (torch-free: the API types erasure metrics with it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class ConceptEvidence(BaseModel):
+    concept: str
+    kind: str
+    surrogate: str | None
+    prompts: list[str]
+    seeds: list[int]
+    images: int
+    labels: list[str]  # the candidates the judge chose from
+    recognized_base: int  # base images labelled as the concept
+    recognized_erased: int  # erased-model images labelled as the concept
+    ua: float
+    ua_interval: tuple[float, float]
+    base_ua: float
+
+
+class RetentionEvidence(BaseModel):
+    group: str  # "same-kind" (IRA-like) or "other-kind" (CRA-like)
+    kind: str
+    concepts: list[str]
+    prompts: list[str]
+    seeds: list[int]
+    images: int
+    correct_base: int
+    correct_erased: int
+    accuracy_base: float
+    accuracy_erased: float
+    accuracy_interval: tuple[float, float]
+    retention: float | None  # accuracy_erased / accuracy_base; None when the base itself scores 0
+    retention_interval: tuple[float, float] | None
+
+
+class JudgeEvidence(BaseModel):
+    judge: dict[str, str]
+    heldout: bool = True
+    excluded_training_prompts: int
+    concepts: list[ConceptEvidence]
+    retention: list[RetentionEvidence]
+    steps: int
+    guidance_scale: float
+    images: int
+    seconds: float  # drawing the held-out images and judging them
+    judge_seconds: float  # the judge's labelling alone
+    vocabulary: str
