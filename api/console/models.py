@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.console import forms
 from api.console.requests import FormDep
-from api.console.web import CSRF_FIELD, PREFIX, Console, ConsoleDep, check_csrf, render, see_other, status_for
+from api.console.web import CSRF_FIELD, PREFIX, Console, ConsoleDep, check_csrf, choice, render, see_other, status_for
 from api.deps import SessionDep
 from core.db import unit_of_work
 from core.errors import LetheError
@@ -31,11 +31,11 @@ def _page(request: Request, session: Any, who: Console, cursor: str | None, stat
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(
-    request: Request, session: SessionDep, who: ConsoleDep, status: ModelStatus | None = None,
+    request: Request, session: SessionDep, who: ConsoleDep, status: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> HTMLResponse:
     who.require(Scope.models_read)
-    return _page(request, session, who, cursor, status, {}, {})
+    return _page(request, session, who, cursor, choice(ModelStatus, "status", status), {}, {})
 
 
 @router.post("/models", response_model=None)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from api.console import forms
-from api.console.web import CSRF_FIELD, PREFIX, Console, ConsoleDep, check_csrf, render, see_other, status_for
+from api.console.web import CSRF_FIELD, PREFIX, Console, ConsoleDep, check_csrf, choice, render, see_other, status_for
 from api.deps import SessionDep
 from core.certificates import signing
 from core.certificates.service import verify_document
@@ -55,13 +55,14 @@ def _models(session: SessionDep, who: Console) -> list[Any]:
 @router.get("/", response_class=HTMLResponse)
 def inbox(
     request: Request, session: SessionDep, who: ConsoleDep,
-    status: RequestStatus | None = None,
+    status: Annotated[str | None, Query(max_length=32)] = None,
     model_id: Annotated[str | None, Query(max_length=40)] = None,
     label: Annotated[str | None, Query(max_length=64)] = None,
     external_reference: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> HTMLResponse:
     who.require(Scope.erasures_read)
+    wanted = choice(RequestStatus, "status", status)
     model_uuid = None
     if model_id:
         try:
@@ -69,12 +70,12 @@ def inbox(
         except ValueError:
             raise ValidationFailed("model_id is not a model id", field="model_id")
     rows, next_cursor = service.list_page(
-        session, who.principal, limit=DEFAULT_LIMIT, cursor=cursor, status=status, model_id=model_uuid,
+        session, who.principal, limit=DEFAULT_LIMIT, cursor=cursor, status=wanted, model_id=model_uuid,
         label=label or None, external_reference=external_reference or None,
     )
     jobs = repository.latest_jobs(session, [r.id for r in rows])
     models = _models(session, who)
-    filters = {"status": status.value if status else "", "model_id": model_id or "", "label": label or "",
+    filters = {"status": wanted.value if wanted else "", "model_id": model_id or "", "label": label or "",
                "external_reference": external_reference or ""}
     return render(request, "inbox.html", who, requests=[service.to_out(r, jobs.get(r.id)) for r in rows],
                   next_cursor=next_cursor, filters=filters, statuses=list(RequestStatus), models=models,

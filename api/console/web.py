@@ -9,10 +9,11 @@ bucket of the API's rate limiter, and gives the page the session's CSRF token fo
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -26,7 +27,7 @@ from api.ratelimit import retry_after_seconds
 from core import errors
 from core.console import service as console
 from core.db import unit_of_work
-from core.errors import Forbidden, RateLimited
+from core.errors import Forbidden, RateLimited, ValidationFailed
 from core.logging import get_logger
 from core.tenancy.schemas import Principal, Scope
 
@@ -121,6 +122,19 @@ def safe_next(path: str | None) -> str:
     if path and path.startswith(PREFIX + "/") and not path.startswith("//") and "\\" not in path:
         return path
     return PREFIX + "/"
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def choice(kind: type[E], name: str, value: str | None) -> E | None:
+    """An optional enum from a filter form (an empty choice means "any")."""
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValidationFailed(f"{name} must be one of {', '.join(str(m.value) for m in kind)}", field=name)
 
 
 def home_for(principal: Principal) -> str:

@@ -170,7 +170,8 @@ def test_takedown_inbox_search_approval_and_tenants(api: ApiEnv) -> None:  # noq
     # Inbox: search by external reference (substring, any case), label, status.
     for query, found in [("external_reference=ticket-47", True), ("external_reference=OTHER", False),
                          ("label=q4", True), ("label=nope", False), ("status=awaiting_approval", True),
-                         ("status=queued", False), (f"model_id={model_id}", True)]:
+                         ("status=queued", False), (f"model_id={model_id}", True),
+                         ("status=&model_id=&label=&external_reference=", True)]:
         page = submitter.get(f"/console/?{query}")
         assert page.status_code == 200 and (str(rid) in page.text) is found, query
     # Four eyes: the submitter has no approve button and cannot approve by posting.
