@@ -274,3 +274,26 @@ def test_bad_paths_are_html_errors_not_500(api: ApiEnv, path: str) -> None:  # n
     sign_in(c, api.key("acme", "admin"))
     r = c.get(path)
     assert r.status_code in (404, 422) and r.headers["content-type"].startswith("text/html")
+
+
+def test_cli_lists_and_revokes_sessions(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from typer.testing import CliRunner
+
+    from core.cli.app import app
+    from core.config import get_settings
+
+    monkeypatch.setenv("LETHE_DATABASE_URL", api.settings.database_url)
+    get_settings.cache_clear()
+    key = api.key("acme", "admin", name="Ada Officer")
+    first, second = _client(api), _client(api)
+    sign_in(first, key)
+    sign_in(second, key)
+    listed = CliRunner().invoke(app, ["console", "sessions"])
+    assert listed.exit_code == 0 and listed.output.count("Ada Officer") == 2 and key not in listed.output
+    session_id = listed.output.split()[0]
+    assert CliRunner().invoke(app, ["console", "revoke", session_id]).exit_code == 0
+    assert CliRunner().invoke(app, ["console", "revoke", session_id]).exit_code == 1  # already ended
+    assert CliRunner().invoke(app, ["console", "revoke", "--key", key[:14]]).output.strip() == "revoked 1 session(s)"
+    for c in (first, second):
+        assert c.get("/console/", follow_redirects=False).status_code == 303
+    assert CliRunner().invoke(app, ["console", "revoke"]).exit_code == 1
