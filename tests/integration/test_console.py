@@ -297,3 +297,21 @@ def test_cli_lists_and_revokes_sessions(api: ApiEnv, monkeypatch: pytest.MonkeyP
     for c in (first, second):
         assert c.get("/console/", follow_redirects=False).status_code == 303
     assert CliRunner().invoke(app, ["console", "revoke"]).exit_code == 1
+
+
+def test_inbox_marks_overdue_requests_in_words(api: ApiEnv) -> None:  # noqa: F811
+    from tests.api_support import erasure_body
+
+    h = api.auth("acme", "admin")
+    model_id = api.ready_model("acme")
+    late = api.client.post("/v1/erasures", json=erasure_body(model_id), headers=h).json()["id"]
+    on_time = api.client.post("/v1/erasures", json=erasure_body(model_id), headers=h).json()["id"]
+    with unit_of_work(api.engine) as s:  # what the sweeper sets once due_at has passed
+        s.execute(update(ErasureRequest).where(ErasureRequest.id == uuid.UUID(late)).values(overdue=True))
+    c = _client(api)
+    sign_in(c, api.key("acme", "admin"))
+    page = c.get("/console/").text
+    rows = {rid: re.search(rf'<tr[^>]*>\s*<th scope="row"><a href="/console/requests/{rid}">.*?</tr>', page, re.S)
+            for rid in (late, on_time)}
+    assert rows[late] and 'class="overdue"' in rows[late].group(0) and "Overdue" in rows[late].group(0)
+    assert rows[on_time] and "overdue" not in rows[on_time].group(0).lower()
