@@ -42,6 +42,7 @@ def sign_in(c: TestClient, key: str) -> str:
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower() and "Path=/console" in cookie
     assert key not in cookie
+    assert ("secure" in cookie.lower()) == (c.base_url.scheme == "https")
     return csrf_of(c, r.headers["location"])
 
 
@@ -315,3 +316,9 @@ def test_inbox_marks_overdue_requests_in_words(api: ApiEnv) -> None:  # noqa: F8
             for rid in (late, on_time)}
     assert rows[late] and 'class="overdue"' in rows[late].group(0) and "Overdue" in rows[late].group(0)
     assert rows[on_time] and "overdue" not in rows[on_time].group(0).lower()
+
+
+def test_cookie_is_secure_over_tls(api: ApiEnv) -> None:  # noqa: F811
+    c = TestClient(api.client.app, base_url="https://testserver", raise_server_exceptions=False)
+    sign_in(c, api.key("acme", "admin"))  # asserts the Secure attribute
+    assert c.get("/console/audit").status_code == 200
