@@ -29,6 +29,7 @@ from core.console import service as console
 from core.db import unit_of_work
 from core.errors import Forbidden, RateLimited, ValidationFailed
 from core.logging import get_logger
+from core.tenancy import service as tenancy
 from core.tenancy.schemas import Principal, Scope
 
 PREFIX = "/console"
@@ -103,12 +104,17 @@ def check_csrf(request: Request, who: Console, presented: str | None) -> None:
         raise Forbidden("the form's CSRF token is missing or wrong; reload the page and submit it again")
 
 
+_NAMES_PEOPLE = frozenset({"approvals.html", "request.html", "audit.html"})
 _PAGES = {"inbox.html": "inbox", "new_request.html": "new", "approvals.html": "approvals", "models.html": "models",
           "audit.html": "audit"}
 
 
 def render(request: Request, template: str, who: Console | None, status_code: int = 200,
            **context: Any) -> HTMLResponse:
+    """A page; `actors` (audit actor id → key name) is looked up for pages that name people."""
+    if who is not None and template in _NAMES_PEOPLE:
+        with unit_of_work(request.app.state.engine) as session:
+            context["actors"] = tenancy.actor_names(session, who.principal.tenant_id)
     context.update(who=who, Scope=Scope, prefix=PREFIX, csrf_field=CSRF_FIELD, page=_PAGES.get(template))
     return templates.TemplateResponse(request, template, context, status_code=status_code)
 
