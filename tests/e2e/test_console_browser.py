@@ -196,16 +196,21 @@ def test_console_in_a_real_browser(browser: object, pg_url: str, data_dir: Path,
         # 6. The request page follows the job live (console.js polls the live fragment) until it succeeds.
         page.goto(request_url)
         deadline = time.monotonic() + ERASURE_TIMEOUT_S
-        saw_running = False
+        saw_running = saw_progress = False
         while time.monotonic() < deadline:
             try:
                 terminal = page.locator("[data-terminal]").get_attribute("data-terminal", timeout=5000)
                 status = page.locator("#status").inner_text(timeout=5000)
             except Exception:  # the page reloads itself when the job finishes
                 continue
-            if "running" in status and not saw_running:
-                saw_running = True
-                shots.take(page, "request-running")
+            if "running" in status:
+                try:
+                    progress = int(page.locator("#progress").get_attribute("value", timeout=5000) or 0)
+                except Exception:
+                    progress = 0
+                if not saw_running or (progress >= 20 and not saw_progress):
+                    shots.take(page, "request-running")
+                saw_running, saw_progress = True, saw_progress or progress >= 20
             if terminal == "true":
                 break
             time.sleep(1.0)
