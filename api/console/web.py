@@ -162,8 +162,11 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
     """Console errors as HTML pages (the API's are problem+json); an ended session goes to sign-in."""
     headers: dict[str, str] = {}
     if isinstance(exc, errors.Unauthorized):
+        # Back to the page after signing in (a form's POST cannot be replayed: back to the console's start).
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        if request.method == "GET" and request.headers.get("x-console-poll") is None:
+        if request.method != "GET":
+            target = PREFIX + "/"
+        if request.headers.get("x-console-poll") is None:
             response: Response = see_other(f"{PREFIX}/sign-in?next={quote(safe_next(target), safe='/')}")
         else:
             response = render(request, "error.html", None, 401, title="Signed out", detail=exc.detail)

@@ -98,6 +98,9 @@ def test_sign_in_pages_and_sign_out(api: ApiEnv) -> None:  # noqa: F811
         assert row.revoked_reason == "signed_out"
     c.cookies.set("lethe_console", "x" * 43, path="/console")
     assert c.get("/console/", follow_redirects=False).headers["location"].startswith("/console/sign-in")
+    # A form posted by an ended session goes to sign-in too (and changes nothing).
+    r = c.post("/console/audit/verify", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/sign-in?next=/console/"
     with unit_of_work(api.engine) as s:
         actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.action.like("console.%"))))
     assert actions == ["console.signed_in", "console.signed_out"]
