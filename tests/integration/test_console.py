@@ -325,3 +325,24 @@ def test_cookie_is_secure_over_tls(api: ApiEnv) -> None:  # noqa: F811
     c = TestClient(api.client.app, base_url="https://testserver", raise_server_exceptions=False)
     sign_in(c, api.key("acme", "admin"))  # asserts the Secure attribute
     assert c.get("/console/audit").status_code == 200
+
+
+def test_inbox_pages_with_a_cursor_and_keeps_filters(api: ApiEnv) -> None:  # noqa: F811
+    from tests.api_support import erasure_body
+
+    h = api.auth("acme", "admin")
+    model_id = api.ready_model("acme")
+    ids = [api.client.post("/v1/erasures", json=erasure_body(model_id, labels=["bulk"]), headers=h).json()["id"]
+           for _ in range(52)]
+    c = _client(api)
+    sign_in(c, api.key("acme", "admin"))
+    seen: list[str] = []
+    path: str | None = "/console/?label=bulk"
+    while path:
+        page = c.get(path)
+        assert page.status_code == 200
+        seen += re.findall(r'<th scope="row"><a href="/console/requests/([0-9a-f-]{36})"', page.text)
+        nxt = re.search(r'<a rel="next" href="([^"]+)"', page.text)
+        path = nxt.group(1).replace("&amp;", "&") if nxt else None
+        assert path is None or "label=bulk" in path
+    assert seen == ids[::-1]
