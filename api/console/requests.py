@@ -17,11 +17,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from api.console import forms
 from api.console.web import CSRF_FIELD, PREFIX, Console, ConsoleDep, check_csrf, choice, render, see_other, status_for
 from api.deps import SessionDep
+from api.routers.certificates import CertificateNotIssued
 from core.certificates import signing
 from core.certificates.service import verify_document
 from core.db import unit_of_work
 from core.erasure import repository, service
-from core.erasure.schemas import ErasureCreate
+from core.erasure.schemas import DecisionIn, ErasureCreate
 from core.erasure.states import TERMINAL, RequestStatus
 from core.errors import LetheError, ValidationFailed
 from core.pagination import DEFAULT_LIMIT
@@ -219,8 +220,6 @@ def request_certificate(request_id: uuid.UUID, session: SessionDep, who: Console
     who.require(Scope.erasures_read)
     found = service.get(session, who.principal, request_id)
     if found.certificate is None:
-        from api.routers.certificates import CertificateNotIssued
-
         raise CertificateNotIssued(f"erasure request {request_id} has no certificate (status {found.status.value})")
     body = json.dumps(found.certificate, indent=2, sort_keys=True)
     return Response(body, media_type="application/json",
@@ -259,8 +258,6 @@ def reject(
 ) -> RedirectResponse:
     check_csrf(request, who, csrf_token)
     who.require(Scope.erasures_approve)
-    from core.erasure.schemas import DecisionIn
-
     decision, errors = forms.validate(DecisionIn, {"reason": reason.strip()}, forms.DECISION_FIELDS)
     if decision is None:
         raise ValidationFailed("give a reason for the rejection: " + "; ".join(errors.get("reason", [])))
