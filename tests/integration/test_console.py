@@ -150,6 +150,18 @@ def test_new_takedown_validation_errors_sit_beside_their_fields(api: ApiEnv) -> 
     r = c.post("/console/requests/new", data=new_request_form(model_id, csrf),
                files={"example_image": ("x.png", b"not an image", "image/png")})
     assert r.status_code == 422 and 'id="example_image-error"' in r.text
+    # The service's refusals land beside the model field: another tenant's model (404), a pending one (409).
+    r = c.post("/console/requests/new", data=new_request_form(api.ready_model("globex"), csrf))
+    assert r.status_code == 404 and 'id="model_id-error"' in r.text
+    folder = api.model_root / "pending-model"
+    folder.mkdir()
+    c.post("/console/models", data={"csrf_token": csrf, "name": "pending-model", "source_uri": folder.as_uri()})
+    with unit_of_work(api.engine) as s:
+        from core.registry.models import RegisteredModel
+
+        pending = s.scalars(select(RegisteredModel.id).where(RegisteredModel.name == "pending-model")).one()
+    r = c.post("/console/requests/new", data=new_request_form(pending, csrf))
+    assert r.status_code == 409 and 'id="model_id-error"' in r.text and "pending" in r.text
     with unit_of_work(api.engine) as s:
         assert s.scalars(select(ErasureRequest)).first() is None
 
