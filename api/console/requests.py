@@ -6,6 +6,7 @@ services behind /v1/erasures — with the signed-in key's principal.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,8 @@ from core.db import unit_of_work
 from core.erasure import repository, service
 from core.erasure.schemas import DecisionIn, ErasureCreate
 from core.erasure.states import TERMINAL, RequestStatus
-from core.errors import LetheError, ValidationFailed
+from core.errors import IdempotencyKeyReused, LetheError, ValidationFailed
+from core.idempotency import service as idempotency
 from core.pagination import DEFAULT_LIMIT
 from core.registry import service as registry
 from core.registry.models import ModelStatus
@@ -86,6 +88,7 @@ def inbox(
 def _new_form(request: Request, session: Any, who: Console, values: dict[str, Any], errors: dict[str, list[str]],
               status_code: int = 200) -> HTMLResponse:
     ready = [m for m in _models(session, who) if m.status == ModelStatus.ready]
+    values = {**values, "form_id": values.get("form_id") or uuid.uuid4().hex}
     return render(request, "new_request.html", who, status_code, values=values, errors=errors, models=ready)
 
 
@@ -117,15 +120,37 @@ def new_request(request: Request, session: SessionDep, who: ConsoleDep, form: Fo
         return _new_form(request, session, who, values, errors, 422)
     try:
         with unit_of_work(request.app.state.engine) as tx:
+            # Each form carries a one-time id: a second submission of the same form (a double click, a reload
+            # of the POST) shows the request the first one filed, through the API's idempotency records.
+            once = _form_once(request, tx, who, forms.text(form, "form_id"), body, hashlib.sha256(data).hexdigest())
+            if isinstance(once, idempotency.Replay):
+                return see_other(str(once.body["location"]))
             if data:
                 upload = uploads.create(tx, settings, who.principal, data, image.filename)  # type: ignore[union-attr]
                 concept = body.concepts[0].model_copy(update={"example_images": [upload.id]})
                 body = body.model_copy(update={"concepts": [concept]})
             submitted = service.submit(tx, who.principal, body)
+            location = f"{PREFIX}/requests/{submitted.request['id']}"
+            if once is not None:
+                idempotency.finish(tx, once, 303, {"location": location}, {})
+    except IdempotencyKeyReused:
+        message = "this form was already used to file a request; open a new form to file another"
+        return _new_form(request, session, who, values, {forms.TOP: [message]}, 422)
     except LetheError as exc:
         field = "model_id" if exc.kind.startswith("model") or exc.detail.startswith("model") else forms.TOP
         return _new_form(request, session, who, values, {field: [exc.detail]}, status_for(exc))
-    return see_other(f"{PREFIX}/requests/{submitted.request['id']}")
+    return see_other(location)
+
+
+def _form_once(request: Request, session: Any, who: Console, form_id: str, body: ErasureCreate,
+               image_sha256: str) -> idempotency.Fresh | idempotency.Claimed | idempotency.Replay | None:
+    if not form_id:
+        return None
+    fp = idempotency.fingerprint("POST", request.url.path, {"body": body.model_dump(mode="json"),
+                                                             "image": image_sha256})
+    return idempotency.start(session, tenant_id=who.principal.tenant_id, key=f"console-form:{form_id[:64]}", fp=fp,
+                             method="POST", path=request.url.path,
+                             ttl_hours=request.app.state.settings.idempotency_ttl_hours)
 
 
 @router.get("/approvals", response_class=HTMLResponse)

@@ -178,6 +178,18 @@ def test_takedown_inbox_search_approval_and_tenants(api: ApiEnv) -> None:  # noq
     assert r.status_code == 303, r.text
     request_path = r.headers["location"]
     rid = uuid.UUID(request_path.rsplit("/", 1)[1])
+    # The same form sent again (a double click) files nothing new: it leads to the request the first one filed.
+    form_id = "f" * 32
+    first = submitter.post("/console/requests/new", data={**new_request_form(model_id, csrf), "form_id": form_id},
+                           follow_redirects=False)
+    again = submitter.post("/console/requests/new", data={**new_request_form(model_id, csrf), "form_id": form_id},
+                           follow_redirects=False)
+    assert first.status_code == again.status_code == 303 and first.headers["location"] == again.headers["location"]
+    edited = submitter.post("/console/requests/new", data={**new_request_form(model_id, csrf, target="square"),
+                                                           "form_id": form_id})
+    assert edited.status_code == 422 and "already used" in edited.text
+    with unit_of_work(api.engine) as s:
+        assert len(list(s.scalars(select(ErasureRequest.id)))) == 2
     with unit_of_work(api.engine) as s:
         row = s.get(ErasureRequest, rid)
         assert row is not None and row.status == RequestStatus.awaiting_approval
