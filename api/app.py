@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
 
+from api import console
 from api import openapi as openapi_doc
 from api.errors import HANDLED, handle_exception
 from api.metrics import Metrics
@@ -72,8 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state.engine)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
 
+    async def handle(request: Request, exc: Exception) -> Response:
+        # The console renders its errors as HTML pages; everything else gets problem+json.
+        if request.url.path.startswith(console.PREFIX + "/") or request.url.path == console.PREFIX:
+            return await console.handle_exception(request, exc)
+        return await handle_exception(request, exc)
+
     for exc_class in HANDLED:
-        app.add_exception_handler(exc_class, handle_exception)
+        app.add_exception_handler(exc_class, handle)
     app.add_middleware(
         ApiMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -82,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in _routers():
         app.include_router(router)
+    app.include_router(console.router)
+    app.mount(console.PREFIX + "/static", StaticFiles(directory=console.STATIC_DIR), name="console-static")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

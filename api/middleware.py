@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.console.web import SECURITY_HEADERS
 from api.errors import problem_response
 from api.metrics import Metrics
 from core.errors import PayloadTooLarge
@@ -24,6 +25,10 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 MULTIPART_PATHS = ("/v1/uploads",)
+# The web console: HTML forms (urlencoded, or multipart with an image), its own security headers.
+CONSOLE_PREFIX = "/console"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+CONSOLE_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -49,6 +54,7 @@ class ApiMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope["path"]
         method: str = scope["method"]
+        is_console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
         started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
 
@@ -58,6 +64,8 @@ class ApiMiddleware:
                 status_holder["started"] = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                if is_console:
+                    headers.extend(CONSOLE_HEADERS)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -67,7 +75,8 @@ class ApiMiddleware:
                 if early is not None:
                     await early(scope, receive, send_wrapper)
                 else:
-                    limit = self.max_upload_bytes if path.startswith(MULTIPART_PATHS) else self.max_body_bytes
+                    limit = (self.max_upload_bytes if path.startswith(MULTIPART_PATHS) or is_console
+                             else self.max_body_bytes)
                     await self.app(scope, _limited(receive, limit), send_wrapper)
             except Exception:
                 log.exception("unhandled error", path=path, method=method)
@@ -87,8 +96,9 @@ class ApiMiddleware:
         if method not in _BODY_METHODS:
             return None
         is_upload = path.startswith(MULTIPART_PATHS)
+        is_console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
         length_header = _header(scope, b"content-length")
-        limit = self.max_upload_bytes if is_upload else self.max_body_bytes
+        limit = self.max_upload_bytes if is_upload or is_console else self.max_body_bytes
         if length_header is not None and length_header.isdigit() and int(length_header) > limit:
             return problem_response(
                 path, 413, "payload-too-large", "Payload too large",
@@ -101,6 +111,9 @@ class ApiMiddleware:
         if is_upload:
             ok = content_type == "multipart/form-data"
             expected = "multipart/form-data"
+        elif is_console:
+            ok = content_type in FORM_TYPES
+            expected = " or ".join(FORM_TYPES)
         else:
             ok = content_type == "application/json" or (content_type.startswith("application/")
                                                          and content_type.endswith("+json"))

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     artifact_url_ttl_s: int = Field(
         default=3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned artifact download URLs (s)."
     )
+    console_idle_timeout_minutes: int = Field(
+        default=30, ge=1, le=24 * 60,
+        description="A web console session ends after this many minutes without a request (sign in again).",
+    )
     log_json: bool = Field(default=False, description="Emit JSON log lines (production) instead of console.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     # --- Object store and workers (issue 3) ---

@@ -5,6 +5,7 @@ Add one import line per new domain.
 
 import core.audit.models
 import core.batches.models
+import core.console.models
 import core.erasure.models
 import core.idempotency.models
 import core.outbox.models

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Depends, Query
 
 from api.deps import SessionDep, require
 from api.errors import COMMON_ERRORS, problems
-from core.audit import repository, service
+from core.audit import service
 from core.audit.schemas import AuditEventOut, ChainReportOut
-from core.errors import ValidationFailed
-from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.tenancy.schemas import Principal, Scope
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problems(*COMMON_ERRORS))
@@ -31,21 +30,10 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page[AuditEventOut]:
-    after_seq = None
-    if cursor:
-        value = decode_cursor(cursor).get("s")
-        if not isinstance(value, int) or value < 0:
-            raise ValidationFailed("the cursor is not one this API issued", field="cursor")
-        after_seq = value
-    stmt = repository.query_events(
-        tenant_id=principal.tenant_id, subject=subject, action=action, since=since, until=until,
-        after_seq=after_seq, limit=limit + 1,
+    rows, next_cursor = service.list_page(
+        session, principal.tenant_id, subject=subject, action=action, since=since, until=until, limit=limit,
+        cursor=cursor,
     )
-    rows = list(session.scalars(stmt))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor({"s": rows[-1].seq})
     return Page[AuditEventOut](items=[AuditEventOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 

@@ -78,12 +78,16 @@ def list_erasures(
     model_id: uuid.UUID | None = None,
     label: Annotated[str | None, Query(max_length=64)] = None,
     due_before: datetime | None = None,
+    external_reference: Annotated[
+        str | None, Query(max_length=200, description="Requests whose legal.external_reference contains this "
+                          "text (case-insensitive).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page[ErasureOut]:
     rows, next_cursor = service.list_page(
         session, principal, limit=limit, cursor=cursor, status=status, model_id=model_id, label=label,
-        due_before=due_before,
+        due_before=due_before, external_reference=external_reference,
     )
     jobs = repository.latest_jobs(session, [r.id for r in rows])
     return Page[ErasureOut](items=[service.to_out(r, jobs.get(r.id)) for r in rows], next_cursor=next_cursor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event as sa_event
@@ -12,6 +13,9 @@ from sqlalchemy.orm import Session
 
 from core.audit import repository
 from core.audit.chain import GENESIS_HASH, canonical_json, event_hash, record_json_around_seq
+from core.audit.models import AuditEvent
+from core.errors import ValidationFailed
+from core.pagination import decode_cursor, encode_cursor
 from core.timeutil import utcnow
 
 
@@ -116,6 +120,35 @@ def _append(
         "payload": clean, "prev_hash": prev, "hash": digest,
     })
     return Appended(seq, digest)
+
+
+def list_page(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    subject: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[AuditEvent], str | None]:
+    """A tenant's events, oldest first, after `cursor` (a seq); the next cursor when more follow."""
+    after_seq = None
+    if cursor:
+        value = decode_cursor(cursor).get("s")
+        if not isinstance(value, int) or value < 0:
+            raise ValidationFailed("the cursor is not one this API issued", field="cursor")
+        after_seq = value
+    stmt = repository.query_events(
+        tenant_id=tenant_id, subject=subject, action=action, since=since, until=until, after_seq=after_seq,
+        limit=limit + 1,
+    )
+    rows = list(session.scalars(stmt))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor({"s": rows[-1].seq})
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from core.cli import (
     audit_cmd,
     certificate_cmd,
     config_cmd,
+    console_cmd,
     db_cmd,
     demo_cmd,
     erase_cmd,
@@ -30,6 +31,7 @@ app.command("version", help="Print Lethe's version and the versions of the libra
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(console_cmd.app, name="console")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(certificate_cmd.app, name="certificate")
 app.add_typer(testbed_cmd.app, name="testbed")

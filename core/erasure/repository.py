@@ -95,6 +95,7 @@ def list_requests(
     model_id: uuid.UUID | None = None,
     label: str | None = None,
     due_before: datetime | None = None,
+    external_reference: str | None = None,
     after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[ErasureRequest]:
     """Newest first, keyset-paginated on (created_at, id): stable while new requests arrive."""
@@ -112,14 +113,21 @@ def list_requests(
                                                           ErasureRequest.id < rid))
         )
     stmt = stmt.order_by(ErasureRequest.created_at.desc(), ErasureRequest.id.desc())
-    if label is None:
+    if label is None and external_reference is None:
         return list(session.scalars(stmt.limit(limit)))
-    # Labels are a JSON list; filtering in Python keeps one query path for SQLite and Postgres.
+
+    # Labels and the legal block are JSON; filtering in Python keeps one query path for SQLite and Postgres.
+    def wanted(r: ErasureRequest) -> bool:
+        if label is not None and label not in (r.labels or []):
+            return False
+        reference = (r.legal or {}).get("external_reference") or ""
+        return external_reference is None or external_reference.casefold() in str(reference).casefold()
+
     out: list[ErasureRequest] = []
     chunk = max(limit * 4, 100)
     while len(out) < limit:
         rows = list(session.scalars(stmt.limit(chunk)))
-        out.extend(r for r in rows if label in (r.labels or []))
+        out.extend(r for r in rows if wanted(r))
         if len(rows) < chunk:
             break
         last = rows[-1]

@@ -180,10 +180,11 @@ def list_page(
     model_id: uuid.UUID | None = None,
     label: str | None = None,
     due_before: datetime | None = None,
+    external_reference: str | None = None,
 ) -> tuple[list[ErasureRequest], str | None]:
     rows = repository.list_requests(
         session, principal.tenant_id, limit=limit + 1, status=status, model_id=model_id, label=label,
-        due_before=due_before, after=parse_keyset(cursor),
+        due_before=due_before, external_reference=external_reference or None, after=parse_keyset(cursor),
     )
     if len(rows) <= limit:
         return rows, None
@@ -284,6 +285,17 @@ def issue_artifact_links(
                  tenant_id=request.tenant_id, payload={"job_id": str(job.id), "attempt": job.attempt,
                                                        "names": [r.name for r in rows], "ttl_s": ttl})
     return ArtifactLinks(request_id=request.id, attempt=job.attempt, expires_in_s=ttl, artifacts=links)
+
+
+def succeeded_artifact(session: Session, principal: Principal, request_id: uuid.UUID, name: str) -> Artifact:
+    """One artifact of a request's succeeded attempt (what `artifacts` lists), by name."""
+    request = get(session, principal, request_id)
+    job = repository.latest_jobs(session, [request.id]).get(request.id)
+    if job is not None and job.state == JobState.succeeded and request.status == RequestStatus.succeeded:
+        for row in repository.artifacts_of_attempt(session, job.id, job.attempt):
+            if row.name == name:
+                return row
+    raise NotFound(f"erasure request {request_id} has no artifact {name!r}")
 
 
 def to_out(request: ErasureRequest, job: Job | None, artifacts: list[ArtifactOut] | None = None) -> ErasureOut:

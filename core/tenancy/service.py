@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import uuid
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -111,3 +112,8 @@ def authenticate(session: Session, settings: Settings, presented: str) -> Princi
         scopes=frozenset(found.scopes or []),
         require_approval=found.require_approval,
     )
+
+
+def actor_names(session: Session, tenant_id: uuid.UUID) -> dict[str, str]:
+    """Audit actor ids of a tenant's keys (`key:<id>`) → the names given to those keys (for display)."""
+    return {f"key:{k.id}": k.name for k in repository.keys_of_tenant(session, tenant_id) if k.name}

@@ -107,7 +107,8 @@ def test_list_filters_and_cursor_stable_under_inserts(api: ApiEnv) -> None:  # n
     ids = []
     for i in range(5):
         body = erasure_body(m1 if i % 2 == 0 else m2, labels=["even" if i % 2 == 0 else "odd"],
-                            legal={"regime": "dmca", "basis": "notice", "due_at": f"2026-12-0{i + 1}T00:00:00Z"})
+                            legal={"regime": "dmca", "basis": "notice", "due_at": f"2026-12-0{i + 1}T00:00:00Z",
+                                   "external_reference": f"DMCA-{i}{'-urgent' if i == 3 else ''}"})
         ids.append(c.post("/v1/erasures", json=body, headers=h).json()["id"])
     page = c.get("/v1/erasures?limit=2", headers=h).json()
     assert [x["id"] for x in page["items"]] == ids[::-1][:2]
@@ -124,6 +125,11 @@ def test_list_filters_and_cursor_stable_under_inserts(api: ApiEnv) -> None:  # n
     assert {x["id"] for x in c.get("/v1/erasures?label=odd", headers=h).json()["items"]} == {ids[1], ids[3]}
     due = c.get("/v1/erasures?due_before=2026-12-03T00:00:00Z", headers=h).json()["items"]
     assert {x["id"] for x in due} == {ids[0], ids[1]}
+    found = c.get("/v1/erasures?external_reference=dmca-3", headers=h).json()["items"]
+    assert [x["id"] for x in found] == [ids[3]]
+    found = c.get("/v1/erasures?external_reference=URGENT&label=odd", headers=h).json()["items"]
+    assert [x["id"] for x in found] == [ids[3]]
+    assert c.get("/v1/erasures?external_reference=URGENT&label=even", headers=h).json()["items"] == []
     c.post(f"/v1/erasures/{ids[0]}/cancel", headers=h)
     assert [x["id"] for x in c.get("/v1/erasures?status=cancelled", headers=h).json()["items"]] == [ids[0]]
     assert c.get("/v1/erasures?status=bogus", headers=h).status_code == 422
