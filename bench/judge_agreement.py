@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -46,7 +47,7 @@ RUNS: list[tuple[str, str, dict[str, Any], str]] = [
     ("triangle", "star", {"steps": 3}, "failed"),
     ("heart", "circle", {"steps": 5}, "failed"),
     ("striped", "solid", {"steps": 3}, "failed"),
-    ("triangle", "dotted", {}, "failed: surrogate of the wrong kind"),
+    ("triangle", "dotted", {}, "failed? surrogate of the wrong kind"),
     ("star", "cross", {"lr": 1e-5}, "failed: learning rate too small"),
 ]
 
@@ -130,16 +131,22 @@ def one_run(pipe: Any, testbed: Path, vocab: Any, judges: dict[str, Any], run: t
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Agreement with the reference judge. A run counts as failed when the reference judge fails it (what the
+    run was meant to be is in `intent`; a meant-to-fail run that the reference passes is reported, not hidden)."""
     gaps = [r["ua_gap"] for r in rows]
-    failed = [r for r in rows if r["intent"].startswith("failed")]
+    failed = [r for r in rows if not r["model-classifier"]["passes"]]
     return {
         "runs": len(rows),
         "max_ua_gap": max(gaps) if gaps else None,
         "mean_ua_gap": round(float(np.mean(gaps)), 4) if gaps else None,
         "runs_within_gap": sum(g <= MAX_UA_GAP for g in gaps),
         "verdict_agreement": sum(r["verdicts_agree"] for r in rows),
-        "failed_runs_failed_by_diffusion_classifier": sum(not r["diffusion-classifier"]["passes"] for r in failed),
-        "failed_runs": len(failed),
+        "failed_by_reference": len(failed),
+        "failed_by_reference_also_failed_by_diffusion_classifier": sum(
+            not r["diffusion-classifier"]["passes"] for r in failed),
+        "meant_to_fail_but_passed_by_reference": [
+            f"{r['target']} -> {r['surrogate']} {json.dumps(r['params'])}" for r in rows
+            if r["intent"].startswith("failed") and r["model-classifier"]["passes"]],
         "max_share_of_erasure": {
             name: max(r[name]["share_of_erasure"] for r in rows)
             for name in ("model-classifier", "diffusion-classifier")
@@ -207,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default="100,200,300,400,500,600,700,800",
                     help="Timesteps for the single-timestep accuracy sweep ('' skips it).")
     ap.add_argument("--out", type=Path, default=RESULTS / "judge_agreement.json")
+    ap.add_argument("--resume", action="store_true", help="Keep the rows already in --out and run the rest.")
     args = ap.parse_args(argv)
 
     from core.config import Settings
@@ -228,23 +236,34 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = Thresholds.for_request(Settings())
     result: dict[str, Any] = {
         "testbed": str(testbed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "threads": args.threads, "forget_images": args.forget_images, "retain_images": args.retain_images,
+        "threads": args.threads, "load_average_at_start": os.getloadavg(), "forget_images": args.forget_images, "retain_images": args.retain_images,
         "thresholds": vars(thresholds), "judges": {n: j.describe() for n, j in judges.items()},
         "diffusion_classifier_config": asdict(judges["diffusion-classifier"].config),
         "max_ua_gap": MAX_UA_GAP,
     }
-    sweep = [int(t) for t in args.sweep.split(",") if t.strip()]
+    done: list[dict[str, Any]] = []
+    if args.resume and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        done = previous.get("rows", [])
+        result["timestep_sweep"] = previous.get("timestep_sweep")
+        result["started_at"] = previous.get("started_at")
+    sweep = [int(t) for t in args.sweep.split(",") if t.strip()] if not done else []
     if sweep:
         print("diffusion classifier accuracy on base images, one timestep at a time:", flush=True)
         result["timestep_sweep"] = timestep_sweep(pipe, vocab, sweep)
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = list(done)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for i, run in enumerate(RUNS[: args.runs]):
+        if i < len(done):
+            continue
         print(f"[{i + 1}/{args.runs}] {run[0]} -> {run[1]} {run[2]} ({run[3]})", flush=True)
         rows.append(one_run(pipe, testbed, vocab, judges, run, args, thresholds))
         result["rows"] = rows
         result["summary"] = summarize(rows)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+    result["rows"] = rows
+    result["summary"] = summarize(rows)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
     print(json.dumps(result["summary"], indent=2))
     chart(rows, args.out.with_suffix(".png"))

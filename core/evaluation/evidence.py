@@ -86,7 +86,11 @@ def draw_heldout(
     erased_names = {c for c, _, _ in targets}
     vocab = vocabulary
     for concept, kind, surrogate in targets:
-        vocab = vocab.with_concepts(kind, [concept] + ([surrogate] if surrogate else []))
+        # A declared vocabulary is the judge's label space (a model's classifier knows only those): a free-text
+        # surrogate joins the candidates only where the model declares nothing.
+        declared = vocabulary.source != "default" and kind in vocabulary.concepts
+        known = surrogate and (not declared or surrogate in vocabulary.concepts[kind])
+        vocab = vocab.with_concepts(kind, [concept] + ([surrogate] if known else []))
     excluded = 0
 
     def heldout(kind: str, concept: str) -> list[str]:
