@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = Thresholds.for_request(Settings())
     result: dict[str, Any] = {
         "testbed": str(testbed), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "threads": args.threads, "load_average_at_start": os.getloadavg(), "forget_images": args.forget_images, "retain_images": args.retain_images,
+        "threads": args.threads, "load_average_at_start": os.getloadavg(),
+        "forget_images": args.forget_images, "retain_images": args.retain_images,
         "thresholds": vars(thresholds), "judges": {n: j.describe() for n, j in judges.items()},
         "diffusion_classifier_config": asdict(judges["diffusion-classifier"].config),
         "max_ua_gap": MAX_UA_GAP,
