@@ -42,10 +42,11 @@ def erase(
     eval_seeds: int = typer.Option(4, "--eval-seeds", min=1, max=64, help="Testbed only: seeds per evaluated cell."),
     attacks: bool = typer.Option(False, "--attacks/--no-attacks", help="Testbed only: also run the attack probe."),
 ) -> None:
-    """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
+    """Erase concepts and write adapter/, fused/, README.md, report.json and grid.png to --out."""
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
     from core.spare import erase as run_erase
-    from core.spare.loading import detect_architecture, load_pipeline, pipeline_dir
+    from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir
+    from core.spare.outputs import Provenance
     from core.spare.testbed_eval import fit_to_testbed, testbed_evaluator
 
     if method not in ("spare", "esd"):
@@ -131,7 +132,9 @@ def erase(
             bars.update(tasks[stage], completed=fraction)
 
         try:
-            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator)
+            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator,
+                               provenance=Provenance(base_fingerprint=fingerprint(model_dir),
+                                                     base_source=str(model.resolve())))
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")

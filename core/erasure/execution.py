@@ -256,9 +256,14 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     log.info("model loaded" if cache.loads > loads_before else "model cache hit", model=cache_key[:16])
     keeper.progress("prepare", 1.0)
     keeper.check()
+    from core.spare.outputs import Provenance
+
+    provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
+                            base_fingerprint=data.fingerprint, base_source=data.source_uri)
     try:
         result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
-                          should_stop=keeper.should_stop, evaluator=_evaluator_for(model_dir, data))
+                          should_stop=keeper.should_stop, evaluator=_evaluator_for(model_dir, data),
+                          provenance=provenance, verifier=lambda metrics: verify(metrics, settings).checks)
     except (ErasureCancelled, ErasureInputError):
         raise
     except BaseException:
