@@ -1,14 +1,17 @@
 """Prometheus metrics: HTTP requests and latencies (recorded by the middleware), jobs by state and queue
 depth (read from the database at scrape time, so every API process reports the same truth).
 
-Each app gets its own CollectorRegistry (tests build many apps in one process).
+Each app gets its own CollectorRegistry (tests build many apps in one process). Under several uvicorn worker
+processes (`lethe serve --workers N` sets PROMETHEUS_MULTIPROC_DIR, prometheus_client's own variable) every
+process writes its counters to files in that folder and a scrape of any process sums them all.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
@@ -62,11 +65,18 @@ class Metrics:
             "lethe_http_request_duration_seconds", "HTTP request latency by method and route template.",
             ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
-        self.registry.register(_QueueCollector(engine))
+        self.queue = _QueueCollector(engine)
+        self.registry.register(self.queue)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        # Every process's HTTP counters from the shared folder, plus the job gauges read now.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self.queue)
+        return generate_latest(registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import core.models  # noqa: F401  (all tables: foreign keys across domains resol
 from core.config import Settings, get_settings
 from core.db import unit_of_work
 from core.erasure import jobs
+from core.erasure.job_metrics import record_attempt
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
 from core.erasure.states import JobKind, JobState
@@ -88,6 +90,15 @@ def execute(job_id: uuid.UUID | str, *, worker_id: str, settings: Settings | Non
 
 def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None = None,
                shutdown: threading.Event | None = None) -> str:
+    """Run a leased attempt; its outcome and duration go to the job metrics."""
+    started = time.monotonic()
+    outcome = _run_leased(held, settings, erase_fn=erase_fn, shutdown=shutdown)
+    record_attempt(held.kind.value, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None,
+                shutdown: threading.Event | None) -> str:
     store = get_store(settings)
     keeper = LeaseKeeper(held, settings, shutdown).start()
     work = settings.data_dir / "work" / f"{held.job_id}-attempt-{held.attempt}"
