@@ -11,6 +11,8 @@ import time
 
 from prometheus_client import Counter, Histogram
 
+from core.erasure.states import JobKind
+
 JOB_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800)
 STAGE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -28,6 +30,8 @@ LEASE_LOSSES = Counter(
     "lethe_worker_lease_losses", "Attempts that lost their job's lease to another attempt (results discarded).",
     ["kind"],
 )
+for _kind in JobKind:  # 0 rather than absent: alert rules and rates see the series from the start
+    LEASE_LOSSES.labels(_kind.value)
 
 
 class StageClock:
