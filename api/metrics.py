@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from core.db import session_factory
 from core.erasure import repository as erasure_repo
 from core.logging import get_logger
+from core.timeutil import utcnow
 
 log = get_logger(__name__)
 
@@ -33,10 +34,14 @@ class _QueueCollector(Collector):
         jobs = GaugeMetricFamily("lethe_jobs", "Jobs by kind and state.", labels=["kind", "state"])
         depth = GaugeMetricFamily("lethe_queue_depth", "Jobs waiting to run (state queued).", labels=["kind"])
         outbox = GaugeMetricFamily("lethe_outbox_pending", "Outbox messages not yet published.")
+        overdue = GaugeMetricFamily("lethe_requests_overdue", "Open erasure requests past their due date.")
+        expired = GaugeMetricFamily(
+            "lethe_leases_expired", "Running jobs whose lease ran out and that no sweeper has requeued yet."
+        )
         up = GaugeMetricFamily("lethe_metrics_database_up", "1 when the scrape could read the database.")
         try:
             with session_factory(self.engine)() as session:
-                stats = erasure_repo.queue_stats(session)
+                stats = erasure_repo.queue_stats(session, utcnow())
         except Exception as exc:  # a scrape must not fail because the database is down
             log.warning("metrics: database unavailable", error=type(exc).__name__)
             up.add_metric([], 0)
@@ -47,8 +52,10 @@ class _QueueCollector(Collector):
         for kind, count in sorted(stats.queued_by_kind.items()):
             depth.add_metric([kind], count)
         outbox.add_metric([], stats.outbox_pending)
+        overdue.add_metric([], stats.overdue_requests)
+        expired.add_metric([], stats.expired_leases)
         up.add_metric([], 1)
-        yield from (jobs, depth, outbox, up)
+        yield from (jobs, depth, outbox, overdue, expired, up)
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []

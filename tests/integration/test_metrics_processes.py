@@ -52,3 +52,36 @@ def test_two_uvicorn_workers_report_the_same_aggregated_counters(
             time.sleep(0.05)
         assert counts == {sent}, counts
         assert procs.procs[0].poll() is None
+
+
+def test_overdue_requests_and_expired_leases_are_gauges_read_at_scrape_time(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from api.metrics import Metrics
+    from core.db import get_engine, unit_of_work
+    from core.erasure.models import Job
+    from core.erasure.states import JobState
+    from core.timeutil import utcnow
+    from tests.integration.worker_support import seed_model, seed_request, seed_tenant
+
+    use_database(monkeypatch, pg_url)
+    metrics = Metrics(get_engine())
+
+    def gauges() -> tuple[str, str]:
+        text = metrics.render().decode()
+        pick = [re.search(rf"^{name} (\S+)$", text, re.MULTILINE) for name in
+                ("lethe_requests_overdue", "lethe_leases_expired")]
+        return tuple(m.group(1) if m else "absent" for m in pick)  # type: ignore[return-value]
+
+    assert gauges() == ("0.0", "0.0")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tmp_path)
+    seed_request(tenant, model, due_at=utcnow() + timedelta(days=1))
+    _, late_job = seed_request(tenant, model, due_at=utcnow() - timedelta(minutes=5))
+    assert gauges() == ("1.0", "0.0")
+    with unit_of_work() as s:
+        job = s.get(Job, late_job)
+        job.state, job.lease_expires_at = JobState.running, utcnow() - timedelta(seconds=1)
+    assert gauges() == ("1.0", "1.0")
