@@ -62,7 +62,8 @@ class _QueueCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, job_metrics: bool = False) -> None:
+        """`job_metrics`: also export the job-attempt metrics of this process (embedded mode runs jobs here)."""
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "lethe_http_requests", "HTTP requests by method, route template and status.",
@@ -74,6 +75,11 @@ class Metrics:
         )
         self.queue = _QueueCollector(engine)
         self.registry.register(self.queue)
+        if job_metrics:
+            from core.erasure import job_metrics as jm
+
+            for metric in (jm.JOBS, jm.JOB_SECONDS, jm.STAGE_SECONDS, jm.LEASE_LOSSES):
+                self.registry.register(metric)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

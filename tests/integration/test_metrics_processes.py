@@ -85,3 +85,23 @@ def test_overdue_requests_and_expired_leases_are_gauges_read_at_scrape_time(
         job = s.get(Job, late_job)
         job.state, job.lease_expires_at = JobState.running, utcnow() - timedelta(seconds=1)
     assert gauges() == ("1.0", "1.0")
+
+
+def test_embedded_mode_exports_the_in_process_workers_job_metrics(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                                    redis_url: str) -> None:
+    """Without a broker `lethe serve` runs jobs itself: its /metrics carries the job metrics too."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from core.config import get_settings
+    from core.erasure.job_metrics import record_attempt
+
+    use_database(monkeypatch, pg_url)
+    kind = f"k{uuid.uuid4().hex[:6]}"
+    record_attempt(kind, "succeeded", 2.0)
+    embedded = TestClient(create_app(get_settings())).get("/metrics").text
+    assert f'lethe_worker_jobs_total{{kind="{kind}",outcome="succeeded"}} 1.0' in embedded
+    brokered = TestClient(create_app(get_settings().model_copy(update={"broker_url": redis_url}))).get("/metrics")
+    assert "lethe_worker_jobs_total" not in brokered.text, "an API with workers elsewhere has no job metrics"
