@@ -20,7 +20,7 @@ from typing import Any
 import pydantic
 
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
-from core.config import Settings, get_settings
+from core.config import Settings, get_settings, redact_url
 from core.db import unit_of_work
 from core.erasure import jobs
 from core.erasure.job_metrics import record_attempt
@@ -270,7 +270,7 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     from core.spare.outputs import Provenance
 
     provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
-                            base_fingerprint=data.fingerprint, base_source=data.source_uri)
+                            base_fingerprint=data.fingerprint, base_source=redact_url(data.source_uri))
     try:
         result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
                           should_stop=keeper.should_stop, evaluator=_evaluator_for(model_dir, data),

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+from safetensors import safe_open
 
 from core.config import get_settings
 from core.erasure.states import JobState, RequestStatus
@@ -176,8 +177,16 @@ def test_every_compose_service_starts_from_its_command_line_and_passes_its_healt
         assert len(seen) >= 2, "the heartbeat file was not touched while the job ran"
         wait_for(lambda: job_row(job_id).state == JobState.succeeded, 120, "the job to succeed")
         assert request_row(request_id).status == RequestStatus.succeeded
-        names = {a.name for a in artifacts(job_id)}
-        assert {"README.md", "adapter/lora_kohya.safetensors", "fused/model_index.json"} <= names
+        rows = {a.name: a for a in artifacts(job_id)}
+        assert {"README.md", "adapter/lora_kohya.safetensors", "fused/model_index.json"} <= set(rows)
+        # The job's provenance reaches the kohya metadata and the model card, with the checks that passed.
+        kohya = tmp_path / "kohya.safetensors"
+        kohya.write_bytes(store.get(rows["adapter/lora_kohya.safetensors"].key))
+        with safe_open(str(kohya), "pt") as fh:
+            meta = fh.metadata()
+        assert meta["lethe.request_id"] == str(request_id) and meta["lethe.base_fingerprint"] == "fp-compose"
+        card = store.get(rows["README.md"].key).decode()
+        assert str(request_id) in card and "fp-compose" in card and "| forget_gap_closure |" in card
 
         # The worker serves its job metrics; the API its own.
         text = httpx.get(f"http://127.0.0.1:{local.metrics_port}/metrics", timeout=10).text
