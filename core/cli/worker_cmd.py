@@ -153,10 +153,16 @@ def _share_metrics(folder: Path | None) -> None:
     Set before uvicorn spawns its workers (they inherit the environment); the folder is emptied first, or
     counters of an earlier run would be added in.
     """
+    import atexit
     import os
+    import shutil
     import tempfile
 
-    path = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="lethe-metrics-"))
+    if folder is None:
+        path = Path(tempfile.mkdtemp(prefix="lethe-metrics-"))
+        atexit.register(shutil.rmtree, path, True)
+    else:
+        path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink()
