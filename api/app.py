@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = get_engine(settings)
-    app.state.metrics = Metrics(app.state.engine)
+    app.state.metrics = Metrics(app.state.engine, job_metrics=settings.embedded)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
 
     async def handle(request: Request, exc: Exception) -> Response:

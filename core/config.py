@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(
         default=None, description="S3 endpoint for MinIO or another S3-compatible server (boto3 endpoint_url)."
     )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint that presigned download links point at, as users reach it (e.g. MinIO's published "
+        "address); empty = LETHE_S3_ENDPOINT_URL (or AWS).",
+    )
     s3_region: str = Field(default="us-east-1", description="Region passed to boto3 for s3:// stores.")
     model_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
@@ -173,6 +178,25 @@ class Settings(BaseSettings):
     verify_max_retain_drift: float = Field(
         default=0.5, ge=0,
         description="Verification (any model): retain-prompt noise drift relative to the forget gap, at most.",
+    )
+    heartbeat_file: Path | None = Field(
+        default=None,
+        description="File `lethe worker` and `lethe beat` touch every heartbeat_interval_seconds while healthy "
+        "(a worker: every running job's lease renewed in time); container health checks read its age. "
+        "Empty = none.",
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How often the heartbeat file is touched (s)."
+    )
+    worker_metrics_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Port on which `lethe worker` serves Prometheus metrics (jobs, stages, leases, queue, GPU "
+        "memory); 0 = not served.",
+    )
+    metrics_multiproc_dir: Path | None = Field(
+        default=None,
+        description="Folder where `lethe serve --workers N` (N > 1) processes share Prometheus metrics; "
+        "emptied at start. Empty = a fresh temporary folder per start.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where workers run erasures: auto picks cuda when available."

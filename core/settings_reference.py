@@ -104,6 +104,9 @@ def env_example() -> str:
         "LETHE_BUCKET=lethe",
         "LETHE_API_PORT=8000",
         "LETHE_FLOWER_PORT=5555",
+        "# MinIO's published port; download links point at http://localhost:LETHE_MINIO_PORT unless",
+        "# LETHE_S3_PUBLIC_ENDPOINT_URL names the address users reach it at.",
+        "LETHE_MINIO_PORT=9000",
         "LETHE_MODELS_DIR=./models",
         "MINIO_ROOT_USER=lethe",
         "MINIO_ROOT_PASSWORD=lethe-secret",
@@ -112,4 +115,5 @@ def env_example() -> str:
 
 
 # Variables docker-compose.yml may use that are not Settings fields (compose's own knobs).
-COMPOSE_ONLY = {"LETHE_POSTGRES_PASSWORD", "LETHE_BUCKET", "LETHE_API_PORT", "LETHE_FLOWER_PORT", "LETHE_MODELS_DIR"}
+COMPOSE_ONLY = {"LETHE_POSTGRES_PASSWORD", "LETHE_BUCKET", "LETHE_API_PORT", "LETHE_FLOWER_PORT", "LETHE_MODELS_DIR",
+                "LETHE_MINIO_PORT"}

@@ -72,6 +72,7 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 app = make_app()
 
+import worker.monitoring  # noqa: E402  (heartbeat file and metrics server of worker processes)
 import worker.watchdog  # noqa: E402, F401  (registers the consumer watchdog for worker processes)
 
 

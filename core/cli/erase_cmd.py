@@ -46,11 +46,12 @@ def erase(
         "(default: LETHE_JUDGE).",
     ),
 ) -> None:
-    """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
+    """Erase concepts and write adapter/, fused/, README.md, report.json and grid.png to --out."""
     from core.evaluation.judges import JUDGE_NAMES
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
     from core.spare import erase as run_erase
-    from core.spare.loading import detect_architecture, load_pipeline, pipeline_dir
+    from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir
+    from core.spare.outputs import Provenance
     from core.spare.testbed_eval import fit_to_testbed, testbed_evaluator
 
     if method not in ("spare", "esd"):
@@ -144,7 +145,9 @@ def erase(
             bars.update(tasks[stage], completed=fraction)
 
         try:
-            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator)
+            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator,
+                               provenance=Provenance(base_fingerprint=fingerprint(model_dir),
+                                                     base_source=str(model.resolve())))
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")

@@ -8,11 +8,13 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from core.config import get_settings
+from core.heartbeat import Heartbeat
 from core.logging import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -81,7 +83,11 @@ def beat(
     from core.db import unit_of_work
     from core.outbox.relay import relay
 
-    poll = get_settings().outbox_poll_seconds
+    settings = get_settings()
+    poll = settings.outbox_poll_seconds
+    heartbeat = Heartbeat(settings.heartbeat_file, settings.heartbeat_interval_seconds) \
+        if settings.heartbeat_file is not None else None
+    last_beat = float("-inf")
     while True:
         started = time.monotonic()
         report = sweep(publisher)
@@ -92,6 +98,10 @@ def beat(
             log.info("sweep", **report.as_dict())
         # Between full sweeps, publish new outbox rows promptly: this is the submit → start latency.
         while not stop["now"] and time.monotonic() - started < period:
+            # Touched from this loop, not a thread: a sweeper stuck in a sweep or a relay call goes stale.
+            if heartbeat is not None and time.monotonic() - last_beat >= heartbeat.interval:
+                heartbeat.beat()
+                last_beat = time.monotonic()
             try:
                 with unit_of_work() as session:
                     relay(session, publisher)
@@ -118,6 +128,8 @@ def serve(
         upgrade(settings.database_url)
     import uvicorn
 
+    if workers > 1:
+        _share_metrics(settings.metrics_multiproc_dir)
     runner = None
     if settings.embedded:
         from worker.embedded import EmbeddedRunner
@@ -135,3 +147,26 @@ def serve(
         if runner is not None:
             runner.stop()
     sys.exit(0)
+
+
+def _share_metrics(folder: Path | None) -> None:
+    """Several HTTP processes: prometheus_client's multiprocess mode, so any process's /metrics shows the sum.
+
+    Set before uvicorn spawns its workers (they inherit the environment); the folder is emptied first, or
+    counters of an earlier run would be added in.
+    """
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if folder is None:
+        path = Path(tempfile.mkdtemp(prefix="lethe-metrics-"))
+        atexit.register(shutil.rmtree, path, True)
+    else:
+        path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    log.info("metrics shared across HTTP processes", folder=str(path))

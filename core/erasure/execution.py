@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,9 +20,10 @@ from typing import Any
 import pydantic
 
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
-from core.config import Settings, get_settings
+from core.config import Settings, get_settings, redact_url
 from core.db import unit_of_work
 from core.erasure import jobs
+from core.erasure.job_metrics import record_attempt
 from core.erasure.judging import grid_diagnostics, job_evaluator
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
@@ -94,6 +96,15 @@ def execute(job_id: uuid.UUID | str, *, worker_id: str, settings: Settings | Non
 
 def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None = None,
                shutdown: threading.Event | None = None) -> str:
+    """Run a leased attempt; its outcome and duration go to the job metrics."""
+    started = time.monotonic()
+    outcome = _run_leased(held, settings, erase_fn=erase_fn, shutdown=shutdown)
+    record_attempt(held.kind.value, outcome, time.monotonic() - started)
+    return outcome
+
+
+def _run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None,
+                shutdown: threading.Event | None) -> str:
     store = get_store(settings)
     keeper = LeaseKeeper(held, settings, shutdown).start()
     work = settings.data_dir / "work" / f"{held.job_id}-attempt-{held.attempt}"
@@ -248,20 +259,26 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     log.info("model loaded" if cache.loads > loads_before else "model cache hit", model=cache_key[:16])
     keeper.progress("prepare", 1.0)
     keeper.check()
+    from core.spare.outputs import Provenance
+
+    provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
+                            base_fingerprint=data.fingerprint, base_source=redact_url(data.source_uri))
+    thresholds = Thresholds.for_request(settings, data.verification)
+    targets = [c.target for c in spec.concepts]
     evaluator = job_evaluator(model_dir, spec, config, settings, fingerprint=data.fingerprint,
                               judge_name=data.verification.get("judge") or settings.judge, progress=keeper.progress,
-                              diagnostics=grid_diagnostics(model_dir, [c.target for c in spec.concepts]))
+                              diagnostics=grid_diagnostics(model_dir, targets))
     try:
         result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
-                          should_stop=keeper.should_stop, evaluator=evaluator)
+                          should_stop=keeper.should_stop, evaluator=evaluator, provenance=provenance,
+                          verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
     except (ErasureCancelled, ErasureInputError):
         raise
     except BaseException:
         cache.discard(cache_key)  # the engine died mid-run: do not trust the pipeline's weights any more
         raise
     keeper.check()
-    thresholds = Thresholds.for_request(settings, data.verification)
-    verdict = verify(result.metrics, thresholds, [c.target for c in spec.concepts])
+    verdict = verify(result.metrics, thresholds, targets)
     metrics = {**result.metrics, "verification": verdict.checks, "thresholds": asdict(thresholds),
                "judging": judging_time(result.metrics, result.report)}
     if not verdict.ok:

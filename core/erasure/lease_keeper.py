@@ -9,16 +9,29 @@ another attempt owns the job (fencing), `lost` is set and the engine is told to 
 from __future__ import annotations
 
 import threading
+import time
 
 from core.config import Settings
 from core.db import unit_of_work
 from core.erasure import jobs
+from core.erasure.job_metrics import StageClock
 from core.erasure.transient import is_db_outage
 from core.errors import StaleAttempt
 from core.logging import get_logger
 from core.spare.errors import ErasureCancelled
 
 log = get_logger(__name__)
+
+# Keepers of the attempts running in this process (the worker's health check reads them).
+_ACTIVE: set[LeaseKeeper] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def leases_fresh() -> bool:
+    """True unless a running attempt in this process failed to renew its lease for a whole lease period."""
+    now = time.monotonic()
+    with _ACTIVE_LOCK:
+        return all(now - keeper.last_renewed < keeper.lease_seconds for keeper in _ACTIVE)
 
 
 class LeaseKeeper:
@@ -33,20 +46,28 @@ class LeaseKeeper:
         self._stage: str | None = None
         self._fraction: float | None = None
         self._dirty = False
+        self.last_renewed = time.monotonic()  # the lease was just taken
+        self.stages = StageClock(held.kind.value)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{held.job_id}", daemon=True)
 
     def start(self) -> LeaseKeeper:
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(self)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(self)
+        self.stages.finish()
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
 
     def progress(self, stage: str, fraction: float) -> None:
+        self.stages.enter(stage)
         with self._lock:
             self._stage, self._fraction, self._dirty = stage, fraction, True
 
@@ -70,6 +91,7 @@ class LeaseKeeper:
                     session, self.held, self.lease_seconds,
                     stage=stage if dirty else None, progress=fraction if dirty else None,
                 )
+            self.last_renewed = time.monotonic()
             if result.cancel_requested and not self.cancel_requested:
                 log.info("cancellation requested", job_id=str(self.held.job_id))
             self.cancel_requested = result.cancel_requested

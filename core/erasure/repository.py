@@ -12,7 +12,7 @@ from sqlalchemy import Insert, Select, Table, and_, bindparam, func, insert, lit
 from sqlalchemy.orm import Session
 
 from core.erasure.models import Artifact, ErasureRequest, Job
-from core.erasure.states import JobKind, JobState, RequestStatus
+from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus
 from core.outbox.models import OutboxMessage
 from core.schedules.models import Schedule
 
@@ -165,9 +165,13 @@ class QueueStats:
     jobs_by_kind_state: dict[tuple[str, str], int]
     queued_by_kind: dict[str, int]
     outbox_pending: int
+    # Open requests past their due date (whether or not the sweeper has flagged them yet).
+    overdue_requests: int = 0
+    # Running jobs whose lease ran out: their worker is gone and no sweeper has requeued them.
+    expired_leases: int = 0
 
 
-def queue_stats(session: Session) -> QueueStats:
+def queue_stats(session: Session, now: datetime) -> QueueStats:
     by_state: dict[tuple[str, str], int] = {(k.value, s.value): 0 for k in JobKind for s in JobState}
     for kind, state, count in session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state)):
         by_state[(JobKind(kind).value, JobState(state).value)] = int(count)
@@ -175,7 +179,16 @@ def queue_stats(session: Session) -> QueueStats:
     pending = session.scalar(
         select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
     )
-    return QueueStats(by_state, queued, int(pending or 0))
+    overdue = session.scalar(
+        select(func.count()).select_from(ErasureRequest).where(
+            ErasureRequest.due_at < now, ErasureRequest.status.not_in(list(TERMINAL))
+        )
+    )
+    expired = session.scalar(
+        select(func.count()).select_from(Job).where(Job.state == JobState.running, Job.lease_expires_at < now)
+    )
+    return QueueStats(by_state, queued, int(pending or 0), int(overdue or 0), int(expired or 0))
+
 
 
 def schedule_creator(session: Session, schedule_id: uuid.UUID) -> str | None:

@@ -1,11 +1,36 @@
 """SPARE erasure engine: saliency-localized sparse LoRA, self-distillation to a surrogate, concept-aware
-timestep sampling; plus the ESD baseline behind the same `erase` interface."""
+timestep sampling; plus the ESD baseline behind the same `erase` interface.
 
-from core.spare.engine import STAGES, ErasureResult, erase
+The engine's names load on first use: `core.spare.errors` (and the package itself) import without torch, so
+processes that never erase (the API, beat, default-queue workers) run on an install without it.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from core.spare.errors import ErasureCancelled, ErasureInputError, UnsupportedModelError
-from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+
+if TYPE_CHECKING:
+    from core.spare.engine import STAGES, ErasureResult, erase
+    from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+
+_LAZY = {
+    "STAGES": "core.spare.engine", "ErasureResult": "core.spare.engine", "erase": "core.spare.engine",
+    "ConceptSpec": "core.spare.specs", "ErasureSpec": "core.spare.specs", "EsdConfig": "core.spare.specs",
+    "SpareConfig": "core.spare.specs",
+}
 
 __all__ = [
     "STAGES", "ConceptSpec", "ErasureCancelled", "ErasureInputError", "ErasureResult", "ErasureSpec", "EsdConfig",
     "SpareConfig", "UnsupportedModelError", "erase",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'core.spare' has no attribute {name!r}")

@@ -1,8 +1,9 @@
-"""Sparse LoRA on the salient modules: attach, mask, export in diffusers format, and turn into weight deltas."""
+"""Sparse LoRA on the salient modules: attach, mask, export (diffusers and kohya layouts), turn into weight deltas.
+
+The files themselves are written by core.spare.outputs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,21 +93,31 @@ def deltas(unet: nn.Module, masks: dict[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
-def save_adapter(pipeline: Any, unet: nn.Module, out_dir: Path) -> Path:
-    """Write adapter/pytorch_lora_weights.safetensors in diffusers format WITH the adapter metadata.
+def diffusers_state(unet: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The adapter as diffusers' LoRA state dict (float32, CPU) and the peft metadata that belongs with it.
 
     Without the metadata, load_lora_weights assumes alpha = rank and the outputs change.
     """
     from diffusers.utils import convert_state_dict_to_diffusers
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME))
     state = {k: v.detach().float().contiguous().cpu() for k, v in state.items()}
-    metadata = unet.peft_config[ADAPTER_NAME].to_dict()
-    type(pipeline).save_lora_weights(out_dir, unet_lora_layers=state, unet_lora_adapter_metadata=metadata)
-    path = out_dir / "pytorch_lora_weights.safetensors"
-    path.chmod(0o644)  # safetensors writes 0600 whatever the umask; artifacts are shared
-    return path
+    return state, unet.peft_config[ADAPTER_NAME].to_dict()
+
+
+def kohya_state(unet: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter in kohya-ss layout: `lora_unet_<module path with _>.{lora_down,lora_up}.weight` plus an
+    `.alpha` scalar per module (kohya scales by alpha / rank, as peft does; the alpha is each module's own).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, layer in lora_layers(unet).items():
+        if ADAPTER_NAME not in layer.lora_A:
+            continue
+        key = "lora_unet_" + name.replace(".", "_")
+        out[f"{key}.lora_down.weight"] = layer.lora_A[ADAPTER_NAME].weight.detach().float().contiguous().cpu()
+        out[f"{key}.lora_up.weight"] = layer.lora_B[ADAPTER_NAME].weight.detach().float().contiguous().cpu()
+        out[f"{key}.alpha"] = torch.tensor(float(layer.lora_alpha[ADAPTER_NAME]), dtype=torch.float32)
+    return out
 
 
 def detach(unet: nn.Module) -> None:

@@ -27,13 +27,22 @@ from core.spare.esd import esd_parameters, esd_train
 from core.spare.loading import architecture_of, resolve_device
 from core.spare.memory import PeakMemory
 from core.spare.outputs import (
+    ADAPTER_DIR,
+    DIFFUSERS_ADAPTER,
+    FUSED_DIR,
+    Provenance,
+    Verifier,
+    adapter_metadata,
     dir_bytes,
     generate_images,
     library_versions,
     list_files,
+    save_fused,
     sha256_file,
+    write_adapters,
     write_grid,
     write_json,
+    write_model_card,
 )
 from core.spare.saliency import candidate_modules, compute_saliency
 from core.spare.samples import (
@@ -193,8 +202,15 @@ def erase(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     evaluator: Evaluator | None = None,
+    provenance: Provenance | None = None,
+    verifier: Verifier | None = None,
 ) -> ErasureResult:
-    """Erase the spec's concepts from `pipeline`; write adapter/, fused/, report.json and grid.png to out_dir."""
+    """Erase the spec's concepts from `pipeline`; write adapter/, fused/, README.md, report.json and grid.png.
+
+    `provenance` (request id, base fingerprint and source) goes into the adapter metadata and the model card;
+    `verifier(metrics)` is the caller's acceptance rule, whose checks the model card lists.
+    """
+    provenance = provenance or Provenance()
     if config is None:
         config = SpareConfig() if spec.method == "spare" else EsdConfig()
     arch = _validate(pipeline, spec, config)
@@ -221,7 +237,7 @@ def erase(
             if config.gradient_checkpointing:
                 unet.enable_gradient_checkpointing()
             report, metrics = _erase_inner(
-                pipeline, arch, spec, config, out_dir, run, device, dtype, evaluator, originals
+                pipeline, arch, spec, config, out_dir, run, device, dtype, evaluator, originals, provenance, verifier
             )
         finally:
             if getattr(unet, "_hf_peft_config_loaded", False) and lora.ADAPTER_NAME in getattr(unet, "peft_config", {}):
@@ -256,6 +272,7 @@ def _restore(unet: nn.Module, originals: dict[str, torch.Tensor]) -> None:
 def _erase_inner(
     pipeline: Any, arch: str, spec: ErasureSpec, config: SpareConfig | EsdConfig, out_dir: Path, run: _Run,
     device: str, dtype: torch.dtype | None, evaluator: Evaluator | None, originals: dict[str, torch.Tensor],
+    provenance: Provenance, verifier: Verifier | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     unet = pipeline.unet
     dev = torch.device(device)
@@ -360,7 +377,7 @@ def _erase_inner(
     }
 
     if isinstance(config, SpareConfig):
-        _spare(pipeline, config, data, run, gen, dtype, report, out_dir, originals, spec)
+        _spare(pipeline, config, data, run, gen, dtype, report, out_dir, originals, spec, provenance)
     else:
         _esd(pipeline, config, data, run, gen, dtype, report, out_dir, originals, encoder)
 
@@ -387,29 +404,28 @@ def _erase_inner(
     write_grid(grid_prompts, grid_kinds, grid_seeds, before, after, out_dir / "grid.png")
     report["grid"] = {"prompts": grid_prompts, "kinds": grid_kinds, "seeds": grid_seeds}
     unet_bytes = _unet_bytes(unet)
-    adapter_path = out_dir / "adapter" / "pytorch_lora_weights.safetensors"
+    adapter_path = out_dir / ADAPTER_DIR / DIFFUSERS_ADAPTER
     adapter_bytes = adapter_path.stat().st_size if adapter_path.exists() else None
-    fused_bytes = dir_bytes(out_dir / "fused")
+    fused_bytes = dir_bytes(out_dir / FUSED_DIR)
     report["sizes"] = {
         "unet_bytes": unet_bytes,
         "adapter_bytes": adapter_bytes,
         "adapter_fraction_of_unet": (adapter_bytes / unet_bytes) if adapter_bytes else None,
         "fused_bytes": fused_bytes,
     }
+    write_model_card(out_dir, report, provenance, verifier(metrics) if verifier is not None else None)
     return report, metrics
 
 
 def _save_fused(pipeline: Any, out_dir: Path, run: _Run) -> None:
     run.tick(0.5)
-    pipeline.save_pretrained(out_dir / "fused", safe_serialization=True)
-    for p in (out_dir / "fused").rglob("*.safetensors"):
-        p.chmod(0o644)
+    save_fused(pipeline, out_dir / FUSED_DIR)
 
 
 def _spare(
     pipeline: Any, config: SpareConfig, data: DistillData, run: _Run, gen: torch.Generator,
     dtype: torch.dtype | None, report: dict[str, Any], out_dir: Path, originals: dict[str, torch.Tensor],
-    spec: ErasureSpec,
+    spec: ErasureSpec, provenance: Provenance,
 ) -> None:
     unet = pipeline.unet
     n_concepts = len(spec.concepts)
@@ -467,7 +483,10 @@ def _spare(
     }
 
     run.begin("fuse")
-    lora.save_adapter(pipeline, unet, out_dir / "adapter")
+    concepts = [{"target": c.target, "surrogate": c.surrogate_text(), "kind": c.kind} for c in spec.concepts]
+    metadata = adapter_metadata(pipeline, report["architecture"], concepts, config.method, config.rank,
+                                float(lora_cfg.lora_alpha), provenance)
+    write_adapters(pipeline, unet, out_dir, metadata)
     delta = lora.deltas(unet, sal.masks)
     if masks is not None:
         masks.remove()

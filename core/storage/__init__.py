@@ -73,6 +73,7 @@ def make_store(url: str, settings: Settings | None = None) -> ObjectStore:
             parsed.netloc,
             parsed.path,
             endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
             region=settings.s3_region,
             multipart_threshold=settings.s3_multipart_threshold_mb * 1024 * 1024,
             multipart_chunksize=settings.s3_multipart_chunk_mb * 1024 * 1024,
@@ -83,7 +84,7 @@ def make_store(url: str, settings: Settings | None = None) -> ObjectStore:
 def get_store(settings: Settings | None = None) -> ObjectStore:
     """The configured store, one instance per (URL, endpoint) in this process."""
     settings = settings or get_settings()
-    cache_key = (settings.store_url, settings.s3_endpoint_url, str(settings.data_dir))
+    cache_key = (settings.store_url, settings.s3_endpoint_url, settings.s3_public_endpoint_url, str(settings.data_dir))
     if cache_key not in _STORES:
         _STORES[cache_key] = make_store(settings.store_url, settings)
     return _STORES[cache_key]

@@ -38,6 +38,7 @@ class S3Store(ObjectStore):
         prefix: str = "",
         *,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         region: str = "us-east-1",
         multipart_threshold: int = 64 * MB,
         multipart_chunksize: int = 16 * MB,
@@ -49,17 +50,19 @@ class S3Store(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=Config(
-                retries={"max_attempts": max_retries, "mode": "standard"},
-                connect_timeout=timeout,
-                read_timeout=timeout * 3,
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-            ),
+        config = Config(
+            retries={"max_attempts": max_retries, "mode": "standard"},
+            connect_timeout=timeout,
+            read_timeout=timeout * 3,
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+        )
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        # Presigned URLs name the host they were signed for (SigV4 signs the Host header): links handed to
+        # users are signed for the address users reach, which may differ from the one the services use.
+        self.public_client = (
+            boto3.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
+            if public_endpoint_url and public_endpoint_url != endpoint_url else self.client
         )
         self.transfer = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize, use_threads=False
@@ -148,7 +151,7 @@ class S3Store(ObjectStore):
         full = self._full(key)
         return self._call(
             "sign", key,
-            lambda: self.client.generate_presigned_url(
+            lambda: self.public_client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": full}, ExpiresIn=int(ttl)
             ),
         )

@@ -253,7 +253,10 @@ def save_testbed(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     if fp16:
+        # UNet and VAE halve on disk; stock diffusers loads them back as float32. The text encoder stays
+        # float32: transformers keeps a saved dtype, and float16 text beside a float32 UNet fails on a CPU.
         pipe = copy.deepcopy(pipe).to(torch.float16)
+        pipe.text_encoder.to(torch.float32)
     pipe.save_pretrained(tmp / "pipeline", safe_serialization=True)
     clf.save(tmp / "classifier")
     (tmp / "pipeline" / "lethe.json").write_text(json.dumps(vocabulary_document(), indent=2) + "\n")

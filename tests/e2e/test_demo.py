@@ -25,6 +25,8 @@ def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     assert len(runs) == 1
     run = runs[0]
     assert (run / "adapter" / "pytorch_lora_weights.safetensors").stat().st_size > 0
+    assert (run / "adapter" / "lora_kohya.safetensors").stat().st_size > 0
+    assert "circle" in (run / "README.md").read_text() and "model card" in out.stdout
     assert (run / "fused" / "model_index.json").is_file()
     assert (run / "grid.png").stat().st_size > 0
     report = json.loads((run / "report.json").read_text())

@@ -20,7 +20,8 @@ from core.spare import (
     SpareConfig,
     erase,
 )
-from core.spare.loading import load_pipeline
+from core.spare.loading import fingerprint, load_pipeline
+from core.spare.outputs import Provenance
 from tests.tiny_pipelines import BUILDERS, tiny_sd1
 
 torch.set_num_threads(1)
@@ -50,8 +51,14 @@ def test_each_architecture_erases_and_round_trips(arch: str, tmp_path: Path) -> 
     pipe.save_pretrained(base_dir)
     before = _state(pipe.unet)
     stages: list[str] = []
+    provenance = Provenance(request_id="req-42", base_fingerprint=fingerprint(base_dir), base_source=str(base_dir))
+
+    def verifier(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        closure = metrics["probe"]["forget_gap_closure"]
+        return {"forget_gap_closure": {"value": closure, "min": -1.0, "passed": closure >= -1.0}}
+
     result = erase(pipe, _spec(), SpareConfig(steps=12, lr=2e-2, **FAST), out_dir=tmp_path / "out",
-                   progress=lambda s, f: stages.append(s))
+                   progress=lambda s, f: stages.append(s), provenance=provenance, verifier=verifier)
     assert list(dict.fromkeys(stages)) == ["samples", "saliency", "timesteps", "distill", "fuse", "evaluate", "write"]
     for name in ("adapter/pytorch_lora_weights.safetensors", "fused/model_index.json", "report.json", "grid.png"):
         assert name in result.files and result.files[name].is_file()
@@ -75,9 +82,45 @@ def test_each_architecture_erases_and_round_trips(arch: str, tmp_path: Path) -> 
     base_imgs = _images(base, prompts)
     base.load_lora_weights(tmp_path / "out" / "adapter")
     adapted = _images(base, prompts)
-    fused = _images(load_pipeline(tmp_path / "out" / "fused"), prompts)
+    # fused/ as a user loads it: the stock pipeline class, no dtype argument.
+    stock = type(pipe).from_pretrained(tmp_path / "out" / "fused")
+    assert {c.dtype for c in stock.components.values() if isinstance(c, torch.nn.Module)} == {torch.float32}
+    fused = _images(stock, prompts)
     assert np.abs(adapted - fused).max() < 1e-4
     assert np.abs(base_imgs - fused).max() > 1e-4  # the erasure changed something
+
+    # The kohya copy, read by diffusers' own kohya converter, gives the fused model too.
+    base.unload_lora_weights()
+    assert np.abs(_images(base, prompts) - base_imgs).max() < 1e-6
+    base.load_lora_weights(tmp_path / "out" / "adapter", weight_name="lora_kohya.safetensors")
+    assert np.abs(_images(base, prompts) - fused).max() < 1e-4
+    _check_kohya_file(result.files["adapter/lora_kohya.safetensors"], report, arch, provenance)
+    card = result.files["README.md"].read_text()
+    for needed in ("circle", "req-42", provenance.base_fingerprint, "lora_kohya.safetensors", "<lora:",
+                   "load_lora_weights", "LoraLoaderModelOnly", "| forget_gap_closure |"):
+        assert needed in card, needed
+
+
+def _check_kohya_file(path: Path, report: dict[str, Any], arch: str, provenance: Provenance) -> None:
+    """kohya keys (`lora_unet_*.lora_down/.lora_up/.alpha`, one alpha per module) and the provenance metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        keys, meta = set(fh.keys()), fh.metadata()
+        alphas = {k: float(fh.get_tensor(k)) for k in keys if k.endswith(".alpha")}
+    modules = {k.rsplit(".", 2)[0] for k in keys if k.endswith(".lora_down.weight")}
+    assert modules and all(m.startswith("lora_unet_") and "." not in m for m in modules)
+    assert keys == {f"{m}.{part}" for m in modules for part in ("lora_down.weight", "lora_up.weight", "alpha")}
+    adapter = report["adapter"]
+    assert modules == {"lora_unet_" + m.replace(".", "_") for m in adapter["target_modules"]}
+    for module in adapter["target_modules"]:  # alpha = rank per module unless the config set one
+        expected = report["config"]["alpha"] or adapter["rank_pattern"].get(module, adapter["rank"])
+        assert alphas["lora_unet_" + module.replace(".", "_") + ".alpha"] == pytest.approx(expected)
+    assert meta["lethe.request_id"] == "req-42" and meta["lethe.base_fingerprint"] == provenance.base_fingerprint
+    assert meta["lethe.base_architecture"] == arch and meta["lethe.rank"] == str(report["adapter"]["rank"])
+    assert json.loads(meta["lethe.erased_concepts"])[0]["target"] == "circle"
+    assert meta["lethe.version"] and meta["ss_network_module"] == "networks.lora"
+    assert meta["modelspec.architecture"].endswith("/lora")
 
 
 def test_same_seed_same_adapter_on_cpu(tmp_path: Path) -> None:

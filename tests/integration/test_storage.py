@@ -146,3 +146,26 @@ def test_unsupported_url() -> None:
         make_store("ftp://host/x")
     with pytest.raises(ValueError, match="bucket"):
         make_store("s3://")
+
+
+def test_presigned_links_point_at_the_public_endpoint(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Services talk to S3 at one address; links for users are signed for LETHE_S3_PUBLIC_ENDPOINT_URL."""
+    public = s3_endpoint.replace("127.0.0.1", "localhost")
+    assert public != s3_endpoint
+    monkeypatch.setenv("LETHE_S3_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("LETHE_S3_PUBLIC_ENDPOINT_URL", public)
+    get_settings.cache_clear()
+    s3 = make_store(f"s3://b{uuid.uuid4().hex[:12]}")
+    assert isinstance(s3, S3Store)
+    s3.ensure_bucket()
+    s3.put("x/artifact.bin", b"payload")
+    url = s3.presign_get("x/artifact.bin", ttl=300)
+    assert url.startswith(public + "/") and "X-Amz-Signature=" in url
+    assert httpx.get(url).content == b"payload"
+    # Without the setting, links name the services' endpoint, as before.
+    monkeypatch.delenv("LETHE_S3_PUBLIC_ENDPOINT_URL")
+    get_settings.cache_clear()
+    private = make_store(s3.url)
+    assert private.presign_get("x/artifact.bin").startswith(s3_endpoint + "/")
