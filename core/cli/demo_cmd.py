@@ -41,7 +41,7 @@ class DemoFailed(RuntimeError):
 def demo(
     concept: Annotated[
         str, typer.Option(help="What to erase, as KIND:NAME — object:<name> or style:<name> (lethe testbed concepts).")
-    ] = "object:circle",
+    ] = "object:star",
     surrogate: Annotated[
         str | None, typer.Option(help="What the concept should become instead (default: the engine's neutral one).")
     ] = None,

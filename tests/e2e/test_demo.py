@@ -26,12 +26,12 @@ def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     run = runs[0]
     assert (run / "adapter" / "pytorch_lora_weights.safetensors").stat().st_size > 0
     assert (run / "adapter" / "lora_kohya.safetensors").stat().st_size > 0
-    assert "circle" in (run / "README.md").read_text() and "model card" in out.stdout
+    assert "star" in (run / "README.md").read_text() and "model card" in out.stdout
     assert (run / "fused" / "model_index.json").is_file()
     assert (run / "grid.png").stat().st_size > 0
     report = json.loads((run / "report.json").read_text())
     target = report["metrics"]["testbed"]["targets"][0]
-    assert target["forget"] == "circle"
+    assert target["forget"] == "star"
     assert target["ua"] >= 0.9 and target["ira_rel"] >= 0.9 and target["cra_rel"] >= 0.9
     # The probe runs at the calibrated budget (docs/robustness.md) and says so next to the number.
     assert target["attack_budget"] == 5 and 0.0 <= target["attack_success"] <= 1.0
@@ -39,7 +39,7 @@ def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     certificate = json.loads((run / "certificate.json").read_text())
     assert certificate["signature"]["alg"] == "EdDSA" and certificate["signature"]["jws"].count(".") == 2
     proof = certificate["certificate"]["proof"]
-    assert proof["judge"]["name"] == "model-classifier" and proof["concepts"][0]["concept"] == "circle"
+    assert proof["judge"]["name"] == "model-classifier" and proof["concepts"][0]["concept"] == "star"
     assert proof["concepts"][0]["ua"] >= 0.9 and "Proof: judge model-classifier" in out.stdout
 
 
