@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from sqlalchemy import func, select, update
 
 from core.db import unit_of_work
@@ -240,3 +242,23 @@ def test_audit_event_filters_and_pagination(api: ApiEnv) -> None:  # noqa: F811
                      headers=h).json()["items"]) == 1
     assert c.get("/v1/audit/events?since=2999-01-01T00:00:00Z", headers=h).json()["items"] == []
     assert c.get("/v1/audit/events?cursor=bm9wZQ", headers=h).status_code == 422
+
+
+def test_verification_thresholds_can_be_raised_never_lowered(api: ApiEnv, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from core.config import get_settings
+
+    monkeypatch.setenv("LETHE_VERIFY_MIN_UNLEARNING_ACCURACY", "0.9")
+    monkeypatch.setenv("LETHE_VERIFY_MIN_RETENTION", "0.9")
+    get_settings.cache_clear()
+    c, h = api.client, api.auth()
+    mid = api.ready_model()
+    asked = {"judge": "diffusion-classifier", "min_unlearning_accuracy": 0.97, "min_retention": 0.95}
+    r = c.post("/v1/erasures", json={**erasure_body(mid), "verification": asked}, headers=h)
+    assert r.status_code == 202, r.text
+    assert r.json()["verification"] == asked
+    assert c.get(f"/v1/erasures/{r.json()['id']}", headers=h).json()["verification"] == asked
+    lowered = c.post("/v1/erasures", json={**erasure_body(mid), "verification": {"min_retention": 0.5}}, headers=h)
+    assert lowered.status_code == 422 and lowered.headers["content-type"].startswith(PROBLEM)
+    assert "below the service minimum 0.9" in lowered.json()["detail"]
+    unknown = c.post("/v1/erasures", json={**erasure_body(mid), "verification": {"judge": "oracle"}}, headers=h)
+    assert unknown.status_code == 422
