@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-
 from sqlalchemy import func, select, update
 
 from core.db import unit_of_work
