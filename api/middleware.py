@@ -61,26 +61,49 @@ class ApiMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        body = _BodyCounter(receive, self.max_upload_bytes if path.startswith(MULTIPART_PATHS)
+                            else self.max_body_bytes)
+
+        async def app_send(message: Message) -> None:
+            # Once the body has overrun its limit, whatever the app answers (FastAPI turns an error raised while
+            # reading the body into a 400) is replaced by one 413.
+            if body.exceeded:
+                if message["type"] == "http.response.start" and not status_holder["started"]:
+                    await self._too_large(path, request_id, body.limit)(scope, receive, send_wrapper)
+                return
+            await send_wrapper(message)
+
         with bind_context(request_id=request_id):
             try:
                 early = self._reject_early(scope, path, method, request_id)
                 if early is not None:
                     await early(scope, receive, send_wrapper)
                 else:
-                    limit = self.max_upload_bytes if path.startswith(MULTIPART_PATHS) else self.max_body_bytes
-                    await self.app(scope, _limited(receive, limit), send_wrapper)
-            except Exception:
-                log.exception("unhandled error", path=path, method=method)
+                    await self.app(scope, body.receive, app_send)
+            except Exception as exc:
                 if not status_holder["started"]:
-                    response = problem_response(
-                        path, 500, "internal", "Internal error",
-                        "an unexpected error occurred; quote the request id when reporting it", request_id,
-                    )
+                    if body.exceeded:
+                        response = self._too_large(path, request_id, body.limit)
+                    else:
+                        _log_unhandled(exc, path, method)
+                        response = problem_response(
+                            path, 500, "internal", "Internal error",
+                            "an unexpected error occurred; quote the request id when reporting it", request_id,
+                        )
                     await response(scope, receive, send_wrapper)
+                else:
+                    _log_unhandled(exc, path, method)
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
                 self.metrics.observe(method, template, status_holder["status"], time.perf_counter() - started)
+
+    @staticmethod
+    def _too_large(path: str, request_id: str, limit: int) -> Any:
+        return problem_response(
+            path, 413, "payload-too-large", "Payload too large",
+            f"the request body exceeds {limit} bytes", request_id, limit=limit,
+        )
 
     def _reject_early(self, scope: Scope, path: str, method: str, request_id: str) -> Any:
         """413 from Content-Length, 415 from Content-Type — before any of the body is read."""
@@ -90,10 +113,7 @@ class ApiMiddleware:
         length_header = _header(scope, b"content-length")
         limit = self.max_upload_bytes if is_upload else self.max_body_bytes
         if length_header is not None and length_header.isdigit() and int(length_header) > limit:
-            return problem_response(
-                path, 413, "payload-too-large", "Payload too large",
-                f"the request body exceeds {limit} bytes", request_id, limit=limit,
-            )
+            return self._too_large(path, request_id, limit)
         has_body = (length_header is not None and length_header != "0") or _header(scope, b"transfer-encoding")
         if not has_body:
             return None
@@ -113,17 +133,27 @@ class ApiMiddleware:
         )
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """Count body bytes as they stream in (chunked uploads have no Content-Length); 413 past the limit."""
-    seen = 0
+class _BodyCounter:
+    """Counts body bytes as they stream in (a chunked body has no Content-Length): past `limit` the receive
+    raises, and `exceeded` tells the middleware to answer 413 whatever the app made of the error."""
 
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self.limit = limit
+        self.seen = 0
+        self.exceeded = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
         if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise PayloadTooLarge(f"the request body exceeds {limit} bytes", limit=limit)
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.exceeded = True
+                raise PayloadTooLarge(f"the request body exceeds {self.limit} bytes", limit=self.limit)
         return message
 
-    return wrapped
+
+def _log_unhandled(exc: Exception, path: str, method: str) -> None:
+    """One line per unexpected error: the exception type, message and a plain traceback (frames only, no local
+    variables; core.logging redacts credentials in what remains)."""
+    log.error("unhandled error", path=path, method=method, error=type(exc).__name__, exc_info=exc)
