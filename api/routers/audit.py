@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,9 +10,10 @@ from api.deps import SessionDep, require
 from api.errors import COMMON_ERRORS, problems
 from core.audit import repository, service
 from core.audit.schemas import AuditEventOut, ChainReportOut
-from core.errors import ValidationFailed
-from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_seq_cursor, encode_cursor
 from core.tenancy.schemas import Principal, Scope
+from core.timeutil import UtcTimestamp
+from core.validation import SafeText
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problems(*COMMON_ERRORS))
 
@@ -24,19 +24,16 @@ Auditor = Annotated[Principal, Depends(require(Scope.audit_read))]
 def list_events(
     session: SessionDep,
     principal: Auditor,
-    subject: Annotated[str | None, Query(max_length=200)] = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    subject: Annotated[SafeText | None, Query(max_length=200)] = None,
+    action: Annotated[SafeText | None, Query(max_length=64)] = None,
+    since: UtcTimestamp | None = None,
+    until: UtcTimestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Page[AuditEventOut]:
     after_seq = None
     if cursor:
-        value = decode_cursor(cursor).get("s")
-        if not isinstance(value, int) or value < 0:
-            raise ValidationFailed("the cursor is not one this API issued", field="cursor")
-        after_seq = value
+        after_seq = decode_seq_cursor(cursor)
     stmt = repository.query_events(
         tenant_id=principal.tenant_id, subject=subject, action=action, since=since, until=until,
         after_seq=after_seq, limit=limit + 1,

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.validation import RequestModel
 from core.webhooks.signing import check_secret
 
 EVENT_TYPES = (
@@ -15,7 +16,7 @@ EVENT_TYPES = (
 )
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"url": "https://hooks.example.com/lethe",
