@@ -66,7 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = get_engine(settings)
     app.state.metrics = Metrics(app.state.engine)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_per_minute, anonymous_per_minute=settings.rate_limit_anonymous_per_minute,
+        storage_url=settings.rate_limit_storage_url,
+    )
 
     for exc_class in HANDLED:
         app.add_exception_handler(exc_class, handle_exception)
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         metrics=app.state.metrics,
+        rate_limiter=app.state.rate_limiter,
     )
     for router in _routers():
         app.include_router(router)

@@ -11,11 +11,13 @@ import secrets
 import time
 from typing import Any
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem_response
 from api.metrics import Metrics
-from core.errors import PayloadTooLarge
+from api.ratelimit import RateLimiter, client_address, throttle_anonymous
+from core.errors import PayloadTooLarge, RateLimited
 from core.logging import bind_context, get_logger
 
 log = get_logger(__name__)
@@ -24,6 +26,8 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 MULTIPART_PATHS = ("/v1/uploads",)
+# Orchestrator probes: never throttled.
+UNTHROTTLED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -34,8 +38,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class ApiMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int, metrics: Metrics,
+                 rate_limiter: RateLimiter) -> None:
         self.app = app
+        self.rate_limiter = rate_limiter
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
@@ -76,6 +82,8 @@ class ApiMiddleware:
         with bind_context(request_id=request_id):
             try:
                 early = self._reject_early(scope, path, method, request_id)
+                if early is None:
+                    early = await self._throttle_anonymous(scope, path, request_id)
                 if early is not None:
                     await early(scope, receive, send_wrapper)
                 else:
@@ -104,6 +112,19 @@ class ApiMiddleware:
             path, 413, "payload-too-large", "Payload too large",
             f"the request body exceeds {limit} bytes", request_id, limit=limit,
         )
+
+    async def _throttle_anonymous(self, scope: Scope, path: str, request_id: str) -> Any:
+        """429 for a request without an Authorization header once its address used up its budget (requests
+        that present a key are limited per key, or per address when the key is not valid, in api.deps)."""
+        if (not self.rate_limiter.anonymous_enabled or path in UNTHROTTLED_PATHS
+                or _header(scope, b"authorization") is not None):
+            return None
+        try:
+            await anyio.to_thread.run_sync(throttle_anonymous, self.rate_limiter, client_address(scope))
+        except RateLimited as exc:
+            return problem_response(path, 429, exc.kind, exc.title, exc.detail, request_id,
+                                    {"Retry-After": str(exc.extra["retry_after"])})
+        return None
 
     def _reject_early(self, scope: Scope, path: str, method: str, request_id: str) -> Any:
         """413 from Content-Length, 415 from Content-Type — before any of the body is read."""
