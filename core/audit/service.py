@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import checkpoints, repository
 from core.audit.chain import GENESIS_HASH, canonical_json, event_hash, record_json_around_seq
-from core.config import Settings
+from core.config import Settings, get_settings
 from core.logging import get_logger
 from core.timeutil import utcnow
 
@@ -132,7 +132,8 @@ class ChainReport:
     checkpoint: checkpoints.Checkpoint | None = None  # the signed checkpoint now covering the head
 
 
-def verify(session: Session, settings: Settings, *, full: bool = False, sign_head: bool = True) -> ChainReport:
+def verify(session: Session, settings: Settings | None = None, *, full: bool = False,
+           sign_head: bool = True) -> ChainReport:
     """Check the chain from its newest signed checkpoint on (from the genesis when `full`), and sign the head.
 
     1. The newest checkpoint (the database's or the object store's, whichever is newer) must carry this
@@ -142,6 +143,7 @@ def verify(session: Session, settings: Settings, *, full: bool = False, sign_hea
        with `full`, every event from the genesis on, and every checkpoint on the way must match.
     3. When all holds and `sign_head`, the head is signed as the next checkpoint (database and object store).
     """
+    settings = settings or get_settings()
     anchors = [c for c in (repository.latest_checkpoint(session), checkpoints.read_external_head(settings)) if c]
     for anchor in anchors:
         if not checkpoints.is_authentic(settings, anchor):

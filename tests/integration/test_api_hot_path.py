@@ -13,7 +13,6 @@ from sqlalchemy import Engine, func, select
 
 from core.audit import service as audit
 from core.audit.models import AuditEvent
-from core.config import get_settings
 from core.db import get_engine, unit_of_work
 from core.migrate import upgrade
 from tests.api_support import ApiEnv, api, api_sqlite, erasure_body  # noqa: F401
@@ -104,7 +103,7 @@ def test_append_at_commit_keeps_order_and_rolls_back(any_db_url: str) -> None:
     with unit_of_work(engine) as s:
         actions = list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
         assert actions == ["t.deferred", "t.immediate", "t.last"]
-        assert audit.verify(s, get_settings()).ok
+        assert audit.verify(s).ok
 
 
 def get_engine_for(url: str) -> Engine:
