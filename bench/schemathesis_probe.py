@@ -1,6 +1,6 @@
 """Live-server probe: schemathesis against uvicorn on Postgres, as a valid API key, stateful links on.
 
-    python bench/schemathesis_probe.py --max-examples 120 --workers 2
+    python bench/schemathesis_probe.py --max-examples 200 --max-time 600 --workers 2
 
 Creates its own Postgres database (dropped afterwards) and data dir, migrates, makes a tenant with an admin
 key and ready models (one behind the id the OpenAPI example names), serves the app with uvicorn, then runs the
@@ -119,7 +119,7 @@ def run_schemathesis(base: str, key: str, *, max_examples: int, workers: int, se
     return ProbeResult(requests=sum(statuses.values()), statuses=dict(sorted(statuses.items())),
                        by_operation_5xx=dict(by_op), server_errors=errors, seconds=round(seconds, 1),
                        exit_code=proc.returncode, max_examples=max_examples, phases=phases,
-                       output_tail=output[-4000:])
+                       output_tail=output[-4000:], extra={"stateful": _stateful_summary(output)})
 
 
 def probe(db_url: str, *, max_examples: int, workers: int = 2, seed: int = 12, uvicorn_workers: int = 1,
@@ -139,6 +139,16 @@ def probe(db_url: str, *, max_examples: int, workers: int = 2, seed: int = 12, u
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _stateful_summary(output: str) -> dict[str, str]:
+    """The stateful phase's scenario and link counts as schemathesis printed them."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep and name in ("Scenarios", "API Links"):
+            found[name.lower().replace(" ", "_")] = value.strip()
+    return found
+
+
 def main() -> None:
     import sqlalchemy as sa
     from rich.console import Console
@@ -147,7 +157,9 @@ def main() -> None:
     from tests import services
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-examples", type=int, default=150, help="Test cases per operation and phase.")
+    parser.add_argument("--max-examples", type=int, default=200, help="Test cases per operation and phase.")
+    parser.add_argument("--max-time", type=float, default=600,
+                        help="Time budget (s): fuzzing and stateful phases repeat until it is spent (0 = none).")
     parser.add_argument("--workers", type=int, default=2, help="Concurrent schemathesis workers.")
     parser.add_argument("--uvicorn-workers", type=int, default=2, help="uvicorn worker processes.")
     parser.add_argument("--seed", type=int, default=12)
@@ -158,7 +170,7 @@ def main() -> None:
     console = Console(width=140)
     with services.postgres_database("lethe_probe") as db_url:
         result = probe(db_url, max_examples=args.max_examples, workers=args.workers, seed=args.seed,
-                       uvicorn_workers=args.uvicorn_workers)
+                       uvicorn_workers=args.uvicorn_workers, max_time=args.max_time or None)
         engine = sa.create_engine(db_url)
         with engine.connect() as conn:
             rows = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
@@ -182,6 +194,8 @@ def main() -> None:
         "schemathesis_exit_code": result.exit_code,
         "phases": result.phases,
         "max_examples": result.max_examples,
+        "max_time_s": args.max_time,
+        "stateful": result.extra["stateful"],
         "seed": args.seed,
         "schemathesis_workers": args.workers,
         "uvicorn_workers": args.uvicorn_workers,
