@@ -1,5 +1,6 @@
-"""One pure-ASGI middleware for every request: request id + log context, body limits, media types,
-metrics, and the last-resort 500 (a bare problem, never a stack trace).
+"""One pure-ASGI middleware for every request: request id + log context, body limits (Content-Length, and
+bytes counted as a chunked body streams in), media types, the per-address limit of requests without an API
+key, metrics, and the last-resort 500 (a bare problem, never a stack trace; logged once, without locals).
 
 Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every request.
 """
