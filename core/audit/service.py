@@ -132,8 +132,8 @@ class ChainReport:
     checkpoint: checkpoints.Checkpoint | None = None  # the signed checkpoint now covering the head
 
 
-def verify(session: Session, settings: Settings | None = None, *, full: bool = False,
-           sign_head: bool = True) -> ChainReport:
+def verify(session: Session, settings: Settings | None = None, *, full: bool = False, sign_head: bool = True,
+           use_store_head: bool = True) -> ChainReport:
     """Check the chain from its newest signed checkpoint on (from the genesis when `full`), and sign the head.
 
     1. The newest checkpoint (the database's or the object store's, whichever is newer) must carry this
@@ -142,9 +142,12 @@ def verify(session: Session, settings: Settings | None = None, *, full: bool = F
     2. Every event after it must link to its predecessor and recompute (`altered` at the first that does not);
        with `full`, every event from the genesis on, and every checkpoint on the way must match.
     3. When all holds and `sign_head`, the head is signed as the next checkpoint (database and object store).
+    Without `use_store_head` the object store's checkpoint is ignored (a backup or restored copy, which may
+    legitimately end before the live chain's newest checkpoint).
     """
     settings = settings or get_settings()
-    anchors = [c for c in (repository.latest_checkpoint(session), checkpoints.read_external_head(settings)) if c]
+    external = checkpoints.read_external_head(settings) if use_store_head else None
+    anchors = [c for c in (repository.latest_checkpoint(session), external) if c]
     for anchor in anchors:
         if not checkpoints.is_authentic(settings, anchor):
             return ChainReport(ok=False, checked=0, first_broken_seq=None, problem="checkpoint-forged")

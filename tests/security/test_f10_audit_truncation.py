@@ -57,6 +57,11 @@ def test_truncation_detected_even_when_the_database_checkpoints_are_deleted_too(
     assert stored is not None and stored.seq == head
     report = api.client.get("/v1/audit/verify", headers=h).json()
     assert report["ok"] is False and report["problem"] == "truncated" and report["first_broken_seq"] == head
+    # Checked on its own (as a backup copy is: `lethe audit verify --local`), the shortened chain is consistent.
+    with unit_of_work(api.engine) as s:
+        local = audit.verify(s, api.settings, use_store_head=False, sign_head=False)
+    assert local.ok and local.head_seq == head - 1
+    assert checkpoints.read_external_head(api.settings).seq == head  # nothing was signed over it
 
 
 def test_a_checkpoint_without_the_service_signature_is_refused(api: ApiEnv) -> None:  # noqa: F811
