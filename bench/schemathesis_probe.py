@@ -175,7 +175,9 @@ def main() -> None:
         with engine.connect() as conn:
             rows = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
         engine.dispose()
-    table = Table(title=f"schemathesis live probe: {result.requests} requests in {result.seconds:.0f} s")
+    console.print(f"schemathesis live probe: {result.requests} requests in {result.seconds:.0f} s, "
+                  f"{result.five_xx} 5xx; stateful {result.extra['stateful']}")
+    table = Table()
     table.add_column("status", justify="right")
     table.add_column("responses", justify="right")
     for code, n in result.statuses.items():
