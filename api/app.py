@@ -72,7 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = get_engine(settings)
     app.state.metrics = Metrics(app.state.engine, job_metrics=settings.embedded)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_per_minute, anonymous_per_minute=settings.rate_limit_anonymous_per_minute,
+        storage_url=settings.rate_limit_storage_url,
+    )
 
     async def handle(request: Request, exc: Exception) -> Response:
         # The console renders its errors as HTML pages; everything else gets problem+json.
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
         metrics=app.state.metrics,
+        rate_limiter=app.state.rate_limiter,
     )
     for router in _routers():
         app.include_router(router)

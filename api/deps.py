@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.ratelimit import retry_after_seconds
+from api.ratelimit import client_address, retry_after_seconds, throttle_anonymous
 from core.config import Settings
 from core.db import unit_of_work
 from core.errors import Forbidden, RateLimited, Unauthorized
@@ -55,9 +55,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _authenticate(request: Request, session: Session, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthorized("send an API key: Authorization: Bearer lth_...")
-    principal = tenancy.authenticate(session, request.app.state.settings, credentials.credentials)
+    try:
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            raise Unauthorized("send an API key: Authorization: Bearer lth_...")
+        principal = tenancy.authenticate(session, request.app.state.settings, credentials.credentials)
+    except Unauthorized:
+        if "authorization" in request.headers:  # without the header, the middleware counted the request already
+            throttle_anonymous(request.app.state.rate_limiter, client_address(request.scope))
+        raise
     wait = request.app.state.rate_limiter.acquire(str(principal.key_id))
     if wait > 0:
         raise RateLimited("rate limit exceeded for this API key", retry_after=retry_after_seconds(wait))

@@ -175,6 +175,15 @@ async def handle_exception(request: Request, exc: Exception) -> JSONResponse:
             path, 503, "unavailable", "Service unavailable", "the database is unavailable; retry later",
             request_id, {"Retry-After": "5"},
         )
+    if isinstance(exc, sa_exc.DataError):
+        # The database refused a value the schemas let through (a NUL in some text, a number out of range):
+        # bad input, not a server fault. The schemas reject the known cases first; this is the last resort.
+        log.warning("database refused a value", error=type(getattr(exc, "orig", exc)).__name__)
+        return problem_response(
+            path, 422, "validation", "Invalid request",
+            "a value in the request cannot be stored (e.g. a NUL character in text or a number out of range)",
+            request_id,
+        )
     raise exc  # not ours: the outer middleware renders a bare 500
 
 
@@ -182,6 +191,7 @@ HANDLED: tuple[type[Exception], ...] = (
     errors.LetheError,
     RequestValidationError,
     StarletteHTTPException,
+    sa_exc.DataError,
     *DATABASE_DOWN,
 )
 

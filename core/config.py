@@ -80,7 +80,18 @@ class Settings(BaseSettings):
         default=4096 * 4096, ge=64, description="Largest decoded image (width × height) accepted by uploads."
     )
     rate_limit_per_minute: int = Field(
-        default=1200, ge=0, description="Requests per minute per API key (per API process); 0 = no limit → 429."
+        default=1200, ge=0,
+        description="Requests per API key in any 60 s, across all API processes; 0 = no limit. Over it → 429.",
+    )
+    rate_limit_anonymous_per_minute: int = Field(
+        default=300, ge=0,
+        description="Requests without a valid API key per client address in any 60 s (401s included; "
+        "/healthz and /readyz exempt); 0 = no limit. Over it → 429.",
+    )
+    rate_limit_storage_url: str = Field(
+        default="",
+        description="Where rate-limit counters live, shared by every API process (redis://...). Empty = the "
+        "broker's Redis when the broker is Redis, else memory:// (this process only: embedded mode).",
     )
     artifact_url_ttl_s: int = Field(
         default=3600, ge=60, le=7 * 24 * 3600, description="Lifetime of presigned artifact download URLs (s)."
@@ -223,6 +234,9 @@ class Settings(BaseSettings):
             self.store_url = f"file://{self.data_dir / 'objects'}"
         if not self.model_roots:
             self.model_roots = [self.data_dir / "models"]
+        if not self.rate_limit_storage_url:
+            shared = self.broker_url.startswith(("redis://", "rediss://"))
+            self.rate_limit_storage_url = self.broker_url if shared else "memory://"
         self.model_roots = [Path(p).expanduser().resolve() for p in self.model_roots]
         return self
 

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from core.errors import ValidationFailed
+from core.timeutil import bounded_utc
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
@@ -28,6 +29,17 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     except (ValueError, TypeError, UnicodeDecodeError):
         raise ValidationFailed("the cursor is not one this API issued", field="cursor")
     if not isinstance(value, dict):
+        raise ValidationFailed("the cursor is not one this API issued", field="cursor")
+    return value
+
+
+MAX_SEQ = 2**63 - 1  # a BIGINT
+
+
+def decode_seq_cursor(cursor: str) -> int:
+    """The sequence number of a `{"s": seq}` cursor: a JSON integer (not a boolean) within BIGINT range."""
+    value = decode_cursor(cursor).get("s")
+    if type(value) is not int or not 0 <= value <= MAX_SEQ:
         raise ValidationFailed("the cursor is not one this API issued", field="cursor")
     return value
 
@@ -53,6 +65,6 @@ def parse_keyset(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         created = datetime.fromisoformat(values["t"])
         if created.tzinfo is None:
             raise ValueError("naive")
-        return created, uuid.UUID(values["i"])
+        return bounded_utc(created), uuid.UUID(values["i"])
     except (KeyError, ValueError, TypeError, AttributeError):
         raise ValidationFailed("the cursor is not one this API issued", field="cursor")

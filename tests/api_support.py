@@ -77,7 +77,7 @@ def build_env(db_url: str, **overrides: Any) -> Iterator[ApiEnv]:
     model_root = base.data_dir / "models"
     model_root.mkdir(parents=True, exist_ok=True)
     values: dict[str, Any] = {"database_url": db_url, "data_dir": base.data_dir, "model_roots": [model_root],
-                              "rate_limit_per_minute": 0, **overrides}
+                              "rate_limit_per_minute": 0, "rate_limit_anonymous_per_minute": 0, **overrides}
     settings = Settings(**values)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:

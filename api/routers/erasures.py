@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,6 +26,8 @@ from core.erasure.schemas import ArtifactLinks, DecisionIn, ErasureCreate, Erasu
 from core.erasure.states import RequestStatus
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.tenancy.schemas import Principal, Scope
+from core.timeutil import UtcTimestamp
+from core.validation import SafeText
 
 router = APIRouter(
     prefix="/v1/erasures", tags=["erasures"], responses=problems(*COMMON_ERRORS), route_class=AuthFirstRoute
@@ -76,11 +77,11 @@ def list_erasures(
     principal: Reader,
     status: RequestStatus | None = None,
     model_id: uuid.UUID | None = None,
-    label: Annotated[str | None, Query(max_length=64)] = None,
-    due_before: datetime | None = None,
+    label: Annotated[SafeText | None, Query(max_length=64)] = None,
+    due_before: UtcTimestamp | None = None,
     external_reference: Annotated[
-        str | None, Query(max_length=200, description="Requests whose legal.external_reference contains this "
-                          "text (case-insensitive).")
+        SafeText | None, Query(max_length=200, description="Requests whose legal.external_reference contains this "
+                               "text (case-insensitive).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=500)] = None,

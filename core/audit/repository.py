@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, Uuid, bindparam, insert, select, text
+from sqlalchemy import Row, Select, Uuid, bindparam, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.audit.models import AuditEvent
+from core.audit.checkpoints import Checkpoint
+from core.audit.models import AuditCheckpoint, AuditEvent
 from core.db import JsonType, UtcDateTime
 
 # Arbitrary constant naming the audit writer's Postgres advisory lock.
@@ -53,8 +55,8 @@ def insert_event(session: Session, values: dict[str, Any]) -> None:
     session.execute(_INSERT, values)
 
 
-def iter_chain(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
-    after = 0
+def iter_chain(session: Session, batch: int = 1000, after: int = 0) -> Iterator[AuditEvent]:
+    """Events with seq > `after`, in order, `batch` rows at a time."""
     while True:
         rows = session.scalars(
             select(AuditEvent).where(AuditEvent.seq > after).order_by(AuditEvent.seq).limit(batch)
@@ -90,3 +92,42 @@ def query_events(
     if after_seq is not None:
         stmt = stmt.where(AuditEvent.seq > after_seq)
     return stmt.order_by(AuditEvent.seq).limit(limit)
+
+
+def link_at(session: Session, seq: int) -> Row | None:  # type: ignore[type-arg]
+    """(seq, hash) of event `seq`, if it exists."""
+    return session.execute(select(_events.c.seq, _events.c.hash).where(_events.c.seq == seq)).first()
+
+
+def count_tenant_events(session: Session, tenant_id: uuid.UUID, through_seq: int) -> int:
+    stmt = select(func.count()).select_from(_events).where(_events.c.tenant_id == tenant_id,
+                                                          _events.c.seq <= through_seq)
+    return int(session.execute(stmt).scalar_one())
+
+
+def _checkpoint(row: AuditCheckpoint) -> Checkpoint:
+    return Checkpoint(row.seq, row.hash, row.at, row.key_id, row.signature)
+
+
+def latest_checkpoint(session: Session) -> Checkpoint | None:
+    row = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)).first()
+    return _checkpoint(row) if row else None
+
+
+def checkpoints_between(session: Session, after: int, through: int | None) -> list[Checkpoint]:
+    stmt = select(AuditCheckpoint).where(AuditCheckpoint.seq > after)
+    if through is not None:
+        stmt = stmt.where(AuditCheckpoint.seq <= through)
+    return [_checkpoint(r) for r in session.scalars(stmt.order_by(AuditCheckpoint.seq))]
+
+
+def insert_checkpoint(session: Session, checkpoint: Checkpoint) -> None:
+    """Insert, unless a concurrent verification already signed this head (same seq): then keep that one."""
+    try:
+        with session.begin_nested():
+            session.execute(insert(AuditCheckpoint).values(
+                seq=checkpoint.seq, hash=checkpoint.hash, at=checkpoint.at, key_id=checkpoint.key_id,
+                signature=checkpoint.signature,
+            ))
+    except IntegrityError:
+        pass

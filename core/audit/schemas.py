@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,16 @@ class AuditEventOut(BaseModel):
 
 
 class ChainReportOut(BaseModel):
-    ok: bool = Field(description="True when every hash and link recomputes.")
-    checked: int = Field(description="Events verified before the first break (all of them when ok).")
-    first_broken_seq: int | None = Field(description="The first event whose link or content does not match.")
+    ok: bool = Field(description="True when the chain recomputes from its newest signed checkpoint on and still "
+                     "reaches every signed checkpoint.")
+    checked: int = Field(description="The calling tenant's events in the verified chain (the chain's size, which "
+                         "counts every tenant's events, is not disclosed).")
+    first_broken_seq: int | None = Field(description="The first event whose link or content does not match, or "
+                                         "the first one missing; null when ok.")
+    problem: Literal["altered", "truncated", "checkpoint-forged"] | None = Field(
+        default=None, description="altered: an event does not recompute or link; truncated: events a signed "
+        "checkpoint covered are gone; checkpoint-forged: a checkpoint lacks this service's signature.",
+    )
+    checkpoint_at: datetime | None = Field(
+        default=None, description="When the signed checkpoint that now covers the chain's head was made.",
+    )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.erasure.schemas import ConceptIn, ErasureCreate, ErasureParams, Label, Legal, Method, PromptText
 from core.erasure.states import RequestStatus
+from core.validation import RequestModel
 
 
 class ModelSelector(BaseModel):
@@ -37,7 +38,7 @@ _EXAMPLE = {
 }
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(RequestModel):
     """An erasure body (as POST /v1/erasures, without model_id) plus a model selector."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})

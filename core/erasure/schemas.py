@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from core.erasure.states import RequestStatus
 from core.evaluation.evidence_schema import JudgeEvidence
+from core.timeutil import AwareUtcTimestamp
+from core.validation import RequestModel
 
 ConceptKind = Literal["object", "style", "identity", "custom"]
 Method = Literal["spare", "esd"]
@@ -39,7 +41,9 @@ class ErasureParams(BaseModel):
     """Bounded engine parameters; omitted ones take the engine's defaults (core.spare.specs; the table in
     docs/configuration.md is generated from both), deliberately not repeated here so they cannot drift."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"steps": 200, "rank": 4, "seed": 7}]})
+    # Strict: a number is a JSON number ("10" and true are not integers).
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"steps": 200, "rank": 4, "seed": 7}]})
 
     steps: int | None = Field(default=None, ge=1, le=20000, description="Training steps.")
     lr: float | None = Field(default=None, gt=0, le=1.0, description="Learning rate.")
@@ -138,15 +142,10 @@ class Legal(BaseModel):
     basis: str = Field(min_length=1, max_length=4000, description="The legal basis, e.g. 'Art. 17 GDPR'.")
     external_reference: str | None = Field(default=None, max_length=200, description="Ticket or notice id.")
     requester: Requester | None = None
-    received_at: datetime | None = None
-    due_at: datetime | None = Field(default=None, description="Deadline; GET /v1/erasures?due_before= finds it.")
-
-    @field_validator("received_at", "due_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("give a timezone (e.g. 2026-12-01T12:00:00Z)")
-        return value
+    received_at: AwareUtcTimestamp | None = None
+    due_at: AwareUtcTimestamp | None = Field(
+        default=None, description="Deadline; GET /v1/erasures?due_before= finds it."
+    )
 
 
 _EXAMPLE: dict[str, Any] = {
@@ -174,7 +173,7 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class VerificationIn(BaseModel):
+class VerificationIn(RequestModel):
     """How this request's erasure is proven. Thresholds may only be raised above the service minimum."""
 
     model_config = ConfigDict(extra="forbid")
@@ -194,7 +193,7 @@ class VerificationIn(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-class ErasureCreate(BaseModel):
+class ErasureCreate(RequestModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
 
     model_id: uuid.UUID
@@ -206,7 +205,7 @@ class ErasureCreate(BaseModel):
     params: ErasureParams = Field(default_factory=ErasureParams)
     verification: VerificationIn | None = None
     legal: Legal | None = None
-    priority: int = Field(default=0, ge=0, le=9, description="Higher runs first.")
+    priority: int = Field(default=0, ge=0, le=9, strict=True, description="Higher runs first.")
     labels: list[Label] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
@@ -221,7 +220,7 @@ class ErasureCreate(BaseModel):
         return self
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "notice is incomplete"}]})
 
     reason: str = Field(min_length=1, max_length=2000)

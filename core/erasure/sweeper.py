@@ -5,7 +5,8 @@
 3. re-rings queued jobs that have no live doorbell (never published, published long ago, or retried and
    now past their backoff) — lost broker messages come back this way;
 4. flags requests past their `due_at` (audited, webhook `erasure.overdue`);
-5. runs due schedules and due webhook retries.
+5. runs due schedules and due webhook retries;
+6. verifies the audit events appended since the last checkpoint and signs the chain's head.
 Each step is its own transaction, so one failing step does not undo the others.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+from core.audit import service as audit_service
 from core.audit.service import append
 from core.config import Settings, get_settings
 from core.db import unit_of_work
@@ -51,6 +53,7 @@ def sweep(publisher: Publisher, settings: Settings | None = None) -> SweepReport
         ("overdue", lambda s: _overdue(s, report)),
         ("schedules", lambda s: _schedules(s, report)),
         ("webhook retries", lambda s: _webhook_retries(s, publisher, report)),
+        ("audit checkpoint", lambda s: _audit_checkpoint(s, settings)),
     ]
     for name, step in steps:
         try:
@@ -60,6 +63,14 @@ def sweep(publisher: Publisher, settings: Settings | None = None) -> SweepReport
             report.errors += 1
             log.warning("sweep step failed", step=name, error=f"{type(exc).__name__}: {exc}"[:300])
     return report
+
+
+def _audit_checkpoint(session: Any, settings: Settings) -> None:
+    """Verify the audit events appended since the last checkpoint and sign the new head, so that deleting the
+    newest events is detectable within one sweep interval."""
+    report = audit_service.verify(session, settings)
+    if not report.ok:
+        log.error("audit chain broken", problem=report.problem, first_broken_seq=report.first_broken_seq)
 
 
 def _expired(session: Any, report: SweepReport) -> None:

@@ -9,11 +9,12 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from core.registry.models import ModelStatus
+from core.validation import RequestModel
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
 
 
-class ModelCreate(BaseModel):
+class ModelCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -6,13 +6,15 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.batches.schemas import BatchCreate
+from core.timeutil import utcnow
+from core.validation import RequestModel
 
 
-class ScheduleCreate(BaseModel):
+class ScheduleCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{
@@ -36,6 +38,11 @@ class ScheduleCreate(BaseModel):
         value = " ".join(value.split())
         if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid five-field cron expression")
+        try:
+            # Valid syntax can still name a date that never comes (e.g. February 30th).
+            croniter(value, utcnow()).get_next(datetime)
+        except (CroniterError, ValueError, OverflowError):
+            raise ValueError(f"{value!r} never fires (no such date)")
         return value
 
     @field_validator("timezone")

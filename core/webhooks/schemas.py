@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from core.validation import RequestModel
 from core.webhooks.signing import check_secret
 
 EVENT_TYPES = (
@@ -16,7 +17,7 @@ EVENT_TYPES = (
 )
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(RequestModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"url": "https://hooks.example.com/lethe",

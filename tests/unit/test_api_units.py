@@ -164,13 +164,20 @@ def test_cursors() -> None:
 
 
 def test_rate_limiter() -> None:
-    limiter = RateLimiter(per_minute=6)
+    limiter = RateLimiter(per_minute=6, anonymous_per_minute=3)
     allowed = sum(1 for _ in range(30) if limiter.acquire("k") == 0)
-    assert allowed == 10  # the burst (a quarter minute's worth, at least 10); refill is 0.1/s
-    assert RateLimiter(per_minute=600).capacity == 150
-    assert limiter.acquire("k") > 0
+    assert allowed == 6  # at most N in any 60 s
+    wait = limiter.acquire("k")
+    assert 0 < wait <= 60
     assert limiter.acquire("other") == 0
-    assert RateLimiter(0).acquire("k") == 0
+    assert [limiter.acquire_anonymous("10.0.0.1") == 0 for _ in range(4)] == [True, True, True, False]
+    assert limiter.acquire_anonymous("10.0.0.2") == 0 and limiter.acquire("k2") == 0  # separate budgets
+    assert RateLimiter(0).acquire("k") == 0 and RateLimiter(0).acquire_anonymous("a") == 0
+
+
+def test_rate_limiter_fails_open_when_its_storage_is_down() -> None:
+    limiter = RateLimiter(per_minute=1, storage_url="redis://127.0.0.1:1/0")
+    assert [limiter.acquire("k") for _ in range(3)] == [0.0, 0.0, 0.0]
 
 
 def test_signing_and_offline_verification(tmp_path: Path) -> None:
