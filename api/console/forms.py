@@ -68,6 +68,12 @@ def utc_datetime(value: str | None) -> str | None:
     return value
 
 
+def integer(value: str) -> int | str:
+    """A number field as the JSON integer the API expects (the API takes no numeric strings); anything else is
+    passed on as typed so the API's own validation names the field."""
+    return int(value) if re.fullmatch(r"[+-]?\d{1,18}", value.strip()) else value
+
+
 def erasure_body(form: dict[str, Any]) -> dict[str, Any]:
     """The JSON body of POST /v1/erasures that this form describes (before any image is uploaded)."""
     concept: dict[str, Any] = {"target": text(form, "target"), "kind": text(form, "kind") or "object",
@@ -77,7 +83,7 @@ def erasure_body(form: dict[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for name in ("steps", "seed"):
         if optional(form, name) is not None:
-            params[name] = text(form, name)
+            params[name] = integer(text(form, name))
     legal: dict[str, Any] = {"regime": text(form, "regime"), "basis": text(form, "basis")}
     for name in ("external_reference",):
         if optional(form, name) is not None:
@@ -95,7 +101,7 @@ def erasure_body(form: dict[str, Any]) -> dict[str, Any]:
         "method": text(form, "method") or "spare",
         "params": params,
         "legal": legal,
-        "priority": text(form, "priority") or 0,
+        "priority": integer(text(form, "priority")) if optional(form, "priority") is not None else 0,
         "labels": items(text(form, "labels")),
     }
 
