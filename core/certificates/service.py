@@ -8,6 +8,9 @@ Document: {"certificate": {...}, "signature": {"alg": "Ed25519", "key_id", "publ
 `value` signs the canonical JSON of `certificate`. `certificate.audit` names the audit event
 (`certificate.issued`) whose payload holds the sha256 of the certificate without its `audit` member, so
 the audit chain covers the certificate and the certificate points into the chain.
+
+A certificate is meant to be handed to third parties (rights holders, auditors): it names the model by id,
+name, architecture and weight fingerprint, never by tenant id or storage location (source URI, object keys).
 """
 
 from __future__ import annotations
@@ -76,7 +79,6 @@ def issue(
         "id": str(uuid.uuid4()),
         "issuer": "lethe",
         "issued_at": _iso(issued_at),
-        "tenant_id": str(request.tenant_id),
         "request": {
             "id": str(request.id),
             "method": request.method,
@@ -93,7 +95,6 @@ def issue(
         "model": {
             "id": str(request.model_id),
             "name": model.name if model else None,
-            "source_uri": model.source_uri if model else None,
             "architecture": model.architecture if model else None,
             "fingerprint_before": model.fingerprint if model else None,
         },
