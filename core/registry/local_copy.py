@@ -1,10 +1,10 @@
 """Turn a registered model's source URI into a local folder a worker can load.
 
-file:// is used in place (still inside LETHE_MODEL_ROOTS); s3:// is downloaded (every object sha256-checked,
+file:// is used in place; s3:// is downloaded (every object sha256-checked,
 the whole copy capped at LETHE_MODEL_SOURCE_MAX_BYTES) into a cache under {data_dir}/model-cache, reading
 only through the owning tenant's `models-in/` view of the store; hf://org/repo@revision only when hub access
 is enabled in the settings. Whatever the scheme, a folder holding a link that resolves outside the place it
-came from (the model roots, the cache) is refused.
+came from (the model roots, the copy cache, the hub cache) is refused.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ def local_model_dir(source_uri: str, settings: Settings, *, tenant_id: uuid.UUID
     parsed = urlparse(source_uri)
     if parsed.scheme == "file":
         path = Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
-        roots = [Path(r).resolve() for r in settings.model_roots]
-        if not _inside(path.resolve(), roots):
-            raise ModelSourceError("the model folder is not inside the model roots (LETHE_MODEL_ROOTS)")
         if not path.is_dir():
             raise ModelSourceError("the model folder does not exist (any more)")
-        refuse_links_out(path, roots)
+        # Links may point anywhere inside the model roots (registration only accepts folders there); a folder
+        # outside them (placed by an operator) must be self-contained.
+        real = path.resolve()
+        roots = [Path(r).resolve() for r in settings.model_roots]
+        refuse_links_out(path, [r for r in roots if _inside(real, r)] or [real])
         return path
     if parsed.scheme == "s3":
         return _from_s3(source_uri, settings, tenant_id)
