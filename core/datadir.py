@@ -7,6 +7,7 @@ tightened to 0700 when a process starts; files and directories owned by someone 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -49,7 +50,8 @@ def _tighten(path: Path, mode: int) -> None:
     except FileNotFoundError:
         return
     if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & ~mode:
-        os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
+        with contextlib.suppress(PermissionError):  # a read-only mount: nothing to narrow there
+            os.chmod(path, stat.S_IMODE(info.st_mode) & mode)
 
 
 def secure_data_dir(settings: Settings) -> Path:

@@ -89,7 +89,10 @@ def _from_s3(uri: str, settings: Settings, tenant_id: uuid.UUID) -> Path:
     if (cache / ".complete").is_file():
         refuse_links_out(cache, [cache_root.resolve()])
         return cache
-    objects = view.list_sizes(folder)
+    try:
+        objects = view.list_sizes(folder)
+    except ValueError:  # an object name that keys may not have (check_key)
+        raise ModelSourceError("the model's s3:// prefix holds an object whose name is not a valid key")
     if not objects:
         raise ModelSourceError("no objects under the model's s3:// prefix")
     limit = settings.model_source_max_bytes
