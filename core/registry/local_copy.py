@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.config import Settings
-from core.registry.sources import models_in_uri
+from core.registry.sources import model_roots, models_in_uri
 from core.spare.errors import UnsupportedModelError
 from core.storage import get_store
 from core.storage.base import ObjectTooLarge
@@ -35,11 +35,10 @@ def local_model_dir(source_uri: str, settings: Settings, *, tenant_id: uuid.UUID
         path = Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
         if not path.is_dir():
             raise ModelSourceError("the model folder does not exist (any more)")
-        # Links may point anywhere inside the model roots (registration only accepts folders there); a folder
-        # outside them (placed by an operator) must be self-contained.
-        real = path.resolve()
-        roots = [Path(r).resolve() for r in settings.model_roots]
-        refuse_links_out(path, [r for r in roots if _inside(real, r)] or [real])
+        # A folder registered inside the model roots must resolve (itself, every file, every link) inside them;
+        # one outside them (a row an operator wrote) must be self-contained.
+        in_roots = _inside(Path(os.path.normpath(path)), model_roots(settings))
+        refuse_links_out(path, [Path(r).resolve() for r in settings.model_roots] if in_roots else [path.resolve()])
         return path
     if parsed.scheme == "s3":
         return _from_s3(source_uri, settings, tenant_id)

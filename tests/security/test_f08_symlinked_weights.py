@@ -45,6 +45,15 @@ def test_weight_file_linked_out_of_the_roots_is_refused(file_env: ApiEnv, tiny_m
     (folder2 / "unet").symlink_to(outside / "unet")
     assert validate(_register(env, folder2)).status == ModelStatus.invalid
 
+    # A registered folder swapped for a link out after registration is refused when it is used.
+    folder3 = env.model_root / "swapped"
+    shutil.copytree(tiny_model, folder3)
+    model_id = _register(env, folder3)
+    shutil.rmtree(folder3)
+    shutil.copytree(tiny_model, outside / "swapped")
+    folder3.symlink_to(outside / "swapped")
+    assert validate(model_id).status == ModelStatus.invalid
+
 
 def test_links_that_stay_inside_the_roots_are_fine(file_env: ApiEnv, tiny_model: Path) -> None:
     env = file_env
