@@ -114,3 +114,48 @@ def test_webhook_secrets_not_stored_in_plaintext_nor_replayed(
             assert signing.verify(secret, headers, payload)
     finally:
         receiver.server.shutdown()
+
+
+def test_upgrade_encrypts_secrets_written_before(pg_url: str) -> None:
+    """Secrets stored in plaintext by older versions are sealed by `lethe db upgrade` (and unsealed by a
+    downgrade); stored webhook-creation responses lose their copy."""
+    import json
+    import uuid
+
+    import sqlalchemy as sa
+
+    from core.db import make_engine, unit_of_work
+    from core.migrate import downgrade
+    from core.timeutil import utcnow
+    from core.webhooks.models import WebhookEndpoint
+
+    upgrade(pg_url, "0005_audit_append_function")
+    secret = signing.new_secret()
+    tenant, endpoint = uuid.uuid4(), uuid.uuid4()
+    now = utcnow()
+    engine = make_engine(pg_url)
+    with engine.begin() as db:
+        db.execute(sa.text("insert into tenants (id, name, require_approval, created_at) "
+                           "values (:i, 'old', false, :n)"), {"i": tenant, "n": now})
+        db.execute(sa.text("insert into webhook_endpoints (id, tenant_id, url, events, secret, enabled, created_by, "
+                           "created_at) values (:i, :t, 'https://hooks.example.com/x', '[\"*\"]', :s, true, 'k', :n)"),
+                   {"i": endpoint, "t": tenant, "s": secret, "n": now})
+        db.execute(sa.text("insert into idempotency_keys (id, tenant_id, key, fingerprint, method, path, "
+                           "response_status, response_body, response_headers, created_at, locked_until, expires_at) "
+                           "values (:i, :t, 'k1', :f, 'POST', '/v1/webhooks', 201, cast(:b as jsonb), '{}', "
+                           ":n, :n, :n)"),
+                   {"i": uuid.uuid4(), "t": tenant, "f": "0" * 64, "n": now,
+                    "b": json.dumps({"id": str(endpoint), "secret": secret})})
+    upgrade(pg_url)
+    raw = secret.removeprefix("whsec_")
+    with engine.connect() as db:
+        stored = db.execute(sa.text("select secret from webhook_endpoints")).scalar_one()
+        body = db.execute(sa.text("select response_body from idempotency_keys")).scalar_one()
+    assert stored.startswith("v1:") and raw not in stored
+    assert body["secret"] is None and raw not in json.dumps(body)
+    with unit_of_work(engine) as s:
+        assert s.get(WebhookEndpoint, endpoint).secret == secret, "the service still reads the secret"
+    downgrade(pg_url, "0005_audit_append_function")
+    with engine.connect() as db:
+        assert db.execute(sa.text("select secret from webhook_endpoints")).scalar_one() == secret
+    engine.dispose()
