@@ -17,6 +17,7 @@ from api.metrics import Metrics
 from api.middleware import ApiMiddleware
 from api.ratelimit import RateLimiter
 from core.config import Settings, get_settings
+from core.datadir import secure_data_dir
 from core.db import get_engine
 from core.logging import configure_logging
 
@@ -61,6 +62,7 @@ def _routers() -> list[APIRouter]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    secure_data_dir(settings)
     app = FastAPI(
         title="Lethe",
         version="0.1.0",

@@ -48,10 +48,12 @@ def idempotent(
     status_code: int,
     work: Callable[[], Any],
     headers: Callable[[Any], dict[str, str]] | None = None,
+    stored: Callable[[Any], Any] | None = None,
 ) -> JSONResponse:
     """Run `work` at most once per key; its JSON response is stored with its effects (same transaction).
 
-    `fingerprint_body`: the request body (a pydantic model, or plain data) that a reuse must repeat."""
+    `fingerprint_body`: the request body (a pydantic model, or plain data) that a reuse must repeat.
+    `stored`: what of the response is kept for replays, when not all of it may be (a secret shown once)."""
     if key is None:
         result = _json(work())
         return JSONResponse(result, status_code=status_code, headers=headers(result) if headers else None)
@@ -65,5 +67,5 @@ def idempotent(
     # Any exception from here on rolls the request's transaction back: the work and the key together.
     result = _json(work())
     extra = headers(result) if headers else {}
-    service.finish(session, outcome, status_code, result, extra)
+    service.finish(session, outcome, status_code, stored(result) if stored else result, extra)
     return JSONResponse(result, status_code=status_code, headers=extra or None)

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Key for HMACs of API keys. Empty = generated once and kept in {data_dir}/secret.key.",
+        description="Key for HMACs of API keys and download links, and for encrypting webhook secrets at rest. "
+        "Empty = generated once and kept in {data_dir}/secret.key.",
     )
     allow_hub: bool = Field(
         default=False, description="Allow hf://org/repo@revision model sources (needs hub access from the workers)."
@@ -134,6 +135,11 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Recycle a worker process after this many tasks (bounds leaks)."
     )
     model_cache_size: int = Field(default=2, ge=0, description="Base pipelines kept loaded per worker (LRU).")
+    model_source_max_bytes: int = Field(
+        default=32 << 30, ge=1 << 20,
+        description="Largest model a worker copies from an s3:// source (sum of its objects, bytes); "
+        "larger → the model is invalid.",
+    )
     sweep_interval_seconds: float = Field(default=15.0, gt=0, description="How often `lethe beat` sweeps.")
     outbox_poll_seconds: float = Field(
         default=0.25, gt=0, description="How often `lethe beat` publishes new outbox rows (job doorbells, events)."

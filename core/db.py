@@ -72,11 +72,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Engine for `url`, with SQLite made safe for concurrent use (FKs, WAL, busy timeout)."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            from pathlib import Path
+        from core.datadir import private_file, sqlite_path
 
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db_file = sqlite_path(url)
+        if db_file is not None:
+            private_file(db_file)  # 0600 in directories created 0700, before SQLite creates it 0644
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         kwargs.setdefault("poolclass", NullPool)
         engine = create_engine(url, **kwargs)

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.datadir import private_dirs
+
 
 def read_or_create(path: Path, generate: Callable[[], bytes]) -> bytes:
     """Content of `path`; if it does not exist, write `generate()` there (mode 0600) first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

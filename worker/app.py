@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 from kombu import Queue
 
 import core.models  # noqa: F401  (every table known to the ORM: foreign keys resolve)
@@ -82,3 +82,11 @@ def _fresh_connections(**_: Any) -> None:
     from core.db import dispose_engines
 
     dispose_engines()
+
+
+@worker_init.connect
+def _private_data_dir(**_: Any) -> None:
+    # Model copies, work folders and keys live in the data dir: readable by the service's user only.
+    from core.datadir import secure_data_dir
+
+    secure_data_dir(get_settings())

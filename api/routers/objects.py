@@ -1,7 +1,8 @@
 """GET /v1/objects/{token}: downloads signed by a file:// store's presign_get (S3 stores presign their own).
 
-The token (HMAC-signed, expiring) is the authorization; the object's recorded sha256 is verified while it
-streams — a corrupted object aborts the transfer instead of delivering wrong bytes.
+The token (opaque, authenticated-encrypted, expiring) is the authorization. The object is read through the
+view of the tenant that owns its key, and its recorded sha256 is verified while it streams — a corrupted
+object aborts the transfer instead of delivering wrong bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from api.errors import problems
 from core.storage import ObjectNotFound, download_signing_key, get_store
 from core.storage.base import CHUNK as CHUNK_SIZE
 from core.storage.signing import verify_download
+from core.storage.tenant import owner_of, tenant_store
 
 router = APIRouter(tags=["artifacts"])
 
@@ -33,11 +35,12 @@ router = APIRouter(tags=["artifacts"])
 )
 def download(token: Annotated[str, Path(max_length=2000)], settings: SettingsDep) -> StreamingResponse:
     key = verify_download(download_signing_key(settings), token)
-    store = get_store(settings)
-    if not store.exists(key):
+    store = tenant_store(get_store(settings), owner_of(key))
+    name = store.relative(key)
+    if not store.exists(name):
         raise ObjectNotFound("the object behind this link no longer exists")
-    recorded = store.recorded_sha256(key)
-    reader = store.open(key, expected_sha256=recorded)
+    recorded = store.recorded_sha256(name)
+    reader = store.open(name, expected_sha256=recorded)
 
     def chunks() -> Iterator[bytes]:
         # Hold back the last chunk until the reader has hit EOF and checked the sha256: a corrupt object
@@ -49,8 +52,7 @@ def download(token: Annotated[str, Path(max_length=2000)], settings: SettingsDep
                 yield pending
                 pending = block
 
-    name = key.rsplit("/", 1)[-1]
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    headers = {"Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'}
     if recorded:
         headers["X-Checksum-SHA256"] = recorded
     return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)

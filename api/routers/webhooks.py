@@ -32,7 +32,8 @@ def _out(endpoint: WebhookEndpoint) -> WebhookOut:
     description="Events are POSTed with Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, "
     "`webhook-signature` = `v1,` + base64 HMAC-SHA256 over `id.timestamp.body`), retried with exponential "
     "backoff. Private, loopback and link-local targets are refused unless the server allows them. "
-    "The signing secret is returned only here.",
+    "The signing secret is returned only in this first response (encrypted at rest on the server); a replay "
+    "of it through the same Idempotency-Key answers `secret: null`.",
 )
 def create_webhook(request: Request, body: WebhookCreate, session: SessionDep, settings: SettingsDep,
                    principal: Admin, idempotency_key: IdempotencyKey = None) -> JSONResponse:
@@ -42,7 +43,8 @@ def create_webhook(request: Request, body: WebhookCreate, session: SessionDep, s
         return WebhookCreated(**_out(endpoint).model_dump(), secret=endpoint.secret)
 
     return idempotent(request, session, principal, idempotency_key, body.model_dump(mode="json"), 201, work,
-                      headers=lambda out: {"Location": f"/v1/webhooks/{out['id']}"})
+                      headers=lambda out: {"Location": f"/v1/webhooks/{out['id']}"},
+                      stored=lambda out: {**out, "secret": None})
 
 
 @router.get("", response_model=WebhookList, summary="List the tenant's webhook endpoints.")

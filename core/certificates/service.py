@@ -11,6 +11,9 @@ compact JWS with a detached payload (`header..signature`, RFC 7515 Appendix F) w
 member, so the audit chain covers the certificate and the certificate points into the chain.
 
 `build_certificate` is the one place that decides what a certificate states.
+
+A certificate is meant to be handed to third parties (rights holders, auditors): it names the model by id,
+name, architecture and weight fingerprint, never by tenant id or storage location (source URI, object keys).
 """
 
 from __future__ import annotations
@@ -98,7 +101,6 @@ def build_certificate(
         "id": str(uuid.uuid4()),
         "issuer": "lethe",
         "issued_at": _iso(issued_at),
-        "tenant_id": str(request.tenant_id),
         "request": {
             "id": str(request.id),
             "method": request.method,
@@ -115,7 +117,6 @@ def build_certificate(
         "model": {
             "id": str(request.model_id),
             "name": model.name if model else None,
-            "source_uri": model.source_uri if model else None,
             "architecture": model.architecture if model else None,
             "fingerprint_before": model.fingerprint if model else None,
         },

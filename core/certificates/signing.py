@@ -58,6 +58,14 @@ def _file_key(path: Path) -> Ed25519PrivateKey:
     return parse_private_key(read_or_create(path, _new_pem))
 
 
+def existing_private_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """The configured or already generated signing key; None where there is none (nothing is created)."""
+    if settings.signing_key is not None and settings.signing_key.get_secret_value():
+        return parse_private_key(settings.signing_key.get_secret_value())
+    path = settings.data_dir / "signing.key"
+    return _file_key(path) if path.is_file() else None
+
+
 def private_key(settings: Settings) -> Ed25519PrivateKey:
     if settings.signing_key is not None and settings.signing_key.get_secret_value():
         return parse_private_key(settings.signing_key.get_secret_value())

@@ -19,14 +19,16 @@ def verify(
     file: Path = typer.Argument(..., help="Certificate JSON (GET /v1/erasures/{id}/certificate)."),
     public_key: Path | None = typer.Option(
         None, "--public-key",
-        help="Trusted public key (PEM or base64; GET /v1/certificates/public-key). Default: this server's key.",
+        help="Trusted public key (PEM or base64; GET /v1/certificates/public-key). Default: this server's key "
+        "(LETHE_SIGNING_KEY or the data dir's signing.key; exit 2 when there is none).",
     ),
     trust_embedded: bool = typer.Option(
         False, "--trust-embedded", help="Only check integrity against the key embedded in the certificate."
     ),
 ) -> None:
     """Verify the signature — a detached JWS (EdDSA) over the RFC 8785 canonical JSON of the certificate — with
-    no network; exit 1 if the certificate is altered or not ours."""
+    no network; exit 1 if the certificate is altered or not ours, exit 2 if there is no trusted key to check
+    against."""
     try:
         document = json.loads(file.read_text())
     except (OSError, ValueError) as exc:
@@ -38,7 +40,14 @@ def verify(
             if public_key is not None:
                 trusted = signing.load_public_key(public_key.read_bytes())
             else:
-                trusted = signing.private_key(get_settings()).public_key()
+                own = signing.existing_private_key(get_settings())
+                if own is None:
+                    typer.echo("error: no trusted key to check against: this machine has no signing key "
+                               "(LETHE_SIGNING_KEY is unset and LETHE_DATA_DIR holds no signing.key). Pass "
+                               "--public-key FILE (from GET /v1/certificates/public-key), or --trust-embedded "
+                               "to check integrity only.", err=True)
+                    raise typer.Exit(2)
+                trusted = own.public_key()
         except (OSError, ValueError) as exc:
             typer.echo(f"invalid: cannot load the trusted key: {exc}", err=True)
             raise typer.Exit(1)

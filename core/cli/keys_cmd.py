@@ -35,7 +35,7 @@ def create(
         with unit_of_work(get_engine(settings)) as session:
             row = service.get_or_create_tenant(session, tenant, require_approval=require_approval)
             key, plaintext = service.create_key(session, settings, row, scopes, name=name)
-            info = f"tenant {row.name} · prefix {key.prefix} · scopes {','.join(key.scopes)}"
+            info = f"tenant {row.name} (id {row.id}) · prefix {key.prefix} · scopes {','.join(key.scopes)}"
             approval = row.require_approval
     except LetheError as exc:
         _fail(exc.detail)

@@ -38,6 +38,7 @@ from core.registry.models import RegisteredModel
 from core.spare.errors import ErasureCancelled, ErasureInputError
 from core.storage import artifact_key, attempt_prefix, get_store
 from core.storage.base import ObjectStore
+from core.storage.tenant import tenant_store
 
 log = get_logger(__name__)
 EraseFn = Callable[..., Any]
@@ -225,11 +226,13 @@ def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[s
     with unit_of_work() as session:
         rows = uploads.get_many(session, data.tenant_id, [uuid.UUID(i) for i in ids])
         found = {str(u.id): (u.key, u.sha256) for u in rows.values()}
+    own = tenant_store(store, data.tenant_id)
     for upload_id in sorted(ids):
         if upload_id not in found:
             raise ValidationFailed(f"example image {upload_id} is not an upload of this tenant")
         key, sha = found[upload_id]
-        out[upload_id] = store.download(key, dest / f"{upload_id}{Path(key).suffix}", expected_sha256=sha)
+        out[upload_id] = own.download(own.relative(key), dest / f"{upload_id}{Path(key).suffix}",
+                                      expected_sha256=sha)
     return out
 
 
@@ -240,7 +243,7 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     keeper.progress("prepare", 0.0)
     _cpu_settings(settings)
     data = load_input(held)
-    model_dir = local_model_dir(data.source_uri, settings)
+    model_dir = local_model_dir(data.source_uri, settings, tenant_id=data.tenant_id)
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     spec, config = build_spec(data, images)

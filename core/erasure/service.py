@@ -277,10 +277,12 @@ def issue_artifact_links(
             f"erasure request {request.id} is {request.status.value}: only a succeeded request has artifacts"
         )
     from core.storage import get_store
+    from core.storage.tenant import tenant_store
 
-    store = get_store(settings)
+    store = tenant_store(get_store(settings), request.tenant_id)
     ttl = settings.artifact_url_ttl_s
-    links = [ArtifactLink(name=r.name, size=r.size, sha256=r.sha256, url=store.presign_get(r.key, ttl)) for r in rows]
+    links = [ArtifactLink(name=r.name, size=r.size, sha256=r.sha256, url=store.presign_get(store.relative(r.key), ttl))
+             for r in rows]
     audit.append(session, action="artifact.link_issued", subject=f"erasure:{request.id}", actor=principal.actor,
                  tenant_id=request.tenant_id, payload={"job_id": str(job.id), "attempt": job.attempt,
                                                        "names": [r.name for r in rows], "ttl_s": ttl})

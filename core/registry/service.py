@@ -26,7 +26,7 @@ class ModelNameTaken(Conflict):
 
 
 def register(session: Session, settings: Settings, principal: Principal, body: ModelCreate) -> RegisteredModel:
-    source = validate_source_uri(body.source_uri, settings)
+    source = validate_source_uri(body.source_uri, settings, tenant_id=principal.tenant_id)
     if repository.by_name(session, principal.tenant_id, body.name) is not None:
         raise ModelNameTaken(f"a model named {body.name!r} is already registered", name=body.name)
     model = RegisteredModel(

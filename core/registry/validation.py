@@ -3,6 +3,7 @@ mark the model `ready` (architecture, fingerprint) or `invalid` (reason) — aud
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from core.config import Settings
@@ -16,23 +17,25 @@ from core.spare.errors import UnsupportedModelError
 
 
 def run_validation(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper) -> str:
-    from core.spare.loading import detect_architecture, fingerprint
+    from core.spare.loading import check_safetensors, detect_architecture, fingerprint
 
     with unit_of_work() as session:
         model = session.get(RegisteredModel, held.model_id)
         if model is None:
             raise UnsupportedModelError(f"model {held.model_id} no longer exists")
-        source = model.source_uri
+        source, tenant_id = model.source_uri, model.tenant_id
     keeper.progress("validate", 0.0)
     architecture = digest = reason = None
+    model_dir = None
     try:
-        model_dir = local_model_dir(source, settings)
+        model_dir = local_model_dir(source, settings, tenant_id=tenant_id)
         keeper.check()
         architecture = detect_architecture(model_dir)
+        check_safetensors(model_dir)
         keeper.progress("validate", 0.3)
         digest = fingerprint(model_dir)
     except UnsupportedModelError as exc:
-        reason = str(exc)
+        reason = _public(str(exc), model_dir, settings)
     keeper.check()
     keeper.stop()
 
@@ -54,3 +57,11 @@ def run_validation(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper) ->
     from core.erasure.execution import finish_attempt
 
     return finish_attempt(write)
+
+
+def _public(reason: str, model_dir: Path | None, settings: Settings) -> str:
+    """The reason as tenants may read it: the worker's own directories (a download cache, the data dir)
+    are named by role, never by path."""
+    if model_dir is not None:
+        reason = reason.replace(str(model_dir), "the model folder")
+    return reason.replace(str(settings.data_dir), "the data directory")

@@ -71,6 +71,24 @@ def detect_architecture(model_dir: Path) -> str:
     return "sd1"
 
 
+_WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+
+
+def check_safetensors(model_dir: Path) -> None:
+    """Refuse a pipeline whose model components are stored only as pickle checkpoints (.bin/.ckpt/.pt):
+    unpickling runs code, so Lethe loads safetensors only (load_pipeline passes use_safetensors=True)."""
+    model_dir = pipeline_dir(model_dir)
+    for component in _WEIGHT_COMPONENTS:
+        folder = model_dir / component
+        if not folder.is_dir():
+            continue
+        names = [p.name for p in folder.iterdir() if p.is_file()]
+        if not any(n.endswith(".safetensors") for n in names) and any(n.endswith(_WEIGHT_SUFFIXES) for n in names):
+            raise UnsupportedModelError(
+                f"{component}/ holds pickle weights only; Lethe loads .safetensors only (convert the checkpoint)"
+            )
+
+
 def weight_files(model_dir: Path) -> list[Path]:
     """Weight files below `model_dir`, in a stable (sorted relative path) order."""
     model_dir = Path(model_dir)
@@ -109,7 +127,9 @@ def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | Non
     model_dir = pipeline_dir(model_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cls = StableDiffusionXLPipeline if arch == "sdxl" else StableDiffusionPipeline
-    kwargs: dict[str, Any] = {"local_files_only": True}
+    check_safetensors(model_dir)
+    # Never unpickle: a .bin/.ckpt checkpoint can run code when loaded.
+    kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True}
     target = resolve_device(device)
     if dtype is None and str(target) == "cpu":
         # Weights saved in fp16 (the shipped testbed, many hub checkpoints) cannot run on a CPU: upcast.

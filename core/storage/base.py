@@ -36,6 +36,13 @@ class ObjectNotFound(LetheError):
     title = "Object not found"
 
 
+class ObjectTooLarge(LetheError):
+    """A copy was stopped because it grew past the size allowed for it."""
+
+    kind = "object-too-large"
+    title = "Object too large"
+
+
 class IntegrityError(LetheError):
     """An object's content does not match the sha256 recorded for it."""
 
@@ -173,6 +180,10 @@ class ObjectStore(ABC):
         """Keys under `prefix`, sorted."""
 
     @abstractmethod
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
+        """(key, size in bytes) of the objects under `prefix`, sorted by key."""
+
+    @abstractmethod
     def presign_get(self, key: str, ttl: int = 3600) -> str:
         """A URL that lets anyone holding it download the object for `ttl` seconds."""
 
@@ -190,14 +201,24 @@ class ObjectStore(ABC):
         with self.open(key, expected_sha256=expected_sha256) as reader:
             return reader.read()
 
-    def download(self, key: str, dest: Path, *, expected_sha256: str | None = None) -> Path:
-        """Copy an object to a local file (written next to `dest`, renamed once verified)."""
+    def download(self, key: str, dest: Path, *, expected_sha256: str | None = None,
+                 max_bytes: int | None = None) -> Path:
+        """Copy an object to a local file (written next to `dest`, renamed once verified). With `max_bytes`,
+        the copy stops with ObjectTooLarge as soon as the object turns out to be larger."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         try:
             with self.open(key, expected_sha256=expected_sha256) as reader, tmp.open("wb") as out:
-                shutil.copyfileobj(reader, out, CHUNK)  # type: ignore[misc]
-                reader.read()  # EOF: makes the reader verify even when copyfileobj stopped exactly at the end
+                if max_bytes is None:
+                    shutil.copyfileobj(reader, out, CHUNK)  # type: ignore[misc]
+                else:
+                    copied = 0
+                    while chunk := reader.read(CHUNK):
+                        copied += len(chunk)
+                        if copied > max_bytes:
+                            raise ObjectTooLarge(f"an object is larger than the {max_bytes} bytes allowed")
+                        out.write(chunk)
+                reader.read()  # EOF: makes the reader verify even when the copy stopped exactly at the end
             tmp.replace(dest)
         finally:
             tmp.unlink(missing_ok=True)

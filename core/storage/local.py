@@ -79,6 +79,9 @@ class FileStore(ObjectStore):
                 keys.append(rel)
         return sorted(keys)
 
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
+        return [(key, self._path(key).stat().st_size) for key in self.list(prefix)]
+
     def presign_get(self, key: str, ttl: int = 3600) -> str:
         check_key(key)
         token = sign_download(self._signing_key, key, int(time.time()) + ttl)

@@ -136,14 +136,17 @@ class S3Store(ObjectStore):
         self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=full))
 
     def list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_sizes(prefix)]
+
+    def list_sizes(self, prefix: str) -> list[tuple[str, int]]:
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
 
-        def collect() -> list[str]:
-            keys: list[str] = []
+        def collect() -> list[tuple[str, int]]:
+            found: list[tuple[str, int]] = []
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
-            return sorted(keys)
+                found.extend((obj["Key"][strip:], int(obj.get("Size", 0))) for obj in page.get("Contents", []))
+            return sorted(found)
 
         return self._call("list", prefix, collect)
 

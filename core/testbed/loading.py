@@ -30,7 +30,8 @@ def load_pipeline(path: Path | None = None, device: str = "cpu") -> StableDiffus
     directory = _pipeline_dir(Path(path) if path is not None else testbed_dir())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(directory), dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+        str(directory), dtype=torch.float32, safety_checker=None, requires_safety_checker=False,
+        use_safetensors=True,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)

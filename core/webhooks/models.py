@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base, JsonType, UtcDateTime
 from core.ids import new_id
 from core.timeutil import utcnow
+from core.webhooks.at_rest import EncryptedSecret
 
 
 class DeliveryState(enum.StrEnum):
@@ -29,8 +30,9 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(String(2000))
     # Event types this endpoint receives; ["*"] = all.
     events: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    # Standard Webhooks secret ("whsec_" + base64 key). Kept in clear: signing needs the key itself.
-    secret: Mapped[str] = mapped_column(String(200))
+    # Standard Webhooks secret ("whsec_" + base64 key). Signing needs the key itself, so it is encrypted at rest
+    # (core.webhooks.at_rest): the column holds ciphertext, the attribute the plain secret.
+    secret: Mapped[str] = mapped_column(EncryptedSecret())
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str] = mapped_column(String(100))

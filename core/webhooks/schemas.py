@@ -58,7 +58,10 @@ class WebhookOut(BaseModel):
 
 
 class WebhookCreated(WebhookOut):
-    secret: str = Field(description="The signing secret. Shown only in this response.")
+    secret: str | None = Field(
+        description="The signing secret. Shown only in the first response; null when an Idempotency-Key replay "
+        "answers (the stored response does not keep it)."
+    )
 
 
 class AttemptOut(BaseModel):

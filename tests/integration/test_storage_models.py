@@ -27,32 +27,38 @@ def test_s3_model_prefix_is_downloaded_verified_and_cached(
     store = get_store(settings)
     assert isinstance(store, S3Store)
     store.ensure_bucket()
+    tenant = uuid.uuid4()
+    area = f"tenants/{tenant}/models-in"
     for path in sorted(p for p in tiny_model.rglob("*") if p.is_file()):
-        store.put(f"models/tiny/{path.relative_to(tiny_model).as_posix()}", path)
-    local = local_model_dir(f"s3://{bucket}/store/models/tiny", settings)
+        store.put(f"{area}/tiny/{path.relative_to(tiny_model).as_posix()}", path)
+    uri = f"s3://{bucket}/store/{area}/tiny"
+    local = local_model_dir(uri, settings, tenant_id=tenant)
     assert detect_architecture(local) == "sd1"
     assert fingerprint(local) == fingerprint(tiny_model)
-    assert local_model_dir(f"s3://{bucket}/store/models/tiny", settings) == local, "cached, not downloaded again"
+    assert local_model_dir(uri, settings, tenant_id=tenant) == local, "cached, not downloaded again"
     with pytest.raises(ModelSourceError, match="no objects"):
-        local_model_dir(f"s3://{bucket}/store/models/missing", settings)
-    with pytest.raises(ModelSourceError, match="outside the configured store"):
-        local_model_dir(f"s3://{bucket}/elsewhere/x", settings)
+        local_model_dir(f"s3://{bucket}/store/{area}/missing", settings, tenant_id=tenant)
+    with pytest.raises(ModelSourceError, match="models-in"):
+        local_model_dir(f"s3://{bucket}/elsewhere/x", settings, tenant_id=tenant)
+    with pytest.raises(ModelSourceError, match="models-in"):
+        local_model_dir(uri, settings, tenant_id=uuid.uuid4())  # another tenant's area
     # A corrupted object never becomes a model folder.
-    key = "models/bad/unet/config.json"
+    key = f"{area}/bad/unet/config.json"
     store.put(key, b"{}")
     store.client.put_object(Bucket=bucket, Key=f"store/{key}", Body=b"[]", Metadata={"sha256": "0" * 64})
     with pytest.raises(IntegrityError):
-        local_model_dir(f"s3://{bucket}/store/models/bad", settings)
+        local_model_dir(f"s3://{bucket}/store/{area}/bad", settings, tenant_id=tenant)
 
 
 def test_model_sources_that_are_refused(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
+    tenant = uuid.uuid4()
     with pytest.raises(ModelSourceError, match="does not exist"):
-        local_model_dir(f"file://{tmp_path / 'nope'}", settings)
+        local_model_dir(f"file://{tmp_path / 'models' / 'nope'}", settings, tenant_id=tenant)
     with pytest.raises(ModelSourceError, match="hf:// sources are disabled"):
-        local_model_dir("hf://org/repo@main", settings)
+        local_model_dir("hf://org/repo@main", settings, tenant_id=tenant)
     with pytest.raises(ModelSourceError, match="unsupported model source"):
-        local_model_dir("ftp://x/y", settings)
+        local_model_dir("ftp://x/y", settings, tenant_id=tenant)
 
 
 def test_model_cache_is_a_bounded_lru() -> None:

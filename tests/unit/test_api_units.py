@@ -70,9 +70,10 @@ def roots(tmp_path: Path) -> tuple[Settings, Path, Path]:
 
 def test_file_sources(roots: tuple[Settings, Path, Path]) -> None:
     settings, root, outside = roots
-    assert validate_source_uri(f"file://{root}/sd15", settings) == f"file://{root}/sd15"
-    assert validate_source_uri(f"file://{root}/inner", settings) == f"file://{root}/sd15"  # symlink resolved
-    assert validate_source_uri(f"file://{root}/sd15/../sd15", settings) == f"file://{root}/sd15"
+    assert validate_source_uri(f"file://{root}/sd15", settings, tenant_id=None) == f"file://{root}/sd15"
+    # symlinks resolved
+    assert validate_source_uri(f"file://{root}/inner", settings, tenant_id=None) == f"file://{root}/sd15"
+    assert validate_source_uri(f"file://{root}/sd15/../sd15", settings, tenant_id=None) == f"file://{root}/sd15"
     for bad in (
         f"file://{root}/escape",  # symlink out of the root
         f"file://{root}/../elsewhere",  # .. out of the root
@@ -84,22 +85,30 @@ def test_file_sources(roots: tuple[Settings, Path, Path]) -> None:
         "/plain/path",
     ):
         with pytest.raises(ValidationFailed):
-            validate_source_uri(bad, settings)
+            validate_source_uri(bad, settings, tenant_id=None)
 
 
 def test_s3_and_hub_sources(roots: tuple[Settings, Path, Path]) -> None:
     settings, _, _ = roots
-    assert validate_source_uri("s3://lethe-bucket/models/sd15/", settings) == "s3://lethe-bucket/models/sd15"
-    for bad in ("s3://other-bucket/models", "s3://lethe-bucket/", "s3://lethe-bucket/a/../b", "s3://Bad_Bucket/x"):
+    me, other = uuid.uuid4(), uuid.uuid4()
+    area = f"s3://lethe-bucket/objects/tenants/{me}/models-in"
+    assert validate_source_uri(f"{area}/sd15/", settings, tenant_id=me) == f"{area}/sd15"
+    for bad in ("s3://other-bucket/models", "s3://lethe-bucket/", "s3://lethe-bucket/a/../b", "s3://Bad_Bucket/x",
+                "s3://lethe-bucket/models/sd15", "s3://lethe-bucket/objects/models/sd15", f"{area}", f"{area}/",
+                f"s3://lethe-bucket/objects/tenants/{other}/models-in/sd15",
+                f"s3://lethe-bucket/objects/tenants/{me}/uploads", f"s3://lethe-bucket/objects/tenants/{me}/requests",
+                f"s3://lethe-bucket/tenants/{me}/models-in/sd15", f"{area}/a b"):
         with pytest.raises(ValidationFailed):
-            validate_source_uri(bad, settings)
+            validate_source_uri(bad, settings, tenant_id=me)
+    with pytest.raises(ValidationFailed, match="local"):
+        validate_source_uri(f"{area}/sd15", settings.model_copy(update={"store_url": "file:///x"}), tenant_id=me)
     with pytest.raises(ValidationFailed, match="LETHE_ALLOW_HUB"):
-        validate_source_uri("hf://org/repo@main", settings)
+        validate_source_uri("hf://org/repo@main", settings, tenant_id=me)
     hub = settings.model_copy(update={"allow_hub": True})
-    assert validate_source_uri("hf://runwayml/sd-v1-5@abc123", hub) == "hf://runwayml/sd-v1-5@abc123"
+    assert validate_source_uri("hf://runwayml/sd-v1-5@abc123", hub, tenant_id=me) == "hf://runwayml/sd-v1-5@abc123"
     for bad in ("hf://org/repo", "hf://org@rev", "hf://org/repo@", "hf://org/repo@../x"):
         with pytest.raises(ValidationFailed):
-            validate_source_uri(bad, hub)
+            validate_source_uri(bad, hub, tenant_id=me)
 
 
 def test_params_bounds_are_within_the_engine_config() -> None:
