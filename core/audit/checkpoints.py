@@ -1,6 +1,6 @@
 """Signed checkpoints of the audit chain's head.
 
-A checkpoint is the Ed25519 signature (the key that signs certificates) over
+A checkpoint is a detached JWS (EdDSA, the key that signs certificates) over
 `{"kind": "lethe.audit.checkpoint", "seq": N, "hash": H, "at": T}`: event N, with hash H, was the head of the
 chain at time T. Each is kept twice: as a row of `audit_checkpoints` and, outside the database, as the object
 `audit/head.json` of the object store (the newest one). Someone who deletes the newest events must then also
@@ -45,8 +45,9 @@ def sign(settings: Settings, seq: int, head_hash: str, at: datetime) -> Checkpoi
 
     key = signing.private_key(settings)
     unsigned = Checkpoint(seq, head_hash, at, "", "")
-    sig = signing.sign(key, unsigned.body())
-    return Checkpoint(seq, head_hash, at, sig["key_id"], sig["value"])
+    # The certificates' signature format: a detached JWS (EdDSA) over the RFC 8785 form of the body.
+    jws = signing.sign_detached(key, unsigned.body())
+    return Checkpoint(seq, head_hash, at, signing.key_id(key.public_key()), jws)
 
 
 def is_authentic(settings: Settings, checkpoint: Checkpoint) -> bool:
@@ -54,8 +55,8 @@ def is_authentic(settings: Settings, checkpoint: Checkpoint) -> bool:
     from core.certificates import signing
 
     public = signing.private_key(settings).public_key()
-    return checkpoint.key_id == signing.key_id(public) and signing.verify(public, checkpoint.body(),
-                                                                           checkpoint.signature)
+    return checkpoint.key_id == signing.key_id(public) and signing.verify_detached(public, checkpoint.signature,
+                                                                                    checkpoint.body())
 
 
 def read_external_head(settings: Settings) -> Checkpoint | None:

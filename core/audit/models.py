@@ -44,4 +44,4 @@ class AuditCheckpoint(Base):
     hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     key_id: Mapped[str] = mapped_column(String(32))
-    signature: Mapped[str] = mapped_column(String(128))
+    signature: Mapped[str] = mapped_column(String(400))  # a detached JWS

@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column('hash', sa.String(length=64), nullable=False),
         sa.Column('at', core.db.UtcDateTime(timezone=True), nullable=False),
         sa.Column('key_id', sa.String(length=32), nullable=False),
-        sa.Column('signature', sa.String(length=128), nullable=False),
+        sa.Column('signature', sa.String(length=400), nullable=False),
         sa.PrimaryKeyConstraint('seq', name=op.f('pk_audit_checkpoints')),
     )
 

@@ -25,12 +25,9 @@ from core.erasure.models import ErasureRequest, Job
 from core.erasure.states import JobState
 from core.storage import artifact_key, get_store
 from tests.api_support import ApiEnv, api, erasure_body  # noqa: F401
+from tests.evidence import verified_metrics
 
-VERIFIED = {
-    "ua": 0.97, "ira": 0.93, "cra": 0.95, "base_ira": 0.95, "base_cra": 0.96,
-    "verification": {"ua": {"value": 0.97, "min": 0.9, "passed": True},
-                     "ira_retention": {"value": 0.98, "min": 0.9, "passed": True}},
-}
+VERIFIED = verified_metrics()
 
 
 def _run_job(env: ApiEnv, request_id: str) -> tuple[Job, dict[str, bytes]]:
@@ -105,7 +102,7 @@ def test_lifecycle_chain_certificate_and_tamper(api: ApiEnv, tmp_path: Path) -> 
     assert cert["model"]["fingerprint_before"] == "ab" * 32
     assert {a["name"]: a["sha256"] for a in cert["artifacts"]} == {
         n: hashlib.sha256(d).hexdigest() for n, d in outputs.items()}
-    assert cert["verification"]["ua"]["passed"] is True
+    assert cert["verification"]["ua[circle]"]["passed"] is True and cert["proof"]["concepts"][0]["concept"] == "circle"
     event = c.get(f"/v1/audit/events?action=certificate.issued&subject=erasure:{rid}", headers=submitter).json()
     assert event["items"][0]["seq"] == cert["audit"]["seq"] and event["items"][0]["hash"] == cert["audit"]["hash"]
     assert event["items"][0]["payload"]["digest"] == body_digest(cert)
@@ -118,7 +115,7 @@ def test_lifecycle_chain_certificate_and_tamper(api: ApiEnv, tmp_path: Path) -> 
     code, out = _cli(api, "certificate", "verify", cert_file, "--public-key", key_file)
     assert code == 0 and out.startswith("valid"), out
     forged = json.loads(json.dumps(doc))
-    forged["certificate"]["metrics"]["ua"] = 0.2
+    forged["certificate"]["metrics"]["judge"]["concepts"][0]["ua"] = 0.2
     (tmp_path / "forged.json").write_text(json.dumps(forged))
     code, out = _cli(api, "certificate", "verify", str(tmp_path / "forged.json"))
     assert code == 1 and "altered" in out

@@ -17,6 +17,7 @@ from core.errors import StaleAttempt
 from core.outbox.models import OutboxMessage
 from core.storage import get_store
 from core.timeutil import utcnow
+from tests.evidence import verified_metrics
 from tests.integration.worker_support import (
     artifacts,
     audit_actions,
@@ -29,10 +30,7 @@ from tests.integration.worker_support import (
     use_database,
 )
 
-VERIFIED = {
-    "probe": {"forget_gap_closure": 0.9},
-    "verification": {"forget_gap_closure": {"value": 0.9, "passed": True}},
-}
+VERIFIED = verified_metrics()
 
 
 @pytest.fixture

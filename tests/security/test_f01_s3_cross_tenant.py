@@ -25,6 +25,7 @@ from core.erasure.states import JobKind, JobState
 from core.registry.models import ModelStatus
 from core.storage import artifact_key, get_store
 from tests.api_support import ApiEnv, erasure_body
+from tests.evidence import verified_metrics
 from tests.integration.worker_support import seed_model
 from tests.security.conftest import put_folder, validate
 
@@ -142,7 +143,7 @@ def test_certificates_name_no_tenant_and_no_storage_location(s3_env: ApiEnv, tin
         held = jobs.lease(s, job.id, "security-probe", 60)
     key = artifact_key(held.tenant_id, held.request_id, held.job_id, held.attempt, "fused/weights.safetensors")
     obj = get_store(env.settings).put(key, b"fused" * 100)
-    metrics = {"verification": {"ua": {"value": 0.97, "min": 0.9, "passed": True}}}
+    metrics = verified_metrics()
     with unit_of_work() as s:
         stored = [jobs.StoredArtifact(name="fused/weights.safetensors", key=key, size=obj.size, sha256=obj.sha256)]
         assert jobs.complete(s, held, artifacts=stored, metrics=metrics) == JobState.succeeded

@@ -4,6 +4,7 @@ while load_pipeline did not insist on safetensors."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import tomllib
@@ -30,7 +31,11 @@ def _certificate(tmp_path: Path, key: Ed25519PrivateKey, name: str = "certificat
     body = {"id": "c-1", "request": {"id": "r-1"}, "model": {"fingerprint_before": "ab" * 32},
             "issued_at": "2026-12-01T00:00:00+00:00", "audit": {"seq": 1}}
     path = tmp_path / name
-    path.write_text(json.dumps({"certificate": body, "signature": signing.sign(key, body)}))
+    public = key.public_key()
+    signature = {"alg": "EdDSA", "key_id": signing.key_id(public),
+                 "public_key": base64.b64encode(signing.public_raw(public)).decode(),
+                 "jws": signing.sign_detached(key, body)}
+    path.write_text(json.dumps({"certificate": body, "signature": signature}))
     return path
 
 
@@ -65,7 +70,8 @@ def test_verify_without_a_key_in_a_fresh_data_dir(tmp_path: Path) -> None:
 
 
 def test_torch_floor_keeps_weights_only_loading() -> None:
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = project["optional-dependencies"]["worker"]  # the processes that load models
     (torch,) = [Requirement(d) for d in deps if Requirement(d).name == "torch"]
     floor = min(Version(s.version) for s in torch.specifier if s.operator in (">=", "==", "~="))
     assert floor >= Version("2.6"), f"torch {torch.specifier}: torch.load is weights_only by default from 2.6"
