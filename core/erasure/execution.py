@@ -34,6 +34,7 @@ from core.registry.cache import process_cache
 from core.registry.local_copy import local_model_dir
 from core.registry.models import RegisteredModel
 from core.spare.errors import ErasureCancelled, ErasureInputError
+from core.spare.prompting import fit_request
 from core.storage import artifact_key, attempt_prefix, get_store
 from core.storage.base import ObjectStore
 
@@ -185,6 +186,16 @@ def load_input(held: jobs.Lease) -> JobInput:
         )
 
 
+def model_vocabulary(model_dir: Path) -> Any:
+    """The folder's lethe.json (core.evaluation.vocabulary); a broken one fails the job with the reason."""
+    from core.evaluation.vocabulary import VocabularyError, load_vocabulary
+
+    try:
+        return load_vocabulary(model_dir)
+    except VocabularyError as exc:
+        raise ErasureInputError(str(exc)) from exc
+
+
 def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
     from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
 
@@ -227,12 +238,7 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     spec, config = build_spec(data, images)
-    from core.testbed.loading import is_testbed
-
-    if is_testbed(model_dir):
-        from core.spare.testbed_eval import fit_to_testbed
-
-        spec, config = fit_to_testbed(spec, config)
+    spec, config = fit_request(spec, config, model_vocabulary(model_dir))
     if "device" not in data.params:
         config = config.model_copy(update={"device": settings.device})
     cache = process_cache(settings.model_cache_size)
