@@ -50,12 +50,18 @@ def erase(
     attacks: bool = typer.Option(
         False, "--attacks/--no-attacks", help="Canvas-grid diagnostics: also run the attack probe."
     ),
+    max_rounds: int | None = typer.Option(
+        None, "--max-rounds", min=1, max=10,
+        help="Erase until verified: rounds of train → held-out image check → escalate, at most "
+        "(default: LETHE_ERASE_MAX_ROUNDS; 1 = a single round).",
+    ),
     judge: str | None = typer.Option(
         None, "--judge", help="Who labels the held-out images: auto | model-classifier | clip | diffusion-classifier "
         "(default: LETHE_JUDGE).",
     ),
 ) -> None:
     """Erase concepts and write adapter/, fused/, report.json and grid.png to --out."""
+    from core.config import get_settings
     from core.evaluation.judges import JUDGE_NAMES
     from core.evaluation.vocabulary import VocabularyError, load_vocabulary
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
@@ -91,6 +97,11 @@ def erase(
         vocabulary = load_vocabulary(model_dir)
         if steps is not None:
             extra["steps"] = steps
+        if max_rounds is not None:
+            extra["max_rounds"] = max_rounds
+        settings = get_settings()
+        extra.setdefault("max_rounds", settings.erase_max_rounds)
+        extra.setdefault("time_budget_s", settings.erase_time_budget_seconds)
         cfg_cls = SpareConfig if method == "spare" else EsdConfig
         config = cfg_cls(device=device, seed=seed, **extra)
         spec = ErasureSpec(
@@ -111,14 +122,18 @@ def erase(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.config import get_settings
-    from core.erasure.judging import grid_diagnostics, job_evaluator
+    from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
+    from core.erasure.verification import Thresholds
+    from core.spare.rounds import erase_until_verified
 
-    settings = get_settings()
     diagnostics = grid_diagnostics(model_dir, [c.target for c in spec.concepts], seeds=range(eval_seeds),
                                    attacks=attacks)
     evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
                               fingerprint=None, diagnostics=diagnostics)
+    thresholds = Thresholds.for_request(settings)
+    check = round_check(model_dir, spec, config, settings, judge_name=judge or settings.judge, fingerprint=None,
+                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                        min_retention=thresholds.min_retention)
     try:
         pipeline = load_pipeline(model_dir, device="cpu")
     except ErasureInputError as exc:
@@ -133,7 +148,8 @@ def erase(
             bars.update(tasks[stage], completed=fraction)
 
         try:
-            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator)
+            result = erase_until_verified(pipeline, spec, config, out_dir=out, check=check, evaluator=evaluator,
+                                          progress=progress, erase_fn=run_erase)
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")
@@ -142,6 +158,11 @@ def erase(
         f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
         f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
     )
+    for row in (result.metrics.get("rounds") or {}).get("history", []):
+        ua = ", ".join(f"{k} {v:.3f}" for k, v in (row["ua"] or {}).items())
+        kept = ", ".join(f"{k} {v:.3f}" for k, v in (row["retention"] or {}).items() if v is not None)
+        typer.echo(f"round {row['round']} ({'+'.join(row['levers']) or 'defaults'}, {row['seconds']:.0f} s): "
+                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row['outcome']}")
     _print_verdict(result.metrics, settings)
     for target, row in result.metrics.get("summary", {}).items():
         typer.echo(

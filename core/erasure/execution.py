@@ -22,7 +22,7 @@ import core.models  # noqa: F401  (all tables: foreign keys across domains resol
 from core.config import Settings, get_settings
 from core.db import unit_of_work
 from core.erasure import jobs
-from core.erasure.judging import grid_diagnostics, job_evaluator
+from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
 from core.erasure.states import JobKind, JobState
@@ -230,6 +230,7 @@ def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[s
 def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
            uploaded: list[str], erase_fn: EraseFn) -> str:
     from core.spare.loading import load_pipeline
+    from core.spare.rounds import erase_until_verified
 
     keeper.progress("prepare", 0.0)
     _cpu_settings(settings)
@@ -239,8 +240,9 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     images = _download_examples(data, store, work / "examples")
     spec, config = build_spec(data, images)
     spec, config = fit_request(spec, config, model_vocabulary(model_dir))
-    if "device" not in data.params:
-        config = config.model_copy(update={"device": settings.device})
+    defaults = {"device": settings.device, "max_rounds": settings.erase_max_rounds,
+                "time_budget_s": settings.erase_time_budget_seconds}
+    config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})
     cache = process_cache(settings.model_cache_size)
     cache_key = data.fingerprint or f"path:{model_dir}"
     loads_before = cache.loads
@@ -248,22 +250,26 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     log.info("model loaded" if cache.loads > loads_before else "model cache hit", model=cache_key[:16])
     keeper.progress("prepare", 1.0)
     keeper.check()
+    judge_name = data.verification.get("judge") or settings.judge
     evaluator = job_evaluator(model_dir, spec, config, settings, fingerprint=data.fingerprint,
-                              judge_name=data.verification.get("judge") or settings.judge, progress=keeper.progress,
+                              judge_name=judge_name, progress=keeper.progress,
                               diagnostics=grid_diagnostics(model_dir, [c.target for c in spec.concepts]))
+    thresholds = Thresholds.for_request(settings, data.verification)
+    check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=data.fingerprint,
+                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                        min_retention=thresholds.min_retention, progress=keeper.progress)
     try:
-        result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
-                          should_stop=keeper.should_stop, evaluator=evaluator)
+        result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
+                                      progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn)
     except (ErasureCancelled, ErasureInputError):
         raise
     except BaseException:
         cache.discard(cache_key)  # the engine died mid-run: do not trust the pipeline's weights any more
         raise
     keeper.check()
-    thresholds = Thresholds.for_request(settings, data.verification)
     verdict = verify(result.metrics, thresholds, [c.target for c in spec.concepts])
     if not verdict.ok:
-        raise VerificationFailed(verdict.reason)
+        raise VerificationFailed(verdict.reason + _rounds_note(result.metrics))
     metrics = {**result.metrics, "verification": verdict.checks, "thresholds": asdict(thresholds),
                "judging": judging_time(result.metrics, result.report)}
     artifacts: list[jobs.StoredArtifact] = []
@@ -289,6 +295,14 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     elif outcome in (JobState.cancelled.value, "stale"):
         _remove(store, uploaded)
     return outcome
+
+
+def _rounds_note(metrics: dict[str, Any]) -> str:
+    rounds = metrics.get("rounds") or {}
+    history = rounds.get("history") or []
+    if len(history) < 2:
+        return ""
+    return f" (best of {len(history)} rounds: round {rounds.get('chosen')})"
 
 
 def judging_time(metrics: dict[str, Any], report: dict[str, Any]) -> dict[str, float] | None:

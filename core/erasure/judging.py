@@ -88,3 +88,37 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
         return metrics
 
     return evaluate
+
+
+def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
+                fingerprint: str | None, min_unlearning_accuracy: float, min_retention: float,
+                progress: Callable[[str, float], None] | None = None) -> Any:
+    """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
+    (settings.round_check_*), on other seeds than the final verification's, against its thresholds. The judge
+    is chosen once; a judge that cannot run makes every round's check fail (the job then fails as unverified)."""
+    from core.evaluation.evidence import gather_evidence
+    from core.spare.rounds import RoundCheck, check_from_evidence
+
+    targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
+    chosen: dict[str, Any] = {}
+
+    def check(erased: Any, base: Any) -> RoundCheck:
+        try:
+            vocabulary = load_vocabulary(model_dir)
+            if "judge" not in chosen:
+                chosen["judge"] = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
+                                               clip_path=settings.clip_judge_path, fingerprint=fingerprint)
+            evidence = gather_evidence(
+                erased, base, chosen["judge"], vocabulary, targets,
+                training_prompts=training_prompts(spec, config, getattr(base, "tokenizer", None)),
+                forget_images=settings.round_check_forget_images, retain_images=settings.round_check_retain_images,
+                steps=settings.judge_steps, guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000,
+                progress=(lambda f: progress("check", f)) if progress else None,
+            )
+        except (JudgeUnavailable, VocabularyError) as exc:
+            log.warning("no judge could run the round check", reason=str(exc))
+            return RoundCheck(ua={}, retention={}, passed=False, retention_ok=True,
+                              metrics={"judge_error": f"no judge could run: {exc}"})
+        return check_from_evidence(evidence.model_dump(mode="json"), min_unlearning_accuracy, min_retention)
+
+    return check

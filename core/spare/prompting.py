@@ -4,8 +4,9 @@
 forget contexts, default retain set and default surrogates); a folder that declares nothing gets the request
 as it is. `Tokens` tells which words the model's tokenizer represents as known tokens, so that generic
 templates are used only where every word means something to the model: a word that encodes to the unknown
-token, or only as (nearly) single-character pieces, is not known unless the request's own prompts use it; a prompt longer than the context is not used
-(truncation would cut the concept off). Same rule for a small-vocabulary model and for SD 1.5.
+token, or only as (nearly) single-character pieces, is not known unless the request's own prompts use it; a
+prompt longer than the context is not used (truncation would cut the concept off). Same rule for a
+small-vocabulary model and for SD 1.5.
 """
 
 from __future__ import annotations
