@@ -48,12 +48,12 @@ def build_cmd(
     """Train dataset → classifier → VAE → UNet + text encoder, measure it, and write pipeline/, classifier/,
     manifest.json."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from core.testbed.paths import built_dir
+    from core.testbed.paths import built_dir, folder_name
     from core.testbed.train import PROFILES, build, profile_named
 
     if profile not in PROFILES:
         _fail(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    target = out if out is not None else built_dir()
+    target = out if out is not None else built_dir().parent / folder_name(profile)
 
     def on_event(event: str, data: dict[str, Any]) -> None:
         typer.echo(f"{event}: {json.dumps(data)}", err=True)
@@ -88,11 +88,18 @@ def build_cmd(
 
 
 @app.command("path")
-def path_cmd() -> None:
-    """Print the directory of the testbed in use (pipeline/, classifier/, manifest.json)."""
-    from core.testbed.paths import testbed_dir
+def path_cmd(
+    name: str | None = typer.Option(
+        None, "--name", help="Which testbed: full (the first, default) or a profile's, e.g. subword (the second)."
+    ),
+) -> None:
+    """Print the directory of a testbed (pipeline/, classifier/, manifest.json)."""
+    from core.testbed.paths import named_testbed_dir
 
-    typer.echo(str(testbed_dir()))
+    try:
+        typer.echo(str(named_testbed_dir(name)))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
 
 
 @app.command("concepts")

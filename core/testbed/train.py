@@ -111,9 +111,9 @@ PROFILES: dict[str, Profile] = {
         heldout_per_pair=20,
         classifier_steps=200,
         vae_steps=500,
-        unet_steps=600,
+        unet_steps=850,
         unet_batch=64,
-        unet_warmup=60,
+        unet_warmup=85,
         guidance_scales=(3.0, 5.0),
         model=ModelConfig(
             vae_channels=(16, 32, 32), unet_channels=(32, 64, 64), text_width=48, tokenizer_merges=130
