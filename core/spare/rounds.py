@@ -138,11 +138,13 @@ def erase_until_verified(
     current = _Round(1, config, {}, [])
     while True:
         k = current.index
-        if budget is not None and rounds and time.monotonic() - started + rounds[-1].seconds > budget:
+        elapsed = time.monotonic() - started
+        if budget is not None and len(rounds) > 0 and elapsed + rounds[-1].seconds > budget:
             break  # another round would not fit the time budget
-        last_possible = k >= max_rounds or (
-            budget is not None and rounds and time.monotonic() - started + 2 * rounds[-1].seconds > budget
-        )
+        # After this round, will another one fit? (When not, this round gets the full evaluation.)
+        last_possible = bool(k >= max_rounds or (
+            budget is not None and len(rounds) > 0 and elapsed + 2 * rounds[-1].seconds > budget
+        ))
 
         def round_progress(stage: str, fraction: float, _k: int = k) -> None:
             if progress is not None:

@@ -128,6 +128,13 @@ def test_the_time_budget_stops_the_loop(tmp_path: Path) -> None:
     assert result.metrics["judge"]["concepts"][0]["ua"] == 0.5, "judged on the best round's check evidence"
 
 
+def test_a_generous_time_budget_leaves_the_rounds_to_max_rounds(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3, time_budget_s=3600))
+    assert len(script.configs) == 3 and script.full_evaluations == [3]
+    assert result.report["rounds"]["chosen"] == 3 and result.report["rounds"]["time_budget_s"] == 3600
+
+
 def test_esd_escalates_steps_only(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.95, 1.0)])
     script.run(tmp_path, EsdConfig(max_rounds=3, steps=100))
