@@ -1,4 +1,11 @@
-"""Erasure benchmark on the testbed: SPARE, SPARE with uniform timesteps, SPARE without saliency, ESD.
+"""Erasure benchmark on the testbeds: SPARE (erase until verified), SPARE (one round), ablations, ESD.
+
+`--testbeds full,subword` runs every method on both testbeds in one run (the second, built by another recipe,
+is for reporting the defaults on a model they were never tuned on — never for tuning). Requests are phrased by
+each testbed's own lethe.json through the generic path (core.spare.prompting.fit_request). `spare-loop` is
+what workers run: rounds with the testbed classifier's cheap held-out check and escalation
+(core.spare.rounds), the service's default budget (LETHE_ERASE_MAX_ROUNDS); `spare` is one round. Every row
+also has the diffusion classifier's UA on held-out prompts (the judge any model gets).
 
 For each target (objects and styles) and method: UA, IRA, CRA (absolute and % of base), the FID analogue,
 attack success, wall time of the erasure (evaluation excluded), peak RSS vs sampling alone (in-process per row,
@@ -30,7 +37,7 @@ from core.evaluation.attacks import CALIBRATED_BUDGET
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("spare", "spare-uniform", "spare-nosal", "esd")
+METHODS = ("spare-loop", "spare", "spare-uniform", "spare-nosal", "esd")
 
 
 def method_config(method: str, args: argparse.Namespace) -> Any:
@@ -42,6 +49,10 @@ def method_config(method: str, args: argparse.Namespace) -> Any:
         extra["steps"] = args.spare_steps
     if method == "spare":
         return SpareConfig(**base, **extra)
+    if method == "spare-loop":
+        from core.config import get_settings
+
+        return SpareConfig(**base, **{"max_rounds": get_settings().erase_max_rounds, **extra})
     if method == "spare-uniform":
         return SpareConfig(**base, **{**extra, "timesteps": "uniform"})
     if method == "spare-nosal":
@@ -110,29 +121,47 @@ def memory_probe(target: str, threads: int) -> dict[str, Any]:
 
 
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
+    from core.config import get_settings
+    from core.erasure.judging import job_evaluator, round_check
+    from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, erase
-    from core.spare.testbed_eval import concept_kind, testbed_concept, testbed_evaluator, testbed_retain
+    from core.spare.loading import pipeline_dir
+    from core.spare.prompting import fit_request
+    from core.spare.rounds import erase_until_verified
+    from core.spare.specs import ConceptSpec
+    from core.spare.testbed_eval import concept_kind, testbed_evaluator
 
     spare_method = "esd" if method == "esd" else "spare"
     config = method_config(method, args)
-    if args.canvas_surrogate:
-        # SPARE distils towards a surrogate the testbed knows (the next canvas concept of the kind).
-        from core.spare.specs import ConceptSpec
-        from core.spare.testbed_eval import fit_to_testbed
+    model_dir = pipeline_dir(testbed)
+    # The generic path: the testbed's lethe.json phrases the request (canvas contexts, retain set, surrogate).
+    spec, config = fit_request(ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method), config,
+                               load_vocabulary(model_dir))
+    concept = spec.concepts[0]
+    grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
+                             attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
+                             cached_base=cached)
+    settings = get_settings()
+    judged = job_evaluator(model_dir, spec, config, settings, judge_name="diffusion-classifier", fingerprint=None,
+                           diagnostics=grid) if args.diffusion_judge else grid
+    evaluation_s = [0.0]
 
-        spec, config = fit_to_testbed(ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method), config)
-        concept = spec.concepts[0]
-    else:
-        concept = testbed_concept(target)
-        spec = ErasureSpec(concepts=[concept], retain=testbed_retain([target]), method=spare_method)
-    # The testbed only knows its canvas vocabulary: its own prompts, no generic English templates.
-    config = config.model_copy(update={"max_forget_prompts": len(concept.prompts)})
-    evaluator = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
-                                  attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
-                                  cached_base=cached)
+    def evaluator(erased: Any, base: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            return judged(erased, base)
+        finally:
+            evaluation_s[0] += time.perf_counter() - t0
+
     out = Path(tempfile.mkdtemp(prefix="lethe-bench-")) / "run"
     try:
-        res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
+        if method == "spare-loop":
+            check = round_check(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
+                                min_unlearning_accuracy=settings.verify_min_unlearning_accuracy,
+                                min_retention=settings.verify_min_retention)
+            res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator)
+        else:
+            res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
     rep = res.report
@@ -140,11 +169,18 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     # ESD does not use SPARE's cached samples (it samples x_t itself each step): its time is training + saving.
     stages = ("distill", "fuse") if method == "esd" else ("samples", "saliency", "timesteps", "distill", "fuse")
     erase_s = sum(t.get(s, 0.0) for s in stages)
+    rounds = rep.get("rounds")
+    if method == "spare-loop" and rounds:
+        # Every round (with its held-out check) is the loop's cost; only the final evaluation is left out.
+        erase_s = rounds["total_seconds"] - evaluation_s[0]
     stage_rss = rep["memory"]["stage_peak_rss_bytes"]
     peak = max(v for k, v in stage_rss.items() if k in stages)
     row = res.metrics["summary"][target]
     tb = res.metrics["testbed"]
+    judge = res.metrics.get("judge") if isinstance(res.metrics.get("judge"), dict) else None
+    dc = next((c for c in (judge or {}).get("concepts", []) if c["concept"] == target), None)
     return {
+        "testbed": testbed.name,
         "target": target,
         "surrogate": concept.surrogate_text(),
         "kind": concept_kind(target),
@@ -163,23 +199,37 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "forget_gap_closure": res.metrics["probe"]["forget_gap_closure"],
         "modules": len(rep["adapter"]["target_modules"]) if rep.get("adapter") else None,
         "config": rep["config"],
+        "diffusion_ua": dc["ua"] if dc else None,
+        "diffusion_base_ua": dc["base_ua"] if dc else None,
+        "rounds": len(rounds["history"]) if rounds else 1,
+        "rounds_passed": rounds["passed"] if rounds else None,
+        "round_history": rounds["history"] if rounds else None,
     }
+
+
+def _key(row: dict) -> str:
+    """Summary key: the method, prefixed by the testbed for any testbed but the first."""
+    testbed = row.get("testbed", "testbed")
+    return row["method"] if testbed == "testbed" else f"{testbed}/{row['method']}"
 
 
 def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        rs = [r for r in rows if r["method"] == method]
+    for key in dict.fromkeys(_key(r) for r in rows):
+        rs = [r for r in rows if _key(r) == key]
 
         def avg(key: str, rs: list[dict] = rs) -> float | None:
             vals = [r[key] for r in rs if r[key] is not None]
             return mean(vals) if vals else None
 
-        out[method] = {
+        out[key] = {
             "runs": len(rs),
             **{k: avg(k) for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success",
-                                    "fid_analogue", "erase_s", "peak_rss_bytes", "forget_gap_closure")},
+                                    "fid_analogue", "erase_s", "peak_rss_bytes", "forget_gap_closure",
+                                    "diffusion_ua", "rounds")},
             "min_ua": min(r["ua"] for r in rs),
+            "min_ira_rel": min((r["ira_rel"] for r in rs if r["ira_rel"] is not None), default=None),
+            "min_cra_rel": min((r["cra_rel"] for r in rs if r["cra_rel"] is not None), default=None),
             "adapter_bytes": avg("adapter_bytes"),
             "fused_bytes": avg("fused_bytes"),
             "adapter_fraction_of_unet": (avg("adapter_bytes") / rs[0]["unet_bytes"]) if avg("adapter_bytes") else None,
@@ -190,12 +240,25 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
 
 
 def targets_check(summary: dict[str, dict[str, Any]], probe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The issue's targets for SPARE, each with the measured value (pass/fail is secondary)."""
+    """The targets, each with the measured value (pass/fail is secondary): SPARE's on the first testbed, and
+    erase-until-verified's on each testbed (second: UA >= 0.95 on every target, IRA/CRA >= 0.95 of base, time
+    <= 1/5 of ESD's; first: no regression, UA >= 0.99 and IRA/CRA >= 0.97 of base)."""
+    checks: dict[str, Any] = {}
+    for prefix, ua_min, keep_min in (("", 0.99, 0.97), ("testbed-subword/", 0.95, 0.95)):
+        loop, esd = summary.get(f"{prefix}spare-loop"), summary.get(f"{prefix}esd")
+        if loop:
+            name = prefix.rstrip("/") or "testbed"
+            checks[f"{name}:loop_min_ua>={ua_min}"] = (loop["min_ua"], loop["min_ua"] >= ua_min)
+            for k in ("min_ira_rel", "min_cra_rel"):
+                checks[f"{name}:loop_{k}>={keep_min}"] = (loop[k], (loop[k] or 0) >= keep_min)
+            if esd:
+                checks[f"{name}:loop_time<=esd/5"] = (loop["erase_s"] / esd["erase_s"],
+                                                      loop["erase_s"] <= esd["erase_s"] / 5)
     s = summary.get("spare")
     if not s:
-        return {}
+        return {k: {"value": v, "met": bool(ok)} for k, (v, ok) in checks.items()}
     e = summary.get("esd")
-    checks: dict[str, Any] = {
+    checks |= {
         "ua>=0.99": (s["ua"], s["ua"] >= 0.99),
         "ira_rel>=0.97": (s["ira_rel"], (s["ira_rel"] or 0) >= 0.97),
         "cra_rel>=0.97": (s["cra_rel"], (s["cra_rel"] or 0) >= 0.97),
@@ -213,8 +276,8 @@ def targets_check(summary: dict[str, dict[str, Any]], probe: dict[str, Any] | No
 
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
-    head = (f"{'method':<15}{'UA':>7}{'IRA':>7}{'CRA':>7}{'IRA%':>7}{'CRA%':>7}{'FID~':>8}{'attack':>8}"
-            f"{'time s':>8}{'RSS/smp':>8}{'adapter':>9}{'fused':>10}")
+    head = (f"{'method':<28}{'UA':>7}{'IRA':>7}{'CRA':>7}{'IRA%':>7}{'CRA%':>7}{'FID~':>8}{'attack':>8}"
+            f"{'time s':>8}{'RSS/smp':>8}{'adapter':>9}{'fused':>10}{'dcUA':>7}{'rounds':>7}")
     lines = [head]
 
     def f(v: Any, spec: str) -> str:
@@ -222,10 +285,11 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
 
     for m, s in summary.items():
         lines.append(
-            f"{m:<15}{f(s['ua'], '7.3f')}{f(s['ira'], '7.3f')}{f(s['cra'], '7.3f')}"
+            f"{m:<28}{f(s['ua'], '7.3f')}{f(s['ira'], '7.3f')}{f(s['cra'], '7.3f')}"
             f"{f(s['ira_rel'] and 100 * s['ira_rel'], '7.1f')}{f(s['cra_rel'] and 100 * s['cra_rel'], '7.1f')}"
             f"{f(s['fid_analogue'], '8.2f')}{f(s['attack_success'], '8.3f')}{f(s['erase_s'], '8.1f')}"
             f"{f(s['peak_rss_vs_sampling'], '8.2f')}{f(s['adapter_bytes'], '9.0f')}{f(s['fused_bytes'], '10.0f')}"
+            f"{f(s['diffusion_ua'], '7.3f')}{f(s['rounds'], '7.2f')}"
         )
     return "\n".join(lines)
 
@@ -304,6 +368,10 @@ def merge(paths: list[Path], out: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
     parser.add_argument("--testbed", type=Path, default=None, help="Testbed folder (default: core.testbed).")
+    parser.add_argument("--testbeds", default=None,
+                        help="Comma-separated testbed names (full, subword): every method on each, in one run.")
+    parser.add_argument("--diffusion-judge", action=argparse.BooleanOptionalAction, default=True,
+                        help="Also score UA with the diffusion classifier on held-out prompts (any model's judge).")
     parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
     parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Subset of {','.join(METHODS)}.")
@@ -319,8 +387,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="DDIM steps for SPARE's cached samples and ESD's x_t (all methods alike).")
     parser.add_argument("--ablations-on", default=None,
                         help="Comma-separated targets that also get the ablations (default: every target).")
-    parser.add_argument("--canvas-surrogate", action="store_true",
-                        help="Surrogate = the next canvas concept of the kind (fit_to_testbed) instead of neutral.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "erasure.json")
@@ -346,13 +412,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.spare.loading import pipeline_dir
     from core.testbed.loading import load_pipeline
-    from core.testbed.paths import testbed_dir
+    from core.testbed.paths import named_testbed_dir, testbed_dir
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    testbed = args.testbed or testbed_dir()
-    cached = testbed.resolve() == testbed_dir().resolve()
-    pipe = load_pipeline(pipeline_dir(testbed))
+    if args.testbeds:
+        testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
+    else:
+        testbeds = [args.testbed or testbed_dir()]
+    testbed = testbeds[0]
+    pipes = {tb: load_pipeline(pipeline_dir(tb)) for tb in testbeds}
+    pipe = pipes[testbed]
     targets = [t for t in args.objects.split(",") + args.styles.split(",") if t]
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
@@ -360,24 +430,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown methods: {sorted(unknown)}")
     sampling = sampling_reference(pipe)
     result: dict[str, Any] = {
-        "testbed": str(testbed), "targets": targets, "methods": methods, "eval_seeds": args.eval_seeds,
+        "testbed": str(testbed), "testbeds": [str(tb) for tb in testbeds], "targets": targets, "methods": methods,
+        "eval_seeds": args.eval_seeds,
         "attack_budget": args.attack_budget, "threads": args.threads, "sampling_reference": sampling,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     ablation_targets = targets if args.ablations_on is None else [t for t in args.ablations_on.split(",") if t]
-    main_methods = [m for m in methods if m in ("spare", "esd")]
-    jobs = [(t, m) for t in targets for m in main_methods]
-    jobs += [(t, m) for t in ablation_targets for m in methods if m not in main_methods]
+    main_methods = [m for m in methods if m in ("spare-loop", "spare", "esd")]
+    jobs = [(tb, t, m) for tb in testbeds for t in targets for m in main_methods]
+    jobs += [(testbed, t, m) for t in ablation_targets for m in methods if m not in main_methods]
     result["ablation_targets"] = ablation_targets
-    for target, method in jobs:
+    for tb, target, method in jobs:
         t0 = time.perf_counter()
-        row = one_run(pipe, testbed, target, method, args, cached)
+        cached = tb.resolve() == testbed_dir().resolve()
+        row = one_run(pipes[tb], tb, target, method, args, cached)
         row["run_s"] = round(time.perf_counter() - t0, 1)
         row["peak_rss_vs_sampling"] = row["peak_rss_bytes"] / sampling["peak_rss_bytes"]
         result["rows"].append(row)
-        print(f"{target:<10} {method:<14} UA {row['ua']:.3f} IRA {row['ira']:.3f} CRA {row['cra']:.3f} "
-              f"attack {row['attack_success']} erase {row['erase_s']:.1f}s (run {row['run_s']}s)", flush=True)
+        print(f"{tb.name:<16} {target:<10} {method:<14} UA {row['ua']:.3f} IRA {row['ira']:.3f} CRA {row['cra']:.3f} "
+              f"dcUA {row['diffusion_ua']} attack {row['attack_success']} rounds {row['rounds']} "
+              f"erase {row['erase_s']:.1f}s (run {row['run_s']}s)", flush=True)
         result["summary"] = summarize(result["rows"])
         result["targets_check"] = targets_check(result["summary"], result.get("memory_probe"))
         args.out.write_text(json.dumps(result, indent=2))

@@ -188,6 +188,24 @@ class Settings(BaseSettings):
         default=24, ge=1, le=1024, description="Held-out images of concepts that must stay, over all groups."
     )
     judge_steps: int = Field(default=10, ge=1, le=200, description="Sampling steps of the held-out images.")
+    erase_max_rounds: int = Field(
+        default=3, ge=1, le=10,
+        description="Erase until verified: rounds of train → held-out image check → escalate per job, at most, "
+        "when the request sets no max_rounds (1 = a single round, no escalation).",
+    )
+    erase_time_budget_seconds: float = Field(
+        default=3600.0, gt=0,
+        description="Erase until verified: no further round starts when it would not fit this many seconds from "
+        "the job's start, when the request sets no time_budget_s.",
+    )
+    round_check_forget_images: int = Field(
+        default=6, ge=1, le=256,
+        description="Held-out images per erased concept in each round's cheap check (other seeds than the final "
+        "verification's).",
+    )
+    round_check_retain_images: int = Field(
+        default=12, ge=1, le=512, description="Held-out images of concepts that must stay in each round's check."
+    )
     verify_min_gap_closure: float = Field(
         default=0.5, ge=0, le=1,
         description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed.",

@@ -36,6 +36,8 @@ def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("LETHE_JUDGE_FORGET_IMAGES", "2")
     monkeypatch.setenv("LETHE_JUDGE_RETAIN_IMAGES", "4")
     monkeypatch.setenv("LETHE_JUDGE_STEPS", "2")
+    monkeypatch.setenv("LETHE_ROUND_CHECK_FORGET_IMAGES", "2")
+    monkeypatch.setenv("LETHE_ROUND_CHECK_RETAIN_IMAGES", "4")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -47,7 +49,7 @@ def real_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.config import get_settings
 
     for name in ("VERIFY_MIN_UNLEARNING_ACCURACY", "VERIFY_MIN_RETENTION", "JUDGE_FORGET_IMAGES",
-                 "JUDGE_RETAIN_IMAGES", "JUDGE_STEPS"):
+                 "JUDGE_RETAIN_IMAGES", "JUDGE_STEPS", "ROUND_CHECK_FORGET_IMAGES", "ROUND_CHECK_RETAIN_IMAGES"):
         monkeypatch.delenv(f"LETHE_{name}", raising=False)
     get_settings.cache_clear()
 

@@ -30,7 +30,11 @@ def erase(
     surrogate: list[str] = typer.Option(
         [], "--surrogate", help="What the concept becomes (one, or one per --concept); default: neutral for the kind."
     ),
-    kind: str = typer.Option("object", "--kind", help="object | style | identity | custom (testbed: inferred)."),
+    kind: str = typer.Option(
+        "object", "--kind",
+        help="object | style | identity | custom (a concept the model folder's lethe.json declares takes its "
+        "declared kind).",
+    ),
     forget_prompt: list[str] = typer.Option([], "--forget-prompt", help="Prompt showing the concept; repeatable."),
     retain: list[str] = typer.Option([], "--retain", help="Prompt whose output must not change; repeatable."),
     method: str = typer.Option("spare", "--method", help="spare | esd."),
@@ -39,20 +43,32 @@ def erase(
     seed: int = typer.Option(0, "--seed", help="Seed for samples, noise and timesteps."),
     params: str | None = typer.Option(None, "--params", help="Extra config fields as JSON, e.g. '{\"rank\": 8}'."),
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
-    eval_seeds: int = typer.Option(4, "--eval-seeds", min=1, max=64, help="Testbed only: seeds per evaluated cell."),
-    attacks: bool = typer.Option(False, "--attacks/--no-attacks", help="Testbed only: also run the attack probe."),
+    eval_seeds: int = typer.Option(
+        4, "--eval-seeds", min=1, max=64,
+        help="Canvas-grid diagnostics (a folder declaring them, e.g. the testbed): seeds per evaluated cell.",
+    ),
+    attacks: bool = typer.Option(
+        False, "--attacks/--no-attacks", help="Canvas-grid diagnostics: also run the attack probe."
+    ),
+    max_rounds: int | None = typer.Option(
+        None, "--max-rounds", min=1, max=10,
+        help="Erase until verified: rounds of train → held-out image check → escalate, at most "
+        "(default: LETHE_ERASE_MAX_ROUNDS; 1 = a single round).",
+    ),
     judge: str | None = typer.Option(
         None, "--judge", help="Who labels the held-out images: auto | model-classifier | clip | diffusion-classifier "
         "(default: LETHE_JUDGE).",
     ),
 ) -> None:
     """Erase concepts and write adapter/, fused/, README.md, report.json and grid.png to --out."""
+    from core.config import get_settings
     from core.evaluation.judges import JUDGE_NAMES
+    from core.evaluation.vocabulary import VocabularyError, load_vocabulary
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
     from core.spare import erase as run_erase
     from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir
     from core.spare.outputs import Provenance
-    from core.spare.testbed_eval import fit_to_testbed, testbed_evaluator
+    from core.spare.prompting import fit_request
 
     if method not in ("spare", "esd"):
         raise _fail(f"--method must be spare or esd, not {method!r}")
@@ -73,64 +89,52 @@ def erase(
         if not isinstance(extra, dict):
             raise _fail("--params must be a JSON object")
 
-    from core.testbed import is_testbed
-
-    on_testbed = is_testbed(model)
-    model_dir = pipeline_dir(model) if on_testbed else model
+    model_dir = pipeline_dir(model)
     surrogates: list[str | None] = (
         list(surrogate) * len(concept) if len(surrogate) == 1 else list(surrogate) or [None] * len(concept)
     )
     try:
         detect_architecture(model_dir)
+        vocabulary = load_vocabulary(model_dir)
         if steps is not None:
             extra["steps"] = steps
+        if max_rounds is not None:
+            extra["max_rounds"] = max_rounds
+        settings = get_settings()
+        extra.setdefault("max_rounds", settings.erase_max_rounds)
+        extra.setdefault("time_budget_s", settings.erase_time_budget_seconds)
         cfg_cls = SpareConfig if method == "spare" else EsdConfig
         config = cfg_cls(device=device, seed=seed, **extra)
-        if on_testbed:
-            spec, config = fit_to_testbed(
-                ErasureSpec(
-                    concepts=[
-                        ConceptSpec(target=t, surrogate=s, prompts=list(forget_prompt))
-                        for t, s in zip(concept, surrogates, strict=True)
-                    ],
-                    retain=list(retain),
-                    method=method,
-                ),
-                config,
-            )
-        else:
-            spec = ErasureSpec(
-                concepts=[
-                    ConceptSpec(target=t, surrogate=s, kind=kind, prompts=list(forget_prompt))
-                    for t, s in zip(concept, surrogates, strict=True)
-                ],
-                retain=list(retain),
-                method=method,
-            )
+        spec = ErasureSpec(
+            concepts=[
+                ConceptSpec(target=t, surrogate=s, kind=kind, prompts=list(forget_prompt))
+                for t, s in zip(concept, surrogates, strict=True)
+            ],
+            retain=list(retain),
+            method=method,
+        )
+        spec, config = fit_request(spec, config, vocabulary)
     except ValidationError as exc:
         raise _fail(_validation_message(exc)) from exc
-    except ErasureInputError as exc:
+    except (ErasureInputError, VocabularyError) as exc:
         raise _fail(str(exc)) from exc
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise _fail(f"output folder {out} exists and is not empty")
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    evaluator = None
-    if on_testbed:
-        try:
-            evaluator = testbed_evaluator(
-                concept, testbed=model if model_dir != model else model.parent, seeds=list(range(eval_seeds)),
-                attacks=attacks,
-            )
-        except ErasureInputError as exc:
-            raise _fail(str(exc)) from exc
-    from core.config import get_settings
-    from core.erasure.judging import job_evaluator
+    from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
+    from core.erasure.verification import Thresholds
+    from core.spare.rounds import erase_until_verified
 
-    settings = get_settings()
+    diagnostics = grid_diagnostics(model_dir, [c.target for c in spec.concepts], seeds=range(eval_seeds),
+                                   attacks=attacks)
     evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
-                              fingerprint=None, diagnostics=evaluator)
+                              fingerprint=None, diagnostics=diagnostics)
+    thresholds = Thresholds.for_request(settings)
+    check = round_check(model_dir, spec, config, settings, judge_name=judge or settings.judge, fingerprint=None,
+                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                        min_retention=thresholds.min_retention)
     try:
         pipeline = load_pipeline(model_dir, device="cpu")
     except ErasureInputError as exc:
@@ -145,9 +149,10 @@ def erase(
             bars.update(tasks[stage], completed=fraction)
 
         try:
-            result = run_erase(pipeline, spec, config, out_dir=out, progress=progress, evaluator=evaluator,
-                               provenance=Provenance(base_fingerprint=fingerprint(model_dir),
-                                                     base_source=str(model.resolve())))
+            result = erase_until_verified(pipeline, spec, config, out_dir=out, check=check, evaluator=evaluator,
+                                          progress=progress, erase_fn=run_erase,
+                                          provenance=Provenance(base_fingerprint=fingerprint(model_dir),
+                                                                base_source=str(model.resolve())))
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")
@@ -156,6 +161,11 @@ def erase(
         f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
         f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
     )
+    for row in (result.metrics.get("rounds") or {}).get("history", []):
+        ua = ", ".join(f"{k} {v:.3f}" for k, v in (row["ua"] or {}).items())
+        kept = ", ".join(f"{k} {v:.3f}" for k, v in (row["retention"] or {}).items() if v is not None)
+        typer.echo(f"round {row['round']} ({'+'.join(row['levers']) or 'defaults'}, {row['seconds']:.0f} s): "
+                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row['outcome']}")
     _print_verdict(result.metrics, settings)
     for target, row in result.metrics.get("summary", {}).items():
         typer.echo(

@@ -20,8 +20,14 @@ def _fail(message: str) -> None:
 @app.command("build")
 def build_cmd(
     out: Path | None = typer.Option(None, "--out", help="Output directory. Default: $LETHE_DATA_DIR/testbed."),
-    profile: str = typer.Option("full", "--profile", help="full (the shipped recipe, ~1 h on 2 cores) or tiny (CI)."),
-    seed: int = typer.Option(0, "--seed", help="Build seed (data, initialisation, batches)."),
+    profile: str = typer.Option(
+        "full", "--profile",
+        help="full (the shipped recipe, ~1 h on 2 cores), subword (the second testbed: another seed, tokenizer "
+        "and UNet, less training; ~20 min on one core) or tiny (CI).",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Build seed (data, initialisation, batches). Default: the profile's (full: 0)."
+    ),
     wip_dir: Path | None = typer.Option(
         None, "--wip-dir", help="Write work-in-progress pipelines here every ~10 minutes while the UNet trains."
     ),
@@ -42,18 +48,21 @@ def build_cmd(
     """Train dataset → classifier → VAE → UNet + text encoder, measure it, and write pipeline/, classifier/,
     manifest.json."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from core.testbed.paths import built_dir
+    from core.testbed.paths import built_dir, folder_name
     from core.testbed.train import PROFILES, build, profile_named
 
     if profile not in PROFILES:
         _fail(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    target = out if out is not None else built_dir()
+    target = out if out is not None else built_dir().parent / folder_name(profile)
 
     def on_event(event: str, data: dict[str, Any]) -> None:
         typer.echo(f"{event}: {json.dumps(data)}", err=True)
 
     try:
-        chosen = profile_named(profile, seed=seed, exclude=tuple(exclude))
+        overrides: dict[str, Any] = {"exclude": tuple(exclude)}
+        if seed is not None:
+            overrides["seed"] = seed
+        chosen = profile_named(profile, **overrides)
     except ValueError as exc:
         _fail(f"--{exc}")
     if stages_from is not None:
@@ -79,11 +88,18 @@ def build_cmd(
 
 
 @app.command("path")
-def path_cmd() -> None:
-    """Print the directory of the testbed in use (pipeline/, classifier/, manifest.json)."""
-    from core.testbed.paths import testbed_dir
+def path_cmd(
+    name: str | None = typer.Option(
+        None, "--name", help="Which testbed: full (the first, default) or a profile's, e.g. subword (the second)."
+    ),
+) -> None:
+    """Print the directory of a testbed (pipeline/, classifier/, manifest.json)."""
+    from core.testbed.paths import named_testbed_dir
 
-    typer.echo(str(testbed_dir()))
+    try:
+        typer.echo(str(named_testbed_dir(name)))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
 
 
 @app.command("concepts")

@@ -24,7 +24,7 @@ from core.config import Settings, get_settings, redact_url
 from core.db import unit_of_work
 from core.erasure import jobs
 from core.erasure.job_metrics import record_attempt
-from core.erasure.judging import grid_diagnostics, job_evaluator
+from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
 from core.erasure.states import JobKind, JobState
@@ -36,6 +36,7 @@ from core.registry.cache import process_cache
 from core.registry.local_copy import local_model_dir
 from core.registry.models import RegisteredModel
 from core.spare.errors import ErasureCancelled, ErasureInputError
+from core.spare.prompting import fit_request
 from core.storage import artifact_key, attempt_prefix, get_store
 from core.storage.base import ObjectStore
 from core.storage.tenant import tenant_store
@@ -203,6 +204,16 @@ def load_input(held: jobs.Lease) -> JobInput:
         )
 
 
+def model_vocabulary(model_dir: Path) -> Any:
+    """The folder's lethe.json (core.evaluation.vocabulary); a broken one fails the job with the reason."""
+    from core.evaluation.vocabulary import VocabularyError, load_vocabulary
+
+    try:
+        return load_vocabulary(model_dir)
+    except VocabularyError as exc:
+        raise ErasureInputError(str(exc)) from exc
+
+
 def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
     from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
 
@@ -239,6 +250,7 @@ def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[s
 def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
            uploaded: list[str], erase_fn: EraseFn) -> str:
     from core.spare.loading import load_pipeline
+    from core.spare.rounds import erase_until_verified
 
     keeper.progress("prepare", 0.0)
     _cpu_settings(settings)
@@ -247,14 +259,10 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     spec, config = build_spec(data, images)
-    from core.testbed.loading import is_testbed
-
-    if is_testbed(model_dir):
-        from core.spare.testbed_eval import fit_to_testbed
-
-        spec, config = fit_to_testbed(spec, config)
-    if "device" not in data.params:
-        config = config.model_copy(update={"device": settings.device})
+    spec, config = fit_request(spec, config, model_vocabulary(model_dir))
+    defaults = {"device": settings.device, "max_rounds": settings.erase_max_rounds,
+                "time_budget_s": settings.erase_time_budget_seconds}
+    config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})
     cache = process_cache(settings.model_cache_size)
     cache_key = data.fingerprint or f"path:{model_dir}"
     loads_before = cache.loads
@@ -266,15 +274,20 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
 
     provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
                             base_fingerprint=data.fingerprint, base_source=redact_url(data.source_uri))
-    thresholds = Thresholds.for_request(settings, data.verification)
+    judge_name = data.verification.get("judge") or settings.judge
     targets = [c.target for c in spec.concepts]
     evaluator = job_evaluator(model_dir, spec, config, settings, fingerprint=data.fingerprint,
-                              judge_name=data.verification.get("judge") or settings.judge, progress=keeper.progress,
+                              judge_name=judge_name, progress=keeper.progress,
                               diagnostics=grid_diagnostics(model_dir, targets))
+    thresholds = Thresholds.for_request(settings, data.verification)
+    check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=data.fingerprint,
+                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                        min_retention=thresholds.min_retention, progress=keeper.progress)
     try:
-        result = erase_fn(pipeline, spec, config, out_dir=work / "out", progress=keeper.progress,
-                          should_stop=keeper.should_stop, evaluator=evaluator, provenance=provenance,
-                          verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
+        result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
+                                      progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn,
+                                      provenance=provenance,
+                                      verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
     except (ErasureCancelled, ErasureInputError):
         raise
     except BaseException:
@@ -285,7 +298,7 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     metrics = {**result.metrics, "verification": verdict.checks, "thresholds": asdict(thresholds),
                "judging": judging_time(result.metrics, result.report)}
     if not verdict.ok:
-        raise VerificationFailed(verdict.reason, metrics)
+        raise VerificationFailed(verdict.reason + _rounds_note(result.metrics), metrics)
     artifacts: list[jobs.StoredArtifact] = []
     files = sorted(result.files.items())
     for i, (name, path) in enumerate(files):
@@ -309,6 +322,14 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     elif outcome in (JobState.cancelled.value, "stale"):
         _remove(store, uploaded)
     return outcome
+
+
+def _rounds_note(metrics: dict[str, Any]) -> str:
+    rounds = metrics.get("rounds") or {}
+    history = rounds.get("history") or []
+    if len(history) < 2:
+        return ""
+    return f" (best of {len(history)} rounds: round {rounds.get('chosen')})"
 
 
 def judging_time(metrics: dict[str, Any], report: dict[str, Any]) -> dict[str, float] | None:

@@ -19,31 +19,39 @@ log = get_logger(__name__)
 Evaluator = Callable[[Any, Any], dict[str, Any]]
 
 
-def training_prompts(spec: Any, config: Any) -> set[str]:
-    """Every prompt the engine trains on for this spec and config (held-out prompts must avoid them)."""
+def training_prompts(spec: Any, config: Any, tokenizer: Any = None) -> set[str]:
+    """Every prompt the engine trains on for this spec and config (held-out prompts must avoid them).
+    `tokenizer`: the model's, which decides (as in the engine) which generic templates are used."""
+    from core.spare.prompting import tokens_of
     from core.spare.samples import forget_prompts, retain_prompts, surrogate_prompt
 
+    tokens = tokens_of(tokenizer, spec)
     out: set[str] = set()
     limit = getattr(config, "max_forget_prompts", 32)
     for concept in spec.concepts:
-        prompts = forget_prompts(concept, list(spec.retain), limit)
+        prompts = forget_prompts(concept, list(spec.retain), limit, tokens)
         out.update(prompts)
         out.update(surrogate_prompt(p, concept) for p in prompts)
-    out.update(retain_prompts(spec, getattr(config, "max_retain_prompts", 24)))
+    out.update(retain_prompts(spec, getattr(config, "max_retain_prompts", 24), tokens))
     return out
 
 
-def grid_diagnostics(model_dir: Path, targets: list[str]) -> Evaluator | None:
-    """The testbed classifier's UA/IRA/CRA on the canvas grid with the attack probe, for a testbed model."""
+def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Any = (0, 1),
+                     attacks: bool = True) -> Evaluator | None:
+    """UA/IRA/CRA on the canvas grid with the attack probe, scored by the folder's classifier, for a model
+    folder whose lethe.json declares `"judge": {"diagnostics": "canvas-grid", "classifier": ...}`."""
     try:
+        vocabulary = load_vocabulary(model_dir)
+        declared = vocabulary.judge.get("classifier")
+        if vocabulary.judge.get("diagnostics") != "canvas-grid" or not declared:
+            return None
         from core.evaluation.attacks import CALIBRATED_BUDGET
         from core.spare.testbed_eval import testbed_evaluator
-        from core.testbed.loading import is_testbed
 
-        if not is_testbed(model_dir):
-            return None
-        return testbed_evaluator(targets, seeds=(0, 1), attacks=True, attack_budget=CALIBRATED_BUDGET)
-    except (ImportError, ErasureInputError, ValueError, OSError) as exc:
+        classifier = Path(vocabulary.judge["_dir"]) / str(declared)
+        return testbed_evaluator(targets, testbed=classifier, seeds=list(seeds), attacks=attacks,
+                                 attack_budget=CALIBRATED_BUDGET)
+    except (ImportError, ErasureInputError, VocabularyError, ValueError, OSError) as exc:
         log.info("no grid diagnostics for this job", reason=str(exc)[:200])
         return None
 
@@ -56,9 +64,9 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
     from core.evaluation.evidence import gather_evidence
 
     targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
-    trained = training_prompts(spec, config)
 
     def evaluate(erased: Any, base: Any) -> dict[str, Any]:
+        trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
         metrics: dict[str, Any] = {}
         if diagnostics is not None:
             metrics.update(diagnostics(erased, base))
@@ -80,3 +88,37 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
         return metrics
 
     return evaluate
+
+
+def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
+                fingerprint: str | None, min_unlearning_accuracy: float, min_retention: float,
+                progress: Callable[[str, float], None] | None = None) -> Any:
+    """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
+    (settings.round_check_*), on other seeds than the final verification's, against its thresholds. The judge
+    is chosen once; a judge that cannot run makes every round's check fail (the job then fails as unverified)."""
+    from core.evaluation.evidence import gather_evidence
+    from core.spare.rounds import RoundCheck, check_from_evidence
+
+    targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
+    chosen: dict[str, Any] = {}
+
+    def check(erased: Any, base: Any) -> RoundCheck:
+        try:
+            vocabulary = load_vocabulary(model_dir)
+            if "judge" not in chosen:
+                chosen["judge"] = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
+                                               clip_path=settings.clip_judge_path, fingerprint=fingerprint)
+            evidence = gather_evidence(
+                erased, base, chosen["judge"], vocabulary, targets,
+                training_prompts=training_prompts(spec, config, getattr(base, "tokenizer", None)),
+                forget_images=settings.round_check_forget_images, retain_images=settings.round_check_retain_images,
+                steps=settings.judge_steps, guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000,
+                progress=(lambda f: progress("check", f)) if progress else None,
+            )
+        except (JudgeUnavailable, VocabularyError) as exc:
+            log.warning("no judge could run the round check", reason=str(exc))
+            return RoundCheck(ua={}, retention={}, passed=False, retention_ok=True,
+                              metrics={"judge_error": f"no judge could run: {exc}"})
+        return check_from_evidence(evidence.model_dump(mode="json"), min_unlearning_accuracy, min_retention)
+
+    return check

@@ -51,6 +51,16 @@ class ErasureParams(BaseModel):
     batch_size: int | None = Field(default=None, ge=1, le=64, description="Noisy latents per loss term and step.")
     sample_steps: int | None = Field(default=None, ge=1, le=200, description="Denoising steps for samples.")
     guidance_scale: float | None = Field(default=None, ge=1.0, le=30.0, description="CFG scale for samples.")
+    max_rounds: int | None = Field(
+        default=None, ge=1, le=10,
+        description="Erase until verified: rounds of train → held-out image check → escalate, at most (default: "
+        "the service's LETHE_ERASE_MAX_ROUNDS; 1 = a single round).",
+    )
+    time_budget_s: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="Erase until verified: no further round starts past this many seconds (default: the "
+        "service's LETHE_ERASE_TIME_BUDGET_SECONDS).",
+    )
     # SPARE
     rank: int | None = Field(default=None, ge=1, le=128, description="SPARE: LoRA rank.")
     alpha: float | None = Field(default=None, gt=0, le=512, description="SPARE: LoRA alpha (default = rank).")

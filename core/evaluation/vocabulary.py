@@ -2,13 +2,24 @@
 
 A judge needs three things a model cannot tell by itself: the concepts worth telling apart (so retention can
 be measured on concepts the erasure must leave alone), how to phrase a label for the judge, and held-out
-phrasings that the erasure never trains on. Any model folder may ship them:
+phrasings that the erasure never trains on. The erasure needs the model's own phrasing too: the prompts it
+was trained on (its forget contexts), what to keep (the default retain set) and what a concept should turn
+into when a request names no surrogate. Any model folder may ship them:
 
     {"format": 1,
      "concepts": {"object": ["circle", ...], "style": ["solid", ...]},
      "label_templates": {"object": ["a {object} image in {style} style"], "style": [...]},
      "heldout_templates": {"object": ["the {style} {object} shape"], "style": [...]},
+     "prompt_templates": {"object": ["a {object} image in {style} style", "a {style} {object}"], ...},
+     "retain_templates": {"object": ["a {object} image in {style} style"], ...},
+     "surrogate_rule": "next-of-kind",
+     "default_surrogates": {"circle": "square"},
      "judge": {"classifier": "../classifier"}}
+
+`prompt_templates` replace the generic forget templates for a concept of that kind; `retain_templates` filled
+with every declared concept except the targets are the retain prompts of a request that gives none;
+`default_surrogates` (or else `surrogate_rule`: `next-of-kind` = the next declared concept of the kind that is
+not itself being erased, `neutral` = the kind's neutral word) pick the surrogate of a request that names none.
 
 Templates name slots by kind (`{object}`, `{style}`, `{identity}`, `{custom}`). Filling one for a concept puts
 the concept into its own kind's slot and every concept of another kind into that kind's slot, so a label is
@@ -22,7 +33,7 @@ import json
 import re
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -38,8 +49,56 @@ class Vocabulary(BaseModel):
     concepts: dict[str, list[str]] = Field(default_factory=dict)
     label_templates: dict[str, list[str]] = Field(default_factory=dict)
     heldout_templates: dict[str, list[str]] = Field(default_factory=dict)
+    prompt_templates: dict[str, list[str]] = Field(default_factory=dict)
+    retain_templates: dict[str, list[str]] = Field(default_factory=dict)
+    default_surrogates: dict[str, str] = Field(default_factory=dict)
+    surrogate_rule: Literal["neutral", "next-of-kind"] = "neutral"
     judge: dict[str, Any] = Field(default_factory=dict)
     source: str = "default"
+
+    def kind_of(self, concept: str) -> str | None:
+        """The kind the folder declares `concept` under, or None."""
+        for kind, names in self.concepts.items():
+            if concept in names:
+                return kind
+        return None
+
+    def training_prompts(self, kind: str, concept: str) -> list[str]:
+        """The declared forget contexts of `concept` (template by template, every context); [] if none."""
+        templates = self.prompt_templates.get(kind)
+        return self._fill(templates, kind, concept) if templates else []
+
+    def default_retain(self, targets: list[str], limit: int = 30) -> list[str]:
+        """The retain templates filled with every declared concept except the targets, spread so that a cap
+        keeps every concept represented; [] when the folder declares none."""
+        templates = list(dict.fromkeys(t for group in self.retain_templates.values() for t in group))
+        out: list[str] = []
+        for template in templates:
+            slots = _slots(template)
+            choices = [[c for c in self.concepts.get(s, []) if c not in targets] for s in slots]
+            for combo in itertools.product(*choices):
+                out.append(re.sub(r"\s+", " ", template.format(**dict(zip(slots, combo, strict=True)))).strip())
+        out = list(dict.fromkeys(out))
+        out.sort(key=lambda p: (spread_order(p), p))
+        return out[:limit]
+
+    def surrogate_for(self, target: str, kind: str, avoid: list[str]) -> str | None:
+        """What `target` turns into when a request names nothing: the declared default, else the rule's pick;
+        None = the kind's neutral word. A pick that is itself being erased moves on to the next concept."""
+        names = self.concepts.get(kind, [])
+        declared = self.default_surrogates.get(target)
+        if declared is not None and declared not in avoid:
+            return declared
+        if self.surrogate_rule != "next-of-kind" and declared is None:
+            return None
+        if target not in names:
+            return None
+        start = names.index(target)
+        for step in range(1, len(names)):
+            candidate = names[(start + step) % len(names)]
+            if candidate not in avoid:
+                return candidate
+        raise VocabularyError(f"every declared {kind} is being erased: no surrogate is left")
 
     def with_concepts(self, kind: str, names: list[str]) -> Vocabulary:
         """The same vocabulary with extra concepts of `kind` (request targets and surrogates)."""
@@ -98,6 +157,11 @@ DEFAULT = Vocabulary(
 )
 
 
+def spread_order(text: str) -> int:
+    """A stable spread (not Python's salted hash) for interleaving prompts."""
+    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 97
+
+
 def _slots(template: str) -> list[str]:
     names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
     unknown = sorted(set(names) - set(KINDS))
@@ -122,7 +186,8 @@ def load_vocabulary(model_dir: Path | None) -> Vocabulary:
     try:
         raw = json.loads(path.read_text())
         vocab = Vocabulary.model_validate({k: v for k, v in raw.items() if k != "format"})
-        for group in (vocab.label_templates, vocab.heldout_templates):
+        for group in (vocab.label_templates, vocab.heldout_templates, vocab.prompt_templates,
+                      vocab.retain_templates):
             for templates in group.values():
                 for t in templates:
                     _slots(t)

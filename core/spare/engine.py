@@ -44,6 +44,7 @@ from core.spare.outputs import (
     write_json,
     write_model_card,
 )
+from core.spare.prompting import tokens_of
 from core.spare.saliency import candidate_modules, compute_saliency
 from core.spare.samples import (
     SampleSet,
@@ -291,11 +292,12 @@ def _erase_inner(
 
     # --- samples -----------------------------------------------------------------------------------------
     run.begin("samples")
-    retain = retain_prompts(spec, config.max_retain_prompts)
+    tokens = tokens_of(getattr(pipeline, "tokenizer", None), spec)
+    retain = retain_prompts(spec, config.max_retain_prompts, tokens)
     f_prompts, f_surr, f_concept, image_latents = [], [], [], []
     per_concept_prompts: dict[str, list[str]] = {}
     for ci, concept in enumerate(spec.concepts):
-        prompts = forget_prompts(concept, spec.retain, config.max_forget_prompts)
+        prompts = forget_prompts(concept, spec.retain, config.max_forget_prompts, tokens)
         per_concept_prompts[concept.target] = prompts
         if concept.example_images:
             # Each example image trains the concept's prompts in turn.

@@ -2,7 +2,10 @@
 
 Training on the bare concept word did not generalize (field notes: UA 0.125); the forget prompts therefore
 compose the target with templates of its kind, the request's own prompts and contexts taken from the retain
-prompts. Latents come from example images when given, else from the frozen model's own generations.
+prompts. Given the model's tokenizer (core.spare.prompting.Tokens), generic templates and neutral prompts are
+used only where the tokenizer knows every word and the prompt fits its context, and the words a context
+template adds are dropped where it does not. Latents come from example images when given, else from the
+frozen model's own generations.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +23,9 @@ from PIL import Image
 from core.spare.conditioning import resolution
 from core.spare.errors import ErasureInputError
 from core.spare.specs import ConceptSpec, ErasureSpec
+
+if TYPE_CHECKING:
+    from core.spare.prompting import Tokens
 
 TEMPLATES: dict[str, list[str]] = {
     "object": [
@@ -60,24 +66,39 @@ def surrogate_prompt(prompt: str, concept: ConceptSpec) -> str:
     return _clean(concept.surrogate_text())
 
 
-def forget_prompts(concept: ConceptSpec, retain: list[str], limit: int) -> list[str]:
-    """Given prompts first, then kind templates, then the target placed into retain contexts."""
+def forget_prompts(concept: ConceptSpec, retain: list[str], limit: int, tokens: Tokens | None = None) -> list[str]:
+    """Given prompts first, then kind templates, then the target placed into retain contexts.
+
+    With `tokens`, a template with a word the tokenizer does not know is skipped, a context template's unknown
+    words are dropped, and a prompt longer than the context is skipped."""
     out: list[str] = []
     for p in concept.prompts:
         out.append(_clean(p))
-    out += [tpl.format(t=concept.target) for tpl in TEMPLATES[concept.kind]]
+    for tpl in TEMPLATES[concept.kind]:
+        text = tpl.format(t=concept.target)
+        if tokens is None or tokens.usable(text, concept.target):
+            out.append(text)
     ctx = CONTEXT_TEMPLATES[concept.kind]
-    out += [_clean(ctx.format(r=r, t=concept.target)) for r in retain if r.strip()]
+    if tokens is not None:
+        ctx = tokens.connector(ctx, concept.target)
+    for r in retain:
+        if not r.strip():
+            continue
+        text = _clean(ctx.format(r=r, t=concept.target))
+        if tokens is None or tokens.fits(text):
+            out.append(text)
     seen: set[str] = set()
     unique = [p for p in out if not (p in seen or seen.add(p))]
     return unique[:limit]
 
 
-def retain_prompts(spec: ErasureSpec, limit: int) -> list[str]:
-    """The request's retain prompts (minus any that mention a target), plus neutral ones and the empty prompt."""
+def retain_prompts(spec: ErasureSpec, limit: int, tokens: Tokens | None = None) -> list[str]:
+    """The request's retain prompts (minus any that mention a target), plus neutral ones the tokenizer knows
+    and the empty prompt."""
     targets = [c.target.lower() for c in spec.concepts]
     given = [_clean(r) for r in spec.retain if not any(t in r.lower() for t in targets)]
-    out = given + [n for n in NEUTRAL_RETAIN if n not in given]
+    neutral = [n for n in NEUTRAL_RETAIN if not n or tokens is None or tokens.usable(n)]
+    out = given + [n for n in neutral if n not in given]
     # The empty prompt always stays: classifier-free guidance depends on the unconditional prediction.
     out = out[: max(1, limit - 1)] + ([""] if "" not in out[: max(1, limit - 1)] else [])
     return out

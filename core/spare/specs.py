@@ -103,6 +103,17 @@ class _RunConfig(BaseModel):
     guidance_scale: float = Field(default=5.0, ge=1.0, le=30.0, description="CFG scale when generating samples.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory on large UNets.")
     grid_seeds: int = Field(default=2, ge=1, le=8, description="Seeds per prompt in grid.png.")
+    max_rounds: int = Field(
+        default=1, ge=1, le=10,
+        description="Erase until verified: at most this many rounds of train → held-out image check → escalate "
+        "(core.spare.rounds). 1 = a single round. Workers and `lethe erase` use LETHE_ERASE_MAX_ROUNDS when the "
+        "request sets none.",
+    )
+    time_budget_s: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="Erase until verified: no further round starts when it would not fit this many seconds "
+        "(from the start). None = rounds only. Workers use LETHE_ERASE_TIME_BUDGET_SECONDS when the request sets none.",
+    )
 
 
 class SpareConfig(_RunConfig):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.spare.errors import ErasureInputError
-from core.spare.specs import NEUTRAL_SURROGATE, ConceptSpec, ErasureSpec
+from core.spare.specs import ConceptSpec, ErasureSpec
 
 
 def concept_kind(target: str) -> str:
@@ -65,35 +65,23 @@ def testbed_surrogate(target: str, avoid: Sequence[str] = ()) -> str:
 
 
 def fit_to_testbed(spec: ErasureSpec, config: Any) -> tuple[ErasureSpec, Any]:
-    """Keep a request to the testbed's own vocabulary: its tiny text encoder knows only canvas words.
+    """A request in the testbed's phrasing: what its lethe.json declares (core.spare.prompting.fit_request),
+    for callers that hold a spec for the canvas without the model folder (benchmarks)."""
+    from core.evaluation.vocabulary import Vocabulary
+    from core.spare.prompting import fit_request
+    from core.testbed.canvas import vocabulary_document
 
-    A concept without a surrogate gets the next canvas concept of its kind (circle → square): the generic
-    neutral prompts ("object") are words this model never saw, and distilling towards them erased nothing
-    (UA 0.000 for circle, against 1.000 with "square", same defaults otherwise).
-    Forget prompts become the given ones plus the canvas prompts for each target; retain defaults to the
-    other canvas concepts; and, unless the caller set `max_forget_prompts`, no generic context templates
-    are added (they tokenize to truncated noise on a 16-token encoder). Used by `lethe erase` and workers.
-    """
-    targets = [c.target for c in spec.concepts]
-    concepts = []
     for c in spec.concepts:
-        # The kind's generic neutral prompt (what the API records when none was given) means "neutral" here too.
-        generic = c.surrogate is None or c.surrogate.strip() == NEUTRAL_SURROGATE[c.kind]
-        canvas = testbed_concept(c.target, testbed_surrogate(c.target, targets) if generic else c.surrogate)
-        concepts.append(canvas.model_copy(update={
-            "prompts": list(dict.fromkeys([*c.prompts, *canvas.prompts]))[:32],
-            "example_images": c.example_images,
-        }))
-    retain = list(spec.retain) or testbed_retain([c.target for c in spec.concepts])
-    spec = spec.model_copy(update={"concepts": concepts, "retain": retain})
-    if "max_forget_prompts" in type(config).model_fields and "max_forget_prompts" not in config.model_fields_set:
-        config = config.model_copy(update={"max_forget_prompts": max(len(c.prompts) for c in concepts)})
-    return spec, config
+        concept_kind(c.target)
+    document = {k: v for k, v in vocabulary_document().items() if k != "format"}
+    return fit_request(spec, config, Vocabulary.model_validate(document))
 
 
 def hash_order(text: str) -> int:
     """A stable spread (not Python's salted hash) for interleaving prompts."""
-    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % 97
+    from core.evaluation.vocabulary import spread_order
+
+    return spread_order(text)
 
 
 def testbed_evaluator(

@@ -58,7 +58,10 @@ VERIFY_HELDOUT_TEMPLATES: tuple[str, ...] = (HELDOUT_TEMPLATES[2], HELDOUT_TEMPL
 
 
 def vocabulary_document() -> dict[str, object]:
-    """The lethe.json a testbed pipeline ships (its classifier sits beside the pipeline folder)."""
+    """The lethe.json a testbed pipeline ships (its classifier sits beside the pipeline folder): besides the
+    judge's phrasing, the erasure's — the training wordings as forget contexts, the evaluator's wording of the
+    other concepts as the default retain set, and the next concept of the kind as the default surrogate (the
+    generic neutral words are words this model never saw)."""
     label = [TRAIN_TEMPLATES[0]]
     heldout = list(VERIFY_HELDOUT_TEMPLATES)
     return {
@@ -66,7 +69,10 @@ def vocabulary_document() -> dict[str, object]:
         "concepts": {"object": list(OBJECTS), "style": list(STYLES)},
         "label_templates": {"object": label, "style": label},
         "heldout_templates": {"object": heldout, "style": heldout},
-        "judge": {"classifier": "../classifier"},
+        "prompt_templates": {"object": list(TRAIN_TEMPLATES), "style": list(TRAIN_TEMPLATES)},
+        "retain_templates": {"object": label, "style": label},
+        "surrogate_rule": "next-of-kind",
+        "judge": {"classifier": "../classifier", "diagnostics": "canvas-grid"},
     }
 
 

@@ -33,6 +33,9 @@ class ModelConfig:
     text_layers: int = 2
     text_heads: int = 2
     max_tokens: int = 16
+    # BPE merges the tokenizer keeps (None = all: every canvas word is one token). Fewer merges leave some
+    # concept and template words split into sub-word pieces, as a real tokenizer does with rare words.
+    tokenizer_merges: int | None = None
     num_train_timesteps: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -40,16 +43,20 @@ class ModelConfig:
         return asdict(self)
 
 
-def build_tokenizer(max_tokens: int = 16) -> CLIPTokenizer:
+def build_tokenizer(max_tokens: int = 16, merges_kept: int | None = None) -> CLIPTokenizer:
     """A CLIP BPE tokenizer whose vocabulary holds every canvas word as one token (plus letters as fallback).
 
     Merges spell each word out letter by letter; a word unknown to the vocabulary falls back to letters.
+    `merges_kept` keeps only the first (most frequent) merges: a smaller vocabulary in which longer words
+    stay split into sub-word pieces.
     """
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list(_PUNCT)
     vocab: dict[str, int] = {}
     for tok in (*letters, *(f"{c}</w>" for c in letters)):
         vocab.setdefault(tok, len(vocab))
     merges = _learn_merges(vocabulary())
+    if merges_kept is not None:
+        merges = merges[:merges_kept]
     for left, right in merges:
         vocab.setdefault(left + right, len(vocab))
     vocab.setdefault(BOS, len(vocab))

@@ -1,4 +1,8 @@
-"""Where the testbed lives: a locally built one under the data dir wins over the one shipped in the package."""
+"""Where the testbeds live: a locally built one under the data dir wins over the one shipped in the package.
+
+The first testbed (profile `full`) is `testbed`; another recipe's is `testbed-<profile>` (e.g. the second
+testbed, `testbed-subword`), shipped beside the first under assets/.
+"""
 
 from __future__ import annotations
 
@@ -20,3 +24,25 @@ def testbed_dir() -> Path:
     if (local / "manifest.json").is_file():
         return local
     return SHIPPED
+
+
+# Profiles whose build is a testbed of its own (the others, full and tiny, build "the" testbed).
+NAMED = ("subword",)
+
+
+def folder_name(name: str | None) -> str:
+    return f"testbed-{name}" if name in NAMED else "testbed"
+
+
+def named_testbed_dir(name: str | None = None) -> Path:
+    """The testbed called `name` (None or "full": the first one): built under the data dir, else shipped.
+    Raises FileNotFoundError when neither exists."""
+    if name not in (None, "", "full") and name not in NAMED:
+        raise FileNotFoundError(f"no testbed named {name!r}; named testbeds: full, {', '.join(NAMED)}")
+    if folder_name(name) == "testbed":
+        return testbed_dir()
+    local = built_dir().parent / folder_name(name)
+    for candidate in (local, SHIPPED.parent / folder_name(name)):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"no testbed named {name!r}: build it with lethe testbed build --profile {name}")

@@ -100,6 +100,25 @@ PROFILES: dict[str, Profile] = {
         save_fp16=False,
         model=ModelConfig(vae_channels=(16, 16, 16), unet_channels=(16, 32), text_width=32),
     ),
+    # A second testbed by another recipe, for reporting defaults on a model they were never tuned on: another
+    # seed, a smaller sub-word vocabulary (square, triangle, star, solid, striped and "style" split into pieces;
+    # every training prompt still fits the 16-token context), narrower UNet and VAE, and far less training, so
+    # that its prompt adherence is imperfect like a real model's.
+    "subword": Profile(
+        name="subword",
+        seed=7,
+        images_per_pair=150,
+        heldout_per_pair=20,
+        classifier_steps=200,
+        vae_steps=500,
+        unet_steps=850,
+        unet_batch=64,
+        unet_warmup=85,
+        guidance_scales=(3.0, 5.0),
+        model=ModelConfig(
+            vae_channels=(16, 32, 32), unet_channels=(32, 64, 64), text_width=48, tokenizer_merges=130
+        ),
+    ),
 }
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -364,7 +383,9 @@ def _stage_keys(d: dict[str, Any]) -> dict[str, str]:
             data, _pick(d, "vae_"), {k: d["model"][k] for k in ("resolution", "vae_channels", "latent_channels")}
         ),
     }
-    unet_parts = [keys["vae"], _pick(d, "unet_"), d["uncond_prob"], d["ema_decay"], d["model"]]
+    # A default tokenizer is left out, so the keys of builds recorded before the field existed stay valid.
+    model = {k: v for k, v in d["model"].items() if not (k == "tokenizer_merges" and v is None)}
+    unet_parts = [keys["vae"], _pick(d, "unet_"), d["uncond_prob"], d["ema_decay"], model]
     if d.get("exclude"):  # appended only when set, so the keys of existing full builds stay valid
         unet_parts.append(sorted(d["exclude"]))
     keys["unet"] = _key(*unet_parts)
@@ -463,7 +484,7 @@ def build(
     vae.register_to_config(scaling_factor=scaling)
     vae.requires_grad_(False)
 
-    tokenizer = build_tokenizer(p.model.max_tokens)
+    tokenizer = build_tokenizer(p.model.max_tokens, p.model.tokenizer_merges)
     text_encoder = build_text_encoder(tokenizer, p.model)
     unet = build_unet(p.model)
     sched = train_scheduler(p.model)

@@ -33,7 +33,8 @@ def testbed_model(pg_url: str, monkeypatch: pytest.MonkeyPatch, real_verificatio
 
 def test_weak_erasure_fails_verification_without_a_certificate(testbed_model: tuple) -> None:
     tenant, model = testbed_model
-    request_id, job_id = seed_request(tenant, model, target="triangle", surrogate="star", params={"steps": 3})
+    request_id, job_id = seed_request(tenant, model, target="triangle", surrogate="star",
+                                      params={"steps": 3, "max_rounds": 1})
     assert execute(job_id, worker_id="inproc") == "failed"
     req = request_row(request_id)
     assert req.status == RequestStatus.failed and req.certificate is None

@@ -1,0 +1,262 @@
+"""Erase until verified: rounds of train → a cheap image-level check → escalate, within a budget.
+
+Each round is a full erasure from the base weights (`core.spare.engine.erase`) with the round's config. While
+the round's erased weights exist, `check(erased, base)` judges a few held-out images (UA per erased concept,
+retention per group of concepts that must stay). Then:
+
+- the check passes → the round is kept (and the full evaluator runs on it);
+- retention broke → the round is rolled back: the next round starts again from the last round that kept
+  retention, with the lever that broke it set aside and more weight on the retain term;
+- UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
+  surrogate anchoring of the forget term, timestep focus, more contexts per prompt, more steps.
+
+The loop stops on a pass, after `max_rounds`, or when another round would not fit `time_budget_s` (measured
+from the start, estimated from the last round's time). The result is the passing round, else the best one
+(retention kept first, then the lowest UA over the concepts); its report lists every round (what changed,
+UA, retention, seconds, kept or rolled back).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.spare.engine import ErasureResult, Evaluator, ProgressFn, StopFn, erase
+from core.spare.errors import ErasureInputError
+from core.spare.outputs import list_files, sha256_file, write_json
+from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
+
+
+@dataclass
+class RoundCheck:
+    """The cheap check's verdict on one round."""
+
+    ua: dict[str, float]  # per erased concept
+    retention: dict[str, float | None]  # per retention group; None = the base itself never drew them
+    passed: bool  # every UA and retention at its threshold
+    retention_ok: bool  # every retention at its threshold
+    ua_ok: bool = False  # every UA at its threshold
+    metrics: dict[str, Any] = field(default_factory=dict)  # what to report (e.g. the judge's evidence)
+
+    def score(self) -> tuple[bool, bool, float, float]:
+        kept = [r for r in self.retention.values() if r is not None]
+        return (self.retention_ok, self.passed, min(self.ua.values(), default=0.0), min(kept, default=1.0))
+
+
+CheckFn = Callable[[Any, Any], RoundCheck]
+
+# Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds).
+SPARE_LEVERS = ("capacity", "anchor", "timesteps", "contexts", "steps")
+ESD_LEVERS = ("steps",)
+
+
+def _lever(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
+    """The config change of one lever, or {} when it cannot go further."""
+    if name == "steps":
+        return {"steps": min(config.steps * 2, 20000)} if config.steps < 20000 else {}
+    if not isinstance(config, SpareConfig):
+        return {}
+    if name == "capacity":
+        change: dict[str, Any] = {}
+        if config.rank < 16:
+            change["rank"] = min(config.rank * 2, 16)
+        if config.top_k is None and config.max_modules < 256:
+            change["max_modules"] = min(config.max_modules * 2, 256)
+            change["saliency_fraction"] = min(0.99, max(config.saliency_fraction, 0.98))
+        return change
+    if name == "anchor":
+        following = {"concept": "both", "both": "surrogate"}.get(config.forget_anchor)
+        return {"forget_anchor": following} if following else {}
+    if name == "timesteps":
+        if config.timesteps != "concept" or config.timestep_gamma >= 4:
+            return {}
+        return {"timestep_gamma": min(config.timestep_gamma + 1.0, 4.0),
+                "timestep_uniform_mix": round(config.timestep_uniform_mix / 2, 4)}
+    if name == "contexts":
+        return {"samples_per_prompt": config.samples_per_prompt + 1} if config.samples_per_prompt < 4 else {}
+    raise ValueError(f"unknown lever {name!r}")
+
+
+def _retain_more(config: SpareConfig | EsdConfig) -> dict[str, Any]:
+    if isinstance(config, SpareConfig) and config.w_retain < 100:
+        return {"w_retain": min(config.w_retain * 2, 100.0)}
+    return {}
+
+
+@dataclass
+class _Round:
+    index: int
+    config: SpareConfig | EsdConfig
+    changed: dict[str, Any]
+    levers: list[str]
+    result: ErasureResult | None = None
+    check: RoundCheck | None = None
+    seconds: float = 0.0
+    evaluated: bool = False
+
+    def summary(self, outcome: str) -> dict[str, Any]:
+        c = self.check
+        return {
+            "round": self.index, "levers": self.levers, "changed": self.changed, "seconds": round(self.seconds, 3),
+            "ua": c.ua if c else None, "retention": c.retention if c else None,
+            "passed": c.passed if c else False, "retention_ok": c.retention_ok if c else False,
+            "outcome": outcome,
+        }
+
+
+def erase_until_verified(
+    pipeline: Any,
+    spec: ErasureSpec,
+    config: SpareConfig | EsdConfig,
+    *,
+    out_dir: Path,
+    check: CheckFn,
+    evaluator: Evaluator | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    erase_fn: Callable[..., ErasureResult] = erase,
+    **engine: Any,
+) -> ErasureResult:
+    """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
+
+    `evaluator` (the job's full, final evaluation) runs on the round that passes, or on the last round when
+    none does; the other rounds report their check only. `erase_fn` is the single-round engine; `engine` passes
+    on to it (provenance, verifier)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ErasureInputError(f"output folder {out_dir} is not empty")
+    started = time.monotonic()
+    max_rounds = config.max_rounds
+    budget = config.time_budget_s
+    levers = list(SPARE_LEVERS if isinstance(config, SpareConfig) else ESD_LEVERS)
+    set_aside: set[str] = set()
+    good = config  # the config of the last round that kept retention (rollback target)
+    rounds: list[_Round] = []
+    work = out_dir / ".rounds"
+    current = _Round(1, config, {}, [])
+    while True:
+        k = current.index
+        elapsed = time.monotonic() - started
+        if budget is not None and len(rounds) > 0 and elapsed + rounds[-1].seconds > budget:
+            break  # another round would not fit the time budget
+        # After this round, will another one fit? (When not, this round gets the full evaluation.)
+        last_possible = bool(k >= max_rounds or (
+            budget is not None and len(rounds) > 0 and elapsed + 2 * rounds[-1].seconds > budget
+        ))
+
+        def round_progress(stage: str, fraction: float, _k: int = k) -> None:
+            if progress is not None:
+                progress(f"round {_k}/{max_rounds}: {stage}", fraction)
+
+        state: dict[str, Any] = {}
+
+        def round_evaluator(erased: Any, base: Any, _last: bool = last_possible,
+                            state: dict[str, Any] = state) -> dict[str, Any]:
+            verdict = check(erased, base)
+            state["check"] = verdict
+            metrics: dict[str, Any] = {"round_check": verdict.metrics}
+            if (verdict.passed or _last) and evaluator is not None:
+                full = evaluator(erased, base)
+                state["evaluated"] = True
+                metrics = {**full, "round_check": verdict.metrics}
+            elif "judge" in verdict.metrics:
+                metrics["judge"] = verdict.metrics["judge"]
+            return metrics
+
+        t0 = time.monotonic()
+        current.result = erase_fn(pipeline, spec, current.config, out_dir=work / str(k), progress=round_progress,
+                                  should_stop=should_stop, evaluator=round_evaluator, **engine)
+        current.seconds = time.monotonic() - t0
+        current.check = state.get("check")
+        current.evaluated = bool(state.get("evaluated"))
+        rounds.append(current)
+        verdict = current.check
+        if verdict is None:
+            raise ErasureInputError("the round check did not run (the engine skipped its evaluate stage)")
+        if verdict.passed or last_possible:
+            break
+        if verdict.retention_ok:
+            good = current.config
+            base_cfg, changed, candidates = good, {}, levers
+        else:
+            set_aside.update(current.levers)  # roll back: the lever that broke retention is not tried again
+            base_cfg, changed = good, _retain_more(good)
+            candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
+        used: list[str] = []
+        for name in candidates:
+            if name in set_aside:
+                continue
+            change = _lever(name, base_cfg.model_copy(update=changed))
+            if change:
+                changed = {**changed, **change}
+                used.append(name)
+                break
+        if not changed:
+            break  # nothing left to escalate
+        if verdict.retention_ok and used and used[0] != "steps":
+            set_aside.add(used[0])  # each lever once; steps may double again
+        current = _Round(k + 1, base_cfg.model_copy(update=changed), changed, used)
+
+    chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(
+        rounds, key=lambda r: (r.check.score() if r.check else (False, False, 0.0, 0.0), r.evaluated)
+    )
+    assert chosen.result is not None
+    outcomes = []
+    for r in rounds:
+        if r is chosen:
+            outcome = "kept"
+        elif r.check is not None and not r.check.retention_ok:
+            outcome = "rolled back (retention)"
+        else:
+            outcome = "short"
+        outcomes.append(r.summary(outcome))
+    return _finish(chosen, out_dir, work, outcomes, started, config)
+
+
+def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[dict[str, Any]], started: float,
+            requested: SpareConfig | EsdConfig) -> ErasureResult:
+    """Move the chosen round's files to out_dir and record every round in its report."""
+    result = chosen.result
+    assert result is not None
+    source = result.out_dir
+    for item in source.iterdir():
+        shutil.move(str(item), str(out_dir / item.name))
+    shutil.rmtree(work, ignore_errors=True)
+    report = dict(result.report)
+    report["rounds"] = {
+        "chosen": chosen.index,
+        "passed": bool(chosen.check and chosen.check.passed),
+        "max_rounds": requested.max_rounds,
+        "time_budget_s": requested.time_budget_s,
+        "requested_config": requested.model_dump(mode="json"),
+        "total_seconds": round(time.monotonic() - started, 3),
+        "history": rounds,
+    }
+    files = list_files(out_dir)
+    files.pop("report.json", None)
+    report["files"] = {name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for name, p in files.items()}
+    write_json(out_dir / "report.json", report)
+    files["report.json"] = out_dir / "report.json"
+    metrics = dict(result.metrics)
+    metrics["rounds"] = {"chosen": chosen.index, "passed": report["rounds"]["passed"], "history": rounds}
+    return ErasureResult(out_dir=out_dir, report=report, files=files, metrics=metrics)
+
+
+def check_from_evidence(evidence: dict[str, Any], min_ua: float, min_retention: float) -> RoundCheck:
+    """A RoundCheck from a JudgeEvidence (as JSON) against the verification thresholds."""
+    ua = {c["concept"]: float(c["ua"]) for c in evidence.get("concepts") or []}
+    retention = {f"{r['group']}:{r['kind']}": r.get("retention") for r in evidence.get("retention") or []}
+    retention_ok = all(v is None or v >= min_retention for v in retention.values())
+    ua_ok = bool(ua) and all(v >= min_ua for v in ua.values())
+    return RoundCheck(ua=ua, retention=retention, passed=ua_ok and retention_ok, retention_ok=retention_ok, ua_ok=ua_ok,
+                      metrics={"judge": evidence, "thresholds": asdict(_Thresholds(min_ua, min_retention))})
+
+
+@dataclass(frozen=True)
+class _Thresholds:
+    min_unlearning_accuracy: float
+    min_retention: float

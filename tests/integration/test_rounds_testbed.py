@@ -1,0 +1,37 @@
+"""Erase until verified, for real: `lethe erase` on the shipped testbed with the service's verification
+minimums. A deliberately short first round (3 steps) falls short on the judge's held-out check, so the loop
+escalates (more adapter capacity) and records both rounds; the kept round is the better one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from core.cli.app import app
+from core.testbed.paths import SHIPPED
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(1)
+
+
+def test_a_short_round_escalates_for_real(tmp_path: Path, real_verification: None) -> None:
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["erase", "--model", str(SHIPPED), "--concept", "triangle", "--steps", "3",
+                                   "--max-rounds", "2", "--device", "cpu", "--eval-seeds", "1", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    rounds = report["rounds"]
+    first, second = rounds["history"]
+    assert first["levers"] == [] and first["ua"]["triangle"] < 0.9, "3 steps do not erase the triangle"
+    assert second["levers"] == ["capacity"] and second["changed"]["rank"] == 2 * rounds["requested_config"]["rank"]
+    assert all(r["seconds"] > 0 and r["retention"] for r in rounds["history"])
+    best = max(rounds["history"], key=lambda r: (r["retention_ok"], r["ua"]["triangle"]))
+    assert rounds["chosen"] == best["round"]
+    expected_rank = second["changed"]["rank"] if rounds["chosen"] == 2 else rounds["requested_config"]["rank"]
+    assert report["config"]["rank"] == expected_rank, "the kept round's files and report are delivered"
+    assert "round 1 (defaults" in res.output and "round 2 (capacity" in res.output
+    assert (out / "adapter" / "pytorch_lora_weights.safetensors").is_file() and not (out / ".rounds").exists()

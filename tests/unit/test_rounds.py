@@ -1,0 +1,155 @@
+"""Erase until verified: the loop's decisions (core.spare.rounds) with a scripted engine and check.
+
+The engine here writes a file and calls the evaluator like the real one; the check returns scripted verdicts,
+so each test pins one decision: stop on pass, escalate a short round, roll back a round that broke retention,
+stop when the budget is spent. The real loop on the testbed runs in tests/integration/test_rounds_testbed.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.spare.engine import ErasureResult
+from core.spare.rounds import RoundCheck, check_from_evidence, erase_until_verified
+from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+
+SPEC = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square")])
+
+
+class Script:
+    """A fake single-round engine and a check that answers from a list of (ua, retention)."""
+
+    def __init__(self, verdicts: list[tuple[float, float]], min_ua: float = 0.9, min_retention: float = 0.9) -> None:
+        self.verdicts = verdicts
+        self.min_ua, self.min_retention = min_ua, min_retention
+        self.configs: list[SpareConfig | EsdConfig] = []
+        self.full_evaluations: list[int] = []
+        self.stages: list[str] = []
+
+    def erase(self, pipeline: Any, spec: ErasureSpec, config: Any, *, out_dir: Path, progress: Any = None,
+              should_stop: Any = None, evaluator: Any = None) -> ErasureResult:
+        self.configs.append(config)
+        out_dir.mkdir(parents=True)
+        (out_dir / "adapter.bin").write_text(f"round {len(self.configs)} rank {getattr(config, 'rank', None)}")
+        if progress:
+            progress("distill", 0.5)
+        metrics = evaluator("erased", "base")
+        report = {"config": config.model_dump(mode="json")}
+        (out_dir / "report.json").write_text(json.dumps(report))
+        return ErasureResult(out_dir=out_dir, report=report, files={}, metrics=metrics)
+
+    def check(self, erased: Any, base: Any) -> RoundCheck:
+        ua, retention = self.verdicts[len(self.configs) - 1]
+        evidence = {"concepts": [{"concept": "circle", "ua": ua}],
+                    "retention": [{"group": "same-kind", "kind": "object", "retention": retention}]}
+        return check_from_evidence(evidence, self.min_ua, self.min_retention)
+
+    def evaluator(self, erased: Any, base: Any) -> dict[str, Any]:
+        self.full_evaluations.append(len(self.configs))
+        return {"judge": {"full": True}}
+
+    def run(self, tmp_path: Path, config: SpareConfig | EsdConfig) -> ErasureResult:
+        return erase_until_verified(None, SPEC, config, out_dir=tmp_path / "out", check=self.check,
+                                    evaluator=self.evaluator, erase_fn=self.erase,
+                                    progress=lambda s, f: self.stages.append(s))
+
+
+def test_the_loop_stops_on_the_first_round_that_passes(tmp_path: Path) -> None:
+    script = Script([(0.95, 1.0), (1.0, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    assert len(script.configs) == 1 and script.full_evaluations == [1]
+    history = result.report["rounds"]["history"]
+    assert [r["outcome"] for r in history] == ["kept"] and result.report["rounds"]["passed"] is True
+    assert result.metrics["judge"] == {"full": True} and result.metrics["rounds"]["chosen"] == 1
+    assert script.stages == ["round 1/3: distill"]
+    assert (tmp_path / "out" / "adapter.bin").read_text().startswith("round 1")
+    assert not (tmp_path / "out" / ".rounds").exists()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["rounds"]["chosen"] == 1
+
+
+def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.8, 1.0), (0.95, 0.97)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    first, second, third = script.configs
+    assert (second.rank, second.max_modules) == (first.rank * 2, first.max_modules * 2)
+    assert third.rank == second.rank and third.forget_anchor == "surrogate" and first.forget_anchor == "both"
+    history = result.report["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"]]
+    assert [r["outcome"] for r in history] == ["short", "short", "kept"]
+    assert [r["ua"]["circle"] for r in history] == [0.5, 0.8, 0.95]
+    assert all(r["seconds"] >= 0 for r in history)
+    assert script.full_evaluations == [3], "only the passing round is fully evaluated"
+    assert (tmp_path / "out" / "adapter.bin").read_text().startswith("round 3")
+    assert "round 2/4: distill" in script.stages
+
+
+def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
+    # Round 2 (more capacity) breaks retention and is still short: round 3 starts again from round 1's config
+    # with more retain weight and the next lever, never capacity again.
+    script = Script([(0.5, 1.0), (0.85, 0.6), (0.92, 0.95)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    first, second, third = script.configs
+    assert second.rank == first.rank * 2
+    assert third.rank == first.rank and third.max_modules == first.max_modules, "rolled back to round 1"
+    assert third.w_retain == first.w_retain * 2 and third.forget_anchor == "surrogate"
+    history = result.report["rounds"]["history"]
+    assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
+    assert history[2]["changed"] == {"w_retain": 2.0, "forget_anchor": "surrogate"}
+
+
+def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
+    script = Script([(1.0, 0.5), (1.0, 0.95)])
+    script.run(tmp_path, SpareConfig(max_rounds=2))
+    first, second = script.configs
+    assert second.model_dump(exclude={"w_retain"}) == first.model_dump(exclude={"w_retain"})
+    assert second.w_retain == 2.0
+
+
+def test_when_the_budget_is_spent_the_best_round_is_kept_and_not_passed(tmp_path: Path) -> None:
+    script = Script([(0.7, 1.0), (0.85, 1.0), (0.3, 0.4)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    assert len(script.configs) == 3 and script.full_evaluations == [3], "the last round is fully evaluated"
+    rounds = result.report["rounds"]
+    assert rounds["passed"] is False and rounds["chosen"] == 2
+    assert [r["outcome"] for r in rounds["history"]] == ["short", "kept", "rolled back (retention)"]
+    # The best round's own (check) evidence is what the job is judged on: it fails verification.
+    assert result.metrics["judge"]["concepts"][0]["ua"] == 0.85
+
+
+def test_the_time_budget_stops_the_loop(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0)] * 5)
+    result = script.run(tmp_path, SpareConfig(max_rounds=5, time_budget_s=1e-6))
+    assert len(script.configs) == 1, "no second round fits a budget already spent"
+    assert result.report["rounds"]["passed"] is False
+    assert result.metrics["judge"]["concepts"][0]["ua"] == 0.5, "judged on the best round's check evidence"
+
+
+def test_a_generous_time_budget_leaves_the_rounds_to_max_rounds(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3, time_budget_s=3600))
+    assert len(script.configs) == 3 and script.full_evaluations == [3]
+    assert result.report["rounds"]["chosen"] == 3 and result.report["rounds"]["time_budget_s"] == 3600
+
+
+def test_esd_escalates_steps_only(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.95, 1.0)])
+    script.run(tmp_path, EsdConfig(max_rounds=3, steps=100))
+    assert [c.steps for c in script.configs] == [100, 200]
+
+
+def test_a_single_round_is_the_plain_engine(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0)])
+    result = script.run(tmp_path, SpareConfig())
+    assert len(script.configs) == 1 and script.full_evaluations == [1]
+    assert result.report["rounds"]["history"][0]["outcome"] == "kept"
+
+
+def test_an_occupied_output_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("x")
+    with pytest.raises(Exception, match="not empty"):
+        Script([(1.0, 1.0)]).run(tmp_path, SpareConfig())
