@@ -43,6 +43,8 @@ class StageClock:
         self._t0 = 0.0
 
     def enter(self, stage: str) -> None:
+        # Erase-until-verified reports "round k/n: distill": time the stage, not the round (bounded labels).
+        stage = stage.rsplit(": ", 1)[-1]
         if stage == self._stage:
             return
         self.finish()

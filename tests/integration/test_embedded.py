@@ -57,7 +57,8 @@ def test_serve_runs_jobs_and_survives_restarts(
         # 1. Jobs run in the background of `lethe serve`; a graceful stop hands the running one back.
         _serve(procs, env, port)
         wait_for(lambda: request_row(fast_req).status == RequestStatus.succeeded, 120, "the fast job")
-        wait_for(lambda: job_row(slow_job).stage == "distill" and job_row(slow_job).progress > 0.0, 120,
+        wait_for(lambda: (job_row(slow_job).stage or "").endswith("distill") and job_row(slow_job).progress > 0.0,
+                 120,
                  "the slow job to report distillation progress")
         serve = procs.procs[-1]
         serve.send_signal(signal.SIGTERM)
