@@ -185,7 +185,7 @@ def erase_until_verified(
             set_aside.update(current.levers)  # roll back: the lever that broke retention is not tried again
             base_cfg, changed = good, _retain_more(good)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
-        used: list[str] = []
+        used: list[str] = ["retain"] if changed else []
         for name in candidates:
             if name in set_aside:
                 continue
@@ -196,8 +196,7 @@ def erase_until_verified(
                 break
         if not changed:
             break  # nothing left to escalate
-        if verdict.retention_ok and used and used[0] != "steps":
-            set_aside.add(used[0])  # each lever once; steps may double again
+        set_aside.update(u for u in used if u not in ("steps", "retain"))  # each lever once; steps may double
         current = _Round(k + 1, base_cfg.model_copy(update=changed), changed, used)
 
     chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(

@@ -99,14 +99,27 @@ def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     history = result.report["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
     assert history[2]["changed"] == {"w_retain": 2.0, "forget_anchor": "surrogate"}
+    assert history[2]["levers"] == ["retain", "anchor"]
+
+
+def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path) -> None:
+    # Round 1 breaks retention and is short: round 2 = more retain weight + capacity; round 2 keeps retention
+    # but is still short: round 3 escalates by the next lever, not by capacity a second time.
+    script = Script([(0.5, 0.5), (0.6, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    first, second, third = script.configs
+    assert second.rank == 2 * first.rank and third.rank == second.rank
+    assert third.forget_anchor == "surrogate"
+    assert [r["levers"] for r in result.report["rounds"]["history"]] == [[], ["retain", "capacity"], ["anchor"]]
 
 
 def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
     script = Script([(1.0, 0.5), (1.0, 0.95)])
-    script.run(tmp_path, SpareConfig(max_rounds=2))
+    result = script.run(tmp_path, SpareConfig(max_rounds=2))
     first, second = script.configs
     assert second.model_dump(exclude={"w_retain"}) == first.model_dump(exclude={"w_retain"})
     assert second.w_retain == 2.0
+    assert result.report["rounds"]["history"][1]["levers"] == ["retain"]
 
 
 def test_when_the_budget_is_spent_the_best_round_is_kept_and_not_passed(tmp_path: Path) -> None:
