@@ -444,7 +444,14 @@ def main(argv: list[str] | None = None) -> int:
     for tb, target, method in jobs:
         t0 = time.perf_counter()
         cached = tb.resolve() == testbed_dir().resolve()
-        row = one_run(pipes[tb], tb, target, method, args, cached)
+        try:
+            row = one_run(pipes[tb], tb, target, method, args, cached)
+        except Exception as exc:  # one broken row must not lose the others: recorded, reported, skipped
+            print(f"{tb.name:<16} {target:<10} {method:<14} FAILED: {type(exc).__name__}: {exc}", flush=True)
+            result.setdefault("errors", []).append({"testbed": tb.name, "target": target, "method": method,
+                                                    "error": f"{type(exc).__name__}: {exc}"})
+            args.out.write_text(json.dumps(result, indent=2))
+            continue
         row["run_s"] = round(time.perf_counter() - t0, 1)
         row["peak_rss_vs_sampling"] = row["peak_rss_bytes"] / sampling["peak_rss_bytes"]
         result["rows"].append(row)

@@ -123,9 +123,9 @@ def erase_until_verified(
 ) -> ErasureResult:
     """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
 
-    `evaluator` (the job's full, final evaluation) runs on the round that passes, or on the last round when
-    none does; the other rounds report their check only. `erase_fn` is the single-round engine; `engine` passes
-    on to it (provenance, verifier)."""
+    `evaluator` (the job's full, final evaluation) runs on the round that passes, or when none does on the
+    best round (reloaded from its fused/ weights when it is not the last); the other rounds report their check
+    only. `erase_fn` is the single-round engine; `engine` passes on to it (provenance, verifier)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -186,7 +186,7 @@ def erase_until_verified(
             set_aside.update(current.levers)  # roll back: the lever that broke retention is not tried again
             base_cfg, changed = good, _retain_more(good)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
-        used: list[str] = []
+        used: list[str] = ["retain"] if changed else []
         for name in candidates:
             if name in set_aside:
                 continue
@@ -197,8 +197,7 @@ def erase_until_verified(
                 break
         if not changed:
             break  # nothing left to escalate
-        if verdict.retention_ok and used and used[0] != "steps":
-            set_aside.add(used[0])  # each lever once; steps may double again
+        set_aside.update(u for u in used if u not in ("steps", "retain"))  # each lever once; steps may double
         current = _Round(k + 1, base_cfg.model_copy(update=changed), changed, used)
 
     chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(
@@ -214,7 +213,24 @@ def erase_until_verified(
         else:
             outcome = "short"
         outcomes.append(r.summary(outcome))
+    if not chosen.evaluated and evaluator is not None:
+        _evaluate_saved(pipeline, chosen, evaluator)
     return _finish(chosen, out_dir, work, outcomes, started, config)
+
+
+def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None:
+    """The full evaluation of a kept round that did not get it while it ran: its erased UNet is reloaded from
+    the round's fused/ folder (its weights no longer live in the pipeline)."""
+    assert chosen.result is not None
+    unet_dir = chosen.result.out_dir / "fused" / "unet"
+    if not unet_dir.is_dir():
+        return  # an engine that writes no fused weights: the round's check evidence stands
+    unet = type(pipeline.unet).from_pretrained(str(unet_dir), dtype=pipeline.unet.dtype).to(pipeline.unet.device)
+    erased = type(pipeline)(**{**pipeline.components, "unet": unet})
+    erased.set_progress_bar_config(disable=True)
+    full = evaluator(erased, pipeline)
+    chosen.result.metrics = {**chosen.result.metrics, **full}
+    chosen.evaluated = True
 
 
 def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[dict[str, Any]], started: float,
@@ -243,6 +259,7 @@ def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[dict[str, An
     files["report.json"] = out_dir / "report.json"
     metrics = dict(result.metrics)
     metrics["rounds"] = {"chosen": chosen.index, "passed": report["rounds"]["passed"], "history": rounds}
+    report["metrics"] = {k: v for k, v in metrics.items() if k != "rounds"}
     return ErasureResult(out_dir=out_dir, report=report, files=files, metrics=metrics)
 
 

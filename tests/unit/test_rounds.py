@@ -33,7 +33,7 @@ class Script:
     def erase(self, pipeline: Any, spec: ErasureSpec, config: Any, *, out_dir: Path, progress: Any = None,
               should_stop: Any = None, evaluator: Any = None) -> ErasureResult:
         self.configs.append(config)
-        out_dir.mkdir(parents=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "adapter.bin").write_text(f"round {len(self.configs)} rank {getattr(config, 'rank', None)}")
         if progress:
             progress("distill", 0.5)
@@ -99,14 +99,27 @@ def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     history = result.report["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
     assert history[2]["changed"] == {"w_retain": 2.0, "forget_anchor": "surrogate"}
+    assert history[2]["levers"] == ["retain", "anchor"]
+
+
+def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path) -> None:
+    # Round 1 breaks retention and is short: round 2 = more retain weight + capacity; round 2 keeps retention
+    # but is still short: round 3 escalates by the next lever, not by capacity a second time.
+    script = Script([(0.5, 0.5), (0.6, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    first, second, third = script.configs
+    assert second.rank == 2 * first.rank and third.rank == second.rank
+    assert third.forget_anchor == "surrogate"
+    assert [r["levers"] for r in result.report["rounds"]["history"]] == [[], ["retain", "capacity"], ["anchor"]]
 
 
 def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
     script = Script([(1.0, 0.5), (1.0, 0.95)])
-    script.run(tmp_path, SpareConfig(max_rounds=2))
+    result = script.run(tmp_path, SpareConfig(max_rounds=2))
     first, second = script.configs
     assert second.model_dump(exclude={"w_retain"}) == first.model_dump(exclude={"w_retain"})
     assert second.w_retain == 2.0
+    assert result.report["rounds"]["history"][1]["levers"] == ["retain"]
 
 
 def test_when_the_budget_is_spent_the_best_round_is_kept_and_not_passed(tmp_path: Path) -> None:
@@ -153,3 +166,48 @@ def test_an_occupied_output_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "out" / "x").write_text("x")
     with pytest.raises(Exception, match="not empty"):
         Script([(1.0, 1.0)]).run(tmp_path, SpareConfig())
+
+
+class _Unet:
+    dtype, device = "float32", "cpu"
+
+    def __init__(self, source: str = "base") -> None:
+        self.source = source
+
+    @classmethod
+    def from_pretrained(cls, path: str, dtype: Any = None) -> _Unet:
+        return cls(Path(path).read_text() if Path(path).is_file() else (Path(path) / "weights").read_text())
+
+    def to(self, device: Any) -> _Unet:
+        return self
+
+
+class _Pipe:
+    def __init__(self, unet: _Unet) -> None:
+        self.unet = unet
+        self.components = {"unet": unet}
+
+    def set_progress_bar_config(self, **kw: Any) -> None:
+        pass
+
+
+def test_a_best_round_that_was_not_the_last_is_evaluated_from_its_saved_weights(tmp_path: Path) -> None:
+    script = Script([(0.7, 1.0), (0.8, 1.0), (0.3, 0.5)])
+    seen: list[str] = []
+
+    def erase_writing_weights(pipeline: Any, spec: ErasureSpec, config: Any, **kw: Any) -> ErasureResult:
+        (kw["out_dir"] / "fused" / "unet").mkdir(parents=True)
+        (kw["out_dir"] / "fused" / "unet" / "weights").write_text(f"round {len(script.configs) + 1}")
+        return script.erase(pipeline, spec, config, **kw)
+
+    def evaluator(erased: Any, base: Any) -> dict[str, Any]:
+        source = erased.unet.source if isinstance(erased, _Pipe) else "in place"  # the fake engine passes a name
+        seen.append(source)
+        return {"judge": {"full": source}}
+
+    result = erase_until_verified(_Pipe(_Unet()), SPEC, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=evaluator, erase_fn=erase_writing_weights)
+    assert result.report["rounds"]["chosen"] == 2
+    # The last round is evaluated as it runs (erased weights in place), then the kept one from its fused/ UNet.
+    assert seen == ["in place", "round 2"] and result.metrics["judge"] == {"full": "round 2"}
+    assert result.report["metrics"]["judge"] == {"full": "round 2"}
