@@ -20,7 +20,7 @@ from core.timeutil import utcnow
 from core.webhooks import service, signing
 from core.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.api_support import ApiEnv, build_env
-from tests.integration.worker_support import use_database
+from tests.integration.worker_support import Recorder, use_database
 
 P = "https://lethe.dev/problems/"
 
@@ -60,17 +60,6 @@ def receiver() -> Iterator[Receiver]:
 def env(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiEnv]:
     use_database(monkeypatch, pg_url, webhook_allow_private="true", webhook_backoff_seconds="2")
     yield from build_env(pg_url, webhook_allow_private=True, webhook_backoff_seconds=2)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.deliveries: list[uuid.UUID] = []
-
-    def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None:
-        pass
-
-    def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
-        self.deliveries.append(delivery_id)
 
 
 def test_private_targets_are_refused_unless_allowed(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -330,3 +330,16 @@ class RestartableS3:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+class Recorder:
+    """A publisher that records webhook doorbells instead of sending them (jobs are ignored)."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[uuid.UUID] = []
+
+    def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None:
+        pass
+
+    def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
+        self.deliveries.append(delivery_id)

@@ -23,7 +23,7 @@ from core.outbox.relay import relay
 from core.webhooks import service
 from core.webhooks.models import WebhookAttempt
 from tests.api_support import ApiEnv, build_env
-from tests.integration.worker_support import use_database
+from tests.integration.worker_support import Recorder, use_database
 
 PUBLIC = "93.184.215.14"  # a global address; nothing here answers on the receiver's port
 REAL_GETADDRINFO = socket.getaddrinfo
@@ -72,17 +72,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.server.shutdown()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.deliveries: list[uuid.UUID] = []
-
-    def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None:
-        pass
-
-    def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
-        self.deliveries.append(delivery_id)
 
 
 def _one_delivery(env: ApiEnv) -> uuid.UUID:

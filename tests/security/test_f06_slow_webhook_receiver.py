@@ -25,7 +25,7 @@ from core.outbox.relay import relay
 from core.webhooks import service
 from core.webhooks.models import WebhookAttempt
 from tests.api_support import ApiEnv, build_env
-from tests.integration.worker_support import child_env, processes, use_database, wait_for
+from tests.integration.worker_support import Recorder, child_env, processes, use_database, wait_for
 from worker.app import make_app
 from worker.publisher import CeleryPublisher
 
@@ -81,17 +81,6 @@ def servers() -> Iterator[tuple[Server, Server]]:
 def env(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiEnv]:
     use_database(monkeypatch, pg_url, webhook_allow_private="true", webhook_timeout_seconds=str(DEADLINE))
     yield from build_env(pg_url, webhook_allow_private=True, webhook_timeout_seconds=DEADLINE)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.deliveries: list[uuid.UUID] = []
-
-    def enqueue_job(self, job_id: uuid.UUID, kind: str) -> None:
-        pass
-
-    def deliver_webhook(self, delivery_id: uuid.UUID) -> None:
-        self.deliveries.append(delivery_id)
 
 
 def _deliveries(env: ApiEnv, tenant: str, url: str, count: int) -> list[uuid.UUID]:
