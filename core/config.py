@@ -206,6 +206,12 @@ class Settings(BaseSettings):
     round_check_retain_images: int = Field(
         default=12, ge=1, le=512, description="Held-out images of concepts that must stay in each round's check."
     )
+    round_check_max_images: int = Field(
+        default=72, ge=1, le=2048,
+        description="A round's check draws more held-out images (doubling, on new seeds, pooled with the first draw) "
+        "while a failing verdict is uncertain (its 95 % interval still reaches the threshold), up to this many "
+        "images per model. At most the first draw when it is not above that draw's size.",
+    )
     verify_min_gap_closure: float = Field(
         default=0.5, ge=0, le=1,
         description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed.",

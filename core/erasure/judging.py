@@ -94,9 +94,12 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
                 fingerprint: str | None, min_unlearning_accuracy: float, min_retention: float,
                 progress: Callable[[str, float], None] | None = None) -> Any:
     """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
-    (settings.round_check_*), on other seeds than the final verification's, against its thresholds. The judge
-    is chosen once; a judge that cannot run makes every round's check fail (the job then fails as unverified)."""
-    from core.evaluation.evidence import gather_evidence
+    (settings.round_check_*), on other seeds than the final verification's, against its thresholds; while a
+    failing verdict is uncertain the sample doubles (pooled, up to settings.round_check_max_images per model).
+    The judge is chosen once; a judge that cannot run makes every round's check fail (the job then fails as
+    unverified)."""
+    from core.evaluation.evidence import gather_evidence, pool_evidence, uncertain_failures
+    from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.rounds import RoundCheck, check_from_evidence
 
     targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
@@ -108,17 +111,31 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
             if "judge" not in chosen:
                 chosen["judge"] = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
                                                clip_path=settings.clip_judge_path, fingerprint=fingerprint)
-            evidence = gather_evidence(
-                erased, base, chosen["judge"], vocabulary, targets,
-                training_prompts=training_prompts(spec, config, getattr(base, "tokenizer", None)),
-                forget_images=settings.round_check_forget_images, retain_images=settings.round_check_retain_images,
-                steps=settings.judge_steps, guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000,
-                progress=(lambda f: progress("check", f)) if progress else None,
-            )
+            trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
+            forget, retain = settings.round_check_forget_images, settings.round_check_retain_images
+
+            def draw(k: int, scale: int) -> JudgeEvidence:
+                # Each draw on its own seeds; none meets the final verification's (seed 900_000 onwards).
+                return gather_evidence(
+                    erased, base, chosen["judge"], vocabulary, targets, training_prompts=trained,
+                    forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
+                    guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000 + 3_000_000 * k,
+                    progress=(lambda f: progress("check", f)) if progress else None,
+                )
+
+            evidence, drawn, extensions = draw(0, 1), 1, 0
+            # A small sample cannot tell a broken round from bad luck on a model that is often wrong even
+            # before the erasure: while a failing verdict could still turn, draw as many images again and pool.
+            while (uncertain_failures(evidence, min_unlearning_accuracy, min_retention)
+                   and evidence.images <= settings.round_check_max_images):  # images: both models' count
+                evidence = pool_evidence(evidence, draw(extensions + 1, drawn))
+                drawn, extensions = drawn * 2, extensions + 1
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could run the round check", reason=str(exc))
             return RoundCheck(ua={}, retention={}, passed=False, retention_ok=True,
                               metrics={"judge_error": f"no judge could run: {exc}"})
-        return check_from_evidence(evidence.model_dump(mode="json"), min_unlearning_accuracy, min_retention)
+        result = check_from_evidence(evidence.model_dump(mode="json"), min_unlearning_accuracy, min_retention)
+        result.metrics["extensions"] = extensions
+        return result
 
     return check

@@ -154,31 +154,18 @@ def judge_heldout(held: HeldoutImages, judge: Judge, progress: ProgressFn | None
     concepts_out = []
     for concept, kind, surrogate in held.targets:
         rows = [i for i, row in enumerate(plan) if row[0] == f"forget:{concept}"]
-        n = len(rows)
-        seen_base = sum(verdict_base[i] == concept for i in rows)
-        seen_erased = sum(verdict_erased[i] == concept for i in rows)
-        concepts_out.append(ConceptEvidence(
-            concept=concept, kind=kind, surrogate=surrogate, prompts=[plan[i][3] for i in rows],
-            seeds=[plan[i][4] for i in rows], images=n, labels=held.labels.get(kind, []),
-            recognized_base=seen_base, recognized_erased=seen_erased,
-            ua=round(1 - seen_erased / n, 4) if n else 0.0, ua_interval=wilson(n - seen_erased, n),
-            base_ua=round(1 - seen_base / n, 4) if n else 0.0,
+        concepts_out.append(concept_evidence(
+            concept, kind, surrogate, labels=held.labels.get(kind, []), prompts=[plan[i][3] for i in rows],
+            seeds=[plan[i][4] for i in rows], recognized_base=sum(verdict_base[i] == concept for i in rows),
+            recognized_erased=sum(verdict_erased[i] == concept for i in rows),
         ))
     retention_out = []
     for group, kind, concepts in held.groups:
         rows = [i for i, row in enumerate(plan) if row[0] == f"{group}:{kind}"]
-        n = len(rows)
-        ok_base = sum(verdict_base[i] == plan[i][2] for i in rows)
-        ok_erased = sum(verdict_erased[i] == plan[i][2] for i in rows)
-        acc_base, acc_erased = ok_base / n if n else 0.0, ok_erased / n if n else 0.0
-        interval = wilson(ok_erased, n)
-        retention_out.append(RetentionEvidence(
-            group=group, kind=kind, concepts=concepts, prompts=[plan[i][3] for i in rows],
-            seeds=[plan[i][4] for i in rows], images=n, correct_base=ok_base, correct_erased=ok_erased,
-            accuracy_base=round(acc_base, 4), accuracy_erased=round(acc_erased, 4), accuracy_interval=interval,
-            retention=round(acc_erased / acc_base, 4) if acc_base > 0 else None,
-            retention_interval=(round(interval[0] / acc_base, 4), round(interval[1] / acc_base, 4))
-            if acc_base > 0 else None,
+        retention_out.append(retention_evidence(
+            group, kind, concepts, prompts=[plan[i][3] for i in rows], seeds=[plan[i][4] for i in rows],
+            correct_base=sum(verdict_base[i] == plan[i][2] for i in rows),
+            correct_erased=sum(verdict_erased[i] == plan[i][2] for i in rows),
         ))
     return JudgeEvidence(
         judge=judge.describe(), excluded_training_prompts=held.excluded_training_prompts, concepts=concepts_out,
@@ -194,3 +181,70 @@ def gather_evidence(erased: Any, base: Any, judge: Judge, vocabulary: Vocabulary
     """Draw the held-out images (see `draw_heldout` for the options) and judge them."""
     held = draw_heldout(erased, base, vocabulary, targets, progress=progress, **draw)
     return judge_heldout(held, judge, progress)
+
+
+def concept_evidence(concept: str, kind: str, surrogate: str | None, *, labels: list[str], prompts: list[str],
+                     seeds: list[int], recognized_base: int, recognized_erased: int) -> ConceptEvidence:
+    """UA of one erased concept from the judge's counts on `len(prompts)` image pairs."""
+    n = len(prompts)
+    return ConceptEvidence(
+        concept=concept, kind=kind, surrogate=surrogate, prompts=prompts, seeds=seeds, images=n, labels=labels,
+        recognized_base=recognized_base, recognized_erased=recognized_erased,
+        ua=round(1 - recognized_erased / n, 4) if n else 0.0, ua_interval=wilson(n - recognized_erased, n),
+        base_ua=round(1 - recognized_base / n, 4) if n else 0.0,
+    )
+
+
+def retention_evidence(group: str, kind: str, concepts: list[str], *, prompts: list[str], seeds: list[int],
+                       correct_base: int, correct_erased: int) -> RetentionEvidence:
+    """Retention of one group from the judge's counts: erased accuracy over base accuracy, same prompts and seeds."""
+    n = len(prompts)
+    acc_base, acc_erased = (correct_base / n, correct_erased / n) if n else (0.0, 0.0)
+    interval = wilson(correct_erased, n)
+    return RetentionEvidence(
+        group=group, kind=kind, concepts=concepts, prompts=prompts, seeds=seeds, images=n,
+        correct_base=correct_base, correct_erased=correct_erased, accuracy_base=round(acc_base, 4),
+        accuracy_erased=round(acc_erased, 4), accuracy_interval=interval,
+        retention=round(acc_erased / acc_base, 4) if acc_base > 0 else None,
+        retention_interval=(round(interval[0] / acc_base, 4), round(interval[1] / acc_base, 4))
+        if acc_base > 0 else None,
+    )
+
+
+def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
+    """One body of evidence from two draws by the same judge on disjoint seeds: counts add, rates and intervals are
+    recomputed on the pooled images (a sequential sample: the second draw is taken when the first is uncertain)."""
+    extra_c = {c.concept: c for c in more.concepts}
+    concepts = []
+    for c in first.concepts:
+        m = extra_c.get(c.concept)
+        concepts.append(c if m is None else concept_evidence(
+            c.concept, c.kind, c.surrogate, labels=c.labels, prompts=c.prompts + m.prompts, seeds=c.seeds + m.seeds,
+            recognized_base=c.recognized_base + m.recognized_base,
+            recognized_erased=c.recognized_erased + m.recognized_erased,
+        ))
+    extra_r = {(r.group, r.kind): r for r in more.retention}
+    retention = []
+    for r in first.retention:
+        m = extra_r.get((r.group, r.kind))
+        retention.append(r if m is None else retention_evidence(
+            r.group, r.kind, r.concepts, prompts=r.prompts + m.prompts, seeds=r.seeds + m.seeds,
+            correct_base=r.correct_base + m.correct_base, correct_erased=r.correct_erased + m.correct_erased,
+        ))
+    return first.model_copy(update={
+        "concepts": concepts, "retention": retention, "images": first.images + more.images,
+        "seconds": round(first.seconds + more.seconds, 3),
+        "judge_seconds": round(first.judge_seconds + more.judge_seconds, 3),
+        "excluded_training_prompts": max(first.excluded_training_prompts, more.excluded_training_prompts),
+    })
+
+
+def uncertain_failures(evidence: JudgeEvidence, min_ua: float, min_retention: float) -> list[str]:
+    """The verdicts that fail their threshold on the point estimate while the 95 % interval still reaches it:
+    failures a larger sample could overturn (a clear failure, interval wholly below, is not listed)."""
+    out = [f"ua:{c.concept}" for c in evidence.concepts
+           if c.images and c.ua < min_ua and c.ua_interval[1] >= min_ua]
+    out += [f"retention:{r.group}:{r.kind}" for r in evidence.retention
+            if r.retention is not None and r.retention_interval is not None
+            and r.retention < min_retention and r.retention_interval[1] >= min_retention]
+    return out

@@ -1,0 +1,51 @@
+"""The round check's sequential sample on the shipped testbed: an uncertain failing verdict draws more held-out
+images on new seeds and pools them; a clear verdict does not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.config import get_settings
+from core.erasure.judging import round_check
+from core.spare.specs import ConceptSpec, ErasureSpec, SpareConfig
+from core.testbed import paths
+from core.testbed.loading import load_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def testbed() -> object:
+    torch.set_num_threads(1)
+    return load_pipeline(paths.testbed_dir() / "pipeline")
+
+
+def _check(min_ua: float, monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.setenv("LETHE_ROUND_CHECK_FORGET_IMAGES", "6")
+    monkeypatch.setenv("LETHE_ROUND_CHECK_RETAIN_IMAGES", "2")
+    monkeypatch.setenv("LETHE_ROUND_CHECK_MAX_IMAGES", "40")
+    monkeypatch.setenv("LETHE_JUDGE_STEPS", "6")
+    get_settings.cache_clear()
+    spec = ErasureSpec(concepts=[ConceptSpec(target="triangle", kind="object", surrogate="square")])
+    return round_check(paths.testbed_dir() / "pipeline", spec, SpareConfig(), get_settings(),
+                       judge_name="model-classifier", fingerprint=None, min_unlearning_accuracy=min_ua,
+                       min_retention=0.5)
+
+
+def test_an_uncertain_failure_doubles_the_sample(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The base model is its own "erased" model: it still draws triangles (UA near 0). Against a threshold of
+    # 0.3, 0 of 6 cannot rule 0.3 out (Wilson upper bound 0.39); 0 of 12 can (0.24).
+    verdict = _check(0.3, monkeypatch)(testbed, testbed)
+    evidence = verdict.metrics["judge"]
+    triangle = evidence["concepts"][0]
+    assert not verdict.passed and verdict.metrics["extensions"] >= 1
+    assert triangle["images"] == 6 * 2 ** verdict.metrics["extensions"]
+    assert len(set(triangle["seeds"])) == triangle["images"], "every extension draws on new seeds"
+    assert min(triangle["seeds"]) >= 700_000 and not set(triangle["seeds"]) & set(range(900_000, 910_000))
+
+
+def test_a_clear_failure_is_not_resampled(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    verdict = _check(0.99, monkeypatch)(testbed, testbed)
+    assert not verdict.passed and verdict.metrics["extensions"] == 0
+    assert verdict.metrics["judge"]["concepts"][0]["images"] == 6

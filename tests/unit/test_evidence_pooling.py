@@ -1,0 +1,42 @@
+"""Pooling two judge draws and telling an uncertain failure from a clear one (core.evaluation.evidence)."""
+
+from __future__ import annotations
+
+from core.evaluation.evidence import concept_evidence, pool_evidence, retention_evidence, uncertain_failures
+from core.evaluation.evidence_schema import JudgeEvidence
+
+
+def _evidence(n_forget: int, recognized: int, n_keep: int, base_ok: int, erased_ok: int, seed0: int) -> JudgeEvidence:
+    concept = concept_evidence("circle", "object", "square", labels=["circle", "square"],
+                               prompts=["a circle"] * n_forget, seeds=list(range(seed0, seed0 + n_forget)),
+                               recognized_base=n_forget, recognized_erased=recognized)
+    kept = retention_evidence("same-kind", "object", ["square"], prompts=["a square"] * n_keep,
+                              seeds=list(range(seed0 + 100, seed0 + 100 + n_keep)),
+                              correct_base=base_ok, correct_erased=erased_ok)
+    return JudgeEvidence(judge={"name": "t"}, excluded_training_prompts=1, concepts=[concept], retention=[kept],
+                         steps=10, guidance_scale=5.0, images=2 * (n_forget + n_keep), seconds=1.0,
+                         judge_seconds=0.5, vocabulary="declared")
+
+
+def test_pooled_counts_add_and_rates_are_recomputed() -> None:
+    pooled = pool_evidence(_evidence(6, 1, 4, 4, 3, 0), _evidence(6, 0, 4, 3, 3, 1000))
+    c, r = pooled.concepts[0], pooled.retention[0]
+    assert (c.images, c.recognized_erased, c.ua) == (12, 1, round(11 / 12, 4))
+    assert c.seeds[:6] == list(range(6)) and c.seeds[6:] == list(range(1000, 1006))
+    assert (r.images, r.correct_base, r.correct_erased, r.retention) == (8, 7, 6, round((6 / 8) / (7 / 8), 4))
+    assert pooled.images == 40 and pooled.seconds == 2.0
+    assert r.retention_interval is not None and r.retention_interval[1] - r.retention_interval[0] < 1.0
+
+
+def test_an_uncertain_failure_is_listed_and_a_clear_one_is_not() -> None:
+    # 3 of 4 kept (retention 0.75): below 0.9, but 4 images cannot rule 0.9 out.
+    small = _evidence(6, 0, 4, 4, 3, 0)
+    assert uncertain_failures(small, 0.9, 0.9) == ["retention:same-kind:object"]
+    # 30 of 60 kept against a base of 60: clearly broken, more images would not turn it.
+    clear = _evidence(6, 0, 60, 60, 30, 0)
+    assert uncertain_failures(clear, 0.9, 0.9) == []
+    # UA 5/6 is short of 0.95 but uncertain; 0/6 erased (UA 0) is a clear failure.
+    assert uncertain_failures(_evidence(6, 1, 4, 4, 4, 0), 0.95, 0.9) == ["ua:circle"]
+    assert uncertain_failures(_evidence(6, 6, 4, 4, 4, 0), 0.95, 0.9) == []
+    # Passing verdicts are never listed.
+    assert uncertain_failures(_evidence(6, 0, 4, 4, 4, 0), 0.95, 0.9) == []
