@@ -28,8 +28,9 @@ def test_second_testbed_is_another_recipe() -> None:
     assert len(b.get_vocab()) < len(a.get_vocab()) and b.model_max_length == 16
     assert len(a.tokenize("square")) == 1 and len(b.tokenize("square")) > 1, "sub-word pieces"
     ad = second["accuracies"]["adherence"]
-    # Imperfect on purpose, like a real model (the first testbed: 1.000 / 1.000).
-    assert 0.6 <= ad["object_accuracy"] < 1.0 and 0.6 <= ad["style_accuracy"] <= 1.0
+    # Imperfect on purpose, like a real model (the first testbed: 1.000 / 1.000): objects in the 0.75-0.90 band
+    # that real text-to-image models reach, styles close to it.
+    assert 0.75 <= ad["object_accuracy"] <= 0.90 and 0.75 <= ad["style_accuracy"] <= 0.95
     assert second["accuracies"]["classifier_heldout"]["object"] >= 0.97
 
 
