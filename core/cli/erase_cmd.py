@@ -40,8 +40,12 @@ def erase(
     method: str = typer.Option("spare", "--method", help="spare | esd."),
     steps: int | None = typer.Option(None, "--steps", help="Training steps (default: the method's default)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed for samples, noise and timesteps."),
-    params: str | None = typer.Option(None, "--params", help="Extra config fields as JSON, e.g. '{\"rank\": 8}'."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for samples, noise and timesteps (default 0)."),
+    params: str | None = typer.Option(
+        None, "--params",
+        help="Engine parameters as JSON, e.g. '{\"rank\": 8}': the same names and bounds as the API's `params` "
+        "(docs/configuration.md); flags given beside it win.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
     eval_seeds: int = typer.Option(
         4, "--eval-seeds", min=1, max=64,
@@ -62,9 +66,10 @@ def erase(
 ) -> None:
     """Erase concepts and write adapter/, fused/, README.md, report.json and grid.png to --out."""
     from core.config import get_settings
+    from core.erasure.params import validate_params
     from core.evaluation.judges import JUDGE_NAMES
     from core.evaluation.vocabulary import VocabularyError, load_vocabulary
-    from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
+    from core.spare import ConceptSpec, ErasureInputError, ErasureSpec
     from core.spare import erase as run_erase
     from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir
     from core.spare.outputs import Provenance
@@ -96,15 +101,13 @@ def erase(
     try:
         detect_architecture(model_dir)
         vocabulary = load_vocabulary(model_dir)
-        if steps is not None:
-            extra["steps"] = steps
-        if max_rounds is not None:
-            extra["max_rounds"] = max_rounds
+        for name, flag in (("steps", steps), ("max_rounds", max_rounds), ("seed", seed)):
+            if flag is not None:
+                extra[name] = flag
         settings = get_settings()
         extra.setdefault("max_rounds", settings.erase_max_rounds)
         extra.setdefault("time_budget_s", settings.erase_time_budget_seconds)
-        cfg_cls = SpareConfig if method == "spare" else EsdConfig
-        config = cfg_cls(device=device, seed=seed, **extra)
+        config = validate_params(method, extra).engine_config(device=device)
         spec = ErasureSpec(
             concepts=[
                 ConceptSpec(target=t, surrogate=s, kind=kind, prompts=list(forget_prompt))

@@ -215,7 +215,8 @@ def model_vocabulary(model_dir: Path) -> Any:
 
 
 def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
-    from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+    from core.erasure.params import validate_params
+    from core.spare.specs import ConceptSpec, ErasureSpec
 
     concepts = []
     for concept in data.concepts:
@@ -223,8 +224,7 @@ def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
         fields["example_images"] = [images[str(i)] for i in concept.get("example_images") or []]
         concepts.append(ConceptSpec(**fields))
     spec = ErasureSpec(concepts=concepts, retain=data.retain, method=data.method)  # type: ignore[arg-type]
-    config_cls = SpareConfig if data.method == "spare" else EsdConfig
-    return spec, config_cls(**data.params)
+    return spec, validate_params(data.method, data.params).engine_config()
 
 
 def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[str, Path]:
