@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from core.filehash import file_sha256
 from core.testbed.canvas import OBJECTS, STYLES, TRAIN_TEMPLATES, render, vocabulary_document
 from core.testbed.classifier import Classifier
 from core.testbed.model import (
@@ -249,17 +250,9 @@ class _Ema:
             s.lerp_(m.detach(), 1 - d)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hashes(root: Path) -> dict[str, str]:
     return {
-        str(f.relative_to(root)): sha256_file(f) for f in sorted(root.rglob("*")) if f.is_file() and f.name != MANIFEST
+        str(f.relative_to(root)): file_sha256(f) for f in sorted(root.rglob("*")) if f.is_file() and f.name != MANIFEST
     }
 
 
