@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from core.spare.report import EngineMetrics
 
 
 def _fail(message: str) -> typer.Exit:
@@ -159,39 +162,38 @@ def erase(
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")
-    probe = result.metrics.get("probe", {})
-    typer.echo(
-        f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
-        f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
-    )
-    for row in (result.metrics.get("rounds") or {}).get("history", []):
-        ua = ", ".join(f"{k} {v:.3f}" for k, v in (row["ua"] or {}).items())
-        kept = ", ".join(f"{k} {v:.3f}" for k, v in (row["retention"] or {}).items() if v is not None)
-        typer.echo(f"round {row['round']} ({'+'.join(row['levers']) or 'defaults'}, {row['seconds']:.0f} s): "
-                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row['outcome']}")
-    _print_verdict(result.metrics, settings)
-    for target, row in result.metrics.get("summary", {}).items():
+    metrics = result.metrics
+    if metrics.probe is not None:
+        typer.echo(f"forget gap closure {metrics.probe.forget_gap_closure:.3f}, "
+                   f"retain drift (relative) {metrics.probe.retain_drift_relative:.5f}")
+    for row in result.report.rounds.history if result.report.rounds else []:
+        ua = ", ".join(f"{k} {v:.3f}" for k, v in (row.ua or {}).items())
+        kept = ", ".join(f"{k} {v:.3f}" for k, v in (row.retention or {}).items() if v is not None)
+        typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s): "
+                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}")
+    _print_verdict(metrics, settings)
+    for target, grid in (metrics.summary or {}).items():
+        base = "n/a" if grid.base_ua is None else f"{grid.base_ua:.3f}"
         typer.echo(
-            f"{target}: UA {row['ua']:.3f} (base {row['base_ua']:.3f}), IRA {row['ira']:.3f}, CRA {row['cra']:.3f}"
-            + (f", attack success {row['attack_success']:.3f}" if row.get("attack_success") is not None else "")
+            f"{target}: UA {grid.ua:.3f} (base {base}), IRA {grid.ira:.3f}, CRA {grid.cra:.3f}"
+            + (f", attack success {grid.attack_success:.3f}" if grid.attack_success is not None else "")
         )
 
 
-def _print_verdict(metrics: dict[str, Any], settings: Any) -> None:
+def _print_verdict(metrics: EngineMetrics, settings: Any) -> None:
     """The judge's held-out evidence and the service's verification rule, as a job would apply it."""
     from core.erasure.verification import Thresholds, verify
 
-    judge = metrics.get("judge")
-    if isinstance(judge, dict):
-        typer.echo(f"judge {judge['judge']['name']} ({judge['seconds']:.1f} s, {judge['images']} held-out images):")
-        for c in judge["concepts"]:
-            lo, hi = c["ua_interval"]
-            typer.echo(f"  {c['concept']}: UA {c['ua']:.3f} [{lo:.2f}, {hi:.2f}] (base {c['base_ua']:.3f}), "
-                       f"{c['images']} images")
-        for r in judge["retention"]:
-            value = "n/a" if r["retention"] is None else f"{r['retention']:.3f}"
-            typer.echo(f"  retention {r['group']} ({r['kind']}): {value} "
-                       f"({r['correct_erased']}/{r['images']} vs base {r['correct_base']}/{r['images']})")
+    judge = metrics.judge
+    if judge is not None:
+        typer.echo(f"judge {judge.judge['name']} ({judge.seconds:.1f} s, {judge.images} held-out images):")
+        for c in judge.concepts:
+            lo, hi = c.ua_interval
+            typer.echo(f"  {c.concept}: UA {c.ua:.3f} [{lo:.2f}, {hi:.2f}] (base {c.base_ua:.3f}), {c.images} images")
+        for r in judge.retention:
+            value = "n/a" if r.retention is None else f"{r.retention:.3f}"
+            typer.echo(f"  retention {r.group} ({r.kind}): {value} "
+                       f"({r.correct_erased}/{r.images} vs base {r.correct_base}/{r.images})")
     verdict = verify(metrics, Thresholds.for_request(settings))
     colour = typer.colors.GREEN if verdict.ok else typer.colors.YELLOW
     typer.secho(f"verification: {verdict.reason}", fg=colour)

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
+from core.erasure.outcome import ErasureMetrics
 from core.erasure.params import ErasureParams, ErasureParamsOut, Method, SpareParams, with_method
 from core.erasure.states import RequestStatus
-from core.evaluation.evidence_schema import JudgeEvidence
 from core.spare.specs import NEUTRAL_SURROGATE, ConceptKind
 from core.timeutil import AwareUtcTimestamp
 from core.validation import RequestModel
@@ -219,34 +219,6 @@ class LegalOut(BaseModel):
     requester: RequesterOut | None = None
     received_at: datetime | None = None
     due_at: datetime | None = None
-
-
-class VerificationCheck(BaseModel):
-    """One verification check: the measured value, the threshold in force (`min` or `max`), the outcome."""
-
-    model_config = ConfigDict(extra="allow")
-
-    value: float
-    min: float | None = None
-    max: float | None = None
-    passed: bool
-
-
-class ErasureMetrics(BaseModel):
-    """What the evaluator measured. The keys depend on the model and evaluator (the testbed reports
-    `testbed` and `summary`; any model reports noise-space numbers such as `forget_gap_closure`), so members
-    other than `verification` are open."""
-
-    model_config = ConfigDict(extra="allow")
-
-    verification: dict[str, VerificationCheck] | None = Field(
-        default=None, description="Each check by name; a request only succeeds when all passed and at least one "
-        "is a judge's verdict on held-out images (`evidence: image`)."
-    )
-    judge: JudgeEvidence | None = Field(
-        default=None, description="The judge's held-out evidence: judge name and version, per erased concept the "
-        "prompts, seeds, images, UA with its 95 % interval; retention groups; seconds.",
-    )
 
 
 class ErasureOut(BaseModel):

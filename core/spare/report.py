@@ -5,6 +5,8 @@ certificate and the API's `ErasureOut.metrics` read these models instead of gues
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -179,3 +181,16 @@ class ErasureReport(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+@dataclass
+class ErasureResult:
+    """One erasure's outputs: the folder, its files by relative name, and the typed report."""
+
+    out_dir: Path
+    report: ErasureReport
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> EngineMetrics:
+        return self.report.metrics
