@@ -296,10 +296,10 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
         raise
     keeper.check()
     verdict = verify(result.metrics, thresholds, targets)
-    outcome = ErasureMetrics.of(result.report, verdict.checks, thresholds)
-    metrics = outcome.stored()
+    measured = ErasureMetrics.of(result.report, verdict.checks, thresholds)
+    metrics = measured.stored()
     if not verdict.ok:
-        raise VerificationFailed(verdict.reason + outcome.rounds_note(), metrics)
+        raise VerificationFailed(verdict.reason + measured.rounds_note(), metrics)
     artifacts: list[jobs.StoredArtifact] = []
     files = sorted(result.files.items())
     for i, (name, path) in enumerate(files):
