@@ -50,6 +50,8 @@ class RoundCheckMetrics(BaseModel):
     judge: JudgeEvidence | None = None
     thresholds: RoundThresholds | None = None
     judge_error: str | None = None
+    extensions: int | None = Field(
+        default=None, description="Times a failing but uncertain verdict drew as many images again (pooled).")
 
 
 class EngineMetrics(BaseModel):

@@ -43,6 +43,8 @@ def test_stored_metrics_carry_the_verdict_rounds_and_judging_time() -> None:
 def test_older_stored_metrics_load_and_the_engine_refuses_unknown_members() -> None:
     old = ErasureMetrics.model_validate({"judge_error": "no judge could run: x", "retired": {"a": 1}})
     assert old.judge_error == "no judge could run: x" and old.model_extra == {"retired": {"a": 1}}
+    checked = EngineMetrics.model_validate({"round_check": {"judge_error": "x", "extensions": 2}})
+    assert checked.round_check is not None and checked.round_check.extensions == 2
     with pytest.raises(ValidationError):
         EngineMetrics.model_validate({"retired": 1})  # an evaluator's member must be a declared field
 
