@@ -164,7 +164,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
             res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
-    rep = res.report
+    rep = res.report.dump()
+    metrics = rep["metrics"]
     t = rep["timings_s"]
     # ESD does not use SPARE's cached samples (it samples x_t itself each step): its time is training + saving.
     stages = ("distill", "fuse") if method == "esd" else ("samples", "saliency", "timesteps", "distill", "fuse")
@@ -175,9 +176,9 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         erase_s = rounds["total_seconds"] - evaluation_s[0]
     stage_rss = rep["memory"]["stage_peak_rss_bytes"]
     peak = max(v for k, v in stage_rss.items() if k in stages)
-    row = res.metrics["summary"][target]
-    tb = res.metrics["testbed"]
-    judge = res.metrics.get("judge") if isinstance(res.metrics.get("judge"), dict) else None
+    row = metrics["summary"][target]
+    tb = metrics["testbed"]
+    judge = metrics.get("judge")
     dc = next((c for c in (judge or {}).get("concepts", []) if c["concept"] == target), None)
     return {
         "testbed": testbed.name,
@@ -196,7 +197,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "adapter_bytes": rep["sizes"]["adapter_bytes"],
         "fused_bytes": rep["sizes"]["fused_bytes"],
         "unet_bytes": rep["sizes"]["unet_bytes"],
-        "forget_gap_closure": res.metrics["probe"]["forget_gap_closure"],
+        "forget_gap_closure": metrics["probe"]["forget_gap_closure"],
         "modules": len(rep["adapter"]["target_modules"]) if rep.get("adapter") else None,
         "config": rep["config"],
         "diffusion_ua": dc["ua"] if dc else None,

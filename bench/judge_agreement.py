@@ -84,6 +84,7 @@ def one_run(pipe: Any, testbed: Path, vocab: Any, judges: dict[str, Any], run: t
     from core.evaluation.evidence import draw_heldout, judge_heldout
     from core.spare import ErasureSpec, SpareConfig
     from core.spare import erase as run_erase
+    from core.spare.report import EngineMetrics
     from core.spare.specs import ConceptSpec
     from core.spare.testbed_eval import concept_kind, fit_to_testbed
 
@@ -107,13 +108,13 @@ def one_run(pipe: Any, testbed: Path, vocab: Any, judges: dict[str, Any], run: t
 
     with tempfile.TemporaryDirectory() as tmp:
         result = run_erase(pipe, spec, config, out_dir=Path(tmp) / "out", evaluator=evaluator)
-    timings = result.report["timings_s"]
+    timings = result.report.timings_s
     erase_s = timings["total"] - timings.get("evaluate", 0.0)
     row: dict[str, Any] = {"target": target, "surrogate": surrogate, "params": params, "intent": intent,
                            "erase_s": round(erase_s, 2), "draw_s": captured["draw_s"]}
     for name in judges:
         ev = captured[name]
-        verdict = verify({"judge": ev}, thresholds, [target])
+        verdict = verify(EngineMetrics.model_validate({"judge": ev}), thresholds, [target])
         row[name] = {
             "ua": ev["concepts"][0]["ua"], "ua_interval": ev["concepts"][0]["ua_interval"],
             "base_ua": ev["concepts"][0]["base_ua"],

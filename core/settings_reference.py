@@ -66,20 +66,21 @@ def _bounds_text(info: FieldInfo) -> str:
 
 def _engine_parameters() -> list[str]:
     """The erasure `params` an API caller may set, with the engine's defaults (one table per method)."""
-    from core.erasure.schemas import ErasureParams
-    from core.spare.specs import EsdConfig, SpareConfig
+    from core.erasure.params import ENGINE_CONFIGS, PARAMS
 
     lines = [
         "",
         "## Erasure parameters",
         "",
         "`params` of `POST /v1/erasures` (and `lethe erase` flags where they exist). Omitted ones take the "
-        "engine's defaults below (`core/spare/specs.py`); the API accepts only these names.",
+        "engine's defaults below (`core/spare/specs.py`, from which the API's `params` are derived); the API and "
+        "`lethe erase --params` accept only these names.",
     ]
-    for title, cls in (("SPARE (`method: spare`)", SpareConfig), ("ESD baseline (`method: esd`)", EsdConfig)):
-        lines += ["", f"### {title}", "", "| param | default | bounds | meaning |", "|---|---|---|---|"]
-        for name in ErasureParams.model_fields:
-            info = cls.model_fields.get(name)
+    titles = {"spare": "SPARE (`method: spare`)", "esd": "ESD baseline (`method: esd`)"}
+    for method, cls in ENGINE_CONFIGS.items():
+        lines += ["", f"### {titles[method]}", "", "| param | default | bounds | meaning |", "|---|---|---|---|"]
+        for name in PARAMS[method].model_fields:
+            info = cls.model_fields[name] if name != "method" else None
             if info is None:
                 continue
             desc = (info.description or "").replace("|", "\\|")

@@ -9,6 +9,7 @@ from typing import Any
 from core.erasure.verification import Thresholds, verify
 from core.evaluation.evidence import wilson
 from core.evaluation.evidence_schema import ConceptEvidence, JudgeEvidence, RetentionEvidence
+from core.spare.report import EngineMetrics
 
 THRESHOLDS = Thresholds(min_unlearning_accuracy=0.9, min_retention=0.9, min_gap_closure=0.5, max_retain_drift=0.5)
 
@@ -34,7 +35,8 @@ def judge_evidence(concept: str = "circle", recognized: int = 0, images: int = 1
 
 def verified_metrics(concept: str = "circle", recognized: int = 0) -> dict[str, Any]:
     """Metrics with judge evidence and the verdict's checks (all passed unless `recognized` is high)."""
-    metrics: dict[str, Any] = {"probe": {"forget_gap_closure": 0.9, "retain_drift_relative": 0.01},
-                               "judge": judge_evidence(concept, recognized)}
-    verdict = verify(metrics, THRESHOLDS, [concept])
+    probe = {"forget_gap_closure": 0.9, "retain_drift_relative": 0.01, "base_forget_gap": 1.0, "forget_gap": 0.1,
+             "retain_drift": 0.01}
+    metrics: dict[str, Any] = {"probe": probe, "judge": judge_evidence(concept, recognized)}
+    verdict = verify(EngineMetrics.model_validate(metrics), THRESHOLDS, [concept])
     return {**metrics, "verification": verdict.checks, "thresholds": asdict(THRESHOLDS)}

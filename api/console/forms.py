@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from core.erasure.params import PARAMS
+
 M = TypeVar("M", bound=BaseModel)
 TOP = "_form"  # errors about the whole form (cross-field rules, service refusals)
 
@@ -119,7 +121,10 @@ def field_errors(exc: ValidationError, fields: dict[str, str]) -> dict[str, list
     by_path = {path: name for name, path in fields.items()}
     out: dict[str, list[str]] = {}
     for err in exc.errors():
-        path = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int))
+        loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
+        if loc[:1] == ["params"] and loc[1:2] and loc[1] in PARAMS:
+            del loc[1]  # the params union's tag (the method), not a form field
+        path = ".".join(loc)
         name = TOP
         while path:
             if path in by_path:

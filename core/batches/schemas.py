@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.erasure.schemas import ConceptIn, ErasureCreate, ErasureParams, Label, Legal, Method, PromptText
+from core.erasure.params import ErasureParams, SpareParams, with_method
+from core.erasure.schemas import ConceptIn, ErasureCreate, Label, Legal, Method, PromptText, check_params_method
 from core.erasure.states import RequestStatus
 from core.validation import RequestModel
 
@@ -47,7 +49,7 @@ class BatchCreate(RequestModel):
     concepts: list[ConceptIn] = Field(min_length=1, max_length=16, description="As in POST /v1/erasures.")
     retain: list[PromptText] = Field(default_factory=list, max_length=64)
     method: Method = "spare"
-    params: ErasureParams = Field(default_factory=ErasureParams)
+    params: ErasureParams = Field(default_factory=SpareParams, description="As in POST /v1/erasures.")
     legal: Legal | None = None
     priority: int = Field(default=0, ge=0, le=9)
     labels: list[Label] = Field(default_factory=list, max_length=20)
@@ -58,8 +60,14 @@ class BatchCreate(RequestModel):
             {"model_id": model_id, **self.model_dump(exclude={"models"}, exclude_unset=True, mode="json")}
         )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _params_method(cls, data: Any) -> Any:
+        return with_method(data)
+
     @model_validator(mode="after")
     def _valid_erasure(self) -> BatchCreate:
+        check_params_method(self.method, self.params)
         self.for_model(uuid.UUID(int=0))  # raises with the same messages as a single submission
         return self
 

@@ -6,9 +6,13 @@ every member it received — the signature covers the whole `certificate` object
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
-from core.erasure.schemas import ConceptOut, ErasureMetrics, ErasureParamsOut, LegalOut, VerificationCheck
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.erasure.outcome import ErasureMetrics, VerificationCheck
+from core.erasure.params import ErasureParamsOut, with_method
+from core.erasure.schemas import ConceptOut, LegalOut
 
 
 class _Open(BaseModel):
@@ -27,6 +31,11 @@ class CertifiedRequest(_Open):
     approved_by: str | None = None
     submitted_at: str | None = Field(default=None, description="ISO 8601.")
     finished_at: str | None = Field(default=None, description="ISO 8601.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_method(cls, data: Any) -> Any:
+        return with_method(data) if isinstance(data, dict) and data.get("params") is not None else data
 
 
 class CertifiedModel(_Open):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from core.audit import service as audit
@@ -32,6 +33,7 @@ from core.certificates import signing
 from core.certificates.canonical import canonicalize, to_json_data
 from core.config import Settings, get_settings
 from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.outcome import ErasureMetrics
 from core.erasure.states import JobState, RequestStatus
 from core.errors import Conflict
 from core.registry.models import RegisteredModel
@@ -49,35 +51,41 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def verification_passed(metrics: dict[str, Any] | None) -> bool:
+def _metrics(stored: dict[str, Any] | None) -> ErasureMetrics | None:
+    try:
+        return ErasureMetrics.model_validate(stored or {})
+    except ValidationError:
+        return None  # not metrics this version can read: nothing it could certify
+
+
+def verification_passed(stored: dict[str, Any] | None) -> bool:
     """Every check passed, and at least one of them is a judge's verdict on held-out images."""
-    checks = (metrics or {}).get("verification")
-    if not isinstance(checks, dict) or not checks or not isinstance((metrics or {}).get("judge"), dict):
+    metrics = _metrics(stored)
+    if metrics is None or not metrics.verification or metrics.judge is None:
         return False
-    if not any(isinstance(c, dict) and c.get("evidence") == "image" for c in checks.values()):
-        return False
-    return all(isinstance(c, dict) and c.get("passed") is True for c in checks.values())
+    checks = metrics.verification.values()
+    return any(c.evidence == "image" for c in checks) and all(c.passed for c in checks)
 
 
-def proof(metrics: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
+_CONCEPT_PROOF = {"concept", "kind", "surrogate", "prompts", "seeds", "images", "ua", "ua_interval", "base_ua"}
+_RETENTION_PROOF = {"group", "kind", "concepts", "prompts", "seeds", "images", "accuracy_base", "accuracy_erased",
+                    "retention", "retention_interval"}
+
+
+def proof(stored: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
     """What the certificate proves, in one place: the judge, the base model, the held-out images, the numbers."""
-    judge = metrics["judge"]
+    metrics = ErasureMetrics.model_validate(stored)
+    judge = metrics.judge
+    if judge is None:
+        raise CertificateRefused("the erasure's metrics hold no judge evidence: no certificate")
     return {
-        "judge": judge["judge"],
+        "judge": judge.judge,
         "base_model_fingerprint": fingerprint,
-        "heldout": judge.get("heldout", True),
-        "sampling": {"steps": judge.get("steps"), "guidance_scale": judge.get("guidance_scale")},
-        "concepts": [
-            {k: c[k] for k in ("concept", "kind", "surrogate", "prompts", "seeds", "images", "ua", "ua_interval",
-                               "base_ua")}
-            for c in judge.get("concepts") or []
-        ],
-        "retention": [
-            {k: r[k] for k in ("group", "kind", "concepts", "prompts", "seeds", "images", "accuracy_base",
-                               "accuracy_erased", "retention", "retention_interval")}
-            for r in judge.get("retention") or []
-        ],
-        "thresholds": metrics.get("thresholds"),
+        "heldout": judge.heldout,
+        "sampling": {"steps": judge.steps, "guidance_scale": judge.guidance_scale},
+        "concepts": [c.model_dump(mode="json", include=_CONCEPT_PROOF) for c in judge.concepts],
+        "retention": [r.model_dump(mode="json", include=_RETENTION_PROOF) for r in judge.retention],
+        "thresholds": metrics.thresholds.model_dump(mode="json") if metrics.thresholds else None,
         "not_proven": [
             "prompts other than the held-out prompts listed here",
             "white-box attacks on the weights or the text conditioning",

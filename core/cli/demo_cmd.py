@@ -59,7 +59,7 @@ def demo(
     if kind not in {"object", "style"} or not name:
         raise typer.BadParameter("use object:<name> or style:<name>", param_hint="--concept")
     if build:
-        from core.testbed.train import PROFILES
+        from core.testbed.profiles import PROFILES
 
         if profile not in PROFILES:
             raise typer.BadParameter(f"choose from {', '.join(PROFILES)}", param_hint="--profile")
@@ -105,8 +105,8 @@ def _prepare_testbed(settings: Settings, kind: str, name: str, build: bool, prof
     if name not in names:
         raise DemoFailed(f"{kind} {name!r} is not in the testbed; choose from: {', '.join(names)}")
     if build:
+        from core.testbed.profiles import profile_named
         from core.testbed.train import build as build_testbed
-        from core.testbed.train import profile_named
 
         console.print(f"[bold]1/4[/] training a fresh testbed (profile {profile}) into {built_dir()}")
         build_testbed(built_dir(), profile_named(profile))

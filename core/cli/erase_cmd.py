@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from core.spare.report import EngineMetrics
 
 
 def _fail(message: str) -> typer.Exit:
@@ -40,8 +43,12 @@ def erase(
     method: str = typer.Option("spare", "--method", help="spare | esd."),
     steps: int | None = typer.Option(None, "--steps", help="Training steps (default: the method's default)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed for samples, noise and timesteps."),
-    params: str | None = typer.Option(None, "--params", help="Extra config fields as JSON, e.g. '{\"rank\": 8}'."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for samples, noise and timesteps (default 0)."),
+    params: str | None = typer.Option(
+        None, "--params",
+        help="Engine parameters as JSON, e.g. '{\"rank\": 8}': the same names and bounds as the API's `params` "
+        "(docs/configuration.md); flags given beside it win.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
     eval_seeds: int = typer.Option(
         4, "--eval-seeds", min=1, max=64,
@@ -62,9 +69,10 @@ def erase(
 ) -> None:
     """Erase concepts and write adapter/, fused/, README.md, report.json and grid.png to --out."""
     from core.config import get_settings
+    from core.erasure.params import validate_params
     from core.evaluation.judges import JUDGE_NAMES
     from core.evaluation.vocabulary import VocabularyError, load_vocabulary
-    from core.spare import ConceptSpec, ErasureInputError, ErasureSpec, EsdConfig, SpareConfig
+    from core.spare import ConceptSpec, ErasureInputError, ErasureSpec
     from core.spare import erase as run_erase
     from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir
     from core.spare.outputs import Provenance
@@ -96,15 +104,13 @@ def erase(
     try:
         detect_architecture(model_dir)
         vocabulary = load_vocabulary(model_dir)
-        if steps is not None:
-            extra["steps"] = steps
-        if max_rounds is not None:
-            extra["max_rounds"] = max_rounds
+        for name, flag in (("steps", steps), ("max_rounds", max_rounds), ("seed", seed)):
+            if flag is not None:
+                extra[name] = flag
         settings = get_settings()
         extra.setdefault("max_rounds", settings.erase_max_rounds)
         extra.setdefault("time_budget_s", settings.erase_time_budget_seconds)
-        cfg_cls = SpareConfig if method == "spare" else EsdConfig
-        config = cfg_cls(device=device, seed=seed, **extra)
+        config = validate_params(method, extra).engine_config(device=device)
         spec = ErasureSpec(
             concepts=[
                 ConceptSpec(target=t, surrogate=s, kind=kind, prompts=list(forget_prompt))
@@ -156,39 +162,38 @@ def erase(
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")
-    probe = result.metrics.get("probe", {})
-    typer.echo(
-        f"forget gap closure {probe.get('forget_gap_closure', float('nan')):.3f}, "
-        f"retain drift (relative) {probe.get('retain_drift_relative', float('nan')):.5f}"
-    )
-    for row in (result.metrics.get("rounds") or {}).get("history", []):
-        ua = ", ".join(f"{k} {v:.3f}" for k, v in (row["ua"] or {}).items())
-        kept = ", ".join(f"{k} {v:.3f}" for k, v in (row["retention"] or {}).items() if v is not None)
-        typer.echo(f"round {row['round']} ({'+'.join(row['levers']) or 'defaults'}, {row['seconds']:.0f} s): "
-                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row['outcome']}")
-    _print_verdict(result.metrics, settings)
-    for target, row in result.metrics.get("summary", {}).items():
+    metrics = result.metrics
+    if metrics.probe is not None:
+        typer.echo(f"forget gap closure {metrics.probe.forget_gap_closure:.3f}, "
+                   f"retain drift (relative) {metrics.probe.retain_drift_relative:.5f}")
+    for row in result.report.rounds.history if result.report.rounds else []:
+        ua = ", ".join(f"{k} {v:.3f}" for k, v in (row.ua or {}).items())
+        kept = ", ".join(f"{k} {v:.3f}" for k, v in (row.retention or {}).items() if v is not None)
+        typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s): "
+                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}")
+    _print_verdict(metrics, settings)
+    for target, grid in (metrics.summary or {}).items():
+        base = "n/a" if grid.base_ua is None else f"{grid.base_ua:.3f}"
         typer.echo(
-            f"{target}: UA {row['ua']:.3f} (base {row['base_ua']:.3f}), IRA {row['ira']:.3f}, CRA {row['cra']:.3f}"
-            + (f", attack success {row['attack_success']:.3f}" if row.get("attack_success") is not None else "")
+            f"{target}: UA {grid.ua:.3f} (base {base}), IRA {grid.ira:.3f}, CRA {grid.cra:.3f}"
+            + (f", attack success {grid.attack_success:.3f}" if grid.attack_success is not None else "")
         )
 
 
-def _print_verdict(metrics: dict[str, Any], settings: Any) -> None:
+def _print_verdict(metrics: EngineMetrics, settings: Any) -> None:
     """The judge's held-out evidence and the service's verification rule, as a job would apply it."""
     from core.erasure.verification import Thresholds, verify
 
-    judge = metrics.get("judge")
-    if isinstance(judge, dict):
-        typer.echo(f"judge {judge['judge']['name']} ({judge['seconds']:.1f} s, {judge['images']} held-out images):")
-        for c in judge["concepts"]:
-            lo, hi = c["ua_interval"]
-            typer.echo(f"  {c['concept']}: UA {c['ua']:.3f} [{lo:.2f}, {hi:.2f}] (base {c['base_ua']:.3f}), "
-                       f"{c['images']} images")
-        for r in judge["retention"]:
-            value = "n/a" if r["retention"] is None else f"{r['retention']:.3f}"
-            typer.echo(f"  retention {r['group']} ({r['kind']}): {value} "
-                       f"({r['correct_erased']}/{r['images']} vs base {r['correct_base']}/{r['images']})")
+    judge = metrics.judge
+    if judge is not None:
+        typer.echo(f"judge {judge.judge['name']} ({judge.seconds:.1f} s, {judge.images} held-out images):")
+        for c in judge.concepts:
+            lo, hi = c.ua_interval
+            typer.echo(f"  {c.concept}: UA {c.ua:.3f} [{lo:.2f}, {hi:.2f}] (base {c.base_ua:.3f}), {c.images} images")
+        for r in judge.retention:
+            value = "n/a" if r.retention is None else f"{r.retention:.3f}"
+            typer.echo(f"  retention {r.group} ({r.kind}): {value} "
+                       f"({r.correct_erased}/{r.images} vs base {r.correct_base}/{r.images})")
     verdict = verify(metrics, Thresholds.for_request(settings))
     colour = typer.colors.GREEN if verdict.ok else typer.colors.YELLOW
     typer.secho(f"verification: {verdict.reason}", fg=colour)

@@ -49,7 +49,8 @@ def build_cmd(
     manifest.json."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from core.testbed.paths import built_dir, folder_name
-    from core.testbed.train import PROFILES, build, profile_named
+    from core.testbed.profiles import PROFILES, profile_named
+    from core.testbed.train import build
 
     if profile not in PROFILES:
         _fail(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
@@ -66,7 +67,7 @@ def build_cmd(
     except ValueError as exc:
         _fail(f"--{exc}")
     if stages_from is not None:
-        from core.testbed.train import seed_stages
+        from core.testbed.stage_cache import seed_stages
 
         if stages is None:
             _fail("--stages-from needs --stages (the cache it fills)")

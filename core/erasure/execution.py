@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from core.erasure.job_metrics import record_attempt
 from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
 from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
+from core.erasure.outcome import ErasureMetrics
 from core.erasure.states import JobKind, JobState
 from core.erasure.transient import retry_db
 from core.erasure.verification import Thresholds, verify
@@ -215,7 +216,8 @@ def model_vocabulary(model_dir: Path) -> Any:
 
 
 def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
-    from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+    from core.erasure.params import validate_params
+    from core.spare.specs import ConceptSpec, ErasureSpec
 
     concepts = []
     for concept in data.concepts:
@@ -223,8 +225,7 @@ def build_spec(data: JobInput, images: dict[str, Path]) -> tuple[Any, Any]:
         fields["example_images"] = [images[str(i)] for i in concept.get("example_images") or []]
         concepts.append(ConceptSpec(**fields))
     spec = ErasureSpec(concepts=concepts, retain=data.retain, method=data.method)  # type: ignore[arg-type]
-    config_cls = SpareConfig if data.method == "spare" else EsdConfig
-    return spec, config_cls(**data.params)
+    return spec, validate_params(data.method, data.params).engine_config()
 
 
 def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[str, Path]:
@@ -295,10 +296,10 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
         raise
     keeper.check()
     verdict = verify(result.metrics, thresholds, targets)
-    metrics = {**result.metrics, "verification": verdict.checks, "thresholds": asdict(thresholds),
-               "judging": judging_time(result.metrics, result.report)}
+    measured = ErasureMetrics.of(result.report, verdict.checks, thresholds)
+    metrics = measured.stored()
     if not verdict.ok:
-        raise VerificationFailed(verdict.reason + _rounds_note(result.metrics), metrics)
+        raise VerificationFailed(verdict.reason + measured.rounds_note(), metrics)
     artifacts: list[jobs.StoredArtifact] = []
     files = sorted(result.files.items())
     for i, (name, path) in enumerate(files):
@@ -322,25 +323,6 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     elif outcome in (JobState.cancelled.value, "stale"):
         _remove(store, uploaded)
     return outcome
-
-
-def _rounds_note(metrics: dict[str, Any]) -> str:
-    rounds = metrics.get("rounds") or {}
-    history = rounds.get("history") or []
-    if len(history) < 2:
-        return ""
-    return f" (best of {len(history)} rounds: round {rounds.get('chosen')})"
-
-
-def judging_time(metrics: dict[str, Any], report: dict[str, Any]) -> dict[str, float] | None:
-    """Seconds spent judging and their share of the erasure's own time (everything else the engine did)."""
-    judge = metrics.get("judge")
-    total = (report.get("timings_s") or {}).get("total")
-    if not isinstance(judge, dict) or not total:
-        return None
-    seconds = float(judge["seconds"])
-    own = max(float(total) - seconds, 1e-9)
-    return {"seconds": round(seconds, 3), "erasure_seconds": round(own, 3), "share_of_erasure": round(seconds / own, 4)}
 
 
 def _cpu_settings(settings: Settings) -> None:

@@ -1,8 +1,7 @@
 """Request and response bodies of erasure requests.
 
-`ErasureParams` bounds every engine knob a caller may set. The bounds match (are within) the engine's own
-`core.spare.specs.SpareConfig` / `EsdConfig`, so anything accepted here is accepted by the engine;
-tests/unit/test_api_schemas.py checks that they stay compatible.
+`params` is the engine's own configuration, derived in core.erasure.params from core.spare.specs (one
+definition per knob): a union discriminated by the request's `method`.
 """
 
 from __future__ import annotations
@@ -13,95 +12,25 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator, model_validator
 
+from core.erasure.outcome import ErasureMetrics
+from core.erasure.params import ErasureParams, ErasureParamsOut, Method, SpareParams, with_method
 from core.erasure.states import RequestStatus
-from core.evaluation.evidence_schema import JudgeEvidence
+from core.spare.specs import NEUTRAL_SURROGATE, ConceptKind
 from core.timeutil import AwareUtcTimestamp
 from core.validation import RequestModel
 
-ConceptKind = Literal["object", "style", "identity", "custom"]
-Method = Literal["spare", "esd"]
 Regime = Literal["gdpr", "dmca", "dsa", "contract", "policy", "other"]
 
-# The neutral prompt a concept turns into when the request names no surrogate (same table as the engine's
-# core.spare.specs.NEUTRAL_SURROGATE: "something of the same kind", not a hole the model has never seen).
-DEFAULT_SURROGATES: dict[str, str] = {"object": "object", "style": "plain", "identity": "a person", "custom": ""}
+# The neutral prompt a concept turns into when the request names no surrogate: the engine's table.
+DEFAULT_SURROGATES: dict[str, str] = NEUTRAL_SURROGATE
 
 PromptText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._:/-]*$")]
 
-# Parameters that only one method understands.
-SPARE_ONLY = frozenset({"rank", "alpha", "saliency_fraction", "saliency_pool", "top_k", "max_modules",
-                        "w_forget", "w_retain", "timesteps", "forget_anchor",
-                        "adversarial_steps"})
-ESD_ONLY = frozenset({"negative_guidance", "train"})
-ENGINE_DEFAULT_MAX_MODULES = 64
 
-
-class ErasureParams(BaseModel):
-    """Bounded engine parameters; omitted ones take the engine's defaults (core.spare.specs; the table in
-    docs/configuration.md is generated from both), deliberately not repeated here so they cannot drift."""
-
-    # Strict: a number is a JSON number ("10" and true are not integers).
-    model_config = ConfigDict(extra="forbid", strict=True,
-                              json_schema_extra={"examples": [{"steps": 200, "rank": 4, "seed": 7}]})
-
-    steps: int | None = Field(default=None, ge=1, le=20000, description="Training steps.")
-    lr: float | None = Field(default=None, gt=0, le=1.0, description="Learning rate.")
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="Seed for samples, noise, timesteps.")
-    batch_size: int | None = Field(default=None, ge=1, le=64, description="Noisy latents per loss term and step.")
-    sample_steps: int | None = Field(default=None, ge=1, le=200, description="Denoising steps for samples.")
-    guidance_scale: float | None = Field(default=None, ge=1.0, le=30.0, description="CFG scale for samples.")
-    max_rounds: int | None = Field(
-        default=None, ge=1, le=10,
-        description="Erase until verified: rounds of train → held-out image check → escalate, at most (default: "
-        "the service's LETHE_ERASE_MAX_ROUNDS; 1 = a single round).",
-    )
-    time_budget_s: float | None = Field(
-        default=None, gt=0, le=86400,
-        description="Erase until verified: no further round starts past this many seconds (default: the "
-        "service's LETHE_ERASE_TIME_BUDGET_SECONDS).",
-    )
-    # SPARE
-    rank: int | None = Field(default=None, ge=1, le=128, description="SPARE: LoRA rank.")
-    alpha: float | None = Field(default=None, gt=0, le=512, description="SPARE: LoRA alpha (default = rank).")
-    saliency_fraction: float | None = Field(
-        default=None, gt=0, le=1.0, description="SPARE: share of total saliency the selected modules hold."
-    )
-    saliency_pool: Literal["cross_kv", "cross_attention", "attention", "all"] | None = Field(
-        default=None, description="SPARE: which modules compete for saliency."
-    )
-    top_k: int | None = Field(default=None, ge=1, le=4096, description="SPARE: keep exactly the k most salient.")
-    max_modules: int | None = Field(default=None, ge=1, le=4096, description="SPARE: upper bound on modules.")
-    w_forget: float | None = Field(default=None, ge=0, le=100, description="SPARE: forget loss weight.")
-    w_retain: float | None = Field(default=None, ge=0, le=100, description="SPARE: retain loss weight.")
-    timesteps: Literal["concept", "uniform"] | None = Field(default=None, description="SPARE: timestep sampling.")
-    forget_anchor: Literal["concept", "surrogate", "both"] | None = Field(
-        default=None, description="SPARE: clean latents the forget term is noised from."
-    )
-    adversarial_steps: int | None = Field(
-        default=None, ge=0, le=10, description="SPARE: adversary steps per distillation step (0 = off)."
-    )
-    # ESD
-    negative_guidance: float | None = Field(default=None, ge=0, le=20, description="ESD: eta.")
-    train: Literal["xattn", "noxattn"] | None = Field(
-        default=None, description="ESD: ESD-x (cross-attention) or ESD-u (everything but cross-attention)."
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ErasureParams:
-        # The engine's default max_modules is 64: a larger top_k alone would be refused when the job runs.
-        if self.top_k is not None and self.top_k > (self.max_modules or ENGINE_DEFAULT_MAX_MODULES):
-            raise ValueError("top_k exceeds max_modules (default 64)")
-        return self
-
-    def given(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
-
-class ErasureParamsOut(ErasureParams):
-    """The parameters a request was filed with (keys a later version no longer knows are kept)."""
-
-    model_config = ConfigDict(extra="allow")
+def check_params_method(method: str, params: Any) -> None:
+    if params.method != method:
+        raise ValueError(f"params are for method '{params.method}' but the request's method is '{method}'")
 
 
 class ConceptIn(BaseModel):
@@ -212,21 +141,27 @@ class ErasureCreate(RequestModel):
         default_factory=list, max_length=64, description="Prompts that must not change; derived when empty."
     )
     method: Method = "spare"
-    params: ErasureParams = Field(default_factory=ErasureParams)
+    params: ErasureParams = Field(
+        default_factory=SpareParams,
+        description="Engine parameters of the request's method; `method` inside them is optional (set from the "
+        "request's).", json_schema_extra={"examples": [{"steps": 200, "rank": 4, "seed": 7}]},
+    )
     verification: VerificationIn | None = None
     legal: Legal | None = None
     priority: int = Field(default=0, ge=0, le=9, strict=True, description="Higher runs first.")
     labels: list[Label] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_method(cls, data: Any) -> Any:
+        return with_method(data)
 
     @model_validator(mode="after")
     def _check(self) -> ErasureCreate:
         targets = [c.target.lower() for c in self.concepts]
         if len(set(targets)) != len(targets):
             raise ValueError("a concept is listed twice")
-        given = set(self.params.given())
-        foreign = given & (ESD_ONLY if self.method == "spare" else SPARE_ONLY)
-        if foreign:
-            raise ValueError(f"params {sorted(foreign)} do not apply to method '{self.method}'")
+        check_params_method(self.method, self.params)
         return self
 
 
@@ -286,34 +221,6 @@ class LegalOut(BaseModel):
     due_at: datetime | None = None
 
 
-class VerificationCheck(BaseModel):
-    """One verification check: the measured value, the threshold in force (`min` or `max`), the outcome."""
-
-    model_config = ConfigDict(extra="allow")
-
-    value: float
-    min: float | None = None
-    max: float | None = None
-    passed: bool
-
-
-class ErasureMetrics(BaseModel):
-    """What the evaluator measured. The keys depend on the model and evaluator (the testbed reports
-    `testbed` and `summary`; any model reports noise-space numbers such as `forget_gap_closure`), so members
-    other than `verification` are open."""
-
-    model_config = ConfigDict(extra="allow")
-
-    verification: dict[str, VerificationCheck] | None = Field(
-        default=None, description="Each check by name; a request only succeeds when all passed and at least one "
-        "is a judge's verdict on held-out images (`evidence: image`)."
-    )
-    judge: JudgeEvidence | None = Field(
-        default=None, description="The judge's held-out evidence: judge name and version, per erased concept the "
-        "prompts, seeds, images, UA with its 95 % interval; retention groups; seconds.",
-    )
-
-
 class ErasureOut(BaseModel):
     id: uuid.UUID
     model_id: uuid.UUID
@@ -347,3 +254,8 @@ class ErasureOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_method(cls, data: Any) -> Any:
+        return with_method(data)

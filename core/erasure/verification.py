@@ -2,8 +2,9 @@
 
 What passes: for every erased concept, UA (share of held-out images the judge does NOT label as the concept)
 >= the UA threshold, and for every retention group (other concepts of the erased kind; other kinds) the erased
-model's accuracy over the base model's >= the retention threshold. Evidence comes from `metrics["judge"]`
-(core.evaluation.evidence.JudgeEvidence), produced after training on prompts the training never used.
+model's accuracy over the base model's >= the retention threshold. Evidence comes from the engine's typed metrics
+(core.spare.report.EngineMetrics: `judge` is a JudgeEvidence), produced after training on prompts the
+training never used.
 
 What can only fail a job: the noise-space diagnostics (forget→surrogate gap closure, retain drift) and the
 model classifier's grid metrics on training wordings. They are measured on what the erasure trained on, so
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config import Settings
+from core.evaluation.evidence_schema import JudgeEvidence
+from core.spare.report import EngineMetrics
 
 
 @dataclass(frozen=True)
@@ -60,35 +63,34 @@ def _check(checks: dict[str, dict[str, Any]], name: str, value: float | None, *,
     checks[name] = check
 
 
-def _judge_checks(judge: dict[str, Any], t: Thresholds, checks: dict[str, dict[str, Any]]) -> list[str]:
+def _judge_checks(judge: JudgeEvidence, t: Thresholds, checks: dict[str, dict[str, Any]]) -> list[str]:
     """Image-level checks; returns the concepts without evidence (each erased concept needs its own)."""
-    for c in judge.get("concepts") or []:
-        _check(checks, f"ua[{c['concept']}]", c.get("ua"), minimum=t.min_unlearning_accuracy, evidence="image")
-        checks[f"ua[{c['concept']}]"]["interval"] = c.get("ua_interval")
-        checks[f"ua[{c['concept']}]"]["images"] = c.get("images")
-    for r in judge.get("retention") or []:
-        name = f"retention[{r['group']}:{r['kind']}]"
-        if r.get("retention") is None:
+    for c in judge.concepts:
+        name = f"ua[{c.concept}]"
+        _check(checks, name, c.ua, minimum=t.min_unlearning_accuracy, evidence="image")
+        checks[name]["interval"] = list(c.ua_interval)
+        checks[name]["images"] = c.images
+    for r in judge.retention:
+        name = f"retention[{r.group}:{r.kind}]"
+        if r.retention is None:
             # The base model itself never draws these concepts recognisably: nothing to retain or lose.
             continue
-        _check(checks, name, r["retention"], minimum=t.min_retention, evidence="image")
-        checks[name]["interval"] = r.get("retention_interval")
-        checks[name]["images"] = r.get("images")
-    return [c["concept"] for c in judge.get("concepts") or [] if not c.get("images")]
+        _check(checks, name, r.retention, minimum=t.min_retention, evidence="image")
+        checks[name]["interval"] = list(r.retention_interval) if r.retention_interval is not None else None
+        checks[name]["images"] = r.images
+    return [c.concept for c in judge.concepts if not c.images]
 
 
-def _diagnostic_checks(metrics: dict[str, Any], t: Thresholds, checks: dict[str, dict[str, Any]]) -> None:
-    probe = metrics.get("probe") or {}
-    _check(checks, "forget_gap_closure", probe.get("forget_gap_closure"), minimum=t.min_gap_closure,
-           evidence="noise-space")
-    _check(checks, "retain_drift_relative", probe.get("retain_drift_relative"), maximum=t.max_retain_drift,
-           evidence="noise-space")
-    for target, row in sorted((metrics.get("summary") or {}).items()):
-        _check(checks, f"grid_ua[{target}]", row.get("ua"), minimum=t.min_unlearning_accuracy,
-               evidence="training-wording")
-        for name in ("ira_rel", "cra_rel"):
-            _check(checks, f"grid_{name}[{target}]", row.get(name), minimum=t.min_retention,
-                   evidence="training-wording")
+def _diagnostic_checks(metrics: EngineMetrics, t: Thresholds, checks: dict[str, dict[str, Any]]) -> None:
+    if metrics.probe is not None:
+        _check(checks, "forget_gap_closure", metrics.probe.forget_gap_closure, minimum=t.min_gap_closure,
+               evidence="noise-space")
+        _check(checks, "retain_drift_relative", metrics.probe.retain_drift_relative, maximum=t.max_retain_drift,
+               evidence="noise-space")
+    for target, row in sorted((metrics.summary or {}).items()):
+        _check(checks, f"grid_ua[{target}]", row.ua, minimum=t.min_unlearning_accuracy, evidence="training-wording")
+        _check(checks, f"grid_ira_rel[{target}]", row.ira_rel, minimum=t.min_retention, evidence="training-wording")
+        _check(checks, f"grid_cra_rel[{target}]", row.cra_rel, minimum=t.min_retention, evidence="training-wording")
 
 
 def _failures(checks: dict[str, dict[str, Any]]) -> list[str]:
@@ -96,19 +98,19 @@ def _failures(checks: dict[str, dict[str, Any]]) -> list[str]:
             f"{c.get('min', c.get('max')):.3f}" for name, c in checks.items() if not c["passed"]]
 
 
-def verify(metrics: dict[str, Any], thresholds: Thresholds, concepts: list[str] | None = None) -> Verdict:
+def verify(metrics: EngineMetrics, thresholds: Thresholds, concepts: list[str] | None = None) -> Verdict:
     """Judge the engine's metrics. `concepts`: every erased concept, each of which needs image evidence."""
     checks: dict[str, dict[str, Any]] = {}
-    judge = metrics.get("judge")
+    judge = metrics.judge
     _diagnostic_checks(metrics, thresholds, checks)
     failed = _failures(checks)
-    if not isinstance(judge, dict):
-        reason = metrics.get("judge_error") or "no judge produced image-level evidence"
+    if judge is None:
+        reason = metrics.judge_error or "no judge produced image-level evidence"
         return Verdict(False, f"not verified: {reason}; a certificate needs a judge's verdict on held-out images"
                        + (f" (also: {'; '.join(failed)})" if failed else ""), checks)
     image_checks: dict[str, dict[str, Any]] = {}
     missing = _judge_checks(judge, thresholds, image_checks)
-    judged = {c["concept"] for c in judge.get("concepts") or []}
+    judged = {c.concept for c in judge.concepts}
     missing += [c for c in concepts or [] if c not in judged]
     checks = {**image_checks, **checks}
     failed = _failures(checks)

@@ -8,33 +8,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
-from pydantic import BaseModel
 
+from core.evaluation.metrics_schema import Adherence
 from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from core.testbed.canvas import OBJECTS, STYLES, prompt
 from core.testbed.classifier import Classifier
-
-
-class Adherence(BaseModel):
-    """Share of generated images classified as the prompted object / style (fractions in 0..1)."""
-
-    object_accuracy: float
-    style_accuracy: float
-    both_accuracy: float
-    per_object: dict[str, float]
-    per_style: dict[str, float]
-    per_prompt: dict[str, float]  # "object/style" -> both-correct rate
-    images: int
-    seconds: float
-
-    def meets_bar(self, mean: float = 0.90, floor: float = 0.75) -> bool:
-        """The testbed quality bar: mean object and style adherence >= `mean`, no object or style below `floor`."""
-        return (
-            self.object_accuracy >= mean
-            and self.style_accuracy >= mean
-            and min(self.per_object.values()) >= floor
-            and min(self.per_style.values()) >= floor
-        )
 
 
 def grid_prompts(seeds: Sequence[int], template_index: int = 0) -> tuple[list[str], list[int], list[int], list[int]]:

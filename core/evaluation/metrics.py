@@ -14,47 +14,20 @@ import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 from pydantic import BaseModel
 
-from core.evaluation.adherence import Adherence, adherence_from_predictions, grid_prompts
+from core.evaluation.adherence import adherence_from_predictions, grid_prompts
+from core.evaluation.metrics_schema import Kind, Metrics, TargetMetrics
 from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from core.testbed.canvas import OBJECTS, STYLES, render_batch
 from core.testbed.classifier import Classifier
 
-Kind = Literal["object", "style"]
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(8))
 ProgressFn = Callable[[str, int, int], None]
-
-
-class TargetMetrics(BaseModel):
-    forget: str
-    kind: Kind
-    ua: float
-    ira: float
-    cra: float
-    ira_rel: float | None
-    cra_rel: float | None
-    base_ua: float | None
-    attack_success: float | None = None
-    attack_detail: dict[str, float] | None = None
-    attack_budget: int | None = None  # gradient steps of the soft-prompt search behind attack_success
-
-
-class Metrics(BaseModel):
-    model: Adherence  # the evaluated pipeline's prompt adherence over the whole grid
-    base: Adherence | None
-    targets: list[TargetMetrics]
-    fid_analogue: float
-    steps: int
-    guidance_scale: float
-    seeds: list[int]
-    images: int
-    seconds: float
 
 
 class GridResult(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from core.filehash import update_with_file
 from core.spare.errors import UnsupportedModelError
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
@@ -105,9 +106,7 @@ def fingerprint(model_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        update_with_file(digest, path)
     return digest.hexdigest()
 
 

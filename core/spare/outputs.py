@@ -3,7 +3,6 @@ model folder, before/after images and grid, the model card (README.md), report.j
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from PIL import Image
 
 from core.spare import adapters as lora
 from core.spare.conditioning import resolution
+from core.spare.report import EngineMetrics, ErasureReport
 
 ADAPTER_DIR = "adapter"
 DIFFUSERS_ADAPTER = "pytorch_lora_weights.safetensors"
@@ -26,7 +26,7 @@ KOHYA_ADAPTER = "lora_kohya.safetensors"
 FUSED_DIR = "fused"
 MODEL_CARD = "README.md"
 # verifier(metrics) -> {check name: {"value", "min" | "max", "passed"}}: the caller's acceptance rule.
-Verifier = Callable[[dict[str, Any]], dict[str, dict[str, Any]]]
+Verifier = Callable[[EngineMetrics], dict[str, dict[str, Any]]]
 
 LIBRARIES = ("torch", "diffusers", "transformers", "peft", "safetensors", "numpy", "pillow", "lethe")
 
@@ -39,14 +39,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def list_files(root: Path) -> dict[str, Path]:
@@ -91,6 +83,13 @@ def write_grid(
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def write_report(out_dir: Path, report: ErasureReport) -> Path:
+    """report.json: the typed report's JSON dump, member for member."""
+    path = out_dir / "report.json"
+    write_json(path, report.dump())
+    return path
 
 
 @dataclass(frozen=True)
@@ -194,18 +193,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def write_model_card(out_dir: Path, report: dict[str, Any], provenance: Provenance,
+def write_model_card(out_dir: Path, report: ErasureReport, provenance: Provenance,
                      checks: dict[str, dict[str, Any]] | None) -> Path:
     """README.md: what was erased, how it was verified, and how to load the outputs in diffusers, ComfyUI
     and AUTOMATIC1111."""
-    concepts = report["inputs"]["concepts"]
-    arch = report["architecture"]
-    adapter = report.get("adapter")
+    concepts = report.inputs["concepts"]
+    arch = report.architecture
+    adapter = report.adapter
     pipeline_cls = "StableDiffusionXLPipeline" if arch == "sdxl" else "StableDiffusionPipeline"
     lines = [
         f"# Lethe erasure: {', '.join(c['target'] for c in concepts)}",
         "",
-        f"Made by Lethe {lethe_version()} with the `{report['method']}` method from a {arch} base model.",
+        f"Made by Lethe {lethe_version()} with the `{report.method}` method from a {arch} base model.",
         "",
         "| | |",
         "|---|---|",
@@ -213,7 +212,7 @@ def write_model_card(out_dir: Path, report: dict[str, Any], provenance: Provenan
         f"| base model | `{provenance.base_source or '-'}` |",
         f"| base fingerprint (sha256 of its weight files) | `{provenance.base_fingerprint or '-'}` |",
         f"| architecture | {arch} |",
-        f"| device, dtype | {report['device']}, {report['dtype']} |",
+        f"| device, dtype | {report.device}, {report.dtype} |",
         "",
         "## What was erased",
         "",
@@ -221,43 +220,44 @@ def write_model_card(out_dir: Path, report: dict[str, Any], provenance: Provenan
         "|---|---|---|",
     ]
     for c in concepts:
-        lines.append(f"| {c['target']} | {c['kind']} | {report['prompts']['surrogates'].get(c['target'])} |")
-    lines += ["", f"Prompts whose outputs were kept: {len(report['prompts']['retain'])} "
-              f"(e.g. {', '.join(repr(r) for r in report['prompts']['retain'][:3]) or 'none'})."]
+        lines.append(f"| {c['target']} | {c['kind']} | {report.prompts.surrogates.get(c['target'])} |")
+    lines += ["", f"Prompts whose outputs were kept: {len(report.prompts.retain)} "
+              f"(e.g. {', '.join(repr(r) for r in report.prompts.retain[:3]) or 'none'})."]
     if adapter:
-        lines += ["", f"The change is a LoRA of rank {adapter['rank']} (alpha {_fmt(adapter['alpha'])}) on "
-                  f"{len(adapter['target_modules'])} UNet modules; text encoder and VAE are unchanged."]
-        if adapter.get("weight_mask"):
+        lines += ["", f"The change is a LoRA of rank {adapter.rank} (alpha {_fmt(adapter.alpha)}) on "
+                  f"{len(adapter.target_modules)} UNet modules; text encoder and VAE are unchanged."]
+        if adapter.weight_mask:
             lines += ["A per-weight mask was merged into `fused/` only: the adapter files hold the unmasked "
                       "low-rank factors and differ from `fused/` slightly."]
     else:
         lines += ["", "The method trains UNet weights directly: there is no adapter, only the fused model."]
     lines += ["", "## How it was verified", ""]
-    metrics = report.get("metrics", {})
-    probe = metrics.get("probe", {})
-    judge = metrics.get("judge")
-    if isinstance(judge, dict):
-        lines += [f"A judge ({judge['judge']['name']}) labelled images that the erased and the base model drew from "
+    metrics = report.metrics
+    probe = metrics.probe
+    judge = metrics.judge
+    if judge is not None:
+        lines += [f"A judge ({judge.judge['name']}) labelled images that the erased and the base model drew from "
                   "held-out prompts (wordings the erasure never trained on), on fixed seeds:", ""]
-        for c in judge.get("concepts") or []:
-            lo, hi = c["ua_interval"]
-            lines.append(f"- `{c['concept']}`: not recognised in {_fmt(c['ua'])} of {c['images']} images (95 % "
-                         f"interval {_fmt(lo)}-{_fmt(hi)}; base model {_fmt(c['base_ua'])}).")
-        for r in judge.get("retention") or []:
-            lines.append(f"- other concepts ({r['group']}, {r['kind']}): recognised {_fmt(r['accuracy_erased'])} of "
-                         f"{r['images']} images against {_fmt(r['accuracy_base'])} for the base model.")
+        for c in judge.concepts:
+            lo, hi = c.ua_interval
+            lines.append(f"- `{c.concept}`: not recognised in {_fmt(c.ua)} of {c.images} images (95 % "
+                         f"interval {_fmt(lo)}-{_fmt(hi)}; base model {_fmt(c.base_ua)}).")
+        for r in judge.retention:
+            lines.append(f"- other concepts ({r.group}, {r.kind}): recognised {_fmt(r.accuracy_erased)} of "
+                         f"{r.images} images against {_fmt(r.accuracy_base)} for the base model.")
         lines.append("")
     lines += [
         "Noise-space probe on the training prompts (a diagnostic: it can fail a run, never pass one): the share of "
         "the gap between the concept's and "
-        f"the replacement's noise prediction that the erasure closed is {_fmt(probe.get('forget_gap_closure'))}; "
-        f"the outputs of the kept prompts moved {_fmt(probe.get('retain_drift_relative'))} of that gap.",
+        f"the replacement's noise prediction that the erasure closed is "
+        f"{_fmt(probe.forget_gap_closure if probe else None)}; "
+        f"the outputs of the kept prompts moved {_fmt(probe.retain_drift_relative if probe else None)} of that gap.",
     ]
-    for target, row in (metrics.get("summary") or {}).items():
+    for target, row in (metrics.summary or {}).items():
         lines.append(
-            f"- `{target}`: an independent classifier no longer recognises it in {_fmt(row.get('ua'))} of the "
-            f"generated images (base {_fmt(row.get('base_ua'))}); other concepts recognised "
-            f"{_fmt(row.get('ira'))} (IRA), other kinds {_fmt(row.get('cra'))} (CRA)."
+            f"- `{target}`: an independent classifier no longer recognises it in {_fmt(row.ua)} of the "
+            f"generated images (base {_fmt(row.base_ua)}); other concepts recognised "
+            f"{_fmt(row.ira)} (IRA), other kinds {_fmt(row.cra)} (CRA)."
         )
     if checks:
         lines += ["", "Acceptance checks applied before the artifacts were published:", "",

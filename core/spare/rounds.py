@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.spare.engine import ErasureResult, Evaluator, ProgressFn, StopFn, erase
+from core.filehash import file_sha256
+from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
-from core.spare.outputs import list_files, sha256_file, write_json
+from core.spare.outputs import list_files, write_report
+from core.spare.report import EngineMetrics, ErasureResult, FileEntry, RoundsRecord, RoundSummary
 from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
 
 
@@ -98,14 +100,13 @@ class _Round:
     seconds: float = 0.0
     evaluated: bool = False
 
-    def summary(self, outcome: str) -> dict[str, Any]:
+    def summary(self, outcome: str) -> RoundSummary:
         c = self.check
-        return {
-            "round": self.index, "levers": self.levers, "changed": self.changed, "seconds": round(self.seconds, 3),
-            "ua": c.ua if c else None, "retention": c.retention if c else None,
-            "passed": c.passed if c else False, "retention_ok": c.retention_ok if c else False,
-            "outcome": outcome,
-        }
+        return RoundSummary(
+            round=self.index, levers=self.levers, changed=self.changed, seconds=round(self.seconds, 3),
+            ua=c.ua if c else None, retention=c.retention if c else None,
+            passed=c.passed if c else False, retention_ok=c.retention_ok if c else False, outcome=outcome,
+        )
 
 
 def erase_until_verified(
@@ -229,11 +230,12 @@ def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None
     erased = type(pipeline)(**{**pipeline.components, "unet": unet})
     erased.set_progress_bar_config(disable=True)
     full = evaluator(erased, pipeline)
-    chosen.result.metrics = {**chosen.result.metrics, **full}
+    report = chosen.result.report
+    report.metrics = EngineMetrics.model_validate({**report.metrics.model_dump(exclude_unset=True), **full})
     chosen.evaluated = True
 
 
-def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[dict[str, Any]], started: float,
+def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[RoundSummary], started: float,
             requested: SpareConfig | EsdConfig) -> ErasureResult:
     """Move the chosen round's files to out_dir and record every round in its report."""
     result = chosen.result
@@ -242,25 +244,20 @@ def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[dict[str, An
     for item in source.iterdir():
         shutil.move(str(item), str(out_dir / item.name))
     shutil.rmtree(work, ignore_errors=True)
-    report = dict(result.report)
-    report["rounds"] = {
-        "chosen": chosen.index,
-        "passed": bool(chosen.check and chosen.check.passed),
-        "max_rounds": requested.max_rounds,
-        "time_budget_s": requested.time_budget_s,
-        "requested_config": requested.model_dump(mode="json"),
-        "total_seconds": round(time.monotonic() - started, 3),
-        "history": rounds,
-    }
+    report = result.report.model_copy(update={"rounds": RoundsRecord(
+        chosen=chosen.index,
+        passed=bool(chosen.check and chosen.check.passed),
+        max_rounds=requested.max_rounds,
+        time_budget_s=requested.time_budget_s,
+        requested_config=requested.model_dump(mode="json"),
+        total_seconds=round(time.monotonic() - started, 3),
+        history=rounds,
+    )})
     files = list_files(out_dir)
     files.pop("report.json", None)
-    report["files"] = {name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for name, p in files.items()}
-    write_json(out_dir / "report.json", report)
-    files["report.json"] = out_dir / "report.json"
-    metrics = dict(result.metrics)
-    metrics["rounds"] = {"chosen": chosen.index, "passed": report["rounds"]["passed"], "history": rounds}
-    report["metrics"] = {k: v for k, v in metrics.items() if k != "rounds"}
-    return ErasureResult(out_dir=out_dir, report=report, files=files, metrics=metrics)
+    report.files = {name: FileEntry(sha256=file_sha256(p), bytes=p.stat().st_size) for name, p in files.items()}
+    files["report.json"] = write_report(out_dir, report)
+    return ErasureResult(out_dir=out_dir, report=report, files=files)
 
 
 def check_from_evidence(evidence: dict[str, Any], min_ua: float, min_retention: float) -> RoundCheck:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.errors import LetheError, Unavailable
+from core.filehash import file_sha256
 
 CHUNK = 1024 * 1024
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._\-/=+@]+$")
@@ -127,7 +128,7 @@ def spooled(source: BinaryIO | bytes | Path) -> Iterator[tuple[BinaryIO, int, st
         yield io.BytesIO(source), len(source), hashlib.sha256(source).hexdigest()
         return
     if isinstance(source, Path):
-        digest, size = file_sha256(source)
+        digest, size = file_sha256(source), source.stat().st_size
         with source.open("rb") as fh:
             yield fh, size, digest
         return
@@ -140,16 +141,6 @@ def spooled(source: BinaryIO | bytes | Path) -> Iterator[tuple[BinaryIO, int, st
             tmp.write(chunk)
         tmp.seek(0)
         yield tmp, size, digest.hexdigest()  # type: ignore[misc]
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 class ObjectStore(ABC):

@@ -22,6 +22,7 @@ from core.spare import (
 )
 from core.spare.loading import fingerprint, load_pipeline
 from core.spare.outputs import Provenance
+from core.spare.report import EngineMetrics
 from tests.tiny_pipelines import BUILDERS, tiny_sd1
 
 torch.set_num_threads(1)
@@ -53,8 +54,9 @@ def test_each_architecture_erases_and_round_trips(arch: str, tmp_path: Path) -> 
     stages: list[str] = []
     provenance = Provenance(request_id="req-42", base_fingerprint=fingerprint(base_dir), base_source=str(base_dir))
 
-    def verifier(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        closure = metrics["probe"]["forget_gap_closure"]
+    def verifier(metrics: EngineMetrics) -> dict[str, dict[str, Any]]:
+        assert metrics.probe is not None
+        closure = metrics.probe.forget_gap_closure
         return {"forget_gap_closure": {"value": closure, "min": -1.0, "passed": closure >= -1.0}}
 
     result = erase(pipe, _spec(), SpareConfig(steps=12, lr=2e-2, **FAST), out_dir=tmp_path / "out",
@@ -131,8 +133,9 @@ def test_same_seed_same_adapter_on_cpu(tmp_path: Path) -> None:
     cfg = SpareConfig(steps=4, **FAST)
     a = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "a")
     b = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "b")
-    assert a.report["saliency"]["selected"] == b.report["saliency"]["selected"]
-    assert a.report["timesteps"]["sampled_histogram"] == b.report["timesteps"]["sampled_histogram"]
+    assert a.report.saliency and b.report.saliency and a.report.timesteps and b.report.timesteps
+    assert a.report.saliency["selected"] == b.report.saliency["selected"]
+    assert a.report.timesteps["sampled_histogram"] == b.report.timesteps["sampled_histogram"]
     name = "adapter/pytorch_lora_weights.safetensors"
     ta, tb = load_file(a.files[name]), load_file(b.files[name])
     assert ta.keys() == tb.keys() and all(torch.allclose(ta[k], tb[k], rtol=1e-4, atol=1e-6) for k in ta)
@@ -147,7 +150,7 @@ def test_forget_anchor_trains_on_the_teachers_surrogate_generations(tmp_path: Pa
     cfg = SpareConfig(steps=4, **FAST)
     runs = {a: erase(tiny_sd1(), _spec(), cfg.model_copy(update={"forget_anchor": a}), out_dir=tmp_path / a)
             for a in ("concept", "surrogate")}
-    concept, surrogate = (runs[a].report for a in ("concept", "surrogate"))
+    concept, surrogate = (runs[a].report.dump() for a in ("concept", "surrogate"))
     assert concept["prompts"]["anchor_samples"] == 0 and concept["prompts"]["forget_anchor"] == "concept"
     surrogate_prompts = {p.replace("circle", "object") for p in surrogate["prompts"]["forget"]["circle"]}
     assert surrogate["prompts"]["anchor_samples"] == len(surrogate_prompts) > 0
@@ -191,10 +194,10 @@ def test_adversary_finds_conditioning_that_brings_the_concept_back_within_its_bo
 
 def test_adversarial_distillation_runs_and_reports_its_loss(tmp_path: Path) -> None:
     cfg = SpareConfig(steps=4, adversarial_steps=1, **FAST)
-    report = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "out").report
+    report = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "out").report.dump()
     assert len(report["loss_curve"]["adversarial"]) == 4
     assert report["config"]["adversarial_steps"] == 1
-    plain = erase(tiny_sd1(), _spec(), SpareConfig(steps=4, **FAST), out_dir=tmp_path / "plain").report
+    plain = erase(tiny_sd1(), _spec(), SpareConfig(steps=4, **FAST), out_dir=tmp_path / "plain").report.dump()
     assert "adversarial" not in plain["loss_curve"]
     assert plain["loss_curve"]["forget"][0] == pytest.approx(report["loss_curve"]["forget"][0], rel=1e-5)
 
@@ -202,10 +205,10 @@ def test_adversarial_distillation_runs_and_reports_its_loss(tmp_path: Path) -> N
 def test_multi_concept_run_erases_both(tmp_path: Path) -> None:
     result = erase(tiny_sd1(), _spec(targets=("circle", "triangle")),
                    SpareConfig(steps=40, lr=2e-2, **FAST), out_dir=tmp_path / "out")
-    per = result.metrics["probe"]["forget_gap_closure_per_concept"]
+    per = result.metrics.probe.forget_gap_closure_per_concept
     assert set(per) == {"circle", "triangle"}
     assert per["circle"] > 0.3 and per["triangle"] > 0.3, per
-    assert set(result.report["prompts"]["forget"]) == {"circle", "triangle"}
+    assert set(result.report.prompts.forget) == {"circle", "triangle"}
 
 
 def test_cancellation_stops_within_one_step(tmp_path: Path) -> None:
@@ -268,8 +271,8 @@ def test_weight_mask_is_merged_into_fused(tmp_path: Path) -> None:
     result = erase(pipe, _spec(), SpareConfig(steps=6, lr=2e-2, weight_mask_top_q=0.1, **FAST),
                    out_dir=tmp_path / "out")
     fused = load_pipeline(tmp_path / "out" / "fused").unet.state_dict()
-    modules = result.report["adapter"]["target_modules"]
-    assert modules and result.report["adapter"]["weight_mask"]
+    modules = result.report.adapter.target_modules
+    assert modules and result.report.adapter.weight_mask
     for m in modules:
         changed = (fused[f"{m}.weight"] != base[f"{m}.weight"]).float().mean()
         assert 0 < float(changed) <= 0.11, (m, float(changed))
@@ -285,8 +288,8 @@ def test_example_images_are_used(tmp_path: Path) -> None:
         paths.append(p)
     spec = ErasureSpec(concepts=[ConceptSpec(target="circle", example_images=paths)], retain=["a square"])
     result = erase(tiny_sd1(), spec, SpareConfig(steps=3, **FAST), out_dir=tmp_path / "out")
-    assert result.report["prompts"]["example_images"] == 3
-    assert result.report["prompts"]["forget_samples"] == 3
+    assert result.report.prompts.example_images == 3
+    assert result.report.prompts.forget_samples == 3
 
 
 def test_esd_baseline_writes_full_weights_only(tmp_path: Path) -> None:
@@ -295,7 +298,7 @@ def test_esd_baseline_writes_full_weights_only(tmp_path: Path) -> None:
     result = erase(pipe, _spec("esd"), EsdConfig(steps=3, sample_steps=3, max_forget_prompts=3, max_retain_prompts=3,
                                                 grid_seeds=1, batch_size=1), out_dir=tmp_path / "out")
     assert "adapter/pytorch_lora_weights.safetensors" not in result.files
-    assert result.report["adapter"] is None and result.report["method"] == "esd"
+    assert result.report.adapter is None and result.report.method == "esd"
     fused = load_pipeline(tmp_path / "out" / "fused").unet.state_dict()
     changed = {k for k in base if not torch.equal(fused[k], base[k])}
     assert changed and all(".attn2." in k for k in changed)

@@ -13,7 +13,8 @@ from diffusers import StableDiffusionPipeline
 
 from core.testbed.canvas import HELDOUT_TEMPLATES
 from core.testbed.paths import SHIPPED
-from core.testbed.train import build, profile_named
+from core.testbed.profiles import profile_named
+from core.testbed.train import build
 
 
 def _lethe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,7 +89,7 @@ def test_exclude_leaves_a_concept_out_of_the_unets_data_only(tmp_path: Path) -> 
 
 
 def test_stages_seeded_from_a_finished_testbed_are_reused_only_when_their_settings_match(tmp_path: Path) -> None:
-    from core.testbed.train import seed_stages
+    from core.testbed.stage_cache import seed_stages
 
     torch.set_num_threads(1)
     quick = {"classifier_steps": 4, "vae_steps": 4, "unet_steps": 4, "images_per_pair": 2, "heldout_per_pair": 1}
@@ -107,11 +108,11 @@ def test_training_pool_drops_every_image_of_an_excluded_concept() -> None:
     import numpy as np
 
     from core.testbed.canvas import OBJECTS, STYLES
-    from core.testbed.train import _training_pool
+    from core.testbed.phases import training_pool
 
     objs, styles = np.repeat(np.arange(len(OBJECTS)), len(STYLES)), np.tile(np.arange(len(STYLES)), len(OBJECTS))
-    assert _training_pool(objs, styles, ()) is None
-    pool = _training_pool(objs, styles, ("triangle", "dotted"))
+    assert training_pool(objs, styles, ()) is None
+    pool = training_pool(objs, styles, ("triangle", "dotted"))
     assert pool is not None
     kept = {(OBJECTS[objs[i]], STYLES[styles[i]]) for i in pool.tolist()}
     assert len(kept) == (len(OBJECTS) - 1) * (len(STYLES) - 1)

@@ -11,7 +11,8 @@ from transformers import CLIPTokenizer
 
 from core.testbed.loading import load_manifest
 from core.testbed.paths import SHIPPED, named_testbed_dir
-from core.testbed.train import PROFILES, file_hashes
+from core.testbed.profiles import PROFILES
+from core.testbed.saving import file_hashes
 
 SECOND = SHIPPED.parent / "testbed-subword"
 

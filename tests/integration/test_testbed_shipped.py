@@ -13,7 +13,7 @@ from core.evaluation.adherence import prompt_adherence
 from core.testbed import is_testbed, load_classifier, load_manifest, paths
 from core.testbed.canvas import OBJECTS, STYLES, render
 from core.testbed.paths import SHIPPED
-from core.testbed.train import file_hashes
+from core.testbed.saving import file_hashes
 
 # A re-measurement on a subset of seeds must land within this distance of the manifest's full measurement.
 TOLERANCE = 0.10

@@ -14,7 +14,7 @@ from api.ratelimit import RateLimiter
 from core.certificates import signing
 from core.certificates.service import sign_certificate, verify_document
 from core.config import Settings
-from core.erasure.schemas import DEFAULT_SURROGATES, ErasureCreate, ErasureParams
+from core.erasure.schemas import ErasureCreate
 from core.errors import ValidationFailed
 from core.pagination import decode_cursor, encode_cursor, keyset_cursor, parse_keyset
 from core.registry.sources import validate_source_uri
@@ -111,38 +111,50 @@ def test_s3_and_hub_sources(roots: tuple[Settings, Path, Path]) -> None:
             validate_source_uri(bad, hub, tenant_id=me)
 
 
-def test_params_bounds_are_within_the_engine_config() -> None:
-    """Anything ErasureParams accepts at its bounds, the engine's SpareConfig/EsdConfig accepts too."""
-    from core.spare.specs import NEUTRAL_SURROGATE, EsdConfig, SpareConfig
+def test_params_are_the_engine_configs_with_every_field_optional() -> None:
+    """`params` is derived from SpareConfig / EsdConfig: same names, bounds and descriptions; all optional."""
+    from core.erasure.params import NOT_PER_REQUEST, EsdParams, SpareParams, validate_params
+    from core.spare.specs import EsdConfig, SpareConfig
 
-    assert DEFAULT_SURROGATES == NEUTRAL_SURROGATE
-    engine_fields = {**SpareConfig.model_fields, **EsdConfig.model_fields}
-    for name, info in ErasureParams.model_fields.items():
-        assert name in engine_fields, f"{name} is not an engine parameter"
-        for meta in info.metadata:
-            for bound in ("ge", "gt", "le", "lt"):
-                if getattr(meta, bound, None) is not None:
-                    limit = getattr(meta, bound)
-                    probe = limit if bound in ("ge", "le") else (limit + 1e-9 if bound == "gt" else limit - 1e-9)
-                    if isinstance(limit, int) and bound in ("ge", "le"):
-                        probe = int(limit)
-                    cls = EsdConfig if name in ("negative_guidance", "train") else SpareConfig
-                    extra = {"max_modules": 4096} if name == "top_k" else {}
-                    ErasureParams(**{name: probe}, **extra)
-                    cls(**{name: probe}, **extra)  # raises if the engine refuses a value we accept
-        # Every choice of a choice field is one the engine takes too (ESD's `train` once said "full").
-        for choice in getattr(info.annotation, "__args__", ()):
-            for option in getattr(choice, "__args__", ()):
-                cls = EsdConfig if name in ("negative_guidance", "train") else SpareConfig
-                cls(**{name: option})
+    for params, engine in ((SpareParams, SpareConfig), (EsdParams, EsdConfig)):
+        assert set(params.model_fields) == set(engine.model_fields) - NOT_PER_REQUEST
+        for name, info in engine.model_fields.items():
+            if name in NOT_PER_REQUEST or name == "method":
+                continue
+            derived = params.model_fields[name]
+            assert derived.default is None and derived.description == info.description, name
+            assert derived.metadata == info.metadata, name
+        assert params(method=engine.model_fields["method"].default).given() == {}
+    # The engine's bounds and cross-field rules hold in the request body.
     with pytest.raises(ValidationError):
-        ErasureParams(steps=0)
+        SpareParams(steps=0)
     with pytest.raises(ValidationError):
-        ErasureParams(rank=1000)
-    with pytest.raises(ValidationError, match="top_k exceeds"):
-        ErasureParams(top_k=100)
+        SpareParams(rank=1000)
+    with pytest.raises(ValidationError, match="top_k exceeds max_modules"):
+        SpareParams(top_k=100)
+    assert SpareParams(top_k=100, max_modules=200).engine_config().top_k == 100
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        SpareParams(unknown=1)
+    with pytest.raises(ValidationError, match="valid integer"):
+        validate_params("spare", {"steps": "10"})  # strict: a number is a JSON number
+    # Fields the old hand-kept list left out are settable now.
+    assert validate_params("spare", {"timestep_gamma": 2.0}).engine_config().timestep_gamma == 2.0
+    assert validate_params("esd", {"start_guidance": 4.0}).engine_config().start_guidance == 4.0
     with pytest.raises(ValidationError):
-        ErasureParams(unknown=1)  # type: ignore[call-arg]
+        validate_params("esd", {"device": "cuda"})  # the deployment picks the device
+
+
+def test_stored_params_load_in_the_response() -> None:
+    """A request's params as stored (JSON, without `method`, maybe with keys an older version knew) load."""
+    from pydantic import TypeAdapter
+
+    from core.erasure.params import ErasureParamsOut, EsdParamsOut, SpareParamsOut, with_method
+
+    out = TypeAdapter(ErasureParamsOut)
+    stored = out.validate_python(with_method({"method": "esd", "params": {"negative_guidance": 2, "old": 1}})["params"])
+    assert isinstance(stored, EsdParamsOut) and stored.negative_guidance == 2
+    assert stored.model_extra == {"old": 1}
+    assert isinstance(out.validate_python(with_method({"method": "spare", "params": None})["params"]), SpareParamsOut)
 
 
 def test_erasure_body_rules() -> None:
@@ -150,8 +162,12 @@ def test_erasure_body_rules() -> None:
     ErasureCreate.model_validate(base)
     with pytest.raises(ValidationError, match="listed twice"):
         ErasureCreate.model_validate({**base, "concepts": [{"target": "a"}, {"target": "A"}]})
-    with pytest.raises(ValidationError, match="do not apply"):
+    with pytest.raises(ValidationError, match="Extra inputs"):
         ErasureCreate.model_validate({**base, "method": "esd", "params": {"rank": 4}})
+    with pytest.raises(ValidationError, match="params are for method 'esd'"):
+        ErasureCreate.model_validate({**base, "params": {"method": "esd"}})
+    esd = ErasureCreate.model_validate({**base, "method": "esd", "params": {"negative_guidance": 2}})
+    assert esd.params.given() == {"negative_guidance": 2.0}
     with pytest.raises(ValidationError, match="surrogate equals"):
         ErasureCreate.model_validate({**base, "concepts": [{"target": "dog", "surrogate": "Dog"}]})
     with pytest.raises(ValidationError):

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from core.spare.engine import ErasureResult
+from core.spare.report import ErasureResult
 from core.spare.rounds import RoundCheck, check_from_evidence, erase_until_verified
 from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
+from tests.unit.reports import evidence, report
 
 SPEC = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square")])
 
@@ -37,20 +38,18 @@ class Script:
         (out_dir / "adapter.bin").write_text(f"round {len(self.configs)} rank {getattr(config, 'rank', None)}")
         if progress:
             progress("distill", 0.5)
-        metrics = evaluator("erased", "base")
-        report = {"config": config.model_dump(mode="json")}
-        (out_dir / "report.json").write_text(json.dumps(report))
-        return ErasureResult(out_dir=out_dir, report=report, files={}, metrics=metrics)
+        made = report(config, evaluator("erased", "base"))
+        (out_dir / "report.json").write_text(json.dumps(made.dump()))
+        return ErasureResult(out_dir=out_dir, report=made, files={})
 
     def check(self, erased: Any, base: Any) -> RoundCheck:
         ua, retention = self.verdicts[len(self.configs) - 1]
-        evidence = {"concepts": [{"concept": "circle", "ua": ua}],
-                    "retention": [{"group": "same-kind", "kind": "object", "retention": retention}]}
-        return check_from_evidence(evidence, self.min_ua, self.min_retention)
+        shown = evidence(ua, retention).model_dump(mode="json")
+        return check_from_evidence(shown, self.min_ua, self.min_retention)
 
     def evaluator(self, erased: Any, base: Any) -> dict[str, Any]:
         self.full_evaluations.append(len(self.configs))
-        return {"judge": {"full": True}}
+        return {"judge": evidence(judge="full")}
 
     def run(self, tmp_path: Path, config: SpareConfig | EsdConfig) -> ErasureResult:
         return erase_until_verified(None, SPEC, config, out_dir=tmp_path / "out", check=self.check,
@@ -62,9 +61,9 @@ def test_the_loop_stops_on_the_first_round_that_passes(tmp_path: Path) -> None:
     script = Script([(0.95, 1.0), (1.0, 1.0)])
     result = script.run(tmp_path, SpareConfig(max_rounds=3))
     assert len(script.configs) == 1 and script.full_evaluations == [1]
-    history = result.report["rounds"]["history"]
-    assert [r["outcome"] for r in history] == ["kept"] and result.report["rounds"]["passed"] is True
-    assert result.metrics["judge"] == {"full": True} and result.metrics["rounds"]["chosen"] == 1
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["outcome"] for r in history] == ["kept"] and result.report.dump()["rounds"]["passed"] is True
+    assert result.metrics.judge.judge["name"] == "full" and result.report.rounds.chosen == 1
     assert script.stages == ["round 1/3: distill"]
     assert (tmp_path / "out" / "adapter.bin").read_text().startswith("round 1")
     assert not (tmp_path / "out" / ".rounds").exists()
@@ -77,7 +76,7 @@ def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> Non
     first, second, third = script.configs
     assert (second.rank, second.max_modules) == (first.rank * 2, first.max_modules * 2)
     assert third.rank == second.rank and third.forget_anchor == "surrogate" and first.forget_anchor == "both"
-    history = result.report["rounds"]["history"]
+    history = result.report.dump()["rounds"]["history"]
     assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"]]
     assert [r["outcome"] for r in history] == ["short", "short", "kept"]
     assert [r["ua"]["circle"] for r in history] == [0.5, 0.8, 0.95]
@@ -96,7 +95,7 @@ def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     assert second.rank == first.rank * 2
     assert third.rank == first.rank and third.max_modules == first.max_modules, "rolled back to round 1"
     assert third.w_retain == first.w_retain * 2 and third.forget_anchor == "surrogate"
-    history = result.report["rounds"]["history"]
+    history = result.report.dump()["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
     assert history[2]["changed"] == {"w_retain": 2.0, "forget_anchor": "surrogate"}
     assert history[2]["levers"] == ["retain", "anchor"]
@@ -110,7 +109,7 @@ def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path
     first, second, third = script.configs
     assert second.rank == 2 * first.rank and third.rank == second.rank
     assert third.forget_anchor == "surrogate"
-    assert [r["levers"] for r in result.report["rounds"]["history"]] == [[], ["retain", "capacity"], ["anchor"]]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["retain", "capacity"], ["anchor"]]
 
 
 def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
@@ -119,33 +118,33 @@ def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_p
     first, second = script.configs
     assert second.model_dump(exclude={"w_retain"}) == first.model_dump(exclude={"w_retain"})
     assert second.w_retain == 2.0
-    assert result.report["rounds"]["history"][1]["levers"] == ["retain"]
+    assert result.report.dump()["rounds"]["history"][1]["levers"] == ["retain"]
 
 
 def test_when_the_budget_is_spent_the_best_round_is_kept_and_not_passed(tmp_path: Path) -> None:
     script = Script([(0.7, 1.0), (0.85, 1.0), (0.3, 0.4)])
     result = script.run(tmp_path, SpareConfig(max_rounds=3))
     assert len(script.configs) == 3 and script.full_evaluations == [3], "the last round is fully evaluated"
-    rounds = result.report["rounds"]
+    rounds = result.report.dump()["rounds"]
     assert rounds["passed"] is False and rounds["chosen"] == 2
     assert [r["outcome"] for r in rounds["history"]] == ["short", "kept", "rolled back (retention)"]
     # The best round's own (check) evidence is what the job is judged on: it fails verification.
-    assert result.metrics["judge"]["concepts"][0]["ua"] == 0.85
+    assert result.metrics.judge.concepts[0].ua == 0.85
 
 
 def test_the_time_budget_stops_the_loop(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0)] * 5)
     result = script.run(tmp_path, SpareConfig(max_rounds=5, time_budget_s=1e-6))
     assert len(script.configs) == 1, "no second round fits a budget already spent"
-    assert result.report["rounds"]["passed"] is False
-    assert result.metrics["judge"]["concepts"][0]["ua"] == 0.5, "judged on the best round's check evidence"
+    assert result.report.dump()["rounds"]["passed"] is False
+    assert result.metrics.judge.concepts[0].ua == 0.5, "judged on the best round's check evidence"
 
 
 def test_a_generous_time_budget_leaves_the_rounds_to_max_rounds(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0)])
     result = script.run(tmp_path, SpareConfig(max_rounds=3, time_budget_s=3600))
     assert len(script.configs) == 3 and script.full_evaluations == [3]
-    assert result.report["rounds"]["chosen"] == 3 and result.report["rounds"]["time_budget_s"] == 3600
+    assert result.report.dump()["rounds"]["chosen"] == 3 and result.report.dump()["rounds"]["time_budget_s"] == 3600
 
 
 def test_esd_escalates_steps_only(tmp_path: Path) -> None:
@@ -158,7 +157,7 @@ def test_a_single_round_is_the_plain_engine(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0)])
     result = script.run(tmp_path, SpareConfig())
     assert len(script.configs) == 1 and script.full_evaluations == [1]
-    assert result.report["rounds"]["history"][0]["outcome"] == "kept"
+    assert result.report.dump()["rounds"]["history"][0]["outcome"] == "kept"
 
 
 def test_an_occupied_output_folder_is_refused(tmp_path: Path) -> None:
@@ -203,11 +202,12 @@ def test_a_best_round_that_was_not_the_last_is_evaluated_from_its_saved_weights(
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
         source = erased.unet.source if isinstance(erased, _Pipe) else "in place"  # the fake engine passes a name
         seen.append(source)
-        return {"judge": {"full": source}}
+        return {"judge": evidence(judge=source)}
 
     result = erase_until_verified(_Pipe(_Unet()), SPEC, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=evaluator, erase_fn=erase_writing_weights)
-    assert result.report["rounds"]["chosen"] == 2
+    assert result.report.dump()["rounds"]["chosen"] == 2
     # The last round is evaluated as it runs (erased weights in place), then the kept one from its fused/ UNet.
-    assert seen == ["in place", "round 2"] and result.metrics["judge"] == {"full": "round 2"}
-    assert result.report["metrics"]["judge"] == {"full": "round 2"}
+    assert seen == ["in place", "round 2"] and result.metrics.judge.judge["name"] == "round 2"
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["metrics"]["judge"]["judge"]["name"] == "round 2", "report.json is the typed report's dump"

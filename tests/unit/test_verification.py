@@ -7,22 +7,27 @@ from typing import Any
 import pytest
 
 from core.config import Settings
-from core.erasure.verification import Thresholds, verify
+from core.erasure.verification import Thresholds, Verdict
+from core.erasure.verification import verify as verify_metrics
 from core.evaluation.evidence import wilson
+from core.evaluation.evidence_schema import JudgeEvidence
 from core.evaluation.vocabulary import DEFAULT, Vocabulary, VocabularyError, load_vocabulary
+from core.spare.report import EngineMetrics
+from tests.unit.reports import evidence
 
 T = Thresholds(min_unlearning_accuracy=0.9, min_retention=0.9, min_gap_closure=0.5, max_retain_drift=0.5)
-GOOD_PROBE = {"forget_gap_closure": 0.99, "retain_drift_relative": 0.01}
-GOOD_GRID = {"circle": {"ua": 1.0, "ira_rel": 1.0, "cra_rel": 1.0}}
+GOOD_PROBE = {"forget_gap_closure": 0.99, "retain_drift_relative": 0.01, "base_forget_gap": 1.0, "forget_gap": 0.01,
+              "retain_drift": 0.01}
+GOOD_GRID = {"circle": {"ua": 1.0, "ira": 1.0, "cra": 1.0, "ira_rel": 1.0, "cra_rel": 1.0}}
 
 
-def judge(ua: float = 1.0, retention: float | None = 1.0, images: int = 12) -> dict[str, Any]:
-    return {
-        "judge": {"name": "diffusion-classifier", "version": "x"}, "heldout": True,
-        "concepts": [{"concept": "circle", "ua": ua, "ua_interval": [0.7, 1.0], "images": images}],
-        "retention": [{"group": "same-kind", "kind": "object", "retention": retention,
-                       "retention_interval": [0.8, 1.0], "images": 24}],
-    }
+def judge(ua: float = 1.0, retention: float | None = 1.0, images: int = 12) -> JudgeEvidence:
+    return evidence(ua, retention, images)
+
+
+def verify(metrics: dict[str, Any], thresholds: Thresholds, concepts: list[str] | None = None) -> Verdict:
+    """The rule on the engine's typed metrics, given as their members."""
+    return verify_metrics(EngineMetrics.model_validate(metrics), thresholds, concepts)
 
 
 def test_noise_space_and_training_wording_metrics_never_pass_alone() -> None:

@@ -7,7 +7,6 @@ candidate labels, so it answers the same question as every other judge.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from core.evaluation.judges.base import Judge, JudgeUnavailable
+from core.filehash import file_sha256
 from core.testbed.classifier import Classifier
 
 
@@ -26,8 +26,7 @@ class ClassifierJudge(Judge):
         if not weights.is_file():
             raise JudgeUnavailable("the model's declared classifier has no weights")
         self.classifier = Classifier.load(directory)
-        with weights.open("rb") as f:
-            self.version = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        self.version = file_sha256(weights)[:16]
 
     @torch.no_grad()
     def classify(self, images: np.ndarray, kind: str, labels: Sequence[str]) -> list[str]:

@@ -16,6 +16,7 @@ import torch
 
 from core.evaluation.judges.base import Judge, JudgeUnavailable
 from core.evaluation.vocabulary import Vocabulary
+from core.filehash import file_sha256
 
 
 class ClipJudge(Judge):
@@ -35,8 +36,7 @@ class ClipJudge(Judge):
         self.vocabulary = vocabulary
         digest = hashlib.sha256()
         for f in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
-            with f.open("rb") as fh:
-                digest.update(hashlib.file_digest(fh, "sha256").digest())
+            digest.update(bytes.fromhex(file_sha256(f)))  # a digest of the files' digests
         self.version = digest.hexdigest()[:16]
 
     @torch.no_grad()
