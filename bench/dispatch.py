@@ -105,9 +105,9 @@ def main() -> None:
 
         get_settings.cache_clear()
         from core.db import unit_of_work
-        from core.erasure.jobs import create_job
-        from core.erasure.models import Job
-        from core.erasure.states import JobKind, JobState
+        from core.jobs.lifecycle import create_job
+        from core.jobs.models import Job
+        from core.jobs.states import JobKind, JobState
         from core.migrate import upgrade
         from core.registry.models import ModelStatus, RegisteredModel
         from core.tenancy.models import Tenant

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from core.audit import service as audit
 from core.config import Settings, get_settings
 from core.erasure import repository
-from core.erasure.jobs import create_job, new_job_values, request_cancel
-from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.models import ErasureRequest
 from core.erasure.schemas import (
     DEFAULT_SURROGATES,
     ArtifactLink,
@@ -25,9 +24,12 @@ from core.erasure.schemas import (
     ErasureCreate,
     ErasureOut,
 )
-from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
+from core.erasure.states import TERMINAL, RequestStatus, check_transition
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.ids import new_id
+from core.jobs.lifecycle import create_job, new_job_values, request_cancel
+from core.jobs.models import Artifact, Job
+from core.jobs.states import JobKind, JobState
 from core.pagination import keyset_cursor, parse_keyset
 from core.registry import repository as registry_repo
 from core.registry.models import ModelStatus
@@ -233,9 +235,9 @@ def reject(session: Session, principal: Principal, request_id: uuid.UUID, reason
 
 def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
     """Before a worker holds it: cancelled at once. While running: the worker stops at its next step and
-    moves the request to `cancelled` itself (core.erasure.jobs.cancel)."""
+    moves the request to `cancelled` itself (core.jobs.lifecycle.cancel → the erase handler)."""
     get(session, principal, request_id)  # tenant check before any lock
-    # Lock order as in the workers (core.erasure.jobs: job, then request), so the two never deadlock.
+    # Lock order as in the workers (core.jobs.lifecycle: job, then request), so the two never deadlock.
     jobs = repository.jobs_of_request(session, request_id, lock=True)
     request = get(session, principal, request_id, lock=True)
     check_transition(request.status, RequestStatus.cancelled)

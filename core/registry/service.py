@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from core.audit import service as audit
 from core.config import Settings
-from core.erasure.jobs import create_job
-from core.erasure.states import JobKind
 from core.errors import Conflict, NotFound
+from core.jobs.lifecycle import create_job
+from core.jobs.states import JobKind
 from core.pagination import keyset_cursor, parse_keyset
 from core.registry import repository
 from core.registry.models import ModelStatus, RegisteredModel

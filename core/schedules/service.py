@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from core.audit.service import append
 from core.batches import service as batches
 from core.batches.schemas import BatchCreate
-from core.erasure.jobs import webhook_event
 from core.errors import LetheError, NotFound
 from core.logging import get_logger
+from core.outbox.service import webhook_event
 from core.schedules.models import Schedule, ScheduleRun
 from core.schedules.schemas import ScheduleCreate, ScheduleOut
 from core.tenancy.models import ApiKey, Tenant

@@ -21,6 +21,7 @@ from core.audit.service import append
 from core.config import Settings, get_settings
 from core.db import unit_of_work
 from core.errors import NotFound
+from core.jobs.retry import backoff_seconds
 from core.logging import get_logger
 from core.timeutil import utcnow
 from core.webhooks import repository, transport
@@ -101,10 +102,6 @@ def body_of(event: dict[str, Any]) -> bytes:
                       separators=(",", ":"), sort_keys=True).encode()
 
 
-def backoff(attempt: int, base: float) -> float:
-    return min(base * 2 ** max(attempt - 1, 0), 3600.0)
-
-
 def deliver(delivery_id: uuid.UUID | str, *, settings: Settings | None = None,
             resolver: Resolver | None = None) -> str:
     """Claim the delivery, POST it once, log the attempt; schedule a retry or give up. Returns the state.
@@ -162,7 +159,8 @@ def deliver(delivery_id: uuid.UUID | str, *, settings: Settings | None = None,
             delivery.state = DeliveryState.failed
             delivery.next_attempt_at = None
         else:
-            delivery.next_attempt_at = utcnow() + timedelta(seconds=backoff(attempt, settings.webhook_backoff_seconds))
+            delay = backoff_seconds(attempt, settings.webhook_backoff_seconds)
+            delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
         log.info("webhook attempt", delivery_id=str(delivery_id), attempt=attempt, status=status, error=error,
                  state=delivery.state.value)
         return delivery.state.value

@@ -25,7 +25,8 @@ from core.audit.service import verify
 from core.config import get_settings
 from core.db import unit_of_work
 from core.erasure.models import ErasureRequest
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
+from core.jobs.states import JobState
 from core.outbox.relay import relay
 from core.storage import attempt_prefix, get_store
 from core.storage.s3 import S3Store

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.execution import execute
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
 from core.errors import StaleAttempt
+from core.jobs import lifecycle as jobs
+from core.jobs.runner import execute
+from core.jobs.states import JobState
 from core.outbox.models import OutboxMessage
 from core.storage import get_store
 from core.timeutil import utcnow
@@ -63,14 +64,14 @@ def test_lease_is_exclusive_and_fences_stale_attempts(queued: tuple[uuid.UUID, u
     with pytest.raises(StaleAttempt), unit_of_work() as s:
         jobs.heartbeat(s, first, 60, stage="distill", progress=0.5)
     with pytest.raises(StaleAttempt), unit_of_work() as s:
-        jobs.complete(s, first, artifacts=[], metrics={})
+        jobs.complete(s, first, artifacts=[], result={})
     with unit_of_work() as s:
         beat = jobs.heartbeat(s, second, 60, stage="distill", progress=0.25)
     assert beat.cancel_requested is False
     assert job_row(job_id).stage == "distill" and job_row(job_id).progress == 0.25
     art = jobs.StoredArtifact(name="report.json", key="k", size=2, sha256="0" * 64)
     with unit_of_work() as s:
-        assert jobs.complete(s, second, artifacts=[art], metrics=VERIFIED) == JobState.succeeded
+        assert jobs.complete(s, second, artifacts=[art], result=VERIFIED) == JobState.succeeded
     assert job_row(job_id).state == JobState.succeeded
     req = request_row(request_id)
     assert req.status == RequestStatus.succeeded and req.metrics == VERIFIED
@@ -147,7 +148,7 @@ def test_cancel_flag_reaches_the_heartbeat_and_cancels(queued: tuple[uuid.UUID, 
     with unit_of_work() as s:
         assert jobs.heartbeat(s, held, 60).cancel_requested
     with unit_of_work() as s:
-        assert jobs.complete(s, held, artifacts=[], metrics={}) == JobState.cancelled
+        assert jobs.complete(s, held, artifacts=[], result={}) == JobState.cancelled
     assert job_row(job_id).state == JobState.cancelled
     assert request_row(request_id).status == RequestStatus.cancelled
     assert artifacts(job_id) == []
@@ -256,7 +257,7 @@ class _Recorder:
 
 def test_sweeper_relays_rerings_and_flags_overdue(any_db_url: str, monkeypatch: pytest.MonkeyPatch,
                                                   tmp_path: Path) -> None:
-    from core.erasure.sweeper import sweep
+    from core.jobs.services import sweep
 
     use_database(monkeypatch, any_db_url, requeue_after_seconds="60")
     tenant = seed_tenant()

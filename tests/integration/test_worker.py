@@ -9,8 +9,9 @@ import pytest
 
 from core.config import Settings, get_settings
 from core.db import unit_of_work
-from core.erasure.jobs import create_job
-from core.erasure.states import JobKind, JobState, RequestStatus
+from core.erasure.states import RequestStatus
+from core.jobs.lifecycle import create_job
+from core.jobs.states import JobKind, JobState
 from core.outbox.relay import relay
 from core.registry.models import ModelStatus, RegisteredModel
 from core.spare.loading import fingerprint
