@@ -20,6 +20,7 @@ from core.storage import get_store
 from core.timeutil import utcnow
 from tests.evidence import verified_metrics
 from tests.integration.worker_support import (
+    FAST_PARAMS,
     artifacts,
     audit_actions,
     job_row,
@@ -235,6 +236,58 @@ def test_cancel_during_upload_removes_the_partial_artifacts(
     assert artifacts(job_id) == []
     assert job_row(job_id).state == JobState.cancelled
     assert request_row(request_id).status == RequestStatus.cancelled
+
+
+def test_verifying_is_its_own_committed_step(
+    any_db_url: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path  # noqa: F811
+) -> None:
+    """Clients see `verifying` while the full held-out evaluation runs: the move is committed before it."""
+    from core.erasure.execution import default_erase
+
+    use_database(monkeypatch, any_db_url, verify_min_gap_closure="0.0")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tiny_model, fingerprint="fp-tiny")
+    request_id, job_id = seed_request(tenant, model)
+    seen: list[RequestStatus] = []
+    real = default_erase()
+
+    def engine(pipeline, spec, config, *, evaluator, **kw):  # type: ignore[no-untyped-def]
+        def evaluate(erased, base):  # type: ignore[no-untyped-def]
+            seen.append(request_row(request_id).status)  # before: the round check, training is over
+            out = evaluator(erased, base)
+            seen.append(request_row(request_id).status)  # another session reads the committed state
+            return out
+
+        return real(pipeline, spec, config, evaluator=evaluate, **kw)
+
+    assert execute(job_id, worker_id="inproc", erase_fn=engine) == "succeeded"
+    assert seen[0] == RequestStatus.running and seen[-1] == RequestStatus.verifying
+    assert request_row(request_id).status == RequestStatus.succeeded
+
+
+def test_the_lease_keeper_stops_an_attempt_past_its_time_limit_and_releases_it(
+    any_db_url: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path  # noqa: F811
+) -> None:
+    import time
+
+    use_database(monkeypatch, any_db_url, job_time_limit_seconds="5", job_progress_interval_seconds="0.2",
+                 job_retry_backoff_seconds="30")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tiny_model, fingerprint="fp-tiny")
+    request_id, job_id = seed_request(tenant, model, params={**FAST_PARAMS, "steps": 100000})
+    started = time.monotonic()
+    assert execute(job_id, worker_id="inproc") == "queued", "a retryable failure: back to the queue"
+    took = time.monotonic() - started
+    assert 5 <= took < 20, f"stopped within a step of the limit, not at the end ({took:.1f} s)"
+    job = job_row(job_id)
+    assert job.state == JobState.queued and job.attempt == 1
+    assert job.lease_owner is None and job.lease_expires_at is None, "the lease is released"
+    assert "time limit of 5 s" in (job.error or "")
+    assert job.not_before is not None, "retried after the backoff like any failed attempt"
+    assert request_row(request_id).status == RequestStatus.queued
+    assert artifacts(job_id) == []
+    outcomes = [p.get("outcome") for a, p in audit_actions(f"job:{job_id}") if a == "job.attempt_finished"]
+    assert outcomes == ["retry"]
 
 
 class _Recorder:
