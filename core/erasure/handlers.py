@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pydantic
 from sqlalchemy.orm import Session
 
 from core.audit.service import append
@@ -18,7 +17,6 @@ from core.config import Settings
 from core.erasure import execution, repository
 from core.erasure.models import ErasureRequest
 from core.erasure.states import TERMINAL, RequestStatus, transition
-from core.errors import ValidationFailed
 from core.jobs.handlers import Attempt, JobHandler, register
 from core.jobs.lifecycle import SYSTEM_SWEEPER, Lease
 from core.jobs.models import Artifact, Job
@@ -26,14 +24,14 @@ from core.jobs.services import register_service
 from core.jobs.states import JobKind, JobState
 from core.outbox.relay import Publisher
 from core.outbox.service import webhook_event
-from core.spare.errors import ErasureCancelled, ErasureInputError
+from core.spare.errors import ErasureCancelled
 from core.storage import get_store
 from core.timeutil import utcnow
 
 
 class EraseHandler(JobHandler):
     kind = JobKind.erase
-    permanent = (ErasureInputError, ValidationFailed, execution.VerificationFailed, pydantic.ValidationError)
+    permanent = execution.PERMANENT
     stopped = (ErasureCancelled,)
 
     def run(self, attempt: Attempt) -> str:

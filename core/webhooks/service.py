@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from core.audit.service import append
 from core.config import Settings, get_settings
 from core.db import unit_of_work
-from core.errors import NotFound
+from core.errors import found
 from core.jobs.retry import backoff_seconds
 from core.logging import get_logger
 from core.timeutil import utcnow
@@ -48,9 +48,7 @@ def create(session: Session, *, tenant_id: uuid.UUID, actor: str, body: WebhookC
 
 
 def get(session: Session, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    endpoint = repository.get_endpoint(session, tenant_id, endpoint_id)
-    if endpoint is None:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    endpoint = found(repository.get_endpoint(session, tenant_id, endpoint_id), f"webhook endpoint {endpoint_id}")
     return endpoint
 
 
