@@ -14,7 +14,7 @@ dispatch path, not the engine:
 - latency phase: `--jobs` submissions one at a time, `--gap` seconds apart; submit→start is
   `jobs.started_at − commit time` (the same clock: one machine). Target: p95 <= 1 s.
 - priority phase: `--low` low-priority jobs committed at once, then `--high` high-priority ones. A high job's
-  queue position at start = how many jobs started after the high ones were committed and before it (0 = next).
+  queue position at start = how many jobs started after the high ones were submitted and before it (0 = next).
   Target: every high job starts before every low job still waiting then (positions < `--high`), and the high
   jobs' submit→start p95 <= 1 s.
 - throughput phase: `--burst` submissions committed at once; jobs/s = burst / (last finish − first submit).
@@ -79,11 +79,11 @@ def wait(pred: Any, timeout: float, what: str) -> None:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def priority_order(jobs: list[Any], high: set[uuid.UUID], high_committed: datetime) -> dict[str, Any]:
-    """Start order of the priority phase: which jobs had started before the high ones were committed, and
-    each high job's position among the jobs that started after that (0 = the next to start)."""
-    before = [j for j in jobs if j.started_at < high_committed]
-    after = sorted((j for j in jobs if j.started_at >= high_committed), key=lambda j: j.started_at)
+def priority_order(jobs: list[Any], high: set[uuid.UUID], high_submitted: datetime) -> dict[str, Any]:
+    """Start order of the priority phase: how many low jobs had started before the high ones were submitted,
+    and each high job's position among the jobs that started after that (0 = the next to start)."""
+    before = [j for j in jobs if j.started_at < high_submitted]
+    after = sorted((j for j in jobs if j.started_at >= high_submitted), key=lambda j: j.started_at)
     positions = [i for i, j in enumerate(after) if j.id in high]
     remaining_low = [i for i, j in enumerate(after) if j.id not in high]
     return {
@@ -95,7 +95,7 @@ def priority_order(jobs: list[Any], high: set[uuid.UUID], high_committed: dateti
 
 
 def start_order_chart(phase: dict[str, Any], path: Path) -> None:
-    """One bar per job that started after the high-priority jobs were committed, in start order: red = high."""
+    """One bar per job that started after the high-priority jobs were submitted, in start order: red = high."""
     from PIL import Image, ImageDraw
 
     order = phase["start_order"]
@@ -103,8 +103,8 @@ def start_order_chart(phase: dict[str, Any], path: Path) -> None:
     w = left * 2 + len(order) * (bar + gap)
     img = Image.new("RGB", (max(w, 520), 150), "white")
     d = ImageDraw.Draw(img)
-    d.text((left, 8), f"start order after the {phase['high_jobs']} high-priority jobs were committed "
-                      f"({phase['low_started_before_high_commit']} low had started before)", fill="black")
+    d.text((left, 8), f"start order after the {phase['high_jobs']} high-priority jobs were submitted "
+                      f"({phase['low_started_before_high_submit']} low had started before)", fill="black")
     d.text((left, 24), f"high queue position p95: {phase['high_queue_position_at_start']['p95']}   "
                        f"high submit->start p95: {phase['high_submit_to_start_s']['p95']:.3f} s", fill="black")
     for i, kind in enumerate(order):
@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dispatch.json")
     args = ap.parse_args()
 
+    load_start = os.getloadavg()[0]  # the box is shared: the result says how busy it was
     work = Path(tempfile.mkdtemp(prefix="lethe-dispatch-"))
     admin = sa.create_engine(args.pg, isolation_level="AUTOCOMMIT")
     db_name = f"lethe_bench_dispatch_{os.getpid()}"
@@ -212,11 +213,14 @@ def main() -> None:
 
         console.print(f"priority phase: {args.low} low-priority jobs at once, then {args.high} high-priority")
         lows = submit(args.low, priority=0)
+        from core.timeutil import utcnow
+
+        high_submitted = utcnow()  # before the high jobs' transaction: one may start before `submit` returns
         highs = submit(args.high, priority=10)
         prio_ids = [i for i, _ in lows + highs]
         wait(lambda: all(j.state == JobState.succeeded for j in rows(prio_ids)), 300, "priority-phase jobs")
         prio_rows = rows(prio_ids)
-        prio = priority_order(prio_rows, {i for i, _ in highs}, highs[0][1])
+        prio = priority_order(prio_rows, {i for i, _ in highs}, high_submitted)
         by_prio = {j.id: j for j in prio_rows}
         high_latency = [(by_prio[i].started_at - t).total_seconds() for i, t in highs]
 
@@ -234,7 +238,8 @@ def main() -> None:
         result = {
             "benchmark": "dispatch",
             "date": datetime.now().isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "load_avg_1m_start": round(load_start, 2), "load_avg_1m_end": round(os.getloadavg()[0], 2)},
             "setup": {"broker": "redis (private)", "database": "postgres", "workers": 1, "pool": "solo",
                       "relay": "lethe beat (outbox poll 0.1 s)", "job": "validate_model on a minimal folder"},
             "latency_phase": {
@@ -246,7 +251,7 @@ def main() -> None:
             },
             "priority_phase": {
                 "low_jobs": args.low, "high_jobs": args.high,
-                "low_started_before_high_commit": prio["low_started_before"],
+                "low_started_before_high_submit": prio["low_started_before"],
                 "high_queue_position_at_start": {"values": prio["high_positions"],
                                                  "p95": pct(prio["high_positions"], 0.95),
                                                  "max": max(prio["high_positions"])},
@@ -275,7 +280,7 @@ def main() -> None:
         table.add_row(f"high queue position at start p95 ({args.high} high after {args.low} low)",
                       f"{pp['high_queue_position_at_start']['p95']}")
         table.add_row("high queue positions", ",".join(map(str, pp["high_queue_position_at_start"]["values"])))
-        table.add_row("low jobs started before the high ones were committed", str(pp["low_started_before_high_commit"]))
+        table.add_row("low jobs started before the high ones were submitted", str(pp["low_started_before_high_submit"]))
         table.add_row("all high before remaining low", "yes" if pp["all_high_before_remaining_low"] else "NO")
         table.add_row("high submit→start p95 (s)", f"{pp['high_submit_to_start_s']['p95']:.3f}")
         table.add_row(f"throughput ({args.burst} jobs)", f"{result['throughput_phase']['jobs_per_s']:.1f} jobs/s")

@@ -9,6 +9,7 @@
 - `handlers.py` the registry of job kinds → handlers (domains register theirs);
 - `runner.py`   lease the next job of a lane and run it through its handler;
 - `services.py` background services (outbox relay, lease reaper, doorbells, ...) and the sweep that runs them;
+- `journal.py`  where job events are audited (the audit chain, plugged in by core.audit.handlers);
 - `metrics.py`  Prometheus metrics of attempts.
 
 This package imports no domain: domains register handlers and services (`core.wiring` loads them).
