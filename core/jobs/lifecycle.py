@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.config import get_settings
 from core.errors import StaleAttempt
 from core.ids import new_id
 from core.jobs import handlers, repository
@@ -32,7 +33,7 @@ SYSTEM_SWEEPER = "system:sweeper"
 
 def create_job(
     session: Session, *, tenant_id: uuid.UUID, kind: JobKind, model_id: uuid.UUID,
-    request_id: uuid.UUID | None = None, priority: int = 0, max_attempts: int = 3,
+    request_id: uuid.UUID | None = None, priority: int = 0, max_attempts: int | None = None,
 ) -> Job:
     """Insert a queued job and the outbox row that will ring a worker's doorbell once committed."""
     values, doorbell = new_job_values(tenant_id=tenant_id, kind=kind, model_id=model_id, request_id=request_id,
@@ -46,12 +47,14 @@ def create_job(
 
 def new_job_values(
     *, tenant_id: uuid.UUID, kind: JobKind, model_id: uuid.UUID, request_id: uuid.UUID | None = None,
-    priority: int = 0, max_attempts: int = 3, now: datetime | None = None,
+    priority: int = 0, max_attempts: int | None = None, now: datetime | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Column values of a queued job and of its outbox doorbell, for callers that insert with Core
     (the submission hot path): the same rows `create_job` writes through the ORM (columns left out start
-    at their defaults: attempt 0, no lease, no progress)."""
+    at their defaults: attempt 0, no lease, no progress). `max_attempts` defaults to LETHE_JOB_MAX_ATTEMPTS."""
     now = now or utcnow()
+    if max_attempts is None:
+        max_attempts = get_settings().job_max_attempts
     job = {
         "id": new_id(), "tenant_id": tenant_id, "kind": kind, "request_id": request_id, "model_id": model_id,
         "state": JobState.queued, "max_attempts": max_attempts, "priority": priority,
