@@ -32,11 +32,13 @@ def run_job(job_id: str, lane: str | None = None) -> str:
     from core.jobs.states import LANES, JobKind, Lane
 
     if lane is None:  # a doorbell published before lanes travelled with it
+        import uuid
+
         from core.db import unit_of_work
         from core.jobs.models import Job
 
         with unit_of_work() as session:
-            job = session.get(Job, job_id)
+            job = session.get(Job, uuid.UUID(job_id))
             lane = LANES[JobKind(job.kind)] if job is not None else Lane.gpu
     return wake([lane], worker_id=worker_id(), shutdown=SHUTDOWN, rung_for=job_id)
 
