@@ -274,7 +274,7 @@ def test_the_lease_keeper_stops_an_attempt_past_its_time_limit_and_releases_it(
                  job_retry_backoff_seconds="30")
     tenant = seed_tenant()
     model = seed_model(tenant, tiny_model, fingerprint="fp-tiny")
-    request_id, job_id = seed_request(tenant, model, params={**FAST_PARAMS, "steps": 100000})
+    request_id, job_id = seed_request(tenant, model, params={**FAST_PARAMS, "steps": 3000})  # minutes: the slow job
     started = time.monotonic()
     assert execute(job_id, worker_id="inproc") == "queued", "a retryable failure: back to the queue"
     took = time.monotonic() - started
