@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.filehash import update_with_file
 from core.spare.errors import UnsupportedModelError
 
 __all__ = ["UnsupportedModelError", "check_safetensors", "detect_architecture", "fingerprint", "pipeline_dir",
@@ -108,7 +109,5 @@ def fingerprint(model_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(model_dir).as_posix().encode() + b"\0")
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        update_with_file(digest, path)
     return digest.hexdigest()
