@@ -76,7 +76,7 @@ class Metrics:
         self.queue = _QueueCollector(engine)
         self.registry.register(self.queue)
         if job_metrics:
-            from core.erasure import job_metrics as jm
+            from core.jobs import metrics as jm
 
             for metric in (jm.JOBS, jm.JOB_SECONDS, jm.STAGE_SECONDS, jm.LEASE_LOSSES):
                 self.registry.register(metric)

@@ -118,21 +118,18 @@ class Settings(BaseSettings):
     job_progress_interval_seconds: float = Field(
         default=2.0, ge=0, description="Minimum seconds between progress writes to the job row."
     )
-    task_soft_time_limit: int = Field(
-        default=3 * 3600, ge=10, description="Celery soft time limit (s) of an erasure task; the job is retried."
-    )
-    task_hard_time_limit: int = Field(
-        default=3 * 3600 + 300, ge=20, description="Celery hard time limit (s); must exceed the soft limit."
+    job_time_limit_seconds: float = Field(
+        default=3 * 3600, ge=5,
+        description="Wall-clock limit of one job attempt (s), enforced by the worker's lease keeper: past it the "
+        "attempt is stopped and its lease released (a retryable failure).",
     )
     broker_visibility_timeout: int = Field(
         default=4 * 3600, ge=10,
-        description="Redis visibility timeout (s): an unacked message is redelivered after it; above the hard limit.",
+        description="Redis visibility timeout (s): an unacked doorbell is redelivered after it (a redelivered "
+        "doorbell only wakes a worker; keep it above job_time_limit_seconds to avoid idle wake-ups).",
     )
     broker_unacked_restore_interval: float = Field(
         default=10.0, gt=0, description="How often (s) kombu looks for unacked messages to restore."
-    )
-    worker_max_tasks_per_child: int = Field(
-        default=50, ge=1, description="Recycle a worker process after this many tasks (bounds leaks)."
     )
     model_cache_size: int = Field(default=2, ge=0, description="Base pipelines kept loaded per worker (LRU).")
     model_source_max_bytes: int = Field(
@@ -143,6 +140,25 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=15.0, gt=0, description="How often `lethe beat` sweeps.")
     outbox_poll_seconds: float = Field(
         default=0.25, gt=0, description="How often `lethe beat` publishes new outbox rows (job doorbells, events)."
+    )
+    service_lease_reaper: bool = Field(
+        default=True, description="Background service: running jobs whose lease expired go back to the queue."
+    )
+    service_outbox_relay: bool = Field(
+        default=True, description="Background service: publish committed outbox rows (job doorbells, webhook events)."
+    )
+    service_doorbells: bool = Field(
+        default=True, description="Background service: re-ring queued jobs whose doorbell is missing or stale."
+    )
+    service_overdue: bool = Field(
+        default=True, description="Background service: flag open erasure requests past their due date."
+    )
+    service_schedules: bool = Field(default=True, description="Background service: run due schedule slots.")
+    service_webhook_retries: bool = Field(
+        default=True, description="Background service: dispatch webhook deliveries whose backoff has passed."
+    )
+    service_audit_checkpoint: bool = Field(
+        default=True, description="Background service: verify new audit events and sign the chain's head."
     )
     requeue_after_seconds: float = Field(
         default=60.0, gt=0, description="A queued job whose doorbell is older than this is published again."
@@ -268,16 +284,6 @@ class Settings(BaseSettings):
             shared = self.broker_url.startswith(("redis://", "rediss://"))
             self.rate_limit_storage_url = self.broker_url if shared else "memory://"
         self.model_roots = [Path(p).expanduser().resolve() for p in self.model_roots]
-        return self
-
-    @model_validator(mode="after")
-    def _check_time_limits(self) -> Settings:
-        # A message redelivered while its task still runs would run twice: visibility > hard > soft.
-        if not self.task_soft_time_limit < self.task_hard_time_limit < self.broker_visibility_timeout:
-            raise ValueError(
-                "need task_soft_time_limit < task_hard_time_limit < broker_visibility_timeout, got "
-                f"{self.task_soft_time_limit}, {self.task_hard_time_limit}, {self.broker_visibility_timeout}"
-            )
         return self
 
     @property

@@ -6,8 +6,9 @@ HTTP status in api/errors.py. core/ never mentions HTTP status codes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 
 class LetheError(Exception):
     kind: str = "error"
@@ -22,6 +23,13 @@ class LetheError(Exception):
 class NotFound(LetheError):
     kind = "not-found"
     title = "Not found"
+
+
+def found(value: T | None, what: str) -> T:
+    """The get-or-404 of every service: `value`, or NotFound ("<what> not found", a 404 problem) if None."""
+    if value is None:
+        raise NotFound(f"{what} not found")
+    return value
 
 
 class Conflict(LetheError):

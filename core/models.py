@@ -8,6 +8,7 @@ import core.batches.models
 import core.console.models
 import core.erasure.models
 import core.idempotency.models
+import core.jobs.models
 import core.outbox.models
 import core.registry.models
 import core.schedules.models

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import core  # noqa: F401  (sets OMP_WAIT_POLICY before anything loads torch)
+from core import wiring
 from tests import services
 
 # Tests never touch the user's ~/.lethe or the hub, and never read a developer's LETHE_* settings.
@@ -19,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Job handlers and background services, as every worker process registers them at start.
+wiring.load()
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,11 @@
-"""The Celery application: Redis broker, at-least-once delivery, queues `gpu` and `default`.
+"""The Celery application: Redis broker, at-least-once delivery, queues `gpu` and `default` (the job lanes).
 
-Durability comes from the job table (leases, fencing tokens, the sweeper), not from the broker; these
-settings make the broker a good doorbell: a message is acknowledged only after its task finished
-(acks_late), returned if the worker process died (reject_on_worker_lost), one message at a time per
-worker (prefetch 1), and redelivered only after `visibility_timeout`, which is longer than any task may run.
+Durability and order come from the job table (leases, fencing tokens, the scheduling rule, the background
+services), not from the broker: a job doorbell only wakes a worker of its lane, which then leases the next
+job by priority. These settings make the broker a good doorbell: a message is acknowledged only after its
+task finished (acks_late), returned if the worker process died (reject_on_worker_lost), one message at a time
+per worker (prefetch 1). Time limits are the lease keeper's (LETHE_JOB_TIME_LIMIT_SECONDS): Celery's own do
+nothing under `--pool=solo`, so none are set here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from celery.signals import worker_init, worker_process_init
 from kombu import Queue
 
 import core.models  # noqa: F401  (every table known to the ORM: foreign keys resolve)
+from core import wiring
 from core.config import Settings, get_settings
+from core.jobs.states import Lane
 
-GPU_QUEUE = "gpu"
-DEFAULT_QUEUE = "default"
+GPU_QUEUE = Lane.gpu.value
+DEFAULT_QUEUE = Lane.default.value
+wiring.load()  # every job kind's handler and every background service
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -45,13 +50,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
-        "task_soft_time_limit": settings.task_soft_time_limit,
-        "task_time_limit": settings.task_hard_time_limit,
         "task_default_queue": DEFAULT_QUEUE,
         "task_queues": (Queue(GPU_QUEUE), Queue(DEFAULT_QUEUE)),
+        # lethe.run_job goes to the lane of the job's kind (worker.publisher); no fixed route.
         "task_routes": {
-            "lethe.run_job": {"queue": GPU_QUEUE},
             "lethe.deliver_webhook": {"queue": DEFAULT_QUEUE},
             "lethe.sweep": {"queue": DEFAULT_QUEUE},
         },

@@ -1,8 +1,10 @@
 """The embedded runner (LETHE_BROKER_URL empty): `lethe serve` runs jobs on in-process threads, fed from
 the job table — the same `execute` path a Celery worker runs, not eager execution inside the request.
 
-- job thread: leases the next runnable job (priority, then age) and runs it; sleeps until woken or 1 s.
-- housekeeping thread: the sweeper pass (expired leases, outbox, overdue flags, schedules, webhook retries);
+- job thread: leases the next runnable job by the same rule as Celery workers (core.jobs.runner: priority,
+  due, age; every lane) and runs it; sleeps until woken or 1 s.
+- housekeeping thread: the background services (core.jobs.services: expired leases, outbox, overdue flags,
+  schedules, webhook retries, each switchable);
   webhook deliveries go to a bounded pool (`core.webhooks.dispatch`, one lane per endpoint), so a slow
   receiver neither stalls the sweeper nor other endpoints' deliveries.
 On start it takes back jobs an earlier embedded process was running when it died (the restart case);
@@ -17,12 +19,14 @@ import socket
 import threading
 import uuid
 
+from core import wiring
 from core.config import Settings, get_settings
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.execution import run_leased
-from core.erasure.sweeper import sweep
-from core.erasure.transient import is_db_outage
+from core.jobs import lifecycle
+from core.jobs.retry import is_db_outage
+from core.jobs.runner import run_leased
+from core.jobs.services import sweep
+from core.jobs.states import JobState
 from core.logging import get_logger
 from core.webhooks.dispatch import DeliveryPool
 
@@ -54,6 +58,7 @@ class EmbeddedPublisher:
 
 class EmbeddedRunner:
     def __init__(self, settings: Settings | None = None, *, poll_seconds: float = 1.0) -> None:
+        wiring.load()
         self.settings = settings or get_settings()
         self.worker_id = f"{OWNER_PREFIX}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.poll_seconds = poll_seconds
@@ -73,10 +78,10 @@ class EmbeddedRunner:
         log.info("embedded worker started", worker=self.worker_id)
         return self
 
-    def recover(self) -> list[tuple[uuid.UUID, jobs.JobState]]:
+    def recover(self) -> list[tuple[uuid.UUID, JobState]]:
         """Jobs an earlier `lethe serve` was running when it stopped go back to the queue (attempt+1)."""
         with unit_of_work() as session:
-            taken = jobs.requeue_expired(session, orphans_of=OWNER_PREFIX, keep_owner=self.worker_id)
+            taken = lifecycle.requeue_expired(session, orphans_of=OWNER_PREFIX, keep_owner=self.worker_id)
         if taken:
             log.info("recovered interrupted jobs", jobs=[str(j) for j, _ in taken])
         return taken
@@ -94,7 +99,7 @@ class EmbeddedRunner:
     def run_one(self) -> str | None:
         """Lease and run the next job, if any (also used by tests). Returns the outcome or None."""
         with unit_of_work() as session:
-            held = jobs.lease_next(session, self.worker_id, self.settings.job_lease_seconds)
+            held = lifecycle.lease_next(session, self.worker_id, self.settings.job_lease_seconds)
         if held is None:
             return None
         outcome = run_leased(held, self.settings, shutdown=self.stopping)

@@ -1,6 +1,6 @@
 """What a running worker tells the outside: a heartbeat file (container health checks) and Prometheus metrics
 on LETHE_WORKER_METRICS_PORT — job attempts by kind and outcome, stage and attempt durations, lease losses
-(core.erasure.job_metrics), broker queue depth and, where CUDA is in use, GPU memory.
+(core.jobs.metrics), broker queue depth and, where CUDA is in use, GPU memory.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-import core.erasure.job_metrics  # noqa: F401  (the job metrics exist, at 0, before the first job)
+import core.jobs.metrics  # noqa: F401  (the job metrics exist, at 0, before the first job)
 from core.config import get_settings
-from core.erasure.lease_keeper import leases_fresh
 from core.heartbeat import Heartbeat
+from core.jobs.keeper import leases_fresh
 from core.logging import get_logger
 
 log = get_logger(__name__)

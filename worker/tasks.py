@@ -7,12 +7,11 @@ import socket
 import threading
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_shutting_down
 
 from worker.app import app
 
-# Set on warm shutdown (SIGTERM): the running erasure stops at its next step and goes back to the queue.
+# Set on warm shutdown (SIGTERM): the running job stops at its next step and goes back to the queue.
 SHUTDOWN = threading.Event()
 
 
@@ -25,15 +24,23 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@app.task(name="lethe.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_job(self: Any, job_id: str) -> str:
-    from core.erasure.execution import execute
+@app.task(name="lethe.run_job", acks_late=True, reject_on_worker_lost=True)
+def run_job(job_id: str, lane: str | None = None) -> str:
+    """A doorbell: lease the NEXT job of `lane` (by priority, due, age) and run it — not necessarily `job_id`,
+    which is only leased when nothing else is visible (see core.jobs.runner.wake)."""
+    from core.jobs.runner import wake
+    from core.jobs.states import LANES, JobKind, Lane
 
-    try:
-        return execute(job_id, worker_id=worker_id(), shutdown=SHUTDOWN)
-    except SoftTimeLimitExceeded:
-        # The attempt's lease lapses and the sweeper retries or fails the job with a reason.
-        return "time-limit"
+    if lane is None:  # a doorbell published before lanes travelled with it
+        import uuid
+
+        from core.db import unit_of_work
+        from core.jobs.models import Job
+
+        with unit_of_work() as session:
+            job = session.get(Job, uuid.UUID(job_id))
+            lane = LANES[JobKind(job.kind)] if job is not None else Lane.gpu
+    return wake([lane], worker_id=worker_id(), shutdown=SHUTDOWN, rung_for=job_id)
 
 
 @app.task(name="lethe.deliver_webhook", acks_late=True, reject_on_worker_lost=True)
@@ -45,7 +52,7 @@ def deliver_webhook(delivery_id: str) -> str:
 
 @app.task(name="lethe.sweep")
 def sweep() -> dict[str, int]:
-    from core.erasure.sweeper import sweep as run_sweep
+    from core.jobs.services import sweep as run_sweep
     from worker.publisher import CeleryPublisher
 
     return run_sweep(CeleryPublisher(app)).as_dict()

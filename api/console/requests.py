@@ -19,7 +19,7 @@ from api.console import forms
 from api.console.web import CSRF_FIELD, PREFIX, Console, ConsoleDep, check_csrf, choice, render, see_other, status_for
 from api.deps import SessionDep
 from api.routers.certificates import CertificateNotIssued
-from core.certificates import signing
+from core import signing
 from core.certificates.service import verify_document
 from core.db import unit_of_work
 from core.erasure import repository, service

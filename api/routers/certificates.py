@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import SessionDep, SettingsDep, require
 from api.errors import COMMON_ERRORS, problems
-from core.certificates import signing
+from core import signing
 from core.certificates.schemas import CertificateDocument, PublicJwk, PublicKeyOut
 from core.erasure import service as erasures
 from core.errors import NotFound

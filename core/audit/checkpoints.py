@@ -41,7 +41,7 @@ class Checkpoint:
 
 
 def sign(settings: Settings, seq: int, head_hash: str, at: datetime) -> Checkpoint:
-    from core.certificates import signing  # the certificates package itself appends audit events
+    from core import signing
 
     key = signing.private_key(settings)
     unsigned = Checkpoint(seq, head_hash, at, "", "")
@@ -52,7 +52,7 @@ def sign(settings: Settings, seq: int, head_hash: str, at: datetime) -> Checkpoi
 
 def is_authentic(settings: Settings, checkpoint: Checkpoint) -> bool:
     """Signed by this service's key (a checkpoint signed by any other key, or altered, is not)."""
-    from core.certificates import signing
+    from core import signing
 
     public = signing.private_key(settings).public_key()
     return checkpoint.key_id == signing.key_id(public) and signing.verify_detached(public, checkpoint.signature,

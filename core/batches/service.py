@@ -14,7 +14,7 @@ from core.batches.schemas import BatchCreate, BatchOut, BatchRequestOut, ModelSe
 from core.erasure import service as erasure_service
 from core.erasure.models import ErasureRequest
 from core.erasure.states import TERMINAL, RequestStatus
-from core.errors import NotFound, ValidationFailed
+from core.errors import NotFound, ValidationFailed, found
 from core.registry.models import ModelStatus, RegisteredModel
 from core.tenancy.schemas import Principal
 
@@ -68,9 +68,8 @@ def aggregate(statuses: list[RequestStatus]) -> str:
 
 
 def get(session: Session, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> BatchOut:
-    batch = session.scalars(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == tenant_id)).first()
-    if batch is None:
-        raise NotFound(f"batch {batch_id} not found")
+    batch = found(session.scalars(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == tenant_id)).first(),
+                  f"batch {batch_id}")
     requests = list(session.scalars(
         select(ErasureRequest).where(ErasureRequest.batch_id == batch.id, ErasureRequest.tenant_id == tenant_id)
         .order_by(ErasureRequest.created_at, ErasureRequest.id)

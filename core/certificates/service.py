@@ -1,12 +1,12 @@
 """Erasure certificates: a signed JSON statement that a request's erasure ran and passed verification.
 
-`issue` is called by the worker's job-completion code inside its success transaction
-(core.erasure.jobs.complete). It refuses anything but a succeeded request whose job succeeded and whose
-verification checks all passed — a certificate is never issued for a failed or unverified erasure.
+`issue` is called by the worker's job-completion code inside its success transaction (the erase handler,
+core.erasure.handlers, when its job completes). It refuses anything but a succeeded request whose job
+succeeded and whose verification checks all passed — a certificate is never issued for a failed or unverified erasure.
 
 Document: {"certificate": {...}, "signature": {"alg": "EdDSA", "key_id", "public_key", "jws"}}, where `jws` is a
 compact JWS with a detached payload (`header..signature`, RFC 7515 Appendix F) whose payload is the RFC 8785
-(JCS) canonical JSON of `certificate` — see core.certificates.signing. `certificate.audit` names the audit event
+(JCS) canonical JSON of `certificate` — see core.signing. `certificate.audit` names the audit event
 (`certificate.issued`) whose payload holds the sha256 of the JCS bytes of the certificate without its `audit`
 member, so the audit chain covers the certificate and the certificate points into the chain.
 
@@ -28,14 +28,16 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from core import signing
 from core.audit import service as audit
-from core.certificates import signing
-from core.certificates.canonical import canonicalize, to_json_data
+from core.canonical import canonicalize, to_json_data
 from core.config import Settings, get_settings
-from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.models import ErasureRequest
 from core.erasure.outcome import ErasureMetrics
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
 from core.errors import Conflict
+from core.jobs.models import Artifact, Job
+from core.jobs.states import JobState
 from core.registry.models import RegisteredModel
 from core.timeutil import utcnow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from core.certificates import signing
+from core import signing
 from core.certificates.service import verify_document
 from core.config import get_settings
 

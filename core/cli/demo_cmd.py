@@ -238,7 +238,7 @@ def _check_deadline(deadline: float, what: str) -> None:
 
 
 def _verify_certificate(certificate: dict[str, Any], public: dict[str, Any]) -> bool:
-    from core.certificates import signing
+    from core import signing
     from core.certificates.service import verify_document
 
     key = signing.load_public_key(public.get("public_key_pem") or public.get("pem") or public["public_key"])

@@ -60,7 +60,10 @@ def list_keys(tenant: str = typer.Option(..., "--tenant", help="Tenant name.")) 
 
 @app.command("revoke")
 def revoke(prefix: str = typer.Argument(..., help="The key's prefix (lth_XXXXXXXXXX) or the whole key.")) -> None:
-    """Revoke a key: it stops authenticating at once (audited)."""
+    """Revoke a key: it stops authenticating at once (audited); its schedules are paused."""
+    from core import wiring
+
+    wiring.load()  # what revoking a key sets off in other domains (core.tenancy.service.KEY_REVOKED)
     try:
         with unit_of_work(get_engine(get_settings())) as session:
             key = service.revoke_key(session, prefix)

@@ -64,11 +64,12 @@ def beat(
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Run one sweep, print its report and exit.")] = False,
 ) -> None:
-    """Run the sweeper and the schedules: republish lost doorbells, retry dead workers' jobs, run due slots."""
+    """Run the background services: outbox relay, lease reaper, doorbells, overdue flags, schedules, webhook
+    retries, audit checkpoints (each switchable by its LETHE_SERVICE_* setting)."""
     _need_broker("beat")
     configure_logging()
-    from core.erasure.sweeper import sweep
-    from worker.app import app
+    from core.jobs.services import sweep
+    from worker.app import app  # also loads every handler and background service (core.wiring)
     from worker.publisher import CeleryPublisher
 
     publisher = CeleryPublisher(app)
@@ -103,8 +104,9 @@ def beat(
                 heartbeat.beat()
                 last_beat = time.monotonic()
             try:
-                with unit_of_work() as session:
-                    relay(session, publisher)
+                if settings.service_outbox_relay:
+                    with unit_of_work() as session:
+                        relay(session, publisher)
             except Exception as exc:
                 log.warning("outbox relay failed", error=str(exc)[:200])
             time.sleep(poll)

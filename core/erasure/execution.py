@@ -1,16 +1,10 @@
-"""Run one job attempt end to end: lease → resolve and load the model (cached) → engine → verify → upload →
-complete in one transaction. Called by the Celery task and by the embedded runner alike.
-
-Failures are sorted into: cancelled (stop, remove partial uploads), stale (another attempt owns the job:
-write nothing), bad input (fail at once with the reason) and everything else (retry with backoff until
-max attempts; then fail with the reason).
+"""One erasure attempt end to end: resolve and load the model (cached) → engine → verify → upload → complete
+in one transaction. The job runtime (core.jobs.runner) leases the job and sorts the outcome; the erase
+handler (core.erasure.handlers) calls `erase` here.
 """
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,25 +14,25 @@ from typing import Any
 import pydantic
 
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
-from core.config import Settings, get_settings, redact_url
+from core.config import Settings, redact_url
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.job_metrics import record_attempt
 from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
-from core.erasure.lease_keeper import LeaseKeeper
 from core.erasure.models import ErasureRequest
 from core.erasure.outcome import ErasureMetrics
-from core.erasure.states import JobKind, JobState
-from core.erasure.transient import retry_db
 from core.erasure.verification import Thresholds, verify
+from core.erasure.verifying import verifying_from_here
 from core.errors import LetheError, StaleAttempt, ValidationFailed
-from core.logging import bind_context, get_logger
+from core.jobs.keeper import LeaseKeeper
+from core.jobs.lifecycle import Lease, StoredArtifact, complete
+from core.jobs.runner import finish_attempt
+from core.jobs.states import JobState
+from core.logging import get_logger
 from core.registry.cache import process_cache
 from core.registry.local_copy import local_model_dir
 from core.registry.models import RegisteredModel
 from core.spare.errors import ErasureCancelled, ErasureInputError
 from core.spare.prompting import fit_request
-from core.storage import artifact_key, attempt_prefix, get_store
+from core.storage import artifact_key, attempt_prefix
 from core.storage.base import ObjectStore
 from core.storage.tenant import tenant_store
 
@@ -80,96 +74,8 @@ def default_erase() -> EraseFn:
     return erase
 
 
-def execute(job_id: uuid.UUID | str, *, worker_id: str, settings: Settings | None = None,
-            erase_fn: EraseFn | None = None, shutdown: threading.Event | None = None) -> str:
-    """Lease and run one attempt of `job_id`. Returns the outcome: succeeded, failed, queued (retry later),
-    cancelled, stale or skipped (nothing to do: not queued, not due, or another worker has it)."""
-    settings = settings or get_settings()
-    job_id = uuid.UUID(str(job_id))
-
-    def take() -> jobs.Lease | None:
-        with unit_of_work() as session:
-            return jobs.lease(session, job_id, worker_id, settings.job_lease_seconds)
-
-    held = retry_db(take, what="lease")
-    if held is None:
-        return "skipped"
-    return run_leased(held, settings, erase_fn=erase_fn, shutdown=shutdown)
-
-
-def run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None = None,
-               shutdown: threading.Event | None = None) -> str:
-    """Run a leased attempt; its outcome and duration go to the job metrics."""
-    started = time.monotonic()
-    outcome = _run_leased(held, settings, erase_fn=erase_fn, shutdown=shutdown)
-    record_attempt(held.kind.value, outcome, time.monotonic() - started)
-    return outcome
-
-
-def _run_leased(held: jobs.Lease, settings: Settings, *, erase_fn: EraseFn | None,
-                shutdown: threading.Event | None) -> str:
-    store = get_store(settings)
-    keeper = LeaseKeeper(held, settings, shutdown).start()
-    work = settings.data_dir / "work" / f"{held.job_id}-attempt-{held.attempt}"
-    uploaded: list[str] = []
-    with bind_context(job_id=str(held.job_id), attempt=held.attempt, worker=held.worker_id):
-        log.info("attempt started", kind=held.kind.value)
-        try:
-            if held.kind == JobKind.validate_model:
-                from core.registry.validation import run_validation
-
-                outcome = run_validation(held, settings, keeper)
-            else:
-                outcome = _erase(held, settings, keeper, store, work, uploaded, erase_fn or default_erase())
-        except ErasureCancelled:
-            _remove(store, uploaded)  # while the keeper still holds the lease
-            keeper.stop()
-            if keeper.lost:
-                return "stale"
-            if keeper.shutdown.is_set() and not keeper.cancel_requested:
-                outcome = finish_attempt(lambda s: jobs.release(s, held, "worker shut down"))
-                log.info("worker shutting down; job returned to the queue")
-            else:
-                outcome = finish_attempt(lambda s: (jobs.cancel(s, held), JobState.cancelled)[1])
-                log.info("attempt cancelled; partial artifacts removed")
-        except StaleAttempt:
-            keeper.stop()
-            _remove(store, uploaded)
-            log.warning("attempt is stale; its results were discarded")
-            return "stale"
-        except Exception as exc:
-            keeper.stop()
-            permanent = isinstance(exc, PERMANENT)
-            reason = _reason(exc)
-            log.warning("attempt failed", reason=reason, retryable=not permanent)
-            if not permanent:
-                log.debug("traceback", exc_info=True)
-            evidence = getattr(exc, "metrics", None)
-            outcome = finish_attempt(lambda s: jobs.fail(s, held, reason, retryable=not permanent,
-                                                  backoff_base=settings.job_retry_backoff_seconds,
-                                                  metrics=evidence))
-            # Only after the failure is recorded: when the store is what failed, removing can take long.
-            _remove(store, uploaded)
-        finally:
-            keeper.stop()
-            shutil.rmtree(work, ignore_errors=True)
-        log.info("attempt finished", outcome=outcome)
-        return outcome
-
-
-def finish_attempt(write: Callable[[Any], JobState | str]) -> str:
-    def step() -> str:
-        with unit_of_work() as session:
-            result = write(session)
-        return result.value if isinstance(result, JobState) else str(result)
-
-    try:
-        return retry_db(step, what="finish")
-    except StaleAttempt:
-        return "stale"
-
-
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """A failure as the request's `error`: parameter errors name the field, input errors speak for themselves."""
     if isinstance(exc, pydantic.ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -180,7 +86,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _remove(store: ObjectStore, keys: list[str]) -> None:
+def remove_objects(store: ObjectStore, keys: list[str]) -> None:
     for key in keys:
         try:
             store.delete(key)
@@ -189,7 +95,7 @@ def _remove(store: ObjectStore, keys: list[str]) -> None:
     keys.clear()
 
 
-def load_input(held: jobs.Lease) -> JobInput:
+def load_input(held: Lease) -> JobInput:
     with unit_of_work() as session:
         model = session.get(RegisteredModel, held.model_id)
         if model is None:
@@ -248,8 +154,8 @@ def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[s
     return out
 
 
-def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
-           uploaded: list[str], erase_fn: EraseFn) -> str:
+def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
+          uploaded: list[str], erase_fn: EraseFn) -> str:
     from core.spare.loading import load_pipeline
     from core.spare.rounds import erase_until_verified
 
@@ -280,6 +186,7 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     evaluator = job_evaluator(model_dir, spec, config, settings, fingerprint=data.fingerprint,
                               judge_name=judge_name, progress=keeper.progress,
                               diagnostics=grid_diagnostics(model_dir, targets))
+    evaluator = verifying_from_here(held, evaluator)
     thresholds = Thresholds.for_request(settings, data.verification)
     check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=data.fingerprint,
                         min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
@@ -300,28 +207,28 @@ def _erase(held: jobs.Lease, settings: Settings, keeper: LeaseKeeper, store: Obj
     metrics = measured.stored()
     if not verdict.ok:
         raise VerificationFailed(verdict.reason + measured.rounds_note(), metrics)
-    artifacts: list[jobs.StoredArtifact] = []
+    artifacts: list[StoredArtifact] = []
     files = sorted(result.files.items())
     for i, (name, path) in enumerate(files):
         keeper.check()
         key = artifact_key(held.tenant_id, held.request_id, held.job_id, held.attempt, name)
         uploaded.append(key)
         stored = store.put(key, Path(path))
-        artifacts.append(jobs.StoredArtifact(name=name, key=key, size=stored.size, sha256=stored.sha256))
+        artifacts.append(StoredArtifact(name=name, key=key, size=stored.size, sha256=stored.sha256))
         keeper.progress("upload", (i + 1) / max(len(files), 1))
     keeper.stop()
     if keeper.lost:
         raise StaleAttempt(f"job {held.job_id} attempt {held.attempt} lost its lease")
 
     def write(session: Any) -> JobState:
-        return jobs.complete(session, held, artifacts=artifacts, metrics=metrics)
+        return complete(session, held, artifacts=artifacts, result=metrics)
 
     outcome = finish_attempt(write)
     if outcome == JobState.succeeded.value:
         uploaded.clear()  # referenced now; must not be removed
         _remove_other_attempts(store, held)
     elif outcome in (JobState.cancelled.value, "stale"):
-        _remove(store, uploaded)
+        remove_objects(store, uploaded)
     return outcome
 
 
@@ -333,7 +240,7 @@ def _cpu_settings(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
-def _remove_other_attempts(store: ObjectStore, held: jobs.Lease) -> None:
+def _remove_other_attempts(store: ObjectStore, held: Lease) -> None:
     """Earlier attempts' uploads (a worker died after uploading) are never referenced: drop them."""
     for attempt in range(1, held.attempt):
         try:

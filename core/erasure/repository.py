@@ -8,13 +8,30 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, and_, bindparam, func, insert, literal_column, null, or_, select
+from sqlalchemy import (
+    Insert,
+    Select,
+    String,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    literal_column,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
-from core.erasure.models import Artifact, ErasureRequest, Job
-from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus
+from core.erasure.models import ErasureRequest
+from core.erasure.states import TERMINAL, RequestStatus
+from core.jobs.models import Artifact, Job
+from core.jobs.states import JobKind, JobState
 from core.outbox.models import OutboxMessage
-from core.schedules.models import Schedule
 
 _requests = ErasureRequest.__table__
 _jobs = Job.__table__
@@ -189,8 +206,36 @@ def queue_stats(session: Session, now: datetime) -> QueueStats:
     )
     return QueueStats(by_state, queued, int(pending or 0), int(overdue or 0), int(expired or 0))
 
+def lock_request(session: Session, request_id: uuid.UUID) -> ErasureRequest | None:
+    """The request row, locked (Postgres), whatever its tenant: for the worker side, which holds its job."""
+    stmt = select(ErasureRequest).where(ErasureRequest.id == request_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def overdue_requests(session: Session, now: datetime, limit: int = 500) -> list[ErasureRequest]:
+    """Open requests past their due date that are not flagged yet (rows other sweepers hold are skipped)."""
+    stmt = (
+        select(ErasureRequest)
+        .where(
+            ErasureRequest.due_at.is_not(None),
+            ErasureRequest.due_at < now,
+            ErasureRequest.overdue.is_(False),
+            ErasureRequest.status.not_in(list(TERMINAL)),
+        )
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.scalars(stmt))
+
+
+# The schedules table by name, one column read: importing the schedules domain would close the cycle
+# schedules → batches → erasure (tests/unit/test_import_graph.py).
+_schedules = sa_table("schedules", column("id", Uuid()), column("created_by", String()))
 
 
 def schedule_creator(session: Session, schedule_id: uuid.UUID) -> str | None:
     """Who created the schedule that submitted a request (the actor string), if it still exists."""
-    return session.scalars(select(Schedule.created_by).where(Schedule.id == schedule_id)).first()
+    return session.scalars(select(_schedules.c.created_by).where(_schedules.c.id == schedule_id)).first()

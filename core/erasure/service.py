@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from core.audit import service as audit
 from core.config import Settings, get_settings
 from core.erasure import repository
-from core.erasure.jobs import create_job, new_job_values, request_cancel
-from core.erasure.models import Artifact, ErasureRequest, Job
+from core.erasure.models import ErasureRequest
 from core.erasure.schemas import (
     DEFAULT_SURROGATES,
     ArtifactLink,
@@ -25,9 +24,12 @@ from core.erasure.schemas import (
     ErasureCreate,
     ErasureOut,
 )
-from core.erasure.states import TERMINAL, JobKind, JobState, RequestStatus, check_transition
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.erasure.states import RequestStatus, check_transition, transition
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed, found
 from core.ids import new_id
+from core.jobs.lifecycle import create_job, new_job_values, request_cancel
+from core.jobs.models import Artifact, Job
+from core.jobs.states import JobKind, JobState
 from core.pagination import keyset_cursor, parse_keyset
 from core.registry import repository as registry_repo
 from core.registry.models import ModelStatus
@@ -44,14 +46,6 @@ class ModelNotReady(Conflict):
 class FourEyes(Forbidden):
     kind = "four-eyes"
     title = "Approver must differ from submitter"
-
-
-def _move(request: ErasureRequest, target: RequestStatus) -> None:
-    check_transition(request.status, target)
-    request.status = target
-    request.updated_at = utcnow()
-    if target in TERMINAL:
-        request.finished_at = request.updated_at
 
 
 def _verification(body: ErasureCreate) -> dict[str, Any] | None:
@@ -86,9 +80,7 @@ def submit(
     The hot path of the API (issue 6): Core statements only — one SELECT for the model, one INSERT for
     request + job + doorbell (Postgres); the audit event is appended right before COMMIT, so the chain's
     writer lock is taken last and held for one call and the commit."""
-    model = registry_repo.status_of(session, principal.tenant_id, body.model_id)
-    if model is None:
-        raise NotFound(f"model {body.model_id} not found")
+    model = found(registry_repo.status_of(session, principal.tenant_id, body.model_id), f"model {body.model_id}")
     if model.status != ModelStatus.ready:
         status = ModelStatus(model.status)
         raise ModelNotReady(
@@ -99,8 +91,8 @@ def submit(
         )
     image_ids = [i for c in body.concepts for i in c.example_images]
     if image_ids:
-        found = uploads_repo.get_many(session, principal.tenant_id, image_ids)
-        missing = [str(i) for i in dict.fromkeys(image_ids) if i not in found]
+        known = uploads_repo.get_many(session, principal.tenant_id, image_ids)
+        missing = [str(i) for i in dict.fromkeys(image_ids) if i not in known]
         if missing:
             raise ValidationFailed(f"unknown example image ids: {', '.join(missing)}", missing=missing)
     concepts = [
@@ -164,10 +156,8 @@ def submitted_out(submitted: Submitted) -> ErasureOut:
 
 
 def get(session: Session, principal: Principal, request_id: uuid.UUID, *, lock: bool = False) -> ErasureRequest:
-    request = repository.get_request(session, principal.tenant_id, request_id, lock=lock)
-    if request is None:
-        raise NotFound(f"erasure request {request_id} not found")
-    return request
+    return found(repository.get_request(session, principal.tenant_id, request_id, lock=lock),
+                 f"erasure request {request_id}")
 
 
 def list_page(
@@ -213,7 +203,7 @@ def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> Er
     if principal.actor in _submitters(session, request):
         raise FourEyes("the submitter of a request cannot approve it; another key with erasures:approve must")
     request.approved_by = principal.actor
-    _move(request, RequestStatus.queued)
+    transition(request, RequestStatus.queued)
     create_job(session, tenant_id=request.tenant_id, kind=JobKind.erase, model_id=request.model_id,
                request_id=request.id, priority=request.priority)
     audit.append(session, action="erasure.approved", subject=f"erasure:{request.id}", actor=principal.actor,
@@ -223,7 +213,7 @@ def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> Er
 
 def reject(session: Session, principal: Principal, request_id: uuid.UUID, reason: str) -> ErasureRequest:
     request = get(session, principal, request_id, lock=True)
-    _move(request, RequestStatus.rejected)
+    transition(request, RequestStatus.rejected)
     request.decision_reason = reason
     request.approved_by = principal.actor
     audit.append(session, action="erasure.rejected", subject=f"erasure:{request.id}", actor=principal.actor,
@@ -233,9 +223,9 @@ def reject(session: Session, principal: Principal, request_id: uuid.UUID, reason
 
 def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
     """Before a worker holds it: cancelled at once. While running: the worker stops at its next step and
-    moves the request to `cancelled` itself (core.erasure.jobs.cancel)."""
+    moves the request to `cancelled` itself (core.jobs.lifecycle.cancel → the erase handler)."""
     get(session, principal, request_id)  # tenant check before any lock
-    # Lock order as in the workers (core.erasure.jobs: job, then request), so the two never deadlock.
+    # Lock order as in the workers (core.jobs.lifecycle: job, then request), so the two never deadlock.
     jobs = repository.jobs_of_request(session, request_id, lock=True)
     request = get(session, principal, request_id, lock=True)
     check_transition(request.status, RequestStatus.cancelled)
@@ -244,7 +234,7 @@ def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> Era
             request_cancel(session, job)
     running = any(job.state == JobState.running for job in jobs)
     if not running:
-        _move(request, RequestStatus.cancelled)
+        transition(request, RequestStatus.cancelled)
     audit.append(session, action="erasure.cancelled" if not running else "erasure.cancel_requested",
                  subject=f"erasure:{request.id}", actor=principal.actor, tenant_id=request.tenant_id,
                  payload={"status": request.status.value})

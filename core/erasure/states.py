@@ -1,15 +1,25 @@
-"""The erasure request state machine and job states — the one place transitions are defined.
+"""The erasure request state machine — the one table of legal moves and the one function that makes them.
 
     submitted → awaiting_approval → queued → running → verifying → succeeded
                          ↘ rejected      ↘ (retry) queued        ↘ failed
     any non-terminal state → cancelled
+
+`running → verifying` is its own committed step: the worker moves the request when the engine starts the
+held-out evaluation of the round it keeps (core.erasure.handlers); the verdict, upload and certificate follow.
+Job states have their own table in core.jobs.states.
 """
 
 from __future__ import annotations
 
 import enum
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from core.errors import InvalidTransition
+from core.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from core.erasure.models import ErasureRequest
 
 
 class RequestStatus(enum.StrEnum):
@@ -58,14 +68,18 @@ def check_transition(current: RequestStatus, target: RequestStatus) -> None:
         )
 
 
-class JobState(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
+def transition(request: ErasureRequest, target: RequestStatus, *, if_open: bool = False,
+               now: datetime | None = None) -> bool:
+    """Move `request` to `target`, checked against the table (InvalidTransition, a 409, otherwise).
 
-
-class JobKind(enum.StrEnum):
-    erase = "erase"
-    validate_model = "validate_model"
+    `if_open`: the worker side's form — a request already at `target` or already decided (terminal) is left
+    alone and False returned (a cancel or a rejection won the race)."""
+    if if_open and (request.status == target or request.status in TERMINAL):
+        return False
+    check_transition(request.status, target)
+    now = now or utcnow()
+    request.status = target
+    request.updated_at = now
+    if target in TERMINAL:
+        request.finished_at = now
+    return True

@@ -1,22 +1,24 @@
 """The outbox relay: publishes committed, unsent outbox rows through a Publisher, then marks them sent.
 
 Publishing happens before the row is marked (inside the same transaction), so a crash in between repeats a
-publication — at-least-once. That is safe: a job doorbell leases under a fencing token, a webhook event
-fans out into deliveries keyed by (endpoint, event id).
+publication — at-least-once. That is safe: a job doorbell only wakes a worker (which leases under a fencing
+token), a webhook event fans out into deliveries keyed by (endpoint, event id).
+
+What a topic means is registered by the package that owns it (`register_topic`): job doorbells by the job
+runtime, webhook events by the webhooks domain; the relay itself knows no domain.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from core.erasure.models import Job
 from core.logging import get_logger
 from core.outbox.models import OutboxMessage
-from core.outbox.service import JOB_ENQUEUE, WEBHOOK_EVENT
 from core.timeutil import utcnow
 
 log = get_logger(__name__)
@@ -29,9 +31,14 @@ class Publisher(Protocol):
 
     def deliver_webhook(self, delivery_id: uuid.UUID) -> None: ...
 
-    def queue_depth(self) -> int | None:
-        """Doorbells waiting in the broker (None when it cannot tell)."""
-        ...
+
+# A topic's publisher: publishes one row's payload; returns webhook delivery ids to dispatch after commit.
+TopicHandler = Callable[[Session, Publisher, dict[str, Any]], list[uuid.UUID]]
+_TOPICS: dict[str, TopicHandler] = {}
+
+
+def register_topic(topic: str, handler: TopicHandler) -> None:
+    _TOPICS[topic] = handler
 
 
 def pending(session: Session, limit: int) -> list[OutboxMessage]:
@@ -51,15 +58,13 @@ def relay(session: Session, publisher: Publisher, *, limit: int = 200) -> int:
     sent = 0
     deliveries: list[uuid.UUID] = []
     for message in pending(session, limit):
+        handler = _TOPICS.get(message.topic)
+        if handler is None:
+            # Not known in this process (core.wiring.load() not called, or an old topic): leave it unsent.
+            log.warning("no publisher for outbox topic; left for later", topic=message.topic, id=message.id)
+            continue
         try:
-            if message.topic == JOB_ENQUEUE:
-                ring_job(session, publisher, uuid.UUID(message.payload["job_id"]), message.payload.get("kind", ""))
-            elif message.topic == WEBHOOK_EVENT:
-                from core.webhooks.service import fan_out
-
-                deliveries.extend(fan_out(session, message.payload))
-            else:
-                log.warning("unknown outbox topic; dropping", topic=message.topic, id=message.id)
+            deliveries.extend(handler(session, publisher, message.payload))
         except Exception as exc:
             # Broker down: leave the row for the next sweep; one bad row must not block the rest.
             message.attempts += 1
@@ -84,14 +89,6 @@ def _dispatch(publisher: Publisher, deliveries: list[uuid.UUID]) -> None:
             publisher.deliver_webhook(delivery_id)
         except Exception as exc:  # the retry sweep delivers what could not be dispatched now
             log.warning("webhook dispatch failed", delivery_id=str(delivery_id), error=str(exc)[:500])
-
-
-def ring_job(session: Session, publisher: Publisher, job_id: uuid.UUID, kind: str) -> None:
-    """Publish a doorbell for a job and remember when (the sweeper republishes stale ones)."""
-    publisher.enqueue_job(job_id, kind)
-    job = session.get(Job, job_id)
-    if job is not None:
-        job.enqueued_at = utcnow()
 
 
 def _broker_down(exc: BaseException) -> bool:

@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from core.audit import service as audit
 from core.config import Settings
-from core.erasure.jobs import create_job
-from core.erasure.states import JobKind
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, found
+from core.jobs.lifecycle import create_job
+from core.jobs.states import JobKind
 from core.pagination import keyset_cursor, parse_keyset
 from core.registry import repository
 from core.registry.models import ModelStatus, RegisteredModel
@@ -49,10 +49,7 @@ def register(session: Session, settings: Settings, principal: Principal, body: M
 
 
 def get(session: Session, principal: Principal, model_id: uuid.UUID) -> RegisteredModel:
-    model = repository.get(session, principal.tenant_id, model_id)
-    if model is None:
-        raise NotFound(f"model {model_id} not found")
-    return model
+    return found(repository.get(session, principal.tenant_id, model_id), f"model {model_id}")
 
 
 def list_page(

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from core.audit.service import append
 from core.batches import service as batches
 from core.batches.schemas import BatchCreate
-from core.erasure.jobs import webhook_event
-from core.errors import LetheError, NotFound
+from core.errors import LetheError, found
 from core.logging import get_logger
+from core.outbox.service import webhook_event
 from core.schedules.models import Schedule, ScheduleRun
 from core.schedules.schemas import ScheduleCreate, ScheduleOut
 from core.tenancy.models import ApiKey, Tenant
@@ -72,10 +72,8 @@ def _live(session: Session, tenant_id: uuid.UUID):  # type: ignore[no-untyped-de
 
 
 def get(session: Session, tenant_id: uuid.UUID, schedule_id: uuid.UUID) -> Schedule:
-    schedule = session.scalars(_live(session, tenant_id).where(Schedule.id == schedule_id)).first()
-    if schedule is None:
-        raise NotFound(f"schedule {schedule_id} not found")
-    return schedule
+    return found(session.scalars(_live(session, tenant_id).where(Schedule.id == schedule_id)).first(),
+                 f"schedule {schedule_id}")
 
 
 def list_all(session: Session, tenant_id: uuid.UUID) -> list[Schedule]:

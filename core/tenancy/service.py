@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -15,6 +16,10 @@ from core.tenancy import keys, repository
 from core.tenancy.models import ApiKey, Tenant
 from core.tenancy.schemas import Principal, parse_scopes
 from core.timeutil import utcnow
+
+# Called in the revoking transaction for each newly revoked key (session, key, actor). Domains that act in a
+# key's name register here (the schedules domain pauses the key's schedules: core.schedules.handlers).
+KEY_REVOKED: list[Callable[[Session, ApiKey, str], None]] = []
 
 # last_used_at is informational: refresh it at most this often so reads do not all become writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -80,11 +85,8 @@ def revoke_key(session: Session, prefix: str, *, actor: str = "system:cli") -> A
             session, action="api_key.revoked", subject=f"api_key:{row.id}", actor=actor, tenant_id=row.tenant_id,
             payload={"prefix": row.prefix},
         )
-        from core.schedules.service import pause_created_by
-
-        # The key's schedules would otherwise keep submitting in its name.
-        pause_created_by(session, f"key:{row.id}", reason="the API key that created the schedule was revoked",
-                         actor=actor)
+        for hook in KEY_REVOKED:
+            hook(session, row, actor)
     return row
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import service as audit
 from core.config import Settings
-from core.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from core.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed, found
 from core.tenancy.schemas import Principal
 from core.uploads import repository
 from core.uploads.models import Upload
@@ -83,7 +83,5 @@ def create(
 
 
 def get(session: Session, principal: Principal, upload_id: uuid.UUID) -> Upload:
-    upload = repository.get(session, principal.tenant_id, upload_id)
-    if upload is None:
-        raise NotFound(f"upload {upload_id} not found")
+    upload = found(repository.get(session, principal.tenant_id, upload_id), f"upload {upload_id}")
     return upload

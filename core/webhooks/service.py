@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from core.audit.service import append
 from core.config import Settings, get_settings
 from core.db import unit_of_work
-from core.errors import NotFound
+from core.errors import found
+from core.jobs.retry import backoff_seconds
 from core.logging import get_logger
 from core.timeutil import utcnow
 from core.webhooks import repository, transport
@@ -47,9 +48,7 @@ def create(session: Session, *, tenant_id: uuid.UUID, actor: str, body: WebhookC
 
 
 def get(session: Session, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    endpoint = repository.get_endpoint(session, tenant_id, endpoint_id)
-    if endpoint is None:
-        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    endpoint = found(repository.get_endpoint(session, tenant_id, endpoint_id), f"webhook endpoint {endpoint_id}")
     return endpoint
 
 
@@ -99,10 +98,6 @@ def body_of(event: dict[str, Any]) -> bytes:
     """The Standard Webhooks payload: {type, timestamp, data}."""
     return json.dumps({"type": event["type"], "timestamp": event["created_at"], "data": event["data"]},
                       separators=(",", ":"), sort_keys=True).encode()
-
-
-def backoff(attempt: int, base: float) -> float:
-    return min(base * 2 ** max(attempt - 1, 0), 3600.0)
 
 
 def deliver(delivery_id: uuid.UUID | str, *, settings: Settings | None = None,
@@ -162,7 +157,8 @@ def deliver(delivery_id: uuid.UUID | str, *, settings: Settings | None = None,
             delivery.state = DeliveryState.failed
             delivery.next_attempt_at = None
         else:
-            delivery.next_attempt_at = utcnow() + timedelta(seconds=backoff(attempt, settings.webhook_backoff_seconds))
+            delay = backoff_seconds(attempt, settings.webhook_backoff_seconds)
+            delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
         log.info("webhook attempt", delivery_id=str(delivery_id), attempt=attempt, status=status, error=error,
                  state=delivery.state.value)
         return delivery.state.value

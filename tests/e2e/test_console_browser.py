@@ -22,9 +22,9 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from core.certificates.service import verify_document
-from core.certificates.signing import load_public_key
 from core.db import dispose_engines, get_engine, unit_of_work
 from core.migrate import upgrade
+from core.signing import load_public_key
 from core.tenancy import service as tenancy
 from core.testbed.paths import SHIPPED
 from tests.integration.worker_support import child_env, free_port, processes, wait_for

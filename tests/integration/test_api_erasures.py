@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from core.db import unit_of_work
-from core.erasure.models import ErasureRequest, Job
-from core.erasure.states import JobKind, JobState
+from core.erasure.models import ErasureRequest
+from core.jobs.models import Job
+from core.jobs.states import JobKind, JobState
 from core.outbox.models import OutboxMessage
 from core.registry.models import ModelStatus, RegisteredModel
 from tests.api_support import ApiEnv, api, erasure_body  # noqa: F401

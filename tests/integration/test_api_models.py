@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from core.db import unit_of_work
-from core.erasure.models import Job
-from core.erasure.states import JobKind, JobState
+from core.jobs.models import Job
+from core.jobs.states import JobKind, JobState
 from core.outbox.models import OutboxMessage
 from tests.api_support import ApiEnv, api  # noqa: F401
 

@@ -1,7 +1,7 @@
 """A full request lifecycle yields a verifiable audit chain and a signed certificate; tampering is detected.
 
 Drives the real services: HTTP submit → HTTP approve (four eyes) → the worker's job functions
-(core.erasure.jobs.lease / complete, which issue the certificate) → HTTP reads and downloads.
+(core.jobs.lifecycle.lease / complete; the erase handler issues the certificate) → HTTP reads and downloads.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from core.certificates.service import body_digest
 from core.cli.app import app as cli
 from core.config import get_settings
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.models import ErasureRequest, Job
-from core.erasure.states import JobState
+from core.erasure.models import ErasureRequest
+from core.jobs import lifecycle as jobs
+from core.jobs.models import Job
+from core.jobs.states import JobState
 from core.storage import artifact_key, get_store
 from tests.api_support import ApiEnv, api, erasure_body  # noqa: F401
 from tests.evidence import verified_metrics
@@ -45,7 +46,7 @@ def _run_job(env: ApiEnv, request_id: str) -> tuple[Job, dict[str, bytes]]:
         obj = store.put(key, data)
         stored.append(jobs.StoredArtifact(name=name, key=key, size=obj.size, sha256=obj.sha256))
     with unit_of_work(env.engine) as s:
-        assert jobs.complete(s, held, artifacts=stored, metrics=VERIFIED) == JobState.succeeded
+        assert jobs.complete(s, held, artifacts=stored, result=VERIFIED) == JobState.succeeded
     with unit_of_work(env.engine) as s:
         return s.get(Job, held.job_id), outputs  # type: ignore[return-value]
 
@@ -209,7 +210,7 @@ def test_cancel_racing_the_worker_never_deadlocks(api: ApiEnv) -> None:  # noqa:
                    result: dict[str, object] = result, stored: list[jobs.StoredArtifact] = stored) -> None:
             barrier.wait()
             with unit_of_work(api.engine) as s:
-                result["worker"] = jobs.complete(s, held, artifacts=stored, metrics=VERIFIED)
+                result["worker"] = jobs.complete(s, held, artifacts=stored, result=VERIFIED)
 
         worker = threading.Thread(target=finish)
         worker.start()

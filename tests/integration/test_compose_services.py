@@ -27,7 +27,8 @@ import pytest
 from safetensors import safe_open
 
 from core.config import get_settings
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
+from core.jobs.states import JobState
 from core.storage import get_store
 from core.storage.s3 import S3Store
 from tests.integration.worker_support import (

@@ -13,7 +13,8 @@ from sqlalchemy import update
 
 from core.db import unit_of_work
 from core.erasure.models import ErasureRequest
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
+from core.jobs.states import JobState
 from tests.integration.worker_support import (
     FAST_PARAMS,
     Processes,

@@ -25,7 +25,8 @@ from core.audit.service import verify
 from core.config import get_settings
 from core.db import unit_of_work
 from core.erasure.models import ErasureRequest
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
+from core.jobs.states import JobState
 from core.outbox.relay import relay
 from core.storage import attempt_prefix, get_store
 from core.storage.s3 import S3Store
@@ -92,7 +93,7 @@ def stack(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             "s3_endpoint_url": s3.endpoint, "verify_min_gap_closure": "0",
             "job_lease_seconds": "10", "job_progress_interval_seconds": "0.5", "job_retry_backoff_seconds": "1",
             "requeue_after_seconds": "3", "sweep_interval_seconds": "1",
-            "task_soft_time_limit": "60", "task_hard_time_limit": "70", "broker_visibility_timeout": "80",
+            "broker_visibility_timeout": "80",
             "broker_unacked_restore_interval": "1",
         }
         use_database(monkeypatch, pg_url, **settings)

@@ -18,14 +18,17 @@ pytestmark = pytest.mark.slow
 
 PROBE = """
 import json, sys
+from core import wiring
 from core.erasure import execution
+from core.jobs.runner import execute
+wiring.load()
 seen = {}
 real = execution.default_erase()
 def spy(pipeline, spec, config, **kw):
     seen["spec"] = spec.model_dump(mode="json")
     seen["config"] = config.model_dump(mode="json")
     return real(pipeline, spec, config, **kw)
-outcome = execution.execute(sys.argv[1], worker_id="probe", erase_fn=spy)
+outcome = execute(sys.argv[1], worker_id="probe", erase_fn=spy)
 testbed = sorted(m for m in sys.modules if m.startswith("core.testbed") or m == "core.spare.testbed_eval")
 print("RESULT " + json.dumps({"outcome": outcome, "testbed_modules": testbed, **seen}))
 """

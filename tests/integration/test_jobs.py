@@ -10,15 +10,17 @@ from pathlib import Path
 import pytest
 
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.execution import execute
-from core.erasure.states import JobState, RequestStatus
+from core.erasure.states import RequestStatus
 from core.errors import StaleAttempt
+from core.jobs import lifecycle as jobs
+from core.jobs.runner import execute
+from core.jobs.states import JobState
 from core.outbox.models import OutboxMessage
 from core.storage import get_store
 from core.timeutil import utcnow
 from tests.evidence import verified_metrics
 from tests.integration.worker_support import (
+    FAST_PARAMS,
     artifacts,
     audit_actions,
     job_row,
@@ -63,14 +65,14 @@ def test_lease_is_exclusive_and_fences_stale_attempts(queued: tuple[uuid.UUID, u
     with pytest.raises(StaleAttempt), unit_of_work() as s:
         jobs.heartbeat(s, first, 60, stage="distill", progress=0.5)
     with pytest.raises(StaleAttempt), unit_of_work() as s:
-        jobs.complete(s, first, artifacts=[], metrics={})
+        jobs.complete(s, first, artifacts=[], result={})
     with unit_of_work() as s:
         beat = jobs.heartbeat(s, second, 60, stage="distill", progress=0.25)
     assert beat.cancel_requested is False
     assert job_row(job_id).stage == "distill" and job_row(job_id).progress == 0.25
     art = jobs.StoredArtifact(name="report.json", key="k", size=2, sha256="0" * 64)
     with unit_of_work() as s:
-        assert jobs.complete(s, second, artifacts=[art], metrics=VERIFIED) == JobState.succeeded
+        assert jobs.complete(s, second, artifacts=[art], result=VERIFIED) == JobState.succeeded
     assert job_row(job_id).state == JobState.succeeded
     req = request_row(request_id)
     assert req.status == RequestStatus.succeeded and req.metrics == VERIFIED
@@ -147,7 +149,7 @@ def test_cancel_flag_reaches_the_heartbeat_and_cancels(queued: tuple[uuid.UUID, 
     with unit_of_work() as s:
         assert jobs.heartbeat(s, held, 60).cancel_requested
     with unit_of_work() as s:
-        assert jobs.complete(s, held, artifacts=[], metrics={}) == JobState.cancelled
+        assert jobs.complete(s, held, artifacts=[], result={}) == JobState.cancelled
     assert job_row(job_id).state == JobState.cancelled
     assert request_row(request_id).status == RequestStatus.cancelled
     assert artifacts(job_id) == []
@@ -236,6 +238,58 @@ def test_cancel_during_upload_removes_the_partial_artifacts(
     assert request_row(request_id).status == RequestStatus.cancelled
 
 
+def test_verifying_is_its_own_committed_step(
+    any_db_url: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path  # noqa: F811
+) -> None:
+    """Clients see `verifying` while the full held-out evaluation runs: the move is committed before it."""
+    from core.erasure.execution import default_erase
+
+    use_database(monkeypatch, any_db_url, verify_min_gap_closure="0.0")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tiny_model, fingerprint="fp-tiny")
+    request_id, job_id = seed_request(tenant, model)
+    seen: list[RequestStatus] = []
+    real = default_erase()
+
+    def engine(pipeline, spec, config, *, evaluator, **kw):  # type: ignore[no-untyped-def]
+        def evaluate(erased, base):  # type: ignore[no-untyped-def]
+            seen.append(request_row(request_id).status)  # before: the round check, training is over
+            out = evaluator(erased, base)
+            seen.append(request_row(request_id).status)  # another session reads the committed state
+            return out
+
+        return real(pipeline, spec, config, evaluator=evaluate, **kw)
+
+    assert execute(job_id, worker_id="inproc", erase_fn=engine) == "succeeded"
+    assert seen[0] == RequestStatus.running and seen[-1] == RequestStatus.verifying
+    assert request_row(request_id).status == RequestStatus.succeeded
+
+
+def test_the_lease_keeper_stops_an_attempt_past_its_time_limit_and_releases_it(
+    any_db_url: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Path  # noqa: F811
+) -> None:
+    import time
+
+    use_database(monkeypatch, any_db_url, job_time_limit_seconds="5", job_progress_interval_seconds="0.2",
+                 job_retry_backoff_seconds="30")
+    tenant = seed_tenant()
+    model = seed_model(tenant, tiny_model, fingerprint="fp-tiny")
+    request_id, job_id = seed_request(tenant, model, params={**FAST_PARAMS, "steps": 3000})  # minutes: the slow job
+    started = time.monotonic()
+    assert execute(job_id, worker_id="inproc") == "queued", "a retryable failure: back to the queue"
+    took = time.monotonic() - started
+    assert 5 <= took < 20, f"stopped within a step of the limit, not at the end ({took:.1f} s)"
+    job = job_row(job_id)
+    assert job.state == JobState.queued and job.attempt == 1
+    assert job.lease_owner is None and job.lease_expires_at is None, "the lease is released"
+    assert "time limit of 5 s" in (job.error or "")
+    assert job.not_before is not None, "retried after the backoff like any failed attempt"
+    assert request_row(request_id).status == RequestStatus.queued
+    assert artifacts(job_id) == []
+    outcomes = [p.get("outcome") for a, p in audit_actions(f"job:{job_id}") if a == "job.attempt_finished"]
+    assert outcomes == ["retry"]
+
+
 class _Recorder:
     def __init__(self, depth: int | None = None, fail: bool = False) -> None:
         self.jobs: list[uuid.UUID] = []
@@ -256,7 +310,7 @@ class _Recorder:
 
 def test_sweeper_relays_rerings_and_flags_overdue(any_db_url: str, monkeypatch: pytest.MonkeyPatch,
                                                   tmp_path: Path) -> None:
-    from core.erasure.sweeper import sweep
+    from core.jobs.services import sweep
 
     use_database(monkeypatch, any_db_url, requeue_after_seconds="60")
     tenant = seed_tenant()

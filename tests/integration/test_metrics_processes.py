@@ -61,8 +61,8 @@ def test_overdue_requests_and_expired_leases_are_gauges_read_at_scrape_time(
 
     from api.metrics import Metrics
     from core.db import get_engine, unit_of_work
-    from core.erasure.models import Job
-    from core.erasure.states import JobState
+    from core.jobs.models import Job
+    from core.jobs.states import JobState
     from core.timeutil import utcnow
     from tests.integration.worker_support import seed_model, seed_request, seed_tenant
 
@@ -96,7 +96,7 @@ def test_embedded_mode_exports_the_in_process_workers_job_metrics(pg_url: str, m
 
     from api.app import create_app
     from core.config import get_settings
-    from core.erasure.job_metrics import record_attempt
+    from core.jobs.metrics import record_attempt
 
     use_database(monkeypatch, pg_url)
     kind = f"k{uuid.uuid4().hex[:6]}"

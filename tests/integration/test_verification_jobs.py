@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.erasure.execution import execute
 from core.erasure.states import RequestStatus
+from core.jobs.runner import execute
 from core.testbed import paths
 from core.testbed.canvas import OBJECTS, STYLES, TRAIN_TEMPLATES
 from tests.integration.worker_support import (

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select, update
 
 from core.db import unit_of_work
-from core.erasure import jobs
 from core.outbox.relay import relay
+from core.outbox.service import webhook_event
 from core.timeutil import utcnow
 from core.webhooks import service, signing
 from core.webhooks.models import WebhookAttempt, WebhookDelivery
@@ -98,7 +98,7 @@ def test_register_list_delete_scopes_and_tenants(env: ApiEnv, receiver: Receiver
 
 def _emit(tenant_id: uuid.UUID, event_type: str, data: dict[str, Any]) -> list[uuid.UUID]:
     with unit_of_work() as s:
-        jobs.webhook_event(s, event_type, tenant_id, data)
+        webhook_event(s, event_type, tenant_id, data)
     recorder = Recorder()
     with unit_of_work() as s:
         relay(s, recorder)
@@ -198,7 +198,7 @@ def test_deliveries_are_dispatched_after_their_rows_commit(env: ApiEnv, receiver
     assert env.client.post("/v1/webhooks", json={"url": receiver.url}, headers=env.auth()).status_code == 201
     tenant_id = env.principal().tenant_id
     with unit_of_work() as s:
-        jobs.webhook_event(s, "erasure.succeeded", tenant_id, {"id": "x"})
+        webhook_event(s, "erasure.succeeded", tenant_id, {"id": "x"})
     recorder = _VisibilityRecorder()
     with unit_of_work() as s:
         relay(s, recorder)
@@ -207,7 +207,7 @@ def test_deliveries_are_dispatched_after_their_rows_commit(env: ApiEnv, receiver
     recorder = _VisibilityRecorder()
     try:
         with unit_of_work() as s:
-            jobs.webhook_event(s, "erasure.failed", tenant_id, {"id": "y"})
+            webhook_event(s, "erasure.failed", tenant_id, {"id": "y"})
             s.flush()
             relay(s, recorder)
             raise RuntimeError("roll back")

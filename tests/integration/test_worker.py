@@ -9,8 +9,9 @@ import pytest
 
 from core.config import Settings, get_settings
 from core.db import unit_of_work
-from core.erasure.jobs import create_job
-from core.erasure.states import JobKind, JobState, RequestStatus
+from core.erasure.states import RequestStatus
+from core.jobs.lifecycle import create_job
+from core.jobs.states import JobKind, JobState
 from core.outbox.relay import relay
 from core.registry.models import ModelStatus, RegisteredModel
 from core.spare.loading import fingerprint
@@ -38,14 +39,12 @@ def test_celery_settings_give_at_least_once_delivery() -> None:
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
-    assert conf["worker_max_tasks_per_child"] >= 1
     vt = conf["broker_transport_options"]["visibility_timeout"]
-    assert conf["task_soft_time_limit"] < conf["task_time_limit"] < vt
     assert conf["result_backend_transport_options"]["visibility_timeout"] == vt
-    assert conf["task_routes"]["lethe.run_job"]["queue"] == "gpu"
     assert conf["task_routes"]["lethe.sweep"]["queue"] == "default"
-    with pytest.raises(ValueError, match="task_soft_time_limit < task_hard_time_limit < broker_visibility_timeout"):
-        Settings(task_soft_time_limit=100, task_hard_time_limit=200, broker_visibility_timeout=150)
+    # Time limits are the lease keeper's: Celery's own (and worker recycling) do nothing under --pool=solo.
+    assert not {"task_soft_time_limit", "task_time_limit", "worker_max_tasks_per_child"} & set(conf)
+    assert "lethe.run_job" not in conf["task_routes"], "doorbells go to the lane of their job's kind"
 
 
 def stack_settings(redis_url: str, s3_endpoint: str, bucket: str, **extra: str) -> dict[str, str]:
@@ -77,10 +76,16 @@ def test_worker_runs_erasures_and_validations(
         v1 = create_job(s, tenant_id=tenant, kind=JobKind.validate_model, model_id=pending).id
         v2 = create_job(s, tenant_id=tenant, kind=JobKind.validate_model, model_id=broken).id
     app = make_app(get_settings())
+    import redis
+
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete("gpu", "default")  # doorbells earlier tests of this session left behind
     with processes(tmp_path) as procs:
-        procs.worker(child_env(**settings, database_url=pg_url))
         with unit_of_work() as s:
             assert relay(s, CeleryPublisher(app)) == 4
+        assert (broker.llen("gpu"), broker.llen("default")) == (2, 2), "validations ring the default lane"
+        procs.worker(child_env(**settings, database_url=pg_url))
+        procs.worker(child_env(**settings, database_url=pg_url), queues="default", name="light")
         for job_id in (j1, j2, v1, v2):
             wait_for(lambda j=job_id: job_row(j).state == JobState.succeeded, 120, f"job {job_id}")
         log = procs.logs(tail=None)

@@ -20,9 +20,11 @@ from sqlalchemy import select
 
 from core.config import get_settings
 from core.db import dispose_engines, unit_of_work
-from core.erasure.jobs import create_job
-from core.erasure.models import Artifact, ErasureRequest, Job
-from core.erasure.states import JobKind, RequestStatus
+from core.erasure.models import ErasureRequest
+from core.erasure.states import RequestStatus
+from core.jobs.lifecycle import create_job
+from core.jobs.models import Artifact, Job
+from core.jobs.states import JobKind
 from core.migrate import upgrade
 from core.registry.models import ModelStatus, RegisteredModel
 from core.tenancy.models import Tenant

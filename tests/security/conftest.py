@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from core.config import get_settings
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.models import Job
-from core.erasure.states import JobKind
+from core.jobs import lifecycle as jobs
+from core.jobs.models import Job
+from core.jobs.states import JobKind
 from core.registry.models import RegisteredModel
 from core.storage import get_store
 from tests.api_support import ApiEnv, build_env
@@ -40,7 +40,7 @@ def file_env(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiEnv]:
 
 def validate(model_id: uuid.UUID | str) -> RegisteredModel:
     """Run the model's queued validation job here (lease → run → record), return the model row afterwards."""
-    from core.erasure.execution import run_leased
+    from core.jobs.runner import run_leased
 
     with unit_of_work() as s:
         job = s.scalars(select(Job).where(Job.model_id == uuid.UUID(str(model_id)),

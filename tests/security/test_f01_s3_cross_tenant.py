@@ -18,10 +18,11 @@ from PIL import Image
 from core.certificates import service as certificates
 from core.config import get_settings
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.jobs import create_job
-from core.erasure.models import ErasureRequest, Job
-from core.erasure.states import JobKind, JobState
+from core.erasure.models import ErasureRequest
+from core.jobs import lifecycle as jobs
+from core.jobs.lifecycle import create_job
+from core.jobs.models import Job
+from core.jobs.states import JobKind, JobState
 from core.registry.models import ModelStatus
 from core.storage import artifact_key, get_store
 from tests.api_support import ApiEnv, erasure_body
@@ -146,7 +147,7 @@ def test_certificates_name_no_tenant_and_no_storage_location(s3_env: ApiEnv, tin
     metrics = verified_metrics()
     with unit_of_work() as s:
         stored = [jobs.StoredArtifact(name="fused/weights.safetensors", key=key, size=obj.size, sha256=obj.sha256)]
-        assert jobs.complete(s, held, artifacts=stored, metrics=metrics) == JobState.succeeded
+        assert jobs.complete(s, held, artifacts=stored, result=metrics) == JobState.succeeded
     document = env.client.get(f"/v1/erasures/{rid}/certificate", headers=h).json()
     text = json.dumps(document)
     assert str(me) not in text and "tenants/" not in text and bucket not in text and "s3://" not in text

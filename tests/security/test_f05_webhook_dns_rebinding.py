@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from core.db import unit_of_work
-from core.erasure import jobs
 from core.outbox.relay import relay
+from core.outbox.service import webhook_event
 from core.webhooks import service
 from core.webhooks.models import WebhookAttempt
 from tests.api_support import ApiEnv, build_env
@@ -76,7 +76,7 @@ def receiver() -> Iterator[Receiver]:
 
 def _one_delivery(env: ApiEnv) -> uuid.UUID:
     with unit_of_work() as s:
-        jobs.webhook_event(s, "erasure.succeeded", env.principal().tenant_id, {"request_id": "r1"})
+        webhook_event(s, "erasure.succeeded", env.principal().tenant_id, {"request_id": "r1"})
     recorder = Recorder()
     with unit_of_work() as s:
         relay(s, recorder)

@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from core.config import get_settings
 from core.db import unit_of_work
-from core.erasure import jobs
 from core.outbox.relay import relay
+from core.outbox.service import webhook_event
 from core.webhooks import service
 from core.webhooks.models import WebhookAttempt
 from tests.api_support import ApiEnv, build_env
@@ -89,7 +89,7 @@ def _deliveries(env: ApiEnv, tenant: str, url: str, count: int) -> list[uuid.UUI
     tenant_id = env.principal(tenant).tenant_id
     with unit_of_work() as s:
         for i in range(count):
-            jobs.webhook_event(s, "erasure.succeeded", tenant_id, {"request_id": f"{tenant}-{i}"})
+            webhook_event(s, "erasure.succeeded", tenant_id, {"request_id": f"{tenant}-{i}"})
     recorder = Recorder()
     with unit_of_work() as s:
         relay(s, recorder)

@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 from typer.testing import CliRunner
 
-from core.certificates import signing
+from core import signing
 from core.cli.app import app as cli
 from core.config import get_settings
 from core.registry.models import ModelStatus

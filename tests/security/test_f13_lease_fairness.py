@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.states import JobKind
+from core.jobs import lifecycle as jobs
+from core.jobs.states import JobKind
 from tests.api_support import ApiEnv, build_env
 from tests.integration.worker_support import use_database
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.ratelimit import RateLimiter
-from core.certificates import signing
+from core import signing
 from core.certificates.service import sign_certificate, verify_document
 from core.config import Settings
 from core.erasure.schemas import ErasureCreate

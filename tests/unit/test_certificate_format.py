@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from core import signing
 from core.audit.chain import canonical_json
-from core.certificates import signing
-from core.certificates.canonical import canonicalize, to_json_data
+from core.canonical import canonicalize, to_json_data
 from core.certificates.service import body_digest, sign_certificate, verify_document
 from tests.e2e.test_docs_commands import fenced_blocks
 

@@ -14,10 +14,11 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from core.config import Settings
-from core.erasure import job_metrics, lease_keeper
-from core.erasure.jobs import Lease
-from core.erasure.states import JobKind
 from core.heartbeat import Heartbeat, age_seconds
+from core.jobs import keeper as lease_keeper
+from core.jobs import metrics as job_metrics
+from core.jobs.lifecycle import Lease
+from core.jobs.states import JobKind
 from worker.monitoring import GpuMemoryCollector
 
 HEALTHCHECK = "import os,sys,time; sys.exit(time.time() - os.stat({path!r}).st_mtime > 60)"

@@ -4,6 +4,12 @@ The engine calls `progress(stage, fraction)` as often as it likes; the keeper wr
 job row at most every `job_progress_interval_seconds`, extending the lease with each write. A heartbeat
 also reads `cancel_requested`, so `should_stop()` answers without touching the database. If the row says
 another attempt owns the job (fencing), `lost` is set and the engine is told to stop.
+
+The wall-clock limit (`job_time_limit_seconds`) is enforced here, in every worker pool (Celery's time limits
+do nothing under `--pool=solo`): past it, `timed_out` is set and the work is told to stop — the runner then
+records a retryable failure, which releases the lease. Work that does not stop within one more lease period
+is left behind: the keeper stops renewing, the lease expires, the reaper takes the job back, and the
+process's heartbeat file goes stale (`leases_fresh`), so its container is restarted.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ import time
 
 from core.config import Settings
 from core.db import unit_of_work
-from core.erasure import jobs
-from core.erasure.job_metrics import StageClock
-from core.erasure.transient import is_db_outage
 from core.errors import StaleAttempt
+from core.jobs import lifecycle
+from core.jobs.metrics import StageClock
+from core.jobs.retry import is_db_outage
 from core.logging import get_logger
-from core.spare.errors import ErasureCancelled
 
 log = get_logger(__name__)
+
+class AttemptStopped(Exception):
+    """Raised by `LeaseKeeper.check()` between steps: the attempt was asked to stop (cancel, shutdown, limit)."""
+
 
 # Keepers of the attempts running in this process (the worker's health check reads them).
 _ACTIVE: set[LeaseKeeper] = set()
@@ -35,14 +44,17 @@ def leases_fresh() -> bool:
 
 
 class LeaseKeeper:
-    def __init__(self, held: jobs.Lease, settings: Settings, shutdown: threading.Event | None = None) -> None:
+    def __init__(self, held: lifecycle.Lease, settings: Settings, shutdown: threading.Event | None = None) -> None:
         self.held = held
         # Set when the process shuts down gracefully: stop and hand the job back to the queue.
         self.shutdown = shutdown or threading.Event()
         self.lease_seconds = settings.job_lease_seconds
         self.interval = max(0.2, min(settings.job_progress_interval_seconds, self.lease_seconds / 3))
+        self.time_limit = settings.job_time_limit_seconds
+        self.started = time.monotonic()
         self.cancel_requested = False
         self.lost = False
+        self.timed_out = False
         self._stage: str | None = None
         self._fraction: float | None = None
         self._dirty = False
@@ -72,14 +84,23 @@ class LeaseKeeper:
             self._stage, self._fraction, self._dirty = stage, fraction, True
 
     def should_stop(self) -> bool:
-        return self.cancel_requested or self.lost or self.shutdown.is_set()
+        return self.cancel_requested or self.lost or self.shutdown.is_set() or self.over_time()
+
+    def over_time(self) -> bool:
+        if not self.timed_out and time.monotonic() - self.started > self.time_limit:
+            self.timed_out = True
+            log.warning("attempt exceeded its time limit; stopping", job_id=str(self.held.job_id),
+                        limit_s=self.time_limit)
+        return self.timed_out
 
     def check(self) -> None:
-        """Between steps outside the engine: stop here if the job was cancelled or the lease was lost."""
+        """Between steps outside the engine: stop here if the job was cancelled, ran out of time or the
+        lease was lost."""
         if self.lost:
             raise StaleAttempt(f"job {self.held.job_id} attempt {self.held.attempt} lost its lease")
-        if self.cancel_requested or self.shutdown.is_set():
-            raise ErasureCancelled("cancelled on request" if self.cancel_requested else "worker shutting down")
+        if self.cancel_requested or self.shutdown.is_set() or self.over_time():
+            raise AttemptStopped("cancelled on request" if self.cancel_requested else
+                                 "time limit exceeded" if self.timed_out else "worker shutting down")
 
     def beat(self) -> None:
         with self._lock:
@@ -87,7 +108,7 @@ class LeaseKeeper:
             self._dirty = False
         try:
             with unit_of_work() as session:
-                result = jobs.heartbeat(
+                result = lifecycle.heartbeat(
                     session, self.held, self.lease_seconds,
                     stage=stage if dirty else None, progress=fraction if dirty else None,
                 )
@@ -110,6 +131,11 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
+            if self.over_time() and time.monotonic() - self.started > self.time_limit + self.lease_seconds:
+                # The work ignored the stop: let the lease lapse (the reaper takes the job back).
+                log.error("attempt did not stop after its time limit; abandoning its lease",
+                          job_id=str(self.held.job_id))
+                return
             self.beat()
             if self.lost:
                 return

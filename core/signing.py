@@ -24,8 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from core.audit.chain import canonical_json
-from core.certificates.canonical import canonicalize
+from core.canonical import canonical_json, canonicalize
 from core.config import Settings
 from core.keyfiles import read_or_create
 

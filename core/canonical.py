@@ -1,4 +1,4 @@
-"""RFC 8785 JSON Canonicalization Scheme (JCS) for certificates.
+"""Canonical JSON: RFC 8785 (JCS) for certificates, and the deterministic form the audit chain hashes.
 
 JCS fixes every byte of a JSON text: members sorted by the UTF-16 code units of their names, no whitespace,
 strings escaped minimally, numbers written as ECMAScript's `Number.prototype.toString` writes them (`1.0` → `1`,
@@ -47,3 +47,8 @@ def to_json_data(value: Any) -> Any:
         return str(item)
 
     return json.loads(canonicalize(clean(value)))
+
+
+def canonical_json(value: Any) -> str:
+    """The audit chain's deterministic JSON: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

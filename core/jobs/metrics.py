@@ -11,7 +11,7 @@ import time
 
 from prometheus_client import Counter, Histogram
 
-from core.erasure.states import JobKind
+from core.jobs.states import JobKind
 
 JOB_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800)
 STAGE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)

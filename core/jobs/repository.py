@@ -1,4 +1,4 @@
-"""Queries on the jobs table used by workers, the sweeper and the embedded runner."""
+"""Queries on the jobs and artifacts tables used by workers, the background services and the embedded runner."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from core.erasure.models import Artifact, ErasureRequest, Job
-from core.erasure.states import TERMINAL, JobKind, JobState
+from core.jobs.models import Artifact, Job
+from core.jobs.states import JobKind, JobState, check
 
 
 def _postgres(session: Session) -> bool:
@@ -39,9 +39,10 @@ def lock_leasable(session: Session, job_id: uuid.UUID, now: datetime) -> Job | N
 
 
 def next_leasable_id(session: Session, now: datetime, kinds: list[JobKind] | None = None) -> uuid.UUID | None:
-    """The next job to run, skipping rows other leasers hold: highest priority first; among equal priorities,
-    the tenant with the fewest running jobs first (so one tenant's backlog does not starve the others);
-    then oldest first."""
+    """The next job to run — THE scheduling rule, for Celery workers and the embedded runner alike —
+    skipping rows other leasers hold (SKIP LOCKED): highest priority first; among equal priorities the tenant
+    with the fewest running jobs (one tenant's backlog does not starve the others); then the job due longest
+    (its retry backoff ended first, or it was created first); then the oldest."""
     running = aliased(Job)
     tenant_running = (
         select(func.count()).select_from(running)
@@ -51,7 +52,8 @@ def next_leasable_id(session: Session, now: datetime, kinds: list[JobKind] | Non
     stmt = select(Job.id).where(_leasable(now))
     if kinds:
         stmt = stmt.where(Job.kind.in_(kinds))
-    stmt = stmt.order_by(Job.priority.desc(), tenant_running, Job.created_at, Job.id).limit(1)
+    due = func.coalesce(Job.not_before, Job.created_at)
+    stmt = stmt.order_by(Job.priority.desc(), tenant_running, due, Job.created_at, Job.id).limit(1)
     if _postgres(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return session.scalars(stmt).first()
@@ -59,6 +61,7 @@ def next_leasable_id(session: Session, now: datetime, kinds: list[JobKind] | Non
 
 def claim(session: Session, job: Job, *, worker_id: str, lease_until: datetime, now: datetime) -> bool:
     """Conditional UPDATE queued → running, attempt+1. False when another leaser won (SQLite has no row locks)."""
+    check(JobState.queued, JobState.running)
     result = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.state == JobState.queued, Job.attempt == job.attempt)
@@ -106,13 +109,6 @@ def lock_job(session: Session, job_id: uuid.UUID) -> Job | None:
     return session.scalars(stmt).first()
 
 
-def lock_request(session: Session, request_id: uuid.UUID) -> ErasureRequest | None:
-    stmt = select(ErasureRequest).where(ErasureRequest.id == request_id).execution_options(populate_existing=True)
-    if _postgres(session):
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()
-
-
 def expired_leases(session: Session, now: datetime, limit: int = 100) -> list[Job]:
     stmt = (
         select(Job)
@@ -153,22 +149,6 @@ def needing_doorbell(session: Session, now: datetime, stale_before: datetime, li
 
 def count_leasable(session: Session, now: datetime) -> int:
     return int(session.scalar(select(func.count()).select_from(Job).where(_leasable(now))) or 0)
-
-
-def overdue_requests(session: Session, now: datetime, limit: int = 500) -> list[ErasureRequest]:
-    stmt = (
-        select(ErasureRequest)
-        .where(
-            ErasureRequest.due_at.is_not(None),
-            ErasureRequest.due_at < now,
-            ErasureRequest.overdue.is_(False),
-            ErasureRequest.status.not_in(list(TERMINAL)),
-        )
-        .limit(limit)
-    )
-    if _postgres(session):
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.scalars(stmt))
 
 
 def artifacts_of(session: Session, job_id: uuid.UUID, attempt: int | None = None) -> list[Artifact]:

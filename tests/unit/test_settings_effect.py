@@ -1,0 +1,43 @@
+"""Every setting is read somewhere: a field of `Settings` that no code outside core/config.py uses would be a
+knob with no effect."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings, get_settings
+from core.jobs import services
+from core.jobs.lifecycle import new_job_values
+from core.jobs.states import JobKind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_setting_is_used() -> None:
+    code = "\n".join(p.read_text() for folder in ("core", "api", "worker") for p in (ROOT / folder).rglob("*.py")
+                     if p != ROOT / "core" / "config.py")
+    switches = {f"service_{name}" for name in services.registered()}  # read as getattr(settings, "service_<name>")
+    unused = [name for name in Settings.model_fields
+              if name not in switches and not re.search(rf"\b{name}\b", code)]
+    assert unused == []
+    assert {f for f in Settings.model_fields if f.startswith("service_")} == switches, "a switch for every service"
+
+
+def test_new_jobs_take_their_attempts_from_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETHE_JOB_MAX_ATTEMPTS", "5")
+    get_settings.cache_clear()
+    job, _ = new_job_values(tenant_id=uuid.uuid4(), kind=JobKind.erase, model_id=uuid.uuid4())
+    assert job["max_attempts"] == 5
+    job, _ = new_job_values(tenant_id=uuid.uuid4(), kind=JobKind.erase, model_id=uuid.uuid4(), max_attempts=2)
+    assert job["max_attempts"] == 2
+
+
+def test_a_switched_off_service_does_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    on = {s.name for s in services.enabled(Settings())}
+    assert on == set(services.registered())
+    off = {s.name for s in services.enabled(Settings(service_doorbells=False, service_overdue=False))}
+    assert off == on - {"doorbells", "overdue"}
