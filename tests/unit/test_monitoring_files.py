@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("api/metrics.py", "core/erasure/job_metrics.py", "worker/monitoring.py")
+SOURCES = ("api/metrics.py", "core/jobs/metrics.py", "worker/monitoring.py")
 SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 
 
