@@ -42,12 +42,14 @@ def _routers() -> list[APIRouter]:
         objects,
         schedules,
         uploads,
+        versions,
         webhooks,
     )
 
     return [
         health.router,
         models.router,
+        versions.router,
         batches.router,  # before erasures: POST /v1/erasures/batch
         erasures.router,
         certificates.router,

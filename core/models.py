@@ -14,6 +14,7 @@ import core.registry.models
 import core.schedules.models
 import core.tenancy.models
 import core.uploads.models
+import core.versions.models
 import core.webhooks.models  # noqa: F401
 from core.db import Base
 

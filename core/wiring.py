@@ -13,6 +13,7 @@ import importlib
 HANDLER_MODULES = (
     "core.erasure.handlers",
     "core.certificates.handlers",
+    "core.versions.handlers",  # after certificates: auto_apply needs the issued certificate
     "core.registry.handlers",
     "core.webhooks.handlers",
     "core.schedules.handlers",

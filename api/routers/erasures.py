@@ -28,6 +28,7 @@ from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.tenancy.schemas import Principal, Scope
 from core.timeutil import UtcTimestamp
 from core.validation import SafeText
+from core.versions import service as versions
 
 router = APIRouter(
     prefix="/v1/erasures", tags=["erasures"], responses=problems(*COMMON_ERRORS), route_class=AuthFirstRoute
@@ -61,6 +62,8 @@ async def submit_erasure(
     # The hot path (issue 6): transaction, key, scope, work and commit in one thread-pool call.
     def handle(session: Session, principal: Principal) -> JSONResponse:
         def work() -> ErasureOut:
+            if body.model_version is not None:  # not the head: a version of this tenant's model, not failed
+                versions.check_erasable(session, principal, body.model_id, body.model_version)
             return service.submitted_out(service.submit(session, principal, body))
 
         return idempotent(
@@ -167,3 +170,21 @@ def reject_erasure(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     return _decision(request, session, principal, idempotency_key, request_id, body.model_dump(), 200, "reject")
+
+
+@router.post(
+    "/{request_id}/rebase", status_code=202, response_model=ErasureOut,
+    responses={202: {"description": "Accepted: the new request, on the head.", "headers": LOCATION}},
+    summary="Re-run an erasure on the model's current head: a new request, linked by `rebased_from`.",
+    description="For an erasure refused with 409 `stale-base`: same concepts, parameters and verification, on "
+    "the head; it goes through approval like any submission. 409 when it already runs on the head or was applied.",
+)
+def rebase_erasure(
+    request: Request, request_id: uuid.UUID, session: SessionDep, principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    def work() -> ErasureOut:
+        return service.submitted_out(versions.rebase(session, principal, request_id))
+
+    return idempotent(request, session, principal, idempotency_key, {}, 202, work,
+                      headers=lambda out: {"Location": f"/v1/erasures/{out['id']}"})

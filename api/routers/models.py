@@ -15,7 +15,7 @@ from api.openapi import LOCATION
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 from core.registry import service
 from core.registry.models import ModelStatus
-from core.registry.schemas import ModelCreate, ModelOut
+from core.registry.schemas import ModelCreate, ModelOut, ModelSettings
 from core.tenancy.schemas import Principal, Scope
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=problems(*COMMON_ERRORS))
@@ -59,3 +59,8 @@ def list_models(
 @router.get("/{model_id}", response_model=ModelOut, summary="One model.")
 def get_model(model_id: uuid.UUID, session: SessionDep, principal: Reader) -> ModelOut:
     return ModelOut.model_validate(service.get(session, principal, model_id))
+
+
+@router.patch("/{model_id}", response_model=ModelOut, summary="Change a model's settings (`auto_apply`; audited).")
+def update_model(model_id: uuid.UUID, body: ModelSettings, session: SessionDep, principal: Writer) -> ModelOut:
+    return ModelOut.model_validate(service.set_auto_apply(session, principal, model_id, body.auto_apply))

@@ -64,12 +64,33 @@ class CertificateAudit(_Open):
     hash: str = Field(description="That event's chain hash.")
 
 
+class LineageConcept(_Open):
+    target: str
+    kind: str
+    version: int | None = Field(description="The version whose erasure removed it (null: this erasure).")
+    erasure_id: str
+    ua: float | None = Field(default=None, description="This erasure's fresh held-out measurement of it.")
+    ua_interval: list[float] | None = None
+    images: int | None = None
+    passed: bool | None = Field(default=None, description="Its UA check passed (same judge and thresholds).")
+
+
+class CertifiedLineage(_Open):
+    model_version: int = Field(description="The model version the erasure ran on (1: the source).")
+    base_fingerprint: str | None = Field(default=None, description="sha256 over that version's weight files.")
+    previous_certificate_sha256: str | None = Field(
+        default=None, description="sha256 of the RFC 8785 canonical JSON of the certificate document of the "
+        "erasure that made `model_version` (null on version 1): the chain `lethe certificate verify --chain` walks.")
+    retention_against_version: int = Field(description="Retention is measured against this version (1).")
+    erased_concepts: list[LineageConcept] = Field(description="Every concept erased so far, measured again.")
+
+
 class Certificate(_Open):
     version: int = Field(description="2: JWS over RFC 8785 canonical JSON; 1: Ed25519 over sorted-key JSON.")
     id: str
     issuer: str
     issued_at: str = Field(description="ISO 8601.")
-    tenant_id: str
+    tenant_id: str | None = None
     request: CertifiedRequest
     model: CertifiedModel
     job: CertifiedJob
@@ -77,6 +98,7 @@ class Certificate(_Open):
     verification: dict[str, VerificationCheck] | None = None
     metrics: ErasureMetrics | None = None
     audit: CertificateAudit | None = None
+    lineage: CertifiedLineage | None = None
 
 
 class CertificateSignature(_Open):

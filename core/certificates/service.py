@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,11 +102,20 @@ def body_digest(certificate: dict[str, Any]) -> str:
     return hashlib.sha256(canonicalize({k: v for k, v in certificate.items() if k != "audit"})).hexdigest()
 
 
+# What other domains state in a certificate: each returns top-level members for it (session, request). The
+# model-versions domain registers `lineage` (core.versions.handlers).
+STATEMENTS: list[Callable[[Session, ErasureRequest], dict[str, Any]]] = []
+
+
 def build_certificate(
     session: Session, request: ErasureRequest, job: Job, artifacts: list[Artifact], *, issued_at: datetime,
 ) -> dict[str, Any]:
     """What the certificate states (without `audit`, added once the event is written), as plain JSON data."""
     model = session.get(RegisteredModel, request.model_id)
+    statements: dict[str, Any] = {}
+    for statement in STATEMENTS:
+        statements.update(statement(session, request))
+    lineage = statements.get("lineage") or {}
     certificate: dict[str, Any] = {
         "version": VERSION,
         "id": str(uuid.uuid4()),
@@ -128,8 +138,11 @@ def build_certificate(
             "id": str(request.model_id),
             "name": model.name if model else None,
             "architecture": model.architecture if model else None,
-            "fingerprint_before": model.fingerprint if model else None,
+            # Erased from a model version: the weights before are that version's (core.versions).
+            "fingerprint_before": lineage["base_fingerprint"] if lineage.get("model_version", 1) > 1 else (
+                model.fingerprint if model else None),
         },
+        **statements,
         "job": {
             "id": str(job.id),
             "attempt": job.attempt,

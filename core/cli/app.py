@@ -13,6 +13,7 @@ from core.cli import (
     demo_cmd,
     erase_cmd,
     keys_cmd,
+    model_cmd,
     testbed_cmd,
     worker_cmd,
 )
@@ -34,6 +35,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(console_cmd.app, name="console")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(certificate_cmd.app, name="certificate")
+app.add_typer(model_cmd.app, name="model")
 app.add_typer(testbed_cmd.app, name="testbed")
 app.command("erase", help="Erase concepts from a diffusion model with SPARE (or the ESD baseline).")(erase_cmd.erase)
 app.command("worker", help="Start a Celery worker (gpu and/or default queue).")(worker_cmd.worker)

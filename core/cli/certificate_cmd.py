@@ -1,4 +1,4 @@
-"""`lethe certificate verify FILE`: check an erasure certificate offline."""
+"""`lethe certificate verify FILE...`: check erasure certificates offline, one or a model's chain (--chain)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from core import signing
+from core.certificates.chain import verify_chain
 from core.certificates.service import verify_document
 from core.config import get_settings
 
@@ -16,7 +17,8 @@ app = typer.Typer(help="Work with signed erasure certificates.", no_args_is_help
 
 @app.command("verify")
 def verify(
-    file: Path = typer.Argument(..., help="Certificate JSON (GET /v1/erasures/{id}/certificate)."),
+    files: list[Path] = typer.Argument(..., help="Certificate JSON (GET /v1/erasures/{id}/certificate); with "
+                                       "--chain, every certificate of the lineage (any order)."),
     public_key: Path | None = typer.Option(
         None, "--public-key",
         help="Trusted public key (PEM or base64; GET /v1/certificates/public-key). Default: this server's key "
@@ -25,15 +27,24 @@ def verify(
     trust_embedded: bool = typer.Option(
         False, "--trust-embedded", help="Only check integrity against the key embedded in the certificate."
     ),
+    chain: bool = typer.Option(
+        False, "--chain", help="The files are a model version's certificate and its predecessors': check each, "
+        "that each links the previous by sha256 back to version 1, and that no erased concept was lost.",
+    ),
 ) -> None:
     """Verify the signature — a detached JWS (EdDSA) over the RFC 8785 canonical JSON of the certificate — with
     no network; exit 1 if the certificate is altered or not ours, exit 2 if there is no trusted key to check
     against."""
-    try:
-        document = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        typer.echo(f"invalid: cannot read {file}: {exc}", err=True)
-        raise typer.Exit(1)
+    documents = []
+    for file in files:
+        try:
+            documents.append(json.loads(file.read_text()))
+        except (OSError, ValueError) as exc:
+            typer.echo(f"invalid: cannot read {file}: {exc}", err=True)
+            raise typer.Exit(1)
+    if len(documents) > 1 and not chain:
+        typer.echo("error: several files need --chain", err=True)
+        raise typer.Exit(2)
     trusted = None
     if not trust_embedded:
         try:
@@ -51,6 +62,16 @@ def verify(
         except (OSError, ValueError) as exc:
             typer.echo(f"invalid: cannot load the trusted key: {exc}", err=True)
             raise typer.Exit(1)
+    if chain:
+        walked = verify_chain(documents, trusted)
+        for link in walked.links:
+            typer.echo(f"erasure {link.request_id} on version {link.model_version} · sha256 {link.sha256[:16]} · "
+                       f"erased: {', '.join(link.concepts)}")
+        typer.echo(walked.reason if walked.ok else f"invalid: {walked.reason}")
+        if not walked.ok:
+            raise typer.Exit(1)
+        return
+    document = documents[0]
     result = verify_document(document, trusted)
     if not result.ok:
         typer.echo(f"invalid: {result.reason}")

@@ -66,6 +66,7 @@ class JobInput:
     method: str
     params: dict[str, Any]
     verification: dict[str, Any]
+    model_version: int | None = None
 
 
 def default_erase() -> EraseFn:
@@ -107,7 +108,7 @@ def load_input(held: Lease) -> JobInput:
             tenant_id=held.tenant_id, request_id=held.request_id, source_uri=model.source_uri,
             fingerprint=model.fingerprint, concepts=list(request.concepts), retain=list(request.retain or []),
             method=request.method, params=dict(request.params or {}),
-            verification=dict(request.verification or {}),
+            verification=dict(request.verification or {}), model_version=request.model_version,
         )
 
 
@@ -163,6 +164,12 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     _cpu_settings(settings)
     data = load_input(held)
     model_dir = local_model_dir(data.source_uri, settings, tenant_id=data.tenant_id)
+    from core.erasure.lineage import against_source, resolve_base, with_lineage
+
+    # The version's weights are trained; the source folder gives the language, the judge and (for a
+    # lineage) the retention baseline v1.
+    base = resolve_base(tenant_id=data.tenant_id, model_id=held.model_id, number=data.model_version,
+                        source_dir=model_dir, source_fingerprint=data.fingerprint, settings=settings)
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     spec, config = build_spec(data, images)
@@ -171,21 +178,26 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
                 "time_budget_s": settings.erase_time_budget_seconds}
     config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})
     cache = process_cache(settings.model_cache_size)
-    cache_key = data.fingerprint or f"path:{model_dir}"
+    cache_key = base.fingerprint or f"path:{base.weights_dir}"
     loads_before = cache.loads
-    pipeline = cache.get(cache_key, lambda: load_pipeline(model_dir, config.device))
+    pipeline = cache.get(cache_key, lambda: load_pipeline(base.weights_dir, config.device))
     log.info("model loaded" if cache.loads > loads_before else "model cache hit", model=cache_key[:16])
     keeper.progress("prepare", 1.0)
     keeper.check()
     from core.spare.outputs import Provenance
 
     provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
-                            base_fingerprint=data.fingerprint, base_source=redact_url(data.source_uri))
+                            base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri))
     judge_name = data.verification.get("judge") or settings.judge
-    targets = [c.target for c in spec.concepts]
-    evaluator = job_evaluator(model_dir, spec, config, settings, fingerprint=data.fingerprint,
+    judged = with_lineage(spec, base.lineage)
+    targets = [c.target for c in judged.concepts]
+    evaluator = job_evaluator(model_dir, judged, config, settings, fingerprint=data.fingerprint,
                               judge_name=judge_name, progress=keeper.progress,
-                              diagnostics=grid_diagnostics(model_dir, targets))
+                              diagnostics=grid_diagnostics(model_dir, targets, rest_only=bool(base.lineage)))
+    if base.lineage:
+        source_key = data.fingerprint or f"path:{model_dir}"
+        evaluator = against_source(evaluator, lambda: cache.get(source_key,
+                                                                lambda: load_pipeline(model_dir, config.device)))
     evaluator = verifying_from_here(held, evaluator)
     thresholds = Thresholds.for_request(settings, data.verification)
     check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=data.fingerprint,

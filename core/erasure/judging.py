@@ -37,9 +37,10 @@ def training_prompts(spec: Any, config: Any, tokenizer: Any = None) -> set[str]:
 
 
 def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Any = (0, 1),
-                     attacks: bool = True) -> Evaluator | None:
+                     attacks: bool = True, rest_only: bool = False) -> Evaluator | None:
     """UA/IRA/CRA on the canvas grid with the attack probe, scored by the folder's classifier, for a model
-    folder whose lethe.json declares `"judge": {"diagnostics": "canvas-grid", "classifier": ...}`."""
+    folder whose lethe.json declares `"judge": {"diagnostics": "canvas-grid", "classifier": ...}`.
+    `rest_only`: every concept a model version lost (both kinds), retention over the rest of the grid."""
     try:
         vocabulary = load_vocabulary(model_dir)
         declared = vocabulary.judge.get("classifier")
@@ -50,7 +51,7 @@ def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Any = (0, 1)
 
         classifier = Path(vocabulary.judge["_dir"]) / str(declared)
         return testbed_evaluator(targets, testbed=classifier, seeds=list(seeds), attacks=attacks,
-                                 attack_budget=CALIBRATED_BUDGET)
+                                 attack_budget=CALIBRATED_BUDGET, rest_only=rest_only)
     except (ImportError, ErasureInputError, VocabularyError, ValueError, OSError) as exc:
         log.info("no grid diagnostics for this job", reason=str(exc)[:200])
         return None

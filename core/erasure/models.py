@@ -44,6 +44,10 @@ class ErasureRequest(Base):
     due_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True, index=True)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)
     certificate: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    # The model version the erasure runs on (core.versions); NULL for requests older than versions (v1).
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A rebased request: the request it re-runs on a newer head.
+    rebased_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

@@ -150,6 +150,10 @@ class ErasureCreate(RequestModel):
     legal: Legal | None = None
     priority: int = Field(default=0, ge=0, le=9, strict=True, description="Higher runs first.")
     labels: list[Label] = Field(default_factory=list, max_length=20)
+    model_version: int | None = Field(
+        default=None, ge=1, le=1_000_000, strict=True,
+        description="The model version to erase from (GET /v1/models/{id}/versions); default: the model's head.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +255,10 @@ class ErasureOut(BaseModel):
         "Download links: POST /v1/erasures/{id}/artifact-links."
     )
     certificate_available: bool
+    model_version: int | None = Field(
+        default=None, description="The model version the erasure runs on (null: requests older than versions, v1).")
+    rebased_from: uuid.UUID | None = Field(
+        default=None, description="The request this one re-runs on a newer head (POST /v1/erasures/{id}/rebase).")
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

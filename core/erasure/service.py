@@ -73,7 +73,7 @@ class Submitted:
 
 def submit(
     session: Session, principal: Principal, body: ErasureCreate, *, batch_id: uuid.UUID | None = None,
-    schedule_id: uuid.UUID | None = None,
+    schedule_id: uuid.UUID | None = None, rebased_from: uuid.UUID | None = None,
 ) -> Submitted:
     """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction.
 
@@ -89,6 +89,8 @@ def submit(
             + "; erasures run on ready models only",
             model_status=status.value,
         )
+    # A version other than the head is checked by the caller (core.versions.service.check_erasable).
+    model_version = body.model_version if body.model_version is not None else model.head_version
     image_ids = [i for c in body.concepts for i in c.example_images]
     if image_ids:
         known = uploads_repo.get_many(session, principal.tenant_id, image_ids)
@@ -117,8 +119,10 @@ def submit(
         "params": body.params.given(), "verification": _verification(body), "legal": legal, "priority": body.priority,
         "labels": list(dict.fromkeys(body.labels)), "batch_id": batch_id, "schedule_id": schedule_id,
         "submitted_by": principal.actor, "due_at": body.legal.due_at if body.legal else None,
-        "created_at": now, "updated_at": now,
+        "model_version": model_version, "created_at": now, "updated_at": now,
     }
+    if rebased_from is not None:
+        request["rebased_from"] = rebased_from
     job = doorbell = None
     if target == RequestStatus.queued:
         job, doorbell = new_job_values(tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
@@ -130,6 +134,7 @@ def submit(
         payload={
             "model_id": str(model.id),
             "model_fingerprint": model.fingerprint,
+            "model_version": model_version,
             "method": body.method,
             "targets": [c["target"] for c in concepts],
             "regime": legal["regime"] if legal else None,
@@ -149,7 +154,8 @@ def submitted_out(submitted: Submitted) -> ErasureOut:
         priority=r["priority"], labels=r["labels"],
         batch_id=r["batch_id"], schedule_id=r["schedule_id"], submitted_by=r["submitted_by"], approved_by=None,
         decision_reason=None, metrics=None, error=None, due_at=r["due_at"], overdue=False, artifacts=[],
-        certificate_available=False, created_at=r["created_at"], updated_at=r["updated_at"], finished_at=None,
+        certificate_available=False, model_version=r["model_version"], rebased_from=r.get("rebased_from"),
+        created_at=r["created_at"], updated_at=r["updated_at"], finished_at=None,
         stage=None, progress=0.0, attempts=0,
         cancel_requested=False if job is not None else r["status"] == RequestStatus.cancelled,
     )
@@ -307,6 +313,7 @@ def to_out(request: ErasureRequest, job: Job | None, artifacts: list[ArtifactOut
         schedule_id=request.schedule_id, submitted_by=request.submitted_by, approved_by=request.approved_by,
         decision_reason=request.decision_reason, metrics=request.metrics, error=request.error,
         due_at=request.due_at, overdue=request.overdue, artifacts=artifacts or [],
-        certificate_available=request.certificate is not None, created_at=request.created_at,
+        certificate_available=request.certificate is not None, model_version=request.model_version,
+        rebased_from=request.rebased_from, created_at=request.created_at,
         updated_at=request.updated_at, finished_at=request.finished_at, **data,
     )

@@ -119,17 +119,23 @@ def _base_grid_cached(
     )
 
 
-def _target(name: str, kind: Kind, grid: GridResult) -> tuple[float, float, float]:
+def _target(name: str, kind: Kind, grid: GridResult,
+            forgotten: tuple[list[int], list[int]] | None = None) -> tuple[float, float, float]:
+    """UA, IRA, CRA of one forgotten concept. `forgotten` (object and style indices of every concept the model
+    has lost): retention counts only the cells that show none of them, the rest of the grid."""
     objs, styles, po, ps = grid.arrays()
+    rest = np.ones(objs.shape, dtype=bool)
+    if forgotten is not None:
+        rest = ~np.isin(objs, forgotten[0]) & ~np.isin(styles, forgotten[1])
     if kind == "object":
         c = OBJECTS.index(name)
-        mine, other = objs == c, objs != c
+        mine, other = objs == c, (objs != c) & rest
         ua = float((po[mine] != c).mean())
         ira = float((po[other] == objs[other]).mean()) if other.any() else float("nan")
         cra = float((ps[other] == styles[other]).mean()) if other.any() else float("nan")
     else:
         c = STYLES.index(name)
-        mine, other = styles == c, styles != c
+        mine, other = styles == c, (styles != c) & rest
         ua = float((ps[mine] != c).mean())
         ira = float((ps[other] == styles[other]).mean()) if other.any() else float("nan")
         cra = float((po[other] == objs[other]).mean()) if other.any() else float("nan")
@@ -152,10 +158,13 @@ def evaluate(
     progress: ProgressFn | None = None,
     attacks: bool = False,
     attack_budget: int = 30,
+    rest_only: bool = False,
 ) -> Metrics:
     """Generate the answer grid with `pipeline` (and the base, for *_rel) and score each forgotten concept.
 
     `kind` may be omitted (each name's kind is looked up); if given, every name must be of that kind.
+    `rest_only`: IRA/CRA over the cells that show none of the forgotten concepts (a model that lost several,
+    of both kinds: a lineage of erasures), instead of every cell but the target's.
     The base defaults to the testbed's own pipeline (its verdicts are cached per process).
     """
     from core.testbed.loading import load_classifier
@@ -198,10 +207,14 @@ def evaluate(
     )
     fid = frechet_distance(feats, clf.features(_to_unit(real)))
 
+    forgotten = None
+    if rest_only:
+        forgotten = ([OBJECTS.index(n) for n, k in zip(forget, kinds, strict=True) if k == "object"],
+                     [STYLES.index(n) for n, k in zip(forget, kinds, strict=True) if k == "style"])
     targets: list[TargetMetrics] = []
     for name, k in zip(forget, kinds, strict=True):
-        ua, ira, cra = _target(name, k, grid)
-        b_ua, b_ira, b_cra = _target(name, k, base_grid)
+        ua, ira, cra = _target(name, k, grid, forgotten)
+        b_ua, b_ira, b_cra = _target(name, k, base_grid, forgotten)
         tm = TargetMetrics(
             forget=name,
             kind=k,

@@ -36,6 +36,8 @@ class JobKind(enum.StrEnum):
 
     erase = "erase"
     validate_model = "validate_model"
+    # Store an applied erasure's files as a model version (core.versions.storing): no torch.
+    apply_version = "apply_version"
 
 
 class Lane(enum.StrEnum):
@@ -48,6 +50,7 @@ class Lane(enum.StrEnum):
 LANES: dict[JobKind, Lane] = {
     JobKind.erase: Lane.gpu,
     JobKind.validate_model: Lane.default,
+    JobKind.apply_version: Lane.default,
 }
 
 

@@ -6,7 +6,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, JsonType, UtcDateTime
@@ -41,3 +41,7 @@ class RegisteredModel(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     validated_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The version new erasures run on (core.versions): 1 is the source as registered.
+    head_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # Apply every succeeded erasure that ran on the head at once (unattended pipelines).
+    auto_apply: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

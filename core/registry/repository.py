@@ -18,14 +18,15 @@ def get(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> Register
 
 
 _m = RegisteredModel.__table__.c
-_STATUS_OF = select(_m.id, _m.status, _m.status_reason, _m.fingerprint).where(
+_STATUS_OF = select(_m.id, _m.status, _m.status_reason, _m.fingerprint, _m.head_version).where(
     # typed: the FK column's own type is only known once the referenced table is resolved
     _m.id == bindparam("model_id"), _m.tenant_id == bindparam("tenant_id", type_=Uuid())
 )
 
 
 def status_of(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> Row | None:  # type: ignore[type-arg]
-    """(id, status, status_reason, fingerprint) of a tenant's model: one Core SELECT (submission hot path)."""
+    """(id, status, status_reason, fingerprint, head_version) of a tenant's model: one Core SELECT
+    (submission hot path)."""
     return session.execute(_STATUS_OF, {"model_id": model_id, "tenant_id": tenant_id}).first()
 
 
@@ -48,3 +49,13 @@ def list_models(
                               and_(RegisteredModel.created_at == created, RegisteredModel.id < mid)))
     stmt = stmt.order_by(RegisteredModel.created_at.desc(), RegisteredModel.id.desc()).limit(limit)
     return list(session.scalars(stmt))
+
+
+def lock(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> RegisteredModel | None:
+    """The model row, locked on Postgres: its head and settings change one writer at a time."""
+    stmt = (select(RegisteredModel)
+            .where(RegisteredModel.id == model_id, RegisteredModel.tenant_id == tenant_id)
+            .execution_options(populate_existing=True))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()

@@ -40,6 +40,8 @@ class ModelCreate(RequestModel):
     )
     description: str | None = Field(default=None, max_length=2000)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
+    auto_apply: bool = Field(default=False, description="Apply every succeeded erasure that ran on the head "
+                             "as the next version, at once (unattended pipelines).")
 
 
 class ModelOut(BaseModel):
@@ -57,3 +59,11 @@ class ModelOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     validated_at: datetime | None
+    head_version: int = Field(description="The version new erasures run on (GET /v1/models/{id}/versions).")
+    auto_apply: bool = Field(description="Succeeded erasures on the head are applied as the next version at once.")
+
+
+class ModelSettings(RequestModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"auto_apply": True}]})
+
+    auto_apply: bool = Field(description="Apply every succeeded erasure that ran on the head, at once.")

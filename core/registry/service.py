@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import service as audit
 from core.config import Settings
-from core.errors import Conflict, found
+from core.errors import Conflict, NotFound, found
 from core.jobs.lifecycle import create_job
 from core.jobs.states import JobKind
 from core.pagination import keyset_cursor, parse_keyset
@@ -36,6 +36,8 @@ def register(session: Session, settings: Settings, principal: Principal, body: M
         description=body.description,
         tags=list(dict.fromkeys(body.tags)),
         status=ModelStatus.pending,
+        head_version=1,
+        auto_apply=body.auto_apply,
     )
     session.add(model)
     session.flush()
@@ -43,7 +45,8 @@ def register(session: Session, settings: Settings, principal: Principal, body: M
     audit.append(
         session, action="model.registered", subject=f"model:{model.id}", actor=principal.actor,
         tenant_id=principal.tenant_id,
-        payload={"name": model.name, "source_uri": source, "validation_job_id": str(job.id)},
+        payload={"name": model.name, "source_uri": source, "validation_job_id": str(job.id),
+                 "auto_apply": model.auto_apply},
     )
     return model
 
@@ -86,3 +89,15 @@ def record_validation(
         payload={"status": model.status.value, "architecture": architecture, "fingerprint": fingerprint,
                  "reason": model.status_reason},
     )
+
+
+def set_auto_apply(session: Session, principal: Principal, model_id: uuid.UUID, value: bool) -> RegisteredModel:
+    """The model's `auto_apply` setting (audited): succeeded erasures on the head become its next version."""
+    model = repository.lock(session, principal.tenant_id, model_id)
+    if model is None:
+        raise NotFound(f"model {model_id} not found")
+    if model.auto_apply != value:
+        model.auto_apply = value
+        audit.append(session, action="model.settings_changed", subject=f"model:{model.id}", actor=principal.actor,
+                     tenant_id=model.tenant_id, payload={"auto_apply": value})
+    return model

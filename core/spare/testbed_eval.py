@@ -93,27 +93,29 @@ def testbed_evaluator(
     attacks: bool = False,
     attack_budget: int = 30,
     cached_base: bool = False,
+    rest_only: bool = False,
 ) -> Any:
     """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate with the testbed's classifier.
 
     The result is the evaluator's Metrics as JSON plus, per target, ua/ira/cra at the top level for quick reading.
     `cached_base`: score the base from the evaluator's per-process cache of the default testbed (benchmarks
     erasing many targets from that testbed) instead of regenerating it from the base pipeline each time.
+    `rest_only`: targets of both kinds (a lineage of erasures), retention over the cells showing none of them.
     """
     from core.evaluation.metrics import evaluate
     from core.testbed.loading import load_classifier
 
     kinds = {concept_kind(t) for t in targets}
-    if len(kinds) != 1:
+    if len(kinds) != 1 and not rest_only:
         raise ErasureInputError("the testbed evaluator scores one kind per run (all objects or all styles)")
-    kind = kinds.pop()
+    kind = kinds.pop() if len(kinds) == 1 else None
     classifier = load_classifier(testbed)
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
         metrics = evaluate(
             erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps,
             base_pipeline=None if cached_base else base,
-            classifier=classifier, attacks=attacks, attack_budget=attack_budget,
+            classifier=classifier, attacks=attacks, attack_budget=attack_budget, rest_only=rest_only,
         ).model_dump(mode="json")
         summary = {
             t["forget"]: {k: t[k] for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success")}

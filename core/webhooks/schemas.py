@@ -13,7 +13,7 @@ from core.webhooks.signing import check_secret
 
 EVENT_TYPES = (
     "erasure.submitted", "erasure.succeeded", "erasure.failed", "erasure.cancelled", "erasure.overdue",
-    "model.validated", "schedule.ran",
+    "model.validated", "model.version.created", "model.head.moved", "schedule.ran",
 )
 
 
@@ -126,6 +126,23 @@ class ModelValidatedData(BaseModel):
     reason: str | None = Field(description="Why validation failed.")
 
 
+class ModelVersionCreatedData(BaseModel):
+    model_id: uuid.UUID
+    version: int
+    parent: int | None
+    erasure_id: uuid.UUID | None
+    status: str = Field(description="`ready` (files stored) or `failed` (with `reason`).")
+    fingerprint: str | None
+    reason: str | None = None
+
+
+class ModelHeadMovedData(BaseModel):
+    model_id: uuid.UUID
+    previous: int = Field(description="The head before.")
+    head: int = Field(description="The head now: new erasures run on it.")
+    reason: str = Field(description="Why: `version N applied`, a rollback's stated reason, `version N failed`.")
+
+
 class ScheduleRanData(BaseModel):
     schedule_id: uuid.UUID
     slot_at: datetime
@@ -156,6 +173,10 @@ WEBHOOK_EVENTS: dict[str, tuple[type[BaseModel], str]] = {
         ("erasure.overdue", "ErasureOverdueEvent", ErasureOverdueData,
          "`legal.due_at` passed and the request is not finished."),
         ("model.validated", "ModelValidatedEvent", ModelValidatedData, "A model's validation job finished."),
+        ("model.version.created", "ModelVersionCreatedEvent", ModelVersionCreatedData,
+         "An applied erasure's version has its files stored (ready), or storing them failed."),
+        ("model.head.moved", "ModelHeadMovedEvent", ModelHeadMovedData,
+         "The model's head moved: a version was applied, or someone rolled back or forward."),
         ("schedule.ran", "ScheduleRanEvent", ScheduleRanData, "A schedule's slot ran (once per slot)."),
     )
 }

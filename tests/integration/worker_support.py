@@ -81,6 +81,9 @@ def seed_model(tenant_id: uuid.UUID, source: Path | str, *, status: ModelStatus 
                                 architecture="sd1" if status == ModelStatus.ready else None)
         s.add(model)
         s.flush()
+        from core.versions.service import create_v1
+
+        create_v1(s, model, "test")
         return model.id
 
 

@@ -77,7 +77,7 @@ def test_every_kind_has_a_lane_and_a_registered_handler() -> None:
     assert set(LANES) == set(JobKind)
     assert LANES[JobKind.erase] == Lane.gpu
     assert LANES[JobKind.validate_model] == Lane.default, "light jobs must not wait behind erasures"
-    assert kinds_of(["default"]) == [JobKind.validate_model]
+    assert kinds_of(["default"]) == [JobKind.validate_model, JobKind.apply_version]
     registered = handlers.registered()
     assert set(registered) == set(JobKind)  # tests/conftest.py loads core.wiring, as every worker does
     with pytest.raises(ValueError, match="already has a handler"):

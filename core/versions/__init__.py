@@ -1,0 +1,1 @@
+"""Model versions: v1 is the registered source; each applied erasure makes the next version (its lineage)."""
