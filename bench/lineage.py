@@ -85,7 +85,7 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
                         min_retention=settings.verify_min_retention)
     t0 = time.perf_counter()
     result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check)
-    return Erased(out_dir, result.report, time.perf_counter() - t0,
+    return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
                   {c.target: c.surrogate_text() for c in spec.concepts})
 
 
