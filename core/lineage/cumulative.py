@@ -19,7 +19,6 @@ torch nor the safetensors package.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from core.filehash import file_sha256
 from core.lineage import tensorfile
 
 # diffusers' header key for the peft config (diffusers.loaders.lora_base.LORA_ADAPTER_METADATA_KEY); its value is
@@ -90,14 +90,6 @@ class _Adapter:
     factors: dict[str, dict[str, _Factors]]  # component -> module -> factors
     configs: dict[str, dict[str, Any]]  # component -> peft LoraConfig fields
     sha256: str
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _split_key(key: str) -> tuple[str, str, str]:
@@ -172,7 +164,7 @@ def _read(path: Path) -> _Adapter:
                 raise AdapterCombineError(f"{path}: {component}.{module}: factor shapes {down.shape} and {up.shape}")
             scale = _scale(configs.get(component), module, rank, str(path))
             factors.setdefault(component, {})[module] = _Factors(down, up, scale)
-    return _Adapter(factors, configs, _sha256(path))
+    return _Adapter(factors, configs, file_sha256(path))
 
 
 def _stack(parts: list[_Factors], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -242,20 +234,23 @@ def combine_adapters(adapter_files: Sequence[Path], out_file: Path) -> CombinedA
     partial.chmod(0o644)  # artifacts are shared, whatever the umask
     os.replace(partial, out_file)
     return CombinedAdapter(
-        path=out_file, size=out_file.stat().st_size, sha256=_sha256(out_file), ranks=ranks,
+        path=out_file, size=out_file.stat().st_size, sha256=file_sha256(out_file), ranks=ranks,
         inputs=len(adapters), input_sha256=[a.sha256 for a in adapters],
     )
 
 
-def adapter_is_exact(run: Path | Mapping[str, Any]) -> bool:
+def adapter_is_exact(run: Path | Mapping[str, Any] | Any) -> bool:
     """Whether a run's adapter/ reproduces its fused/ weights, so that it may enter a cumulative adapter.
 
-    `run` is the run folder, its report.json, or the report already parsed. False when the run has no adapter
-    (a method that trains the weights directly, such as ESD) or when a per-weight mask restricted the update:
-    the mask is merged into fused/ only and the adapter holds the unmasked factors.
+    `run` is the run folder, its report.json, the report as parsed JSON, or the engine's typed report
+    (core.spare.report.ErasureReport). False when the run has no adapter (a method that trains the weights
+    directly, such as ESD) or when a per-weight mask restricted the update: the mask is merged into fused/ only
+    and the adapter holds the unmasked factors.
     """
-    if isinstance(run, Mapping):
-        report: Mapping[str, Any] = run
+    if hasattr(run, "model_dump"):
+        report: Mapping[str, Any] = run.model_dump(mode="json")
+    elif isinstance(run, Mapping):
+        report = run
     else:
         path = Path(run)
         report = json.loads((path / "report.json" if path.is_dir() else path).read_text())

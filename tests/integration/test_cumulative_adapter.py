@@ -18,6 +18,7 @@ from safetensors import safe_open
 from core.lineage import AdapterCombineError, adapter_is_exact, combine_adapters
 from core.lineage.cumulative import LORA_METADATA_KEY
 from core.spare import ConceptSpec, ErasureSpec, SpareConfig, erase
+from core.spare.report import ErasureReport
 from tests.tiny_pipelines import tiny_sd1
 
 torch.set_num_threads(1)
@@ -125,7 +126,7 @@ def test_exactness_comes_from_the_report(chain: dict[str, Path], tmp_path: Path)
     """A plain run's adapter is exact; a masked run's and a run without adapter (ESD) are not."""
     assert adapter_is_exact(chain["e1"]) and adapter_is_exact(chain["e1"] / "report.json")
     report = json.loads((chain["e1"] / "report.json").read_text())
-    assert adapter_is_exact(report)
+    assert adapter_is_exact(report) and adapter_is_exact(ErasureReport.model_validate(report))
     assert not adapter_is_exact({**report, "adapter": {**report["adapter"], "weight_mask": True}})
     assert not adapter_is_exact({**report, "adapter": None})
 
@@ -133,8 +134,8 @@ def test_exactness_comes_from_the_report(chain: dict[str, Path], tmp_path: Path)
 def test_masked_erasure_reports_inexact(tmp_path: Path) -> None:
     """A real run with a per-weight mask records it, and its adapter is reported as not reproducing fused/."""
     result = erase(tiny_sd1(), _spec("circle"), SpareConfig(weight_mask_top_q=0.3, **FAST), out_dir=tmp_path / "e")
-    assert result.report["adapter"]["weight_mask"] is True
-    assert not adapter_is_exact(tmp_path / "e")
+    assert result.report.adapter is not None and result.report.adapter.weight_mask is True
+    assert not adapter_is_exact(tmp_path / "e") and not adapter_is_exact(result.report)
 
 
 def _write(path: Path, a_shape: tuple[int, ...], b_shape: tuple[int, ...], *, extra: bool = False,
