@@ -5,7 +5,7 @@ Two ways to run a request's transaction:
   principal, the endpoint and the session's exit (commit) as four thread-pool calls;
 - `in_transaction(request, credentials, scope, work)` from an async endpoint marked `@authenticated_in(scope)`
   on a router with `route_class=AuthFirstRoute`: the same steps (transaction, authentication, rate limit, scope,
-  work, commit) as ONE thread-pool call. The submission hot path uses it (issue 6): each hop costs CPU, a
+  work, commit) as ONE thread-pool call. The submission hot path uses it: each hop costs CPU, a
   thread wake-up and a GIL hand-off (about 10 % of the API's CPU per submission went away with three of them).
 """
 

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     )
     log_json: bool = Field(default=False, description="Emit JSON log lines (production) instead of console.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
-    # --- Object store and workers (issue 3) ---
+    # --- Object store and workers ---
     s3_multipart_threshold_mb: int = Field(
         default=64, ge=5, description="Objects at least this large (MiB) are uploaded to S3 in multipart chunks."
     )

@@ -59,7 +59,7 @@ def _absolute(request: Request, links: ArtifactLinks) -> ArtifactLinks:
 async def submit_erasure(
     request: Request, body: ErasureCreate, credentials: Credentials, idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    # The hot path (issue 6): transaction, key, scope, work and commit in one thread-pool call.
+    # The hot path: transaction, key, scope, work and commit in one thread-pool call.
     def handle(session: Session, principal: Principal) -> JSONResponse:
         def work() -> ErasureOut:
             if body.model_version is not None:  # not the head: a version of this tenant's model, not failed

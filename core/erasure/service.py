@@ -77,7 +77,7 @@ def submit(
 ) -> Submitted:
     """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction.
 
-    The hot path of the API (issue 6): Core statements only — one SELECT for the model, one INSERT for
+    The hot path of the API: Core statements only — one SELECT for the model, one INSERT for
     request + job + doorbell (Postgres); the audit event is appended right before COMMIT, so the chain's
     writer lock is taken last and held for one call and the commit."""
     model = found(registry_repo.status_of(session, principal.tenant_id, body.model_id), f"model {body.model_id}")

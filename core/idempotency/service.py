@@ -7,7 +7,7 @@
 - same key while the first is still running: 409 (IdempotencyInFlight);
 - keys live `idempotency_ttl_hours` (>= 24 h).
 
-One transaction (issue 6): `start` runs first in the request's own transaction. On Postgres it takes a
+One transaction: `start` runs first in the request's own transaction. On Postgres it takes a
 per-key advisory lock with pg_try_advisory_xact_lock (never waits) and reads the stored key in the same
 statement: a concurrent request holding the key gets 409 at once. The work runs, then `finish` inserts the
 key WITH its response, and the boundary commits both at once. A request that fails rolls everything back,

@@ -1,4 +1,4 @@
-"""The submission hot path (issue 6): a statement budget for POST /v1/erasures, and the audit writer that
+"""The submission hot path: a statement budget for POST /v1/erasures, and the audit writer that
 appends right before COMMIT. The budget is a regression guard: raise it only with a reason."""
 
 from __future__ import annotations
