@@ -119,10 +119,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res = erase(pipe, spec, config, out_dir=tmp / method)
             rep = res.report
             rows[method] = {
-                "timings_s": rep["timings_s"],
-                "memory": rep["memory"],
-                "adapter_bytes": rep["sizes"]["adapter_bytes"],
-                "fused_bytes": rep["sizes"]["fused_bytes"],
+                "timings_s": rep.timings_s,
+                "memory": rep.memory.model_dump(mode="json") if rep.memory else None,
+                "adapter_bytes": rep.sizes.adapter_bytes,
+                "fused_bytes": rep.sizes.fused_bytes,
             }
             shutil.rmtree(tmp / method, ignore_errors=True)
     finally:
@@ -146,13 +146,14 @@ def table(result: dict[str, Any]) -> str:
     s = result["sampling"]
     lines.append(f"{'sampling (reference)':<28}{s['seconds']:>10.2f}{s['peak_gpu_bytes'] / gib:>14.2f}")
     for method, row in result["methods"].items():
-        stage_mem = row["memory"].get("stage_cuda_peak_allocated_bytes", {})
+        memory = row["memory"] or {}
+        stage_mem = memory.get("stage_cuda_peak_allocated_bytes") or {}
         for stage in ("saliency", "distill"):
             if stage in row["timings_s"]:
                 label = f"{method} {stage}" + (f" ({result['steps']} steps)" if stage == "distill" else "")
                 lines.append(f"{label:<28}{row['timings_s'][stage]:>10.2f}{stage_mem.get(stage, 0) / gib:>14.2f}")
         lines.append(f"{method + ' total':<28}{row['timings_s']['total']:>10.2f}"
-                     f"{row['memory'].get('cuda_peak_allocated_bytes', 0) / gib:>14.2f}")
+                     f"{(memory.get('cuda_peak_allocated_bytes') or 0) / gib:>14.2f}")
     return "\n".join(lines)
 
 
