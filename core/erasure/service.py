@@ -205,7 +205,7 @@ def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> Er
     request = get(session, principal, request_id, lock=True)
     check_transition(request.status, RequestStatus.queued)
     if request.status != RequestStatus.awaiting_approval:
-        raise Conflict(f"erasure request {request.id} is not awaiting approval", status=request.status.value)
+        raise Conflict(f"erasure request {request.id} is not awaiting approval", request_status=request.status.value)
     if principal.actor in _submitters(session, request):
         raise FourEyes("the submitter of a request cannot approve it; another key with erasures:approve must")
     request.approved_by = principal.actor

@@ -142,7 +142,7 @@ def apply(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID, erasure_i
         raise NotApplicable(f"erasure request {erasure_id} ran on another model ({erasure.model_id})")
     if erasure.status != RequestStatus.succeeded or erasure.certificate is None:
         raise NotApplicable(f"erasure request {erasure_id} is {erasure.status.value}: only a succeeded, "
-                            "certified erasure can be applied", status=erasure.status.value)
+                            "certified erasure can be applied", erasure_status=erasure.status.value)
     done = repository.of_erasure(session, erasure.id)
     if done is not None:
         raise AlreadyApplied(f"erasure request {erasure_id} is applied as version {done.number}",
