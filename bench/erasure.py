@@ -122,7 +122,7 @@ def memory_probe(target: str, threads: int) -> dict[str, Any]:
 
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
     from core.config import get_settings
-    from core.erasure.judging import job_evaluator, round_check
+    from core.erasure.judging import job_evaluator, round_check, surrogate_screen
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, erase
     from core.spare.loading import pipeline_dir
@@ -137,11 +137,17 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     # The generic path: the testbed's lethe.json phrases the request (canvas contexts, retain set, surrogate).
     spec, config = fit_request(ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method), config,
                                load_vocabulary(model_dir))
+    settings = get_settings()
+    screened: list[Any] = []
+    if method == "spare-loop":
+        # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's).
+        screen = surrogate_screen(model_dir, settings, judge_name="model-classifier", fingerprint=None,
+                                  min_unlearning_accuracy=settings.verify_min_unlearning_accuracy)
+        spec, screened = screen(pipe, spec, set())
     concept = spec.concepts[0]
     grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
                              attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
                              cached_base=cached)
-    settings = get_settings()
     judged = job_evaluator(model_dir, spec, config, settings, judge_name="diffusion-classifier", fingerprint=None,
                            diagnostics=grid) if args.diffusion_judge else grid
     evaluation_s = [0.0]
@@ -159,7 +165,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
             check = round_check(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
                                 min_unlearning_accuracy=settings.verify_min_unlearning_accuracy,
                                 min_retention=settings.verify_min_retention)
-            res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator)
+            res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator,
+                                       screened=screened)
         else:
             res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:
@@ -205,6 +212,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "rounds": len(rounds["history"]) if rounds else 1,
         "rounds_passed": rounds["passed"] if rounds else None,
         "round_history": rounds["history"] if rounds else None,
+        "surrogate_screen": rounds.get("surrogates") if rounds else None,
     }
 
 

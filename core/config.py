@@ -228,6 +228,12 @@ class Settings(BaseSettings):
         "while a failing verdict is uncertain (its 95 % interval still reaches the threshold), up to this many "
         "images per model. At most the first draw when it is not above that draw's size.",
     )
+    surrogate_screen_images: int = Field(
+        default=8, ge=0, le=256,
+        description="Before the first round, the judge labels this many base-model images of each surrogate the "
+        "model's vocabulary picked; one it confuses with the concept more often than the UA threshold allows is "
+        "replaced by the declared concept it confuses least. 0 turns the screen off.",
+    )
     verify_min_gap_closure: float = Field(
         default=0.5, ge=0, le=1,
         description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed.",

@@ -41,6 +41,7 @@ def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("LETHE_JUDGE_STEPS", "2")
     monkeypatch.setenv("LETHE_ROUND_CHECK_FORGET_IMAGES", "2")
     monkeypatch.setenv("LETHE_ROUND_CHECK_RETAIN_IMAGES", "4")
+    monkeypatch.setenv("LETHE_SURROGATE_SCREEN_IMAGES", "0")  # a judge that reads nothing would pick at random
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -52,7 +53,8 @@ def real_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     from core.config import get_settings
 
     for name in ("VERIFY_MIN_UNLEARNING_ACCURACY", "VERIFY_MIN_RETENTION", "JUDGE_FORGET_IMAGES",
-                 "JUDGE_RETAIN_IMAGES", "JUDGE_STEPS", "ROUND_CHECK_FORGET_IMAGES", "ROUND_CHECK_RETAIN_IMAGES"):
+                 "JUDGE_RETAIN_IMAGES", "JUDGE_STEPS", "ROUND_CHECK_FORGET_IMAGES", "ROUND_CHECK_RETAIN_IMAGES",
+                 "SURROGATE_SCREEN_IMAGES"):
         monkeypatch.delenv(f"LETHE_{name}", raising=False)
     get_settings.cache_clear()
 

@@ -119,6 +119,7 @@ def erase(
             retain=list(retain),
             method=method,
         )
+        requested = spec
         spec, config = fit_request(spec, config, vocabulary)
     except ValidationError as exc:
         raise _fail(_validation_message(exc)) from exc
@@ -129,22 +130,32 @@ def erase(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
+    from core.erasure.judging import grid_diagnostics, job_evaluator, round_check, surrogate_screen
     from core.erasure.verification import Thresholds
+    from core.spare.prompting import named_surrogates
     from core.spare.rounds import erase_until_verified
 
-    diagnostics = grid_diagnostics(model_dir, [c.target for c in spec.concepts], seeds=range(eval_seeds),
-                                   attacks=attacks)
-    evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
-                              fingerprint=None, diagnostics=diagnostics)
-    thresholds = Thresholds.for_request(settings)
-    check = round_check(model_dir, spec, config, settings, judge_name=judge or settings.judge, fingerprint=None,
-                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                        min_retention=thresholds.min_retention)
     try:
         pipeline = load_pipeline(model_dir, device="cpu")
     except ErasureInputError as exc:
         raise _fail(str(exc)) from exc
+    thresholds = Thresholds.for_request(settings)
+    screen = surrogate_screen(model_dir, settings, judge_name=judge or settings.judge, fingerprint=None,
+                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                              guidance_scale=getattr(config, "guidance_scale", 5.0))
+    spec, screened = screen(pipeline, spec, named_surrogates(requested))
+    for record in screened:
+        if record.switched:
+            typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} (the judge "
+                       f"labels {record.tried[0].confused:.0%} of the base model's {record.tried[0].surrogate} "
+                       f"images {record.concept})")
+    diagnostics = grid_diagnostics(model_dir, [c.target for c in spec.concepts], seeds=range(eval_seeds),
+                                   attacks=attacks)
+    evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
+                              fingerprint=None, diagnostics=diagnostics)
+    check = round_check(model_dir, spec, config, settings, judge_name=judge or settings.judge, fingerprint=None,
+                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                        min_retention=thresholds.min_retention)
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                   TimeElapsedColumn()) as bars:
         tasks: dict[str, Any] = {}
@@ -156,7 +167,7 @@ def erase(
 
         try:
             result = erase_until_verified(pipeline, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                          progress=progress, erase_fn=run_erase,
+                                          progress=progress, erase_fn=run_erase, screened=screened,
                                           provenance=Provenance(base_fingerprint=fingerprint(model_dir),
                                                                 base_source=str(model.resolve())))
         except ErasureInputError as exc:

@@ -16,7 +16,7 @@ import pydantic
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
 from core.config import Settings, redact_url
 from core.db import unit_of_work
-from core.erasure.judging import grid_diagnostics, job_evaluator, round_check
+from core.erasure.judging import grid_diagnostics, job_evaluator, round_check, surrogate_screen
 from core.erasure.models import ErasureRequest
 from core.erasure.outcome import ErasureMetrics
 from core.erasure.verification import Thresholds, verify
@@ -31,7 +31,7 @@ from core.registry.cache import process_cache
 from core.registry.local_copy import local_model_dir
 from core.registry.models import RegisteredModel
 from core.spare.errors import ErasureCancelled, ErasureInputError
-from core.spare.prompting import fit_request
+from core.spare.prompting import fit_request, named_surrogates
 from core.storage import artifact_key, attempt_prefix
 from core.storage.base import ObjectStore
 from core.storage.tenant import tenant_store
@@ -172,8 +172,8 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
                         source_dir=model_dir, source_fingerprint=data.fingerprint, settings=settings)
     keeper.check()
     images = _download_examples(data, store, work / "examples")
-    spec, config = build_spec(data, images)
-    spec, config = fit_request(spec, config, model_vocabulary(model_dir))
+    requested, config = build_spec(data, images)
+    spec, config = fit_request(requested, config, model_vocabulary(model_dir))
     defaults = {"device": settings.device, "max_rounds": settings.erase_max_rounds,
                 "time_budget_s": settings.erase_time_budget_seconds}
     config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})
@@ -189,6 +189,12 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
                             base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri))
     judge_name = data.verification.get("judge") or settings.judge
+    thresholds = Thresholds.for_request(settings, data.verification)
+    screen = surrogate_screen(model_dir, settings, judge_name=judge_name, fingerprint=data.fingerprint,
+                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                              guidance_scale=getattr(config, "guidance_scale", 5.0), progress=keeper.progress)
+    spec, screened = screen(pipeline, spec, named_surrogates(requested), [c["target"] for c in base.lineage])
+    keeper.check()
     judged = with_lineage(spec, base.lineage)
     targets = [c.target for c in judged.concepts]
     evaluator = job_evaluator(model_dir, judged, config, settings, fingerprint=data.fingerprint,
@@ -199,14 +205,13 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
         evaluator = against_source(evaluator, lambda: cache.get(source_key,
                                                                 lambda: load_pipeline(model_dir, config.device)))
     evaluator = verifying_from_here(held, evaluator)
-    thresholds = Thresholds.for_request(settings, data.verification)
     check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=data.fingerprint,
                         min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
                         min_retention=thresholds.min_retention, progress=keeper.progress)
     try:
         result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
                                       progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn,
-                                      provenance=provenance,
+                                      screened=screened, provenance=provenance,
                                       verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
     except (ErasureCancelled, ErasureInputError):
         raise

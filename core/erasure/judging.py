@@ -23,16 +23,16 @@ def training_prompts(spec: Any, config: Any, tokenizer: Any = None) -> set[str]:
     """Every prompt the engine trains on for this spec and config (held-out prompts must avoid them).
     `tokenizer`: the model's, which decides (as in the engine) which generic templates are used."""
     from core.spare.prompting import tokens_of
-    from core.spare.samples import forget_prompts, retain_prompts, surrogate_prompt
+    from core.spare.samples import forget_prompts, surrogate_prompt, training_retain
 
     tokens = tokens_of(tokenizer, spec)
     out: set[str] = set()
     limit = getattr(config, "max_forget_prompts", 32)
+    forget = {c.target: forget_prompts(c, list(spec.retain), limit, tokens) for c in spec.concepts}
     for concept in spec.concepts:
-        prompts = forget_prompts(concept, list(spec.retain), limit, tokens)
-        out.update(prompts)
-        out.update(surrogate_prompt(p, concept) for p in prompts)
-    out.update(retain_prompts(spec, getattr(config, "max_retain_prompts", 24), tokens))
+        out.update(forget[concept.target])
+        out.update(surrogate_prompt(p, concept) for p in forget[concept.target])
+    out.update(training_retain(spec, config, forget, tokens))
     return out
 
 
@@ -105,6 +105,8 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
 
     targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
     chosen: dict[str, Any] = {}
+    # Every round judges against the same base weights on the same seeds: the base draws each image once.
+    base_memo: dict[int, dict[tuple[str, int], Any]] = {}
 
     def check(erased: Any, base: Any) -> RoundCheck:
         try:
@@ -122,6 +124,7 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
                     forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000 + 3_000_000 * k,
                     progress=(lambda f: progress("check", f)) if progress else None,
+                    base_memo=base_memo.setdefault(id(base), {}),
                 )
 
             evidence, drawn, extensions = draw(0, 1), 1, 0
@@ -140,3 +143,32 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
         return result
 
     return check
+
+
+def surrogate_screen(model_dir: Path, settings: Settings, *, judge_name: str, fingerprint: str | None,
+                     min_unlearning_accuracy: float, guidance_scale: float = 5.0,
+                     progress: Callable[[str, float], None] | None = None) -> Callable[..., Any]:
+    """screen(base, spec, named, avoid=()) -> (spec, records): before the first round, the job's judge looks at
+    the base model's images of each surrogate; a surrogate the vocabulary picked that the judge labels as its
+    target more often than 1 - min_unlearning_accuracy is replaced (`core.evaluation.surrogates`).
+    settings.surrogate_screen_images = 0, or a judge that cannot run, leaves the spec as it is."""
+    from core.evaluation.surrogates import screen_surrogates
+
+    def screen(base: Any, spec: Any, named: set[str], avoid: Any = ()) -> tuple[Any, list[Any]]:
+        if settings.surrogate_screen_images <= 0:
+            return spec, []
+        try:
+            vocabulary = load_vocabulary(model_dir)
+            judge = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
+                                 clip_path=settings.clip_judge_path, fingerprint=fingerprint)
+            return screen_surrogates(
+                base, judge, vocabulary, spec, named=named, avoid=avoid,
+                max_confusion=round(1 - min_unlearning_accuracy, 6), images=settings.surrogate_screen_images,
+                steps=settings.judge_steps, guidance_scale=guidance_scale,
+                progress=(lambda f: progress("surrogate screen", f)) if progress else None,
+            )
+        except (JudgeUnavailable, VocabularyError) as exc:
+            log.warning("no judge could screen the surrogates", reason=str(exc))
+            return spec, []
+
+    return screen

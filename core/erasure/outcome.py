@@ -60,7 +60,8 @@ class ErasureMetrics(EngineMetrics):
         rounds = report.rounds
         return cls.model_validate({
             **report.metrics.model_dump(exclude_unset=True),
-            "rounds": RoundsOutcome(chosen=rounds.chosen, passed=rounds.passed, history=rounds.history)
+            "rounds": RoundsOutcome(chosen=rounds.chosen, passed=rounds.passed, history=rounds.history,
+                                    surrogates=rounds.surrogates)
             if rounds is not None else None,
             "verification": checks,
             "thresholds": asdict(thresholds),

@@ -80,8 +80,13 @@ def draw_heldout(
     guidance_scale: float = 5.0,
     seed: int = 900_000,
     progress: ProgressFn | None = None,
+    base_memo: dict[tuple[str, int], np.ndarray] | None = None,
 ) -> HeldoutImages:
-    """Both models draw the held-out prompts of the erased concepts and of the concepts that must stay."""
+    """Both models draw the held-out prompts of the erased concepts and of the concepts that must stay.
+
+    `base_memo`: the base model's images by (prompt, seed) from earlier calls with the same base weights, steps
+    and guidance (an image depends on nothing else); filled with what this call draws. Rounds of one job share
+    one, so the base draws each check image once."""
     started = time.perf_counter()
     erased_names = {c for c, _, _ in targets}
     vocab = vocabulary
@@ -123,8 +128,14 @@ def draw_heldout(
     prompts = [row[3] for row in plan]
     seeds = [row[4] for row in plan]
     tick = progress or (lambda f: None)
-    images_base = generate(base, prompts, seeds, steps=steps, guidance_scale=guidance_scale,
-                           progress=lambda d, n: tick(0.4 * d / max(n, 1)))
+    memo = base_memo if base_memo is not None else {}
+    missing = [i for i, key in enumerate(zip(prompts, seeds, strict=True)) if key not in memo]
+    if missing:
+        fresh = generate(base, [prompts[i] for i in missing], [seeds[i] for i in missing], steps=steps,
+                         guidance_scale=guidance_scale, progress=lambda d, n: tick(0.4 * d / max(n, 1)))
+        memo.update({(prompts[i], seeds[i]): image for i, image in zip(missing, fresh, strict=True)})
+    images_base = (np.stack([memo[key] for key in zip(prompts, seeds, strict=True)]) if plan
+                   else np.zeros((0, 0, 0, 3), dtype=np.uint8))
     images_erased = generate(erased, prompts, seeds, steps=steps, guidance_scale=guidance_scale,
                              progress=lambda d, n: tick(0.4 + 0.4 * d / max(n, 1)))
     return HeldoutImages(

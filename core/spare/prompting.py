@@ -81,6 +81,12 @@ def tokens_of(tokenizer: Any, spec: ErasureSpec | None = None) -> Tokens | None:
     return Tokens(tokenizer, declared)
 
 
+def named_surrogates(spec: ErasureSpec) -> set[str]:
+    """The targets whose surrogate the request itself gave (not left empty, not the kind's neutral word)."""
+    neutral = set(NEUTRAL_SURROGATE.values())
+    return {c.target for c in spec.concepts if c.surrogate is not None and c.surrogate.strip() not in neutral}
+
+
 def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any) -> tuple[ErasureSpec, Any]:
     """The request in the model folder's phrasing (a folder that declares nothing: the request unchanged).
 
@@ -91,6 +97,7 @@ def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any) -> tuple[Erasur
     - Forget prompts: the request's own, then the folder's declared contexts for the concept; unless the
       caller set `max_forget_prompts`, they are all the forget prompts (no generic templates are added).
     - Retain: the request's, else the folder's default retain set.
+    - Neighbours (what `retain_neighbours` swaps in): the folder's other declared concepts of the kind.
     """
     from core.evaluation.vocabulary import VocabularyError
 
@@ -109,7 +116,9 @@ def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any) -> tuple[Erasur
         declared = vocabulary.training_prompts(kind, c.target)
         declared_any = declared_any or bool(declared)
         prompts = list(dict.fromkeys([*c.prompts, *declared]))[:32]
-        concepts.append(c.model_copy(update={"kind": kind, "surrogate": surrogate, "prompts": prompts}))
+        neighbours = c.neighbours or [n for n in vocabulary.concepts.get(kind, []) if n not in targets]
+        concepts.append(c.model_copy(update={"kind": kind, "surrogate": surrogate, "prompts": prompts,
+                                             "neighbours": neighbours[:64]}))
     retain = list(spec.retain) or vocabulary.default_retain(targets)
     spec = spec.model_copy(update={"concepts": concepts, "retain": retain})
     fields = type(config).model_fields

@@ -84,10 +84,31 @@ class RoundSummary(BaseModel):
     outcome: str = Field(description="kept | short | rolled back (retention)")
 
 
+class SurrogateTried(BaseModel):
+    surrogate: str
+    confused: float = Field(description="Share of the base model's images of the surrogate the judge labels as the "
+                            "concept (an upper bound on what the erasure's UA can reach is 1 minus it).")
+    images: int
+
+
+class SurrogateScreen(BaseModel):
+    """What the surrogate screen measured for one concept before the first round, and what it chose."""
+
+    concept: str
+    kind: str
+    chosen: str | None = Field(description="The surrogate the rounds trained towards (None: the neutral word).")
+    named: bool = Field(description="The request named the surrogate (measured, never replaced).")
+    tried: list[SurrogateTried]
+    switched: bool
+    seconds: float
+
+
 class RoundsOutcome(BaseModel):
     chosen: int = Field(description="The round whose outputs were kept.")
     passed: bool = Field(description="Whether the kept round passed its check.")
     history: list[RoundSummary]
+    surrogates: list[SurrogateScreen] = Field(
+        default_factory=list, description="The surrogate screen before the first round, per concept.")
 
 
 class RoundsRecord(RoundsOutcome):

@@ -6,7 +6,8 @@ retention per group of concepts that must stay). Then:
 
 - the check passes → the round is kept (and the full evaluator runs on it);
 - retention broke → the round is rolled back: the next round starts again from the last round that kept
-  retention, with the lever that broke it set aside and more weight on the retain term;
+  retention, with the lever that broke it set aside, plus (once) retain prompts in the forget prompts' own
+  phrasings with the target swapped for its neighbours, after that more weight on the retain term each time;
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
   surrogate anchoring of the forget term, timestep focus, more contexts per prompt, more steps.
 
@@ -29,7 +30,14 @@ from core.filehash import file_sha256
 from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
 from core.spare.outputs import list_files, write_report
-from core.spare.report import EngineMetrics, ErasureResult, FileEntry, RoundsRecord, RoundSummary
+from core.spare.report import (
+    EngineMetrics,
+    ErasureResult,
+    FileEntry,
+    RoundsRecord,
+    RoundSummary,
+    SurrogateScreen,
+)
 from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
 
 
@@ -52,6 +60,8 @@ class RoundCheck:
 CheckFn = Callable[[Any, Any], RoundCheck]
 
 # Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds).
+# Fields a rollback sets to win retention back: kept by every later round.
+_RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 SPARE_LEVERS = ("capacity", "anchor", "timesteps", "contexts", "steps")
 ESD_LEVERS = ("steps",)
 
@@ -83,10 +93,16 @@ def _lever(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
     raise ValueError(f"unknown lever {name!r}")
 
 
-def _retain_more(config: SpareConfig | EsdConfig) -> dict[str, Any]:
-    if isinstance(config, SpareConfig) and config.w_retain < 100:
-        return {"w_retain": min(config.w_retain * 2, 100.0)}
-    return {}
+def _retain_more(config: SpareConfig | EsdConfig, neighbours: bool) -> tuple[str, dict[str, Any]]:
+    """The change that wins retention back after a round broke it, and its lever's name: first retain prompts
+    in the forget prompts' phrasings (where the spec names neighbours), then more weight on the retain term."""
+    if not isinstance(config, SpareConfig):
+        return "retain", {}
+    if neighbours and config.retain_neighbours == 0:
+        return "neighbours", {"retain_neighbours": 1}
+    if config.w_retain < 100:
+        return "retain", {"w_retain": min(config.w_retain * 2, 100.0)}
+    return "retain", {}
 
 
 @dataclass
@@ -120,13 +136,16 @@ def erase_until_verified(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     erase_fn: Callable[..., ErasureResult] = erase,
+    screened: list[SurrogateScreen] | None = None,
     **engine: Any,
 ) -> ErasureResult:
     """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
 
     `evaluator` (the job's full, final evaluation) runs on the round that passes, or when none does on the
     best round (reloaded from its fused/ weights when it is not the last); the other rounds report their check
-    only. `erase_fn` is the single-round engine; `engine` passes on to it (provenance, verifier)."""
+    only. `erase_fn` is the single-round engine; `engine` passes on to it (provenance, verifier). `screened`:
+    the surrogate screen that chose `spec`'s surrogates (`core.evaluation.surrogates`), reported with the rounds
+    and counted in their time."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -134,6 +153,7 @@ def erase_until_verified(
     max_rounds = config.max_rounds
     budget = config.time_budget_s
     levers = list(SPARE_LEVERS if isinstance(config, SpareConfig) else ESD_LEVERS)
+    neighbours = any(c.neighbours for c in spec.concepts)
     set_aside: set[str] = set()
     good = config  # the config of the last round that kept retention (rollback target)
     rounds: list[_Round] = []
@@ -182,12 +202,15 @@ def erase_until_verified(
             break
         if verdict.retention_ok:
             good = current.config
-            base_cfg, changed, candidates = good, {}, levers
+            base_cfg, changed, candidates, lever = good, {}, levers, ""
         else:
             set_aside.update(current.levers)  # roll back: the lever that broke retention is not tried again
-            base_cfg, changed = good, _retain_more(good)
+            # The rollback target keeps what earlier rollbacks added for retention.
+            base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
+                                               if k in _RETENTION_FIELDS})
+            lever, changed = _retain_more(base_cfg, neighbours)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
-        used: list[str] = ["retain"] if changed else []
+        used: list[str] = [lever] if changed else []
         for name in candidates:
             if name in set_aside:
                 continue
@@ -198,7 +221,8 @@ def erase_until_verified(
                 break
         if not changed:
             break  # nothing left to escalate
-        set_aside.update(u for u in used if u not in ("steps", "retain"))  # each lever once; steps may double
+        # Each lever once; steps may double and the retain weight grow.
+        set_aside.update(u for u in used if u not in ("steps", "retain", "neighbours"))
         current = _Round(k + 1, base_cfg.model_copy(update=changed), changed, used)
 
     chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(
@@ -216,7 +240,8 @@ def erase_until_verified(
         outcomes.append(r.summary(outcome))
     if not chosen.evaluated and evaluator is not None:
         _evaluate_saved(pipeline, chosen, evaluator)
-    return _finish(chosen, out_dir, work, outcomes, started, config)
+    return _finish(chosen, out_dir, work, outcomes, started - sum(r.seconds for r in screened or []), config,
+                   screened or [])
 
 
 def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None:
@@ -236,7 +261,7 @@ def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None
 
 
 def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[RoundSummary], started: float,
-            requested: SpareConfig | EsdConfig) -> ErasureResult:
+            requested: SpareConfig | EsdConfig, screened: list[SurrogateScreen]) -> ErasureResult:
     """Move the chosen round's files to out_dir and record every round in its report."""
     result = chosen.result
     assert result is not None
@@ -252,6 +277,7 @@ def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[RoundSummary
         requested_config=requested.model_dump(mode="json"),
         total_seconds=round(time.monotonic() - started, 3),
         history=rounds,
+        surrogates=screened,
     )})
     files = list_files(out_dir)
     files.pop("report.json", None)

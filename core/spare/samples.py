@@ -104,6 +104,39 @@ def retain_prompts(spec: ErasureSpec, limit: int, tokens: Tokens | None = None) 
     return out
 
 
+def neighbour_prompts(spec: ErasureSpec, forget: dict[str, list[str]], per_prompt: int) -> list[str]:
+    """Retain prompts in the forget prompts' own phrasings: each forget prompt with its target swapped for
+    `per_prompt` of the concept's neighbours in turn. Without them the retain set speaks in other phrasings than
+    the forget set, and the surrogate leaks into the neighbours wherever a phrasing only ever meant "forget"."""
+    if per_prompt <= 0:
+        return []
+    targets = [c.target.lower() for c in spec.concepts]
+    out: list[str] = []
+    for concept in spec.concepts:
+        neighbours = [n for n in concept.neighbours if n.lower() not in targets]
+        if not neighbours:
+            continue
+        word = re.compile(rf"(?<!\w){re.escape(concept.target)}(?!\w)", re.IGNORECASE)
+        turn = 0
+        for prompt in forget.get(concept.target, []):
+            if not word.search(prompt):
+                continue
+            for _ in range(per_prompt):
+                swapped = _clean(word.sub(neighbours[turn % len(neighbours)], prompt))
+                turn += 1
+                if not any(t in swapped.lower() for t in targets):
+                    out.append(swapped)
+    return list(dict.fromkeys(out))
+
+
+def training_retain(spec: ErasureSpec, config: Any, forget: dict[str, list[str]],
+                    tokens: Tokens | None = None) -> list[str]:
+    """Every retain prompt the engine trains on: the capped retain set, then the neighbour swaps."""
+    base = retain_prompts(spec, config.max_retain_prompts, tokens)
+    extra = neighbour_prompts(spec, forget, getattr(config, "retain_neighbours", 0))
+    return list(dict.fromkeys([*base, *extra]))
+
+
 @dataclass
 class SampleSet:
     """Cached latents with, per latent, the prompt it trains (and for forget samples the surrogate prompt)."""

@@ -43,6 +43,11 @@ class ConceptSpec(BaseModel):
     example_images: list[Path] = Field(
         default_factory=list, max_length=64, description="Local image files that show the concept."
     )
+    neighbours: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Concepts of the same kind that must stay as they are (a model folder's declared concepts "
+        "fill it); retain prompts in the forget prompts' phrasings swap the target for them (retain_neighbours).",
+    )
 
     @field_validator("target")
     @classmethod
@@ -168,6 +173,12 @@ class SpareConfig(_RunConfig):
     )
     w_forget: float = Field(default=1.0, ge=0, le=100, description="Weight of the forget (surrogate) loss.")
     w_retain: float = Field(default=1.0, ge=0, le=100, description="Weight of the retain loss.")
+    retain_neighbours: int = Field(
+        default=0, ge=0, le=8,
+        description="Per forget prompt, this many more retain prompts in the same phrasing with the target swapped "
+        "for a neighbouring concept of its kind (round-robin): the surrogate is then learnt for the target's word, "
+        "not for the phrasings it appears in. 0 = none; erase-until-verified sets 1 when a round breaks retention.",
+    )
     timesteps: Literal["concept", "uniform"] = Field(
         default="concept", description="concept: sample t where the teacher tells concept and surrogate apart."
     )

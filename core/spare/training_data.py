@@ -19,8 +19,8 @@ from core.spare.samples import (
     encode_images,
     forget_prompts,
     generate_latents,
-    retain_prompts,
     surrogate_prompt,
+    training_retain,
 )
 from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
 from core.spare.stages import StageClock
@@ -37,12 +37,12 @@ class TrainingData:
 def prepare(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig, clock: StageClock,
             encoder: PromptEncoder, device: torch.device) -> TrainingData:
     tokens = tokens_of(getattr(pipeline, "tokenizer", None), spec)
-    retain = retain_prompts(spec, config.max_retain_prompts, tokens)
+    per_concept_prompts = {c.target: forget_prompts(c, spec.retain, config.max_forget_prompts, tokens)
+                           for c in spec.concepts}
+    retain = training_retain(spec, config, per_concept_prompts, tokens)
     f_prompts, f_surr, f_concept, image_latents = [], [], [], []
-    per_concept_prompts: dict[str, list[str]] = {}
     for ci, concept in enumerate(spec.concepts):
-        prompts = forget_prompts(concept, spec.retain, config.max_forget_prompts, tokens)
-        per_concept_prompts[concept.target] = prompts
+        prompts = per_concept_prompts[concept.target]
         if concept.example_images:
             # Each example image trains the concept's prompts in turn.
             image_latents.append(encode_images(pipeline, list(concept.example_images), device))

@@ -49,3 +49,25 @@ def test_a_clear_failure_is_not_resampled(testbed: object, monkeypatch: pytest.M
     verdict = _check(0.99, monkeypatch)(testbed, testbed)
     assert not verdict.passed and verdict.metrics["extensions"] == 0
     assert verdict.metrics["judge"]["concepts"][0]["images"] == 6
+
+
+def test_rounds_draw_the_base_images_once(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.evaluation import evidence
+
+    drawn: list[tuple[object, int]] = []
+    real = evidence.generate
+
+    def spy(pipeline: object, prompts: list[str], seeds: list[int], **kw: object) -> object:
+        drawn.append((pipeline, len(prompts)))
+        return real(pipeline, prompts, seeds, **kw)
+
+    monkeypatch.setattr(evidence, "generate", spy)
+    check = _check(0.99, monkeypatch)
+    erased = type(testbed)(**testbed.components)  # another pipeline object, as a round hands the check
+    erased.set_progress_bar_config(disable=True)
+    first = check(erased, testbed)
+    second = check(erased, testbed)
+    base_calls = [n for p, n in drawn if p is testbed]
+    assert base_calls == [first.metrics["judge"]["images"] // 2], "the second round reuses the base's images"
+    assert sum(n for p, n in drawn if p is erased) == first.metrics["judge"]["images"]  # both rounds: all of them
+    assert first.metrics["judge"]["concepts"] == second.metrics["judge"]["concepts"]

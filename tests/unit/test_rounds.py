@@ -211,3 +211,25 @@ def test_a_best_round_that_was_not_the_last_is_evaluated_from_its_saved_weights(
     assert seen == ["in place", "round 2"] and result.metrics.judge.judge["name"] == "round 2"
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["metrics"]["judge"]["judge"]["name"] == "round 2", "report.json is the typed report's dump"
+
+
+def test_repeated_rollbacks_keep_what_the_last_one_added(tmp_path: Path) -> None:
+    # Two rounds in a row break retention: the second rollback doubles the retain weight again instead of
+    # running the first rollback's config a second time.
+    script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.95)])
+    script.run(tmp_path, SpareConfig(max_rounds=3))
+    assert [c.w_retain for c in script.configs] == [1.0, 2.0, 4.0]
+
+
+def test_a_rollback_first_adds_neighbour_prompts_where_the_spec_names_neighbours(tmp_path: Path) -> None:
+    spec = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square", neighbours=["square", "heart"])])
+    script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.95)])
+    result = erase_until_verified(None, spec, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=script.evaluator, erase_fn=script.erase)
+    first, second, third = script.configs
+    assert (first.retain_neighbours, first.w_retain) == (0, 1.0)
+    assert (second.retain_neighbours, second.w_retain) == (1, 1.0), "phrasings first"
+    assert (third.retain_neighbours, third.w_retain) == (1, 2.0), "kept, then more weight"
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["neighbours"], ["retain"]]
+    assert history[1]["changed"] == {"retain_neighbours": 1}

@@ -1,0 +1,118 @@
+"""Is a surrogate something the judge can tell from the concept? Screened on the base model before training.
+
+An erasure teaches the model to draw the surrogate where the concept was asked for, so the share of the base
+model's surrogate images that the judge labels as the concept bounds what the erasure can reach: a surrogate
+drawn as the concept one time in three caps UA near 0.67 whatever the training does (and no round of more
+capacity, anchoring or steps can lift it). Screening costs a handful of base-model images per concept.
+
+A surrogate the request named is measured and reported but kept: the requester chose what the concept turns
+into. A surrogate the model folder's vocabulary picked is replaced, when its confusion is above what the UA
+threshold allows beyond sampling noise (the 95 % interval's lower end), by the declared concept of the same
+kind that the judge confuses least with the target (screened in the vocabulary's order, stopping at the first
+one within the allowance).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.evaluation.evidence import wilson
+from core.evaluation.judges.base import Judge
+from core.evaluation.sampling import generate
+from core.evaluation.vocabulary import Vocabulary
+from core.spare.report import SurrogateScreen, SurrogateTried
+from core.spare.specs import ErasureSpec
+
+ProgressFn = Callable[[float], None]
+
+
+def confusion(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, surrogate: str,
+              images: int, steps: int, guidance_scale: float, seed: int) -> float:
+    """The share of the base model's images of `surrogate` (its held-out phrasings, `images` seeds) that the judge
+    labels as `target`, among the same candidate labels the verification uses."""
+    vocab = vocabulary.with_concepts(kind, [target, surrogate])
+    phrasings = vocab.heldout_prompts(kind, surrogate)
+    if not phrasings or images <= 0:
+        return 0.0
+    prompts = [phrasings[i % len(phrasings)] for i in range(images)]
+    seeds = [seed + i for i in range(images)]
+    drawn = generate(base, prompts, seeds, steps=steps, guidance_scale=guidance_scale)
+    verdicts = judge.classify(drawn, kind, vocab.concepts[kind])
+    return sum(v == target for v in verdicts) / len(verdicts)
+
+
+def screen_surrogates(
+    base: Any,
+    judge: Judge,
+    vocabulary: Vocabulary,
+    spec: ErasureSpec,
+    *,
+    named: set[str],
+    avoid: Sequence[str] = (),
+    max_confusion: float,
+    images: int = 8,
+    steps: int = 10,
+    guidance_scale: float = 5.0,
+    seed: int = 600_000,
+    progress: ProgressFn | None = None,
+) -> tuple[ErasureSpec, list[SurrogateScreen]]:
+    """The spec with every vocabulary-picked surrogate the judge confuses with its target (share above
+    `max_confusion`) replaced by the least confused declared alternative; a record per concept.
+
+    `named`: targets whose surrogate the request gave (measured, never replaced). `avoid`: concepts that may not
+    become a surrogate besides the spec's own targets (e.g. concepts earlier versions erased)."""
+    targets = {c.target for c in spec.concepts} | set(avoid)
+    concepts = []
+    records: list[SurrogateScreen] = []
+    for ci, concept in enumerate(spec.concepts):
+        started = time.perf_counter()
+        kind, target = concept.kind, concept.target
+
+        def measure(candidate: str, _kind: str = kind, _target: str = target, _ci: int = ci) -> SurrogateTried:
+            share = confusion(base, judge, vocabulary, kind=_kind, target=_target, surrogate=candidate,
+                              images=images, steps=steps, guidance_scale=guidance_scale, seed=seed + 1000 * _ci)
+            return SurrogateTried(surrogate=candidate, confused=round(share, 4), images=images)
+
+        current = concept.surrogate
+        if current is None:  # the engine's neutral word: nothing the judge's label space knows
+            records.append(SurrogateScreen(concept=target, kind=kind, chosen=None, named=target in named,
+                                           tried=[], switched=False, seconds=0.0))
+            concepts.append(concept)
+            continue
+        tried = [measure(current)]
+        chosen = tried[0]
+        if target not in named and _clearly_above(chosen, max_confusion):
+            for candidate in _alternatives(vocabulary, kind, target, current, targets):
+                tried.append(measure(candidate))
+                if tried[-1].confused < chosen.confused:
+                    chosen = tried[-1]
+                if chosen.confused <= max_confusion:
+                    break
+        records.append(SurrogateScreen(
+            concept=target, kind=kind, chosen=chosen.surrogate, named=target in named, tried=tried,
+            switched=chosen.surrogate != current, seconds=round(time.perf_counter() - started, 3),
+        ))
+        # The forget prompts name the target, not the surrogate: only the surrogate changes.
+        concepts.append(concept.model_copy(update={"surrogate": chosen.surrogate}))
+        if progress:
+            progress((ci + 1) / len(spec.concepts))
+    return spec.model_copy(update={"concepts": concepts}), records
+
+
+def _clearly_above(tried: SurrogateTried, limit: float) -> bool:
+    """The confusion is above `limit` beyond sampling noise: the lower end of its 95 % interval exceeds it (one
+    confused image in eight is not enough to drop a surrogate; six are)."""
+    hits = round(tried.confused * tried.images)
+    return wilson(hits, tried.images)[0] > limit
+
+
+def _alternatives(vocabulary: Vocabulary, kind: str, target: str, current: str, avoid: set[str]) -> list[str]:
+    """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus the current
+    surrogate and anything being erased."""
+    names = vocabulary.concepts.get(kind, [])
+    start = names.index(target) + 1 if target in names else 0
+    ordered = names[start:] + names[:start]
+    return [n for n in ordered if n not in avoid and n != current and n != target]
+

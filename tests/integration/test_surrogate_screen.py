@@ -1,0 +1,71 @@
+"""The surrogate screen on the shipped testbeds, with each testbed's own classifier as the judge.
+
+On the second testbed the base model's stars are often labelled triangles in held-out phrasings: distilled
+towards "star" (its vocabulary's next-of-kind pick), an erased triangle would still be judged a triangle in
+those images, so the screen must pick another surrogate before any round runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from core.config import get_settings
+from core.erasure.judging import surrogate_screen
+from core.evaluation.vocabulary import load_vocabulary
+from core.spare import ErasureSpec
+from core.spare.loading import load_pipeline
+from core.spare.prompting import fit_request, named_surrogates
+from core.spare.specs import ConceptSpec, SpareConfig
+from core.testbed.paths import named_testbed_dir
+
+
+@pytest.fixture(scope="module")
+def second() -> tuple[Any, Any]:
+    torch.set_num_threads(1)
+    model_dir = named_testbed_dir("subword") / "pipeline"
+    return model_dir, load_pipeline(model_dir)
+
+
+def _screen(model_dir: Any, pipe: Any, concept: ConceptSpec, **settings: Any) -> tuple[ErasureSpec, list[Any]]:
+    # The service's judge sizes (the suite's defaults draw 2-step images that no judge can read).
+    base = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8, **settings})
+    requested = ErasureSpec(concepts=[concept])
+    spec, _ = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
+    screen = surrogate_screen(model_dir, base, judge_name="model-classifier", fingerprint=None,
+                              min_unlearning_accuracy=0.95)
+    return screen(pipe, spec, named_surrogates(requested))
+
+
+def test_a_picked_surrogate_the_judge_confuses_is_replaced(second: tuple[Any, Any]) -> None:
+    model_dir, pipe = second
+    spec, records = _screen(model_dir, pipe, ConceptSpec(target="triangle"))
+    (record,) = records
+    assert record.tried[0].surrogate == "star" and record.tried[0].confused >= 0.5, record
+    assert record.switched and record.chosen not in ("star", "triangle")
+    chosen = next(t for t in record.tried if t.surrogate == record.chosen)
+    assert chosen.confused <= 0.05 and record.seconds > 0
+    assert spec.concepts[0].surrogate == record.chosen
+    assert spec.concepts[0].prompts, "the forget prompts stay"
+
+
+def test_a_clean_surrogate_is_kept_after_one_measurement(second: tuple[Any, Any]) -> None:
+    model_dir, pipe = second
+    spec, (record,) = _screen(model_dir, pipe, ConceptSpec(target="checkered"))
+    assert not record.switched and len(record.tried) == 1 and record.chosen == "solid"
+    assert spec.concepts[0].surrogate == "solid"
+
+
+def test_a_named_surrogate_is_measured_but_kept(second: tuple[Any, Any]) -> None:
+    model_dir, pipe = second
+    spec, (record,) = _screen(model_dir, pipe, ConceptSpec(target="triangle", surrogate="star"))
+    assert record.named and not record.switched and len(record.tried) == 1
+    assert record.tried[0].confused >= 0.5, "reported, so the requester can see why UA stays low"
+    assert spec.concepts[0].surrogate == "star"
+
+
+def test_the_screen_can_be_turned_off(second: tuple[Any, Any]) -> None:
+    model_dir, pipe = second
+    spec, records = _screen(model_dir, pipe, ConceptSpec(target="triangle"), surrogate_screen_images=0)
+    assert records == [] and spec.concepts[0].surrogate == "star"
