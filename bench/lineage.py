@@ -62,15 +62,16 @@ class Chain:
 
 
 def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.Namespace,
-                   surrogates: dict[str, str] | None = None) -> Erased:
-    """One request as a worker runs it: fit_request on the testbed's lethe.json, erase until verified."""
+                   surrogates: dict[str, str] | None = None, erased: list[str] | None = None) -> Erased:
+    """One request as a worker runs it: fit_request on the testbed's lethe.json (`erased`: what `pipe` has lost
+    already, never a surrogate), the surrogate screen, erase until verified."""
     from bench.erasure import method_config
     from core.config import get_settings
-    from core.erasure.judging import round_check
+    from core.erasure.judging import round_check, surrogate_screen
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
     from core.spare.loading import pipeline_dir
-    from core.spare.prompting import fit_request
+    from core.spare.prompting import fit_request, named_surrogates
     from core.spare.rounds import erase_until_verified
     from core.spare.specs import ConceptSpec
     from core.testbed.paths import testbed_dir
@@ -78,13 +79,17 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
     model_dir = pipeline_dir(testbed_dir())
     settings = get_settings()
     concepts = [ConceptSpec(target=t, surrogate=(surrogates or {}).get(t)) for t in targets]
-    spec, config = fit_request(ErasureSpec(concepts=concepts), method_config("spare-loop", args),
-                               load_vocabulary(model_dir))
+    requested = ErasureSpec(concepts=concepts)
+    spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir),
+                               erased=erased or [])
+    t0 = time.perf_counter()
+    screen = surrogate_screen(model_dir, settings, judge_name="model-classifier", fingerprint=None,
+                              min_unlearning_accuracy=settings.verify_min_unlearning_accuracy)
+    spec, screened = screen(pipe, spec, named_surrogates(requested), erased or [])
     check = round_check(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
                         min_unlearning_accuracy=settings.verify_min_unlearning_accuracy,
                         min_retention=settings.verify_min_retention)
-    t0 = time.perf_counter()
-    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check)
+    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, screened=screened)
     return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
                   {c.target: c.surrogate_text() for c in spec.concepts})
 
@@ -181,7 +186,9 @@ def step(chain: Chain, index: int, targets: list[str], v1: Any, work: Path, args
     if chain.name == "joint":
         erased = erase_jointly(v1, so_far, run_dir, args)
     else:
-        erased = erase_concepts(chain.head if chain.name == "head" else v1, [target], run_dir, args)
+        on_head = chain.name == "head"
+        erased = erase_concepts(chain.head if on_head else v1, [target], run_dir, args,
+                                erased=targets[:index] if on_head else None)
     erase_s = time.perf_counter() - t0
     exact = adapter_is_exact(erased.out_dir)
     t1 = time.perf_counter()

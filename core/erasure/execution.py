@@ -173,7 +173,8 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     requested, config = build_spec(data, images)
-    spec, config = fit_request(requested, config, model_vocabulary(model_dir))
+    spec, config = fit_request(requested, config, model_vocabulary(model_dir),
+                               erased=[c["target"] for c in base.lineage])
     defaults = {"device": settings.device, "max_rounds": settings.erase_max_rounds,
                 "time_budget_s": settings.erase_time_budget_seconds}
     config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})

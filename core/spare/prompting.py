@@ -12,6 +12,7 @@ small-vocabulary model and for SD 1.5.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -87,7 +88,8 @@ def named_surrogates(spec: ErasureSpec) -> set[str]:
     return {c.target for c in spec.concepts if c.surrogate is not None and c.surrogate.strip() not in neutral}
 
 
-def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any) -> tuple[ErasureSpec, Any]:
+def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any,
+                erased: Sequence[str] = ()) -> tuple[ErasureSpec, Any]:
     """The request in the model folder's phrasing (a folder that declares nothing: the request unchanged).
 
     - A concept the folder declares takes its declared kind.
@@ -98,6 +100,9 @@ def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any) -> tuple[Erasur
       caller set `max_forget_prompts`, they are all the forget prompts (no generic templates are added).
     - Retain: the request's, else the folder's default retain set.
     - Neighbours (what `retain_neighbours` swaps in): the folder's other declared concepts of the kind.
+
+    `erased`: concepts the model (a later version) has already lost: never a default surrogate — the model no
+    longer draws them — but they stay in the default retain set, where matching the version keeps them erased.
     """
     from core.evaluation.vocabulary import VocabularyError
 
@@ -110,7 +115,10 @@ def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any) -> tuple[Erasur
         neutral = {NEUTRAL_SURROGATE[c.kind], NEUTRAL_SURROGATE[kind]}
         if surrogate is None or surrogate.strip() in neutral:
             try:
-                surrogate = vocabulary.surrogate_for(c.target, kind, targets) or c.surrogate
+                try:
+                    surrogate = vocabulary.surrogate_for(c.target, kind, [*targets, *erased]) or c.surrogate
+                except VocabularyError:  # every other concept of the kind is gone already: the plain pick
+                    surrogate = vocabulary.surrogate_for(c.target, kind, targets) or c.surrogate
             except VocabularyError as exc:
                 raise ErasureInputError(str(exc)) from exc
         declared = vocabulary.training_prompts(kind, c.target)

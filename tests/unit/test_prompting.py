@@ -103,3 +103,17 @@ def test_the_testbed_declares_its_phrasing_in_lethe_json() -> None:
     assert config.max_forget_prompts == 20
     style, _ = fit_request(ErasureSpec(concepts=[ConceptSpec(target="checkered")]), SpareConfig(), vocab)
     assert style.concepts[0].kind == "style" and style.concepts[0].surrogate == "solid"
+
+
+def test_a_concept_the_model_lost_already_is_no_surrogate_but_stays_retained() -> None:
+    vocab = load_vocabulary(SHIPPED / "pipeline")
+    request = ErasureSpec(concepts=[ConceptSpec(target="circle")])
+    spec, _ = fit_request(request, SpareConfig(), vocab, erased=["square"])
+    circle = spec.concepts[0]
+    assert circle.surrogate == "triangle", "square (erased in an earlier version) is skipped"
+    assert any("square" in r for r in spec.retain), "matching the version keeps square erased"
+    assert "square" in circle.neighbours and "circle" not in circle.neighbours
+    # Every other object erased already: the plain pick rather than a refusal.
+    others = ["square", "triangle", "star", "cross", "heart"]
+    last, _ = fit_request(request, SpareConfig(), vocab, erased=others)
+    assert last.concepts[0].surrogate == "square"
