@@ -65,6 +65,10 @@ def test_real_erasure_succeeds_with_judge_evidence_in_the_certificate(testbed_mo
     assert checks["ua[triangle]"]["evidence"] == "image" and checks["ua[triangle]"]["passed"]
     assert all(c["passed"] for c in checks.values())
     assert req.metrics["judging"]["seconds"] > 0 and req.metrics["judging"]["share_of_erasure"] > 0
+    # The surrogate screen ran before the first round: the request named "star", so it was measured and kept.
+    (screen,) = req.metrics["rounds"]["surrogates"]
+    assert screen["concept"] == "triangle" and screen["named"] and screen["chosen"] == "star"
+    assert not screen["switched"] and screen["tried"][0]["images"] == 8
     proof = req.certificate["certificate"]["proof"]
     assert proof["judge"] == judge["judge"] and proof["base_model_fingerprint"] == "fp-testbed"
     assert proof["concepts"][0]["prompts"] == concept["prompts"] and proof["concepts"][0]["seeds"]
