@@ -1,7 +1,11 @@
-"""batches: chained requests (one version per concept)
+"""batches: chained requests (one version per concept); versions a certificate names cannot be deleted
 
-Adds `batches.combined`, `erasure_requests.after_request_id` / `apply_on_success`, and the request status
-`waiting` (core.erasure.chain).
+Adds `batches.combined`, `erasure_requests.after_request_id` / `apply_on_success`, the request status
+`waiting` (core.erasure.chain), and a BEFORE DELETE trigger on `model_versions` that refuses to delete a
+version a certificate names: one made by a certified erasure (`certificate_sha256`), or one a later version
+was made from (its certificate's lineage chains to it). The trigger fires for every path that deletes
+rows — a direct DELETE, and the cascades from `models` and `tenants`. (On SQLite, batch mode copies a table
+without its triggers: a later migration that batch-alters `model_versions` must create this one again.)
 
 Revision ID: 0011_batch_chains
 Revises: 0010_model_versions
@@ -23,6 +27,38 @@ STATUSES_BEFORE = ('submitted', 'awaiting_approval', 'queued', 'running', 'verif
 STATUSES_AFTER = ('submitted', 'awaiting_approval', 'waiting', 'queued', 'running', 'verifying', 'succeeded',
                   'failed', 'cancelled', 'rejected')
 
+PG_KEEP_FUNCTION = """
+CREATE FUNCTION lethe_keep_certified_version() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    child integer;
+BEGIN
+    IF OLD.certificate_sha256 IS NOT NULL THEN
+        RAISE EXCEPTION 'version % of model % cannot be deleted: its certificate (sha256 %) names it',
+            OLD.number, OLD.model_id, OLD.certificate_sha256 USING ERRCODE = 'restrict_violation';
+    END IF;
+    SELECT c.number INTO child FROM model_versions AS c
+        WHERE c.model_id = OLD.model_id AND c.parent_number = OLD.number ORDER BY c.number LIMIT 1;
+    IF child IS NOT NULL THEN
+        RAISE EXCEPTION 'version % of model % cannot be deleted: the certificate of version %, made from it, names it',
+            OLD.number, OLD.model_id, child USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN OLD;
+END;
+$$
+"""
+PG_KEEP_TRIGGER = """
+CREATE TRIGGER model_versions_keep_certified BEFORE DELETE ON model_versions
+FOR EACH ROW EXECUTE FUNCTION lethe_keep_certified_version()
+"""
+SQLITE_KEEP_TRIGGER = """
+CREATE TRIGGER model_versions_keep_certified BEFORE DELETE ON model_versions
+FOR EACH ROW WHEN OLD.certificate_sha256 IS NOT NULL OR EXISTS (
+    SELECT 1 FROM model_versions AS c WHERE c.model_id = OLD.model_id AND c.parent_number = OLD.number)
+BEGIN
+    SELECT RAISE(ABORT, 'a model version that a certificate names cannot be deleted');
+END
+"""
+
 
 def _status(values: tuple[str, ...]) -> sa.Enum:
     return sa.Enum(*values, name='request_status', native_enum=False, create_constraint=True, length=32)
@@ -39,9 +75,18 @@ def upgrade() -> None:
                                  'erasure_requests', ['after_request_id'], ['id'])
         batch.alter_column('status', existing_type=_status(STATUSES_BEFORE), type_=_status(STATUSES_AFTER),
                            existing_nullable=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute(PG_KEEP_FUNCTION)
+        op.execute(PG_KEEP_TRIGGER)
+    else:
+        op.execute(SQLITE_KEEP_TRIGGER)
 
 
 def downgrade() -> None:
+    op.execute('DROP TRIGGER IF EXISTS model_versions_keep_certified'
+               + (' ON model_versions' if op.get_bind().dialect.name == 'postgresql' else ''))
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute('DROP FUNCTION IF EXISTS lethe_keep_certified_version()')
     # A waiting request has no job and no version to run on without its chain: it ends cancelled.
     op.execute("UPDATE erasure_requests SET status = 'cancelled', "
                "error = 'cancelled: chained requests were removed by a database downgrade' WHERE status = 'waiting'")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from core.db import make_engine
@@ -42,7 +43,7 @@ def test_existing_models_get_v1_as_head(any_db_url: str) -> None:
 
 
 class _Rows:
-    """Rows written at revision 0010 (before chains): a tenant, a model with a certified
+    """Rows written at revision 0010 (before chains and the guard): a tenant, a model with a certified
     erasure applied as v2 (its v1 is v2's parent), a second model with only v1, and a batch."""
 
     def __init__(self, url: str) -> None:
@@ -107,3 +108,30 @@ def test_chained_requests_on_existing_data(any_db_url: str) -> None:
     finally:
         rows.engine.dispose()
 
+
+def test_versions_a_certificate_names_cannot_be_deleted(any_db_url: str) -> None:
+    """0011's guard: a version a certificate names cannot be deleted by any statement — directly, or by the
+    cascade from its tenant — while an uncertified v1 still goes with its model; before 0011 it could."""
+    upgrade(any_db_url, "0010_model_versions")
+    rows = _Rows(any_db_url)
+    key = rows.key
+    try:
+        rows.write()
+        upgrade(any_db_url)
+        for statement, needle in (("DELETE FROM model_versions WHERE number = 2", "certificate"),
+                                  ("DELETE FROM model_versions WHERE number = 1 AND model_id = :m", "certificate"),
+                                  ("DELETE FROM tenants", "certificate")):
+            with pytest.raises(sa.exc.IntegrityError, match=needle), rows.engine.begin() as conn:
+                conn.execute(sa.text(statement), {"m": key(rows.model)})
+        with rows.engine.begin() as conn:  # refused: certified erasures name the model (their foreign key)
+            with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+                conn.execute(sa.text("DELETE FROM models WHERE id = :m"), {"m": key(rows.model)})
+            conn.execute(sa.text("DELETE FROM models WHERE id = :m"), {"m": key(rows.spare)})  # nothing names its v1
+        with rows.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT number FROM model_versions ORDER BY number")).scalars().all() == [1, 2]
+            assert conn.execute(sa.text("SELECT count(*) FROM models")).scalar() == 1
+        downgrade(any_db_url, "0010_model_versions")
+        with rows.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM model_versions WHERE number = 2"))  # no guard before 0011
+    finally:
+        rows.engine.dispose()
