@@ -85,7 +85,9 @@ class BatchCreate(RequestModel):
     @model_validator(mode="after")
     def _valid_erasure(self) -> BatchCreate:
         check_params_method(self.method, self.params)
-        self.per_model(uuid.UUID(int=0))  # raises with the same messages as a single submission
+        self.for_model(uuid.UUID(int=0))  # raises with the same messages as a single submission
+        if not self.combined:
+            self.per_model(uuid.UUID(int=0))  # and as each request of the chain
         return self
 
 

@@ -115,6 +115,9 @@ def test_combined_batches_file_one_request_per_model(env: ApiEnv) -> None:
     bad = env.client.post("/v1/erasures/batch", headers=h, json={
         "models": {"ids": [str(model)]}, "concepts": CONCEPTS, "combined": "sometimes"})
     assert bad.status_code == 422 and "combined" in bad.text
+    twice = env.client.post("/v1/erasures/batch", headers=h, json={
+        "models": {"ids": [str(model)]}, "concepts": [CONCEPTS[0], CONCEPTS[0]], "combined": False})
+    assert twice.status_code == 422 and "listed twice" in twice.text
 
 
 def test_chains_under_four_eyes(env: ApiEnv) -> None:
