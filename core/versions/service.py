@@ -227,6 +227,9 @@ def rebase(session: Session, principal: Principal, erasure_id: uuid.UUID) -> Any
 
     old = erasures.get(session, principal, erasure_id)
     model = model_of(session, principal, old.model_id)
+    if chain.waits_for_predecessor(old):
+        raise Conflict(f"erasure request {erasure_id} has not run: it waits for the version of erasure request "
+                       f"{old.after_request_id}, which it runs after", after_request_id=str(old.after_request_id))
     if (old.model_version or 1) == model.head_version:
         raise Conflict(f"erasure request {erasure_id} already runs on the head (version {model.head_version})",
                        head=model.head_version)

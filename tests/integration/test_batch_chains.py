@@ -75,6 +75,8 @@ def test_a_chain_per_model_and_cancelling_it(env: ApiEnv) -> None:
     assert _request(env, first["id"], h)["apply_on_success"] is True
     r = c.post(f"/v1/erasures/{second['id']}/approve", headers=env.auth(name="approver"))
     assert r.status_code == 409, "nothing to approve"
+    r = c.post(f"/v1/erasures/{second['id']}/rebase", headers=h)
+    assert r.status_code == 409 and r.json()["after_request_id"] == first["id"], "it has not run on any version"
 
     # Cancelling the first request of m1's chain cancels the rest of that chain, each naming the one before.
     r = c.post(f"/v1/erasures/{first['id']}/cancel", headers=h)
