@@ -1,4 +1,4 @@
-"""Batch erasures: one request per model under a batch id, with aggregated status."""
+"""Batch erasures: per model one request, or a chain of one per concept, under a batch id; aggregated status."""
 
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ Writer = Annotated[Principal, Depends(require(Scope.erasures_write))]
     "/v1/erasures/batch", status_code=202, response_model=BatchOut,
     responses={202: {"description": "Accepted: the batch and its requests.", "headers": LOCATION}},
     summary="Erase the same concepts from many models.",
-    description="Creates one erasure request per selected model (explicit ids, a tag, or all ready models) "
-    "under one `batch_id`, in one transaction: either every request is created or none.",
+    description="Creates the erasure requests for the selected models (explicit ids, a tag, or all ready "
+    "models) under one `batch_id`, in one transaction: either every request is created or none. Per model: one "
+    "request with every concept (`combined`, the default), or a chain of one request per concept, each run "
+    "on the version the one before it made and applied on success (`combined: false`).",
 )
 def submit_batch(request: Request, body: BatchCreate, session: SessionDep, principal: Writer,
                  idempotency_key: IdempotencyKey = None) -> JSONResponse:

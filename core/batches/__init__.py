@@ -1,1 +1,2 @@
-"""Batches: one erasure request per model under a shared batch_id, with aggregated status."""
+"""Batches: per model one erasure request, or a chain of one per concept, under a shared batch_id, with
+aggregated status."""

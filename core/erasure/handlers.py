@@ -2,7 +2,8 @@
 
 The handler's hooks keep the erasure request in step with its job (through `states.transition`): leased →
 `running`, retried/released → `queued`, succeeded → `succeeded` with its certificate, failed → `failed`
-with the reason and evidence, cancelled → `cancelled`; each with its audit event and webhook.
+with the reason and evidence, cancelled → `cancelled`; each with its audit event and webhook. A request
+that fails or is cancelled takes the requests chained after it along (core.erasure.chain).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.audit.service import append
 from core.config import Settings
-from core.erasure import execution, repository
+from core.erasure import chain, execution, repository
 from core.erasure.models import ErasureRequest
 from core.erasure.states import TERMINAL, RequestStatus, transition
 from core.jobs.handlers import Attempt, JobHandler, register
@@ -90,6 +91,7 @@ class EraseHandler(JobHandler):
                tenant_id=job.tenant_id, payload={"job_id": str(job.id), "reason": reason})
         webhook_event(session, "erasure.failed", job.tenant_id,
                       {"request_id": str(request.id), "job_id": str(job.id), "status": "failed", "error": reason})
+        chain.cancel_successors(session, request.id, f"failed: {reason}", actor=actor)
 
     def cancelled(self, session: Session, job: Job, actor: str) -> None:
         request = _request(session, job)
@@ -98,6 +100,7 @@ class EraseHandler(JobHandler):
                    tenant_id=job.tenant_id, payload={"job_id": str(job.id)})
             webhook_event(session, "erasure.cancelled", job.tenant_id,
                           {"request_id": str(request.id), "job_id": str(job.id), "status": "cancelled"})
+            chain.cancel_successors(session, request.id, "was cancelled", actor=actor)
 
 
 def _request(session: Session, job: Job) -> ErasureRequest | None:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, JsonType, UtcDateTime
@@ -48,6 +48,13 @@ class ErasureRequest(Base):
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # A rebased request: the request it re-runs on a newer head.
     rebased_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # A chained request (core.erasure.chain): it runs on the version the request it names made, once that
+    # version is stored; until then it is `waiting` and its `model_version` is NULL.
+    after_request_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("erasure_requests.id"), nullable=True, index=True
+    )
+    # Apply it as the model's next version when it succeeds, whatever the model's `auto_apply` says.
+    apply_on_success: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

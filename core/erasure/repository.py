@@ -214,6 +214,15 @@ def lock_request(session: Session, request_id: uuid.UUID) -> ErasureRequest | No
     return session.scalars(stmt).first()
 
 
+def successors(session: Session, request_id: uuid.UUID) -> list[ErasureRequest]:
+    """The requests chained after this one (core.erasure.chain), row-locked on Postgres, oldest first."""
+    stmt = (select(ErasureRequest).where(ErasureRequest.after_request_id == request_id)
+            .order_by(ErasureRequest.created_at, ErasureRequest.id).execution_options(populate_existing=True))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return list(session.scalars(stmt))
+
+
 def overdue_requests(session: Session, now: datetime, limit: int = 500) -> list[ErasureRequest]:
     """Open requests past their due date that are not flagged yet (rows other sweepers hold are skipped)."""
     stmt = (

@@ -259,6 +259,12 @@ class ErasureOut(BaseModel):
         default=None, description="The model version the erasure runs on (null: requests older than versions, v1).")
     rebased_from: uuid.UUID | None = Field(
         default=None, description="The request this one re-runs on a newer head (POST /v1/erasures/{id}/rebase).")
+    after_request_id: uuid.UUID | None = Field(
+        default=None, description="A chained request (a batch with `combined: false`): it runs on the version "
+        "this request makes, and is `waiting` (with `model_version` null) until that version is stored.")
+    apply_on_success: bool = Field(
+        default=False, description="It becomes the model's next version when it succeeds (every request of a "
+        "chain), whatever the model's `auto_apply` says.")
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

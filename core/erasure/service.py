@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import service as audit
 from core.config import Settings, get_settings
-from core.erasure import repository
+from core.erasure import chain, repository
 from core.erasure.models import ErasureRequest
 from core.erasure.schemas import (
     DEFAULT_SURROGATES,
@@ -74,12 +74,16 @@ class Submitted:
 def submit(
     session: Session, principal: Principal, body: ErasureCreate, *, batch_id: uuid.UUID | None = None,
     schedule_id: uuid.UUID | None = None, rebased_from: uuid.UUID | None = None,
+    after_request_id: uuid.UUID | None = None, apply_on_success: bool = False,
 ) -> Submitted:
     """Validate, then write the request, its job (+ outbox doorbell) and the audit event in one transaction.
 
     The hot path of the API: Core statements only — one SELECT for the model, one INSERT for
     request + job + doorbell (Postgres); the audit event is appended right before COMMIT, so the chain's
-    writer lock is taken last and held for one call and the commit."""
+    writer lock is taken last and held for one call and the commit.
+
+    `after_request_id`: a chained request (core.erasure.chain), written `waiting` without a job and without
+    a version until its predecessor's version is stored. `apply_on_success`: applied when it succeeds."""
     model = found(registry_repo.status_of(session, principal.tenant_id, body.model_id), f"model {body.model_id}")
     if model.status != ModelStatus.ready:
         status = ModelStatus(model.status)
@@ -91,6 +95,8 @@ def submit(
         )
     # A version other than the head is checked by the caller (core.versions.service.check_erasable).
     model_version = body.model_version if body.model_version is not None else model.head_version
+    if after_request_id is not None:
+        model_version = None  # the version its predecessor makes (core.erasure.chain.release)
     image_ids = [i for c in body.concepts for i in c.example_images]
     if image_ids:
         known = uploads_repo.get_many(session, principal.tenant_id, image_ids)
@@ -109,7 +115,10 @@ def submit(
     ]
     legal = body.legal.model_dump(mode="json") if body.legal else None
     # The first move is decided before the row is written (one INSERT, no UPDATE): still checked by the table.
-    target = RequestStatus.awaiting_approval if principal.require_approval else RequestStatus.queued
+    if principal.require_approval:
+        target = RequestStatus.awaiting_approval
+    else:
+        target = RequestStatus.waiting if after_request_id is not None else RequestStatus.queued
     check_transition(RequestStatus.submitted, target)
     now = utcnow()
     # The columns a new request sets; the others (approved_by, metrics, certificate...) start NULL/default.
@@ -123,6 +132,10 @@ def submit(
     }
     if rebased_from is not None:
         request["rebased_from"] = rebased_from
+    if after_request_id is not None:
+        request["after_request_id"] = after_request_id
+    if apply_on_success:
+        request["apply_on_success"] = True
     job = doorbell = None
     if target == RequestStatus.queued:
         job, doorbell = new_job_values(tenant_id=principal.tenant_id, kind=JobKind.erase, model_id=model.id,
@@ -135,6 +148,7 @@ def submit(
             "model_id": str(model.id),
             "model_fingerprint": model.fingerprint,
             "model_version": model_version,
+            **({"after_request_id": str(after_request_id)} if after_request_id is not None else {}),
             "method": body.method,
             "targets": [c["target"] for c in concepts],
             "regime": legal["regime"] if legal else None,
@@ -155,6 +169,7 @@ def submitted_out(submitted: Submitted) -> ErasureOut:
         batch_id=r["batch_id"], schedule_id=r["schedule_id"], submitted_by=r["submitted_by"], approved_by=None,
         decision_reason=None, metrics=None, error=None, due_at=r["due_at"], overdue=False, artifacts=[],
         certificate_available=False, model_version=r["model_version"], rebased_from=r.get("rebased_from"),
+        after_request_id=r.get("after_request_id"), apply_on_success=r.get("apply_on_success", False),
         created_at=r["created_at"], updated_at=r["updated_at"], finished_at=None,
         stage=None, progress=0.0, attempts=0,
         cancel_requested=False if job is not None else r["status"] == RequestStatus.cancelled,
@@ -201,7 +216,8 @@ def _submitters(session: Session, request: ErasureRequest) -> set[str]:
 
 def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
     """Four eyes: awaiting_approval → queued, by a key other than the submitter's (for a scheduled request,
-    other than the schedule creator's); queues the job."""
+    other than the schedule creator's); queues the job. A chained request whose predecessor's version is not
+    stored yet moves to `waiting` instead (core.erasure.chain queues it then)."""
     request = get(session, principal, request_id, lock=True)
     check_transition(request.status, RequestStatus.queued)
     if request.status != RequestStatus.awaiting_approval:
@@ -209,9 +225,12 @@ def approve(session: Session, principal: Principal, request_id: uuid.UUID) -> Er
     if principal.actor in _submitters(session, request):
         raise FourEyes("the submitter of a request cannot approve it; another key with erasures:approve must")
     request.approved_by = principal.actor
-    transition(request, RequestStatus.queued)
-    create_job(session, tenant_id=request.tenant_id, kind=JobKind.erase, model_id=request.model_id,
-               request_id=request.id, priority=request.priority)
+    if chain.waits_for_predecessor(request):
+        transition(request, RequestStatus.waiting)
+    else:
+        transition(request, RequestStatus.queued)
+        create_job(session, tenant_id=request.tenant_id, kind=JobKind.erase, model_id=request.model_id,
+                   request_id=request.id, priority=request.priority)
     audit.append(session, action="erasure.approved", subject=f"erasure:{request.id}", actor=principal.actor,
                  tenant_id=request.tenant_id, payload={"submitted_by": request.submitted_by})
     return request
@@ -224,12 +243,14 @@ def reject(session: Session, principal: Principal, request_id: uuid.UUID, reason
     request.approved_by = principal.actor
     audit.append(session, action="erasure.rejected", subject=f"erasure:{request.id}", actor=principal.actor,
                  tenant_id=request.tenant_id, payload={"reason": reason})
+    chain.cancel_successors(session, request.id, f"was rejected: {reason}", actor=principal.actor)
     return request
 
 
 def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> ErasureRequest:
     """Before a worker holds it: cancelled at once. While running: the worker stops at its next step and
-    moves the request to `cancelled` itself (core.jobs.lifecycle.cancel → the erase handler)."""
+    moves the request to `cancelled` itself (core.jobs.lifecycle.cancel → the erase handler). Either way the
+    requests chained after it are cancelled too (core.erasure.chain)."""
     get(session, principal, request_id)  # tenant check before any lock
     # Lock order as in the workers (core.jobs.lifecycle: job, then request), so the two never deadlock.
     jobs = repository.jobs_of_request(session, request_id, lock=True)
@@ -244,6 +265,8 @@ def cancel(session: Session, principal: Principal, request_id: uuid.UUID) -> Era
     audit.append(session, action="erasure.cancelled" if not running else "erasure.cancel_requested",
                  subject=f"erasure:{request.id}", actor=principal.actor, tenant_id=request.tenant_id,
                  payload={"status": request.status.value})
+    if not running:
+        chain.cancel_successors(session, request.id, "was cancelled", actor=principal.actor)
     return request
 
 
@@ -314,6 +337,7 @@ def to_out(request: ErasureRequest, job: Job | None, artifacts: list[ArtifactOut
         decision_reason=request.decision_reason, metrics=request.metrics, error=request.error,
         due_at=request.due_at, overdue=request.overdue, artifacts=artifacts or [],
         certificate_available=request.certificate is not None, model_version=request.model_version,
-        rebased_from=request.rebased_from, created_at=request.created_at,
+        rebased_from=request.rebased_from, after_request_id=request.after_request_id,
+        apply_on_success=request.apply_on_success, created_at=request.created_at,
         updated_at=request.updated_at, finished_at=request.finished_at, **data,
     )

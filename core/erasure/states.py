@@ -2,7 +2,11 @@
 
     submitted → awaiting_approval → queued → running → verifying → succeeded
                          ↘ rejected      ↘ (retry) queued        ↘ failed
+    submitted / awaiting_approval → waiting → queued        (a chained request, below)
     any non-terminal state → cancelled
+
+`waiting`: a chained request (one of a batch's erasures applied in order, core.erasure.chain) waits, without a
+job, until the version its predecessor made is stored; then it is queued on that version.
 
 `running → verifying` is its own committed step: the worker moves the request when the engine starts the
 held-out evaluation of the round it keeps (core.erasure.handlers); the verdict, upload and certificate follow.
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 class RequestStatus(enum.StrEnum):
     submitted = "submitted"
     awaiting_approval = "awaiting_approval"
+    waiting = "waiting"
     queued = "queued"
     running = "running"
     verifying = "verifying"
@@ -40,8 +45,10 @@ TERMINAL: frozenset[RequestStatus] = frozenset(
 
 S = RequestStatus
 TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
-    S.submitted: frozenset({S.awaiting_approval, S.queued, S.cancelled, S.rejected}),
-    S.awaiting_approval: frozenset({S.queued, S.rejected, S.cancelled}),
+    S.submitted: frozenset({S.awaiting_approval, S.waiting, S.queued, S.cancelled, S.rejected}),
+    # awaiting_approval → waiting: approved before the predecessor of a chained request was applied.
+    S.awaiting_approval: frozenset({S.queued, S.waiting, S.rejected, S.cancelled}),
+    S.waiting: frozenset({S.queued, S.cancelled}),
     # queued → failed: validation of inputs at lease time can fail a job before it runs.
     S.queued: frozenset({S.running, S.cancelled, S.failed}),
     # running → queued: a retryable attempt failure or an expired lease returns the job to the queue.

@@ -3,6 +3,10 @@
 A version's files live under `tenants/{t}/models/{m}/versions/{n}/` in the object store (`fused/...` — the
 whole pipeline as a diffusers folder — and `adapter/...` — one LoRA relative to v1 that reproduces it, when
 the lineage is exact). `artifacts` lists them with their sha256; `erased_concepts` is cumulative.
+
+A version a certificate names — made by a certified erasure (`certificate_sha256`), or the parent of another
+version — cannot be deleted: a database trigger refuses (migration 0011), also in the cascade from its
+model or tenant.
 """
 
 from __future__ import annotations

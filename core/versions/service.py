@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.audit import service as audit
 from core.config import Settings
+from core.erasure import chain
 from core.erasure.models import ErasureRequest
 from core.erasure.states import RequestStatus
 from core.errors import Conflict, NotFound
@@ -202,16 +203,19 @@ def move_head(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID, body:
 
 
 def auto_apply(session: Session, request: ErasureRequest, *, actor: str) -> ModelVersion | None:
-    """On success (the worker's completion transaction): apply when the model asks for it and the erasure
-    ran on the head; a stale one is left for a person (audited), never applied over a newer head."""
+    """On success (the worker's completion transaction): apply when the model asks for it (`auto_apply`) or
+    the request does (`apply_on_success`: a chained batch request) and the erasure ran on the head; a stale
+    one is left for a person (audited), never applied over a newer head — and the requests chained after it,
+    which were to run on its version, are cancelled."""
     model = session.get(RegisteredModel, request.model_id)
-    if model is None or not model.auto_apply:
+    if model is None or not (model.auto_apply or request.apply_on_success):
         return None
     try:
         return apply(session, request.tenant_id, request.model_id, request.id, actor=actor)
     except (StaleBase, NotApplicable, AlreadyApplied, VersionNotReady) as exc:
         audit.append(session, action="model.version.auto_apply_skipped", subject=f"erasure:{request.id}",
                      actor=actor, tenant_id=request.tenant_id, payload={"reason": exc.detail, "kind": exc.kind})
+        chain.cancel_successors(session, request.id, f"succeeded but was not applied: {exc.detail}", actor=actor)
         return None
 
 
@@ -223,6 +227,9 @@ def rebase(session: Session, principal: Principal, erasure_id: uuid.UUID) -> Any
 
     old = erasures.get(session, principal, erasure_id)
     model = model_of(session, principal, old.model_id)
+    if chain.waits_for_predecessor(old):
+        raise Conflict(f"erasure request {erasure_id} has not run: it waits for the version of erasure request "
+                       f"{old.after_request_id}, which it runs after", after_request_id=str(old.after_request_id))
     if (old.model_version or 1) == model.head_version:
         raise Conflict(f"erasure request {erasure_id} already runs on the head (version {model.head_version})",
                        head=model.head_version)

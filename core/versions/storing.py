@@ -9,7 +9,8 @@ adapter) or the parent has no exact cumulative adapter, the version ships its fu
 Each apply queues a job; a job stores every pending version of its model (a version's parent is always ready
 before it is applied, so any order works), so whichever job runs first does the work and versions never wait
 for "their" job. A version whose inputs are gone, or whose job fails for good, is `failed`, and a head still
-on it moves back to its parent (audited, `model.head.moved`).
+on it moves back to its parent (audited, `model.head.moved`). A stored version releases the requests chained
+after its erasure (core.erasure.chain: they run on it); a failed one cancels them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from core.audit import service as audit
 from core.config import Settings
 from core.db import unit_of_work
+from core.erasure import chain
 from core.erasure import repository as erasure_repo
 from core.errors import LetheError, StaleAttempt
 from core.jobs import lifecycle as jobs
@@ -209,6 +211,8 @@ def _stored(session: Any, held: jobs.Lease, work: _Work, artifacts: list[dict[st
     webhook_event(session, "model.version.created", work.tenant_id, {
         "model_id": str(work.model_id), "version": work.number, "parent": work.parent_number,
         "erasure_id": str(version.erasure_id), "status": "ready", "fingerprint": fingerprint, "reason": None})
+    if version.erasure_id is not None:  # requests chained after its erasure now run on it
+        chain.release(session, version.erasure_id, version.number, actor=held.actor)
     return version.status.value
 
 
@@ -232,6 +236,9 @@ def _version_failed(session: Any, held: jobs.Lease, version_id: uuid.UUID, reaso
     webhook_event(session, "model.version.created", version.tenant_id, {
         "model_id": str(version.model_id), "version": version.number, "parent": version.parent_number,
         "erasure_id": str(version.erasure_id), "status": "failed", "fingerprint": None, "reason": reason})
+    if version.erasure_id is not None:
+        chain.cancel_successors(session, version.erasure_id, f"was applied as version {version.number}, which "
+                                f"could not be stored: {version.status_reason}", actor=held.actor)
     model = registry_repo.lock(session, version.tenant_id, version.model_id)
     if model is not None and model.head_version == version.number:
         from core.versions.service import record_head_move

@@ -108,8 +108,11 @@ class ErasureFailedData(BaseModel):
 
 class ErasureCancelledData(BaseModel):
     request_id: uuid.UUID
-    job_id: uuid.UUID
+    job_id: uuid.UUID | None = Field(description="The job that stopped; null for a chained request cancelled "
+                                     "before it had one.")
     status: Literal["cancelled"]
+    error: str | None = Field(default=None, description="Why, when Lethe cancelled it: the request it runs "
+                              "after failed, was cancelled or rejected, or was not made a version.")
 
 
 class ErasureOverdueData(BaseModel):
@@ -169,7 +172,8 @@ WEBHOOK_EVENTS: dict[str, tuple[type[BaseModel], str]] = {
         ("erasure.failed", "ErasureFailedEvent", ErasureFailedData,
          "The erasure failed for good (after its attempts, or verification failed)."),
         ("erasure.cancelled", "ErasureCancelledEvent", ErasureCancelledData,
-         "A running job stopped after a cancel."),
+         "A running job stopped after a cancel, or a chained request was cancelled because the request it "
+         "runs after did not become a version."),
         ("erasure.overdue", "ErasureOverdueEvent", ErasureOverdueData,
          "`legal.due_at` passed and the request is not finished."),
         ("model.validated", "ModelValidatedEvent", ModelValidatedData, "A model's validation job finished."),

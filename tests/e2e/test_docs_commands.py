@@ -46,7 +46,7 @@ from tests.services import postgres_database
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("docs/api-guide.md", "docs/operations.md", "docs/compliance.md")
 SESSION_TIMEOUT_S = 900
-# The api guide files nine erasures (2 steps each, ~20 s apiece on 2 shared cores; those on a model version are
+# The api guide files eleven erasures (2 steps each, ~20 s apiece on 2 shared cores; those on a model version are
 # verified for every concept erased before them); the later guides wait for them.
 pytestmark = pytest.mark.timeout(1800)
 
