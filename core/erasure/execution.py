@@ -173,8 +173,8 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     requested, config = build_spec(data, images)
-    spec, config = fit_request(requested, config, model_vocabulary(model_dir),
-                               erased=[c["target"] for c in base.lineage])
+    erased_before = [c["target"] for c in base.lineage]  # concepts the version has lost already
+    spec, config = fit_request(requested, config, model_vocabulary(model_dir), erased=erased_before)
     defaults = {"device": settings.device, "max_rounds": settings.erase_max_rounds,
                 "time_budget_s": settings.erase_time_budget_seconds}
     config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})
@@ -194,7 +194,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     screen = surrogate_screen(model_dir, settings, judge_name=judge_name, fingerprint=data.fingerprint,
                               min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
                               guidance_scale=getattr(config, "guidance_scale", 5.0), progress=keeper.progress)
-    spec, screened = screen(pipeline, spec, named_surrogates(requested), [c["target"] for c in base.lineage])
+    spec, screened = screen(pipeline, spec, named_surrogates(requested), erased_before)
     keeper.check()
     judged = with_lineage(spec, base.lineage)
     targets = [c.target for c in judged.concepts]

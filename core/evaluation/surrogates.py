@@ -29,18 +29,18 @@ ProgressFn = Callable[[float], None]
 
 
 def confusion(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, surrogate: str,
-              images: int, steps: int, guidance_scale: float, seed: int) -> float:
-    """The share of the base model's images of `surrogate` (its held-out phrasings, `images` seeds) that the judge
-    labels as `target`, among the same candidate labels the verification uses."""
+              images: int, steps: int, guidance_scale: float, seed: int) -> tuple[int, int]:
+    """(images the judge labels as `target`, images drawn): the base model's images of `surrogate` (its held-out
+    phrasings, `images` seeds), judged among the same candidate labels the verification uses."""
     vocab = vocabulary.with_concepts(kind, [target, surrogate])
     phrasings = vocab.heldout_prompts(kind, surrogate)
     if not phrasings or images <= 0:
-        return 0.0
+        return 0, 0
     prompts = [phrasings[i % len(phrasings)] for i in range(images)]
     seeds = [seed + i for i in range(images)]
     drawn = generate(base, prompts, seeds, steps=steps, guidance_scale=guidance_scale)
     verdicts = judge.classify(drawn, kind, vocab.concepts[kind])
-    return sum(v == target for v in verdicts) / len(verdicts)
+    return sum(v == target for v in verdicts), len(verdicts)
 
 
 def screen_surrogates(
@@ -70,10 +70,11 @@ def screen_surrogates(
         started = time.perf_counter()
         kind, target = concept.kind, concept.target
 
-        def measure(candidate: str, _kind: str = kind, _target: str = target, _ci: int = ci) -> SurrogateTried:
-            share = confusion(base, judge, vocabulary, kind=_kind, target=_target, surrogate=candidate,
-                              images=images, steps=steps, guidance_scale=guidance_scale, seed=seed + 1000 * _ci)
-            return SurrogateTried(surrogate=candidate, confused=round(share, 4), images=images)
+        def measure(candidate: str, _kind: str = kind, _target: str = target,
+                    _ci: int = ci) -> tuple[SurrogateTried, int]:
+            hits, n = confusion(base, judge, vocabulary, kind=_kind, target=_target, surrogate=candidate,
+                                images=images, steps=steps, guidance_scale=guidance_scale, seed=seed + 1000 * _ci)
+            return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
 
         current = concept.surrogate
         if current is None:  # the engine's neutral word: nothing the judge's label space knows
@@ -81,11 +82,14 @@ def screen_surrogates(
                                            tried=[], switched=False, seconds=0.0))
             concepts.append(concept)
             continue
-        tried = [measure(current)]
-        chosen = tried[0]
-        if target not in named and _clearly_above(chosen, max_confusion):
+        first, hits = measure(current)
+        tried = [first]
+        chosen = first
+        if target not in named and wilson(hits, first.images)[0] > max_confusion:
+            # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one
+            # confused image in eight is not enough to drop a surrogate; six are.
             for candidate in _alternatives(vocabulary, kind, target, current, targets):
-                tried.append(measure(candidate))
+                tried.append(measure(candidate)[0])
                 if tried[-1].confused < chosen.confused:
                     chosen = tried[-1]
                 if chosen.confused <= max_confusion:
@@ -99,13 +103,6 @@ def screen_surrogates(
         if progress:
             progress((ci + 1) / len(spec.concepts))
     return spec.model_copy(update={"concepts": concepts}), records
-
-
-def _clearly_above(tried: SurrogateTried, limit: float) -> bool:
-    """The confusion is above `limit` beyond sampling noise: the lower end of its 95 % interval exceeds it (one
-    confused image in eight is not enough to drop a surrogate; six are)."""
-    hits = round(tried.confused * tried.images)
-    return wilson(hits, tried.images)[0] > limit
 
 
 def _alternatives(vocabulary: Vocabulary, kind: str, target: str, current: str, avoid: set[str]) -> list[str]:
