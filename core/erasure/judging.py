@@ -96,10 +96,11 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
                 progress: Callable[[str, float], None] | None = None) -> Any:
     """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
     (settings.round_check_*), on other seeds than the final verification's, against its thresholds; while a
-    failing verdict is uncertain the sample doubles (pooled, up to settings.round_check_max_images per model).
+    verdict is uncertain either way (a failure that could still pass, a pass that could still fail) the sample
+    doubles (pooled, up to settings.round_check_max_images).
     The judge is chosen once; a judge that cannot run makes every round's check fail (the job then fails as
     unverified)."""
-    from core.evaluation.evidence import gather_evidence, pool_evidence, uncertain_failures
+    from core.evaluation.evidence import gather_evidence, pool_evidence, uncertain_verdicts
     from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.rounds import RoundCheck, check_from_evidence
 
@@ -129,8 +130,9 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
 
             evidence, drawn, extensions = draw(0, 1), 1, 0
             # A small sample cannot tell a broken round from bad luck on a model that is often wrong even
-            # before the erasure: while a failing verdict could still turn, draw as many images again and pool.
-            while (uncertain_failures(evidence, min_unlearning_accuracy, min_retention)
+            # before the erasure, nor a sound round from a lucky draw (6 of 6 erased still allows a UA of 0.61):
+            # while a verdict could still turn, draw as many images again and pool.
+            while (uncertain_verdicts(evidence, min_unlearning_accuracy, min_retention)
                    and evidence.images <= settings.round_check_max_images):  # images: both models' count
                 evidence = pool_evidence(evidence, draw(extensions + 1, drawn))
                 drawn, extensions = drawn * 2, extensions + 1

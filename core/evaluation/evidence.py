@@ -250,12 +250,19 @@ def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
     })
 
 
-def uncertain_failures(evidence: JudgeEvidence, min_ua: float, min_retention: float) -> list[str]:
-    """The verdicts that fail their threshold on the point estimate while the 95 % interval still reaches it:
-    failures a larger sample could overturn (a clear failure, interval wholly below, is not listed)."""
-    out = [f"ua:{c.concept}" for c in evidence.concepts
-           if c.images and c.ua < min_ua and c.ua_interval[1] >= min_ua]
-    out += [f"retention:{r.group}:{r.kind}" for r in evidence.retention
-            if r.retention is not None and r.retention_interval is not None
-            and r.retention < min_retention and r.retention_interval[1] >= min_retention]
-    return out
+def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: float) -> list[str]:
+    """The verdicts a larger sample could still turn, either way: the point estimate on one side of its threshold
+    while the 95 % interval reaches the other. A round's outcome rests on two decisions, every UA at its threshold
+    and every retention at its threshold; once one verdict of a decision fails clearly (interval wholly below),
+    more images cannot change that decision and its other verdicts are not listed."""
+
+    def unsettled(verdicts: list[tuple[str, float, tuple[float, float]]], threshold: float) -> list[str]:
+        if any(value < threshold and high < threshold for _, value, (_, high) in verdicts):
+            return []
+        return [name for name, value, (low, high) in verdicts
+                if (value < threshold <= high) or (low < threshold <= value)]
+
+    ua = [(f"ua:{c.concept}", c.ua, c.ua_interval) for c in evidence.concepts if c.images]
+    kept = [(f"retention:{r.group}:{r.kind}", r.retention, r.retention_interval) for r in evidence.retention
+            if r.retention is not None and r.retention_interval is not None]
+    return unsettled(ua, min_ua) + unsettled(kept, min_retention)

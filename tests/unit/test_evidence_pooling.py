@@ -1,8 +1,8 @@
-"""Pooling two judge draws and telling an uncertain failure from a clear one (core.evaluation.evidence)."""
+"""Pooling two judge draws and telling an uncertain verdict from a settled one (core.evaluation.evidence)."""
 
 from __future__ import annotations
 
-from core.evaluation.evidence import concept_evidence, pool_evidence, retention_evidence, uncertain_failures
+from core.evaluation.evidence import concept_evidence, pool_evidence, retention_evidence, uncertain_verdicts
 from core.evaluation.evidence_schema import JudgeEvidence
 
 
@@ -30,13 +30,32 @@ def test_pooled_counts_add_and_rates_are_recomputed() -> None:
 
 def test_an_uncertain_failure_is_listed_and_a_clear_one_is_not() -> None:
     # 3 of 4 kept (retention 0.75): below 0.9, but 4 images cannot rule 0.9 out.
-    small = _evidence(6, 0, 4, 4, 3, 0)
-    assert uncertain_failures(small, 0.9, 0.9) == ["retention:same-kind:object"]
+    small = _evidence(60, 0, 4, 4, 3, 0)
+    assert uncertain_verdicts(small, 0.9, 0.9) == ["retention:same-kind:object"]
     # 30 of 60 kept against a base of 60: clearly broken, more images would not turn it.
-    clear = _evidence(6, 0, 60, 60, 30, 0)
-    assert uncertain_failures(clear, 0.9, 0.9) == []
+    clear = _evidence(60, 0, 60, 60, 30, 0)
+    assert uncertain_verdicts(clear, 0.9, 0.9) == []
     # UA 5/6 is short of 0.95 but uncertain; 0/6 erased (UA 0) is a clear failure.
-    assert uncertain_failures(_evidence(6, 1, 4, 4, 4, 0), 0.95, 0.9) == ["ua:circle"]
-    assert uncertain_failures(_evidence(6, 6, 4, 4, 4, 0), 0.95, 0.9) == []
-    # Passing verdicts are never listed.
-    assert uncertain_failures(_evidence(6, 0, 4, 4, 4, 0), 0.95, 0.9) == []
+    assert uncertain_verdicts(_evidence(6, 1, 60, 60, 60, 0), 0.95, 0.9) == ["ua:circle"]
+    assert uncertain_verdicts(_evidence(6, 6, 60, 60, 60, 0), 0.95, 0.9) == []
+
+
+def test_an_uncertain_pass_is_listed_and_a_settled_one_is_not() -> None:
+    # 6 of 6 erased passes 0.9 on the point estimate, but its interval (from 0.61) still allows a failing UA.
+    assert uncertain_verdicts(_evidence(6, 0, 60, 60, 60, 0), 0.9, 0.9) == ["ua:circle"]
+    # 60 of 60 erased and 60 of 60 kept: both settled.
+    assert uncertain_verdicts(_evidence(60, 0, 60, 60, 60, 0), 0.9, 0.9) == []
+    # Retention 2.0 from 2 of 6 against 1 of 6 passes on the point estimate and is far from settled.
+    assert uncertain_verdicts(_evidence(60, 0, 6, 1, 2, 0), 0.9, 0.9) == ["retention:same-kind:object"]
+
+
+def test_a_clear_failure_settles_its_decision() -> None:
+    # Circle is still drawn in all 60 images: the UA decision has failed whatever star's 6 images would show.
+    failed = _evidence(60, 60, 60, 60, 60, 0)
+    star = concept_evidence("star", "object", "square", labels=["star", "square"], prompts=["a star"] * 6,
+                            seeds=list(range(6)), recognized_base=6, recognized_erased=0)
+    assert uncertain_verdicts(failed.model_copy(update={"concepts": [*failed.concepts, star]}), 0.9, 0.9) == []
+    # The decisions are separate: a clear retention failure leaves an uncertain UA pass listed (it decides
+    # whether the rollback also escalates erasure), and a clear UA failure an uncertain retention pass.
+    assert uncertain_verdicts(_evidence(6, 0, 60, 60, 30, 0), 0.9, 0.9) == ["ua:circle"]
+    assert uncertain_verdicts(_evidence(60, 60, 4, 4, 4, 0), 0.9, 0.9) == ["retention:same-kind:object"]
