@@ -122,7 +122,8 @@ def memory_probe(target: str, threads: int) -> dict[str, Any]:
 
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
     from core.config import get_settings
-    from core.erasure.judging import job_evaluator, round_check, surrogate_screen
+    from core.erasure.judging import job_evaluator, verified_rounds
+    from core.erasure.verification import Thresholds
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, erase
     from core.spare.loading import pipeline_dir
@@ -135,15 +136,16 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     config = method_config(method, args)
     model_dir = pipeline_dir(testbed)
     # The generic path: the testbed's lethe.json phrases the request (canvas contexts, retain set, surrogate).
-    spec, config = fit_request(ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method), config,
-                               load_vocabulary(model_dir))
+    requested = ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method)
+    spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
     screened: list[Any] = []
+    check: Any = None
     if method == "spare-loop":
         # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's).
-        screen = surrogate_screen(model_dir, settings, judge_name="model-classifier", fingerprint=None,
-                                  min_unlearning_accuracy=settings.verify_min_unlearning_accuracy)
-        spec, screened = screen(pipe, spec, set())
+        spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
+                                                judge_name="model-classifier", fingerprint=None,
+                                                thresholds=Thresholds.for_request(settings))
     concept = spec.concepts[0]
     grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
                              attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
@@ -162,9 +164,6 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     out = Path(tempfile.mkdtemp(prefix="lethe-bench-")) / "run"
     try:
         if method == "spare-loop":
-            check = round_check(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-                                min_unlearning_accuracy=settings.verify_min_unlearning_accuracy,
-                                min_retention=settings.verify_min_retention)
             res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator,
                                        screened=screened)
         else:

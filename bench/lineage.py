@@ -67,11 +67,12 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
     already, never a surrogate), the surrogate screen, erase until verified."""
     from bench.erasure import method_config
     from core.config import get_settings
-    from core.erasure.judging import round_check, surrogate_screen
+    from core.erasure.judging import verified_rounds
+    from core.erasure.verification import Thresholds
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
     from core.spare.loading import pipeline_dir
-    from core.spare.prompting import fit_request, named_surrogates
+    from core.spare.prompting import fit_request
     from core.spare.rounds import erase_until_verified
     from core.spare.specs import ConceptSpec
     from core.testbed.paths import testbed_dir
@@ -83,12 +84,9 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
     spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir),
                                erased=erased or [])
     t0 = time.perf_counter()
-    screen = surrogate_screen(model_dir, settings, judge_name="model-classifier", fingerprint=None,
-                              min_unlearning_accuracy=settings.verify_min_unlearning_accuracy)
-    spec, screened = screen(pipe, spec, named_surrogates(requested), erased or [])
-    check = round_check(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-                        min_unlearning_accuracy=settings.verify_min_unlearning_accuracy,
-                        min_retention=settings.verify_min_retention)
+    spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
+                                            judge_name="model-classifier", fingerprint=None,
+                                            thresholds=Thresholds.for_request(settings), erased=erased or [])
     result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, screened=screened)
     return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
                   {c.target: c.surrogate_text() for c in spec.concepts})

@@ -130,9 +130,8 @@ def erase(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.erasure.judging import grid_diagnostics, job_evaluator, round_check, surrogate_screen
+    from core.erasure.judging import grid_diagnostics, job_evaluator, verified_rounds
     from core.erasure.verification import Thresholds
-    from core.spare.prompting import named_surrogates
     from core.spare.rounds import erase_until_verified
 
     try:
@@ -140,10 +139,9 @@ def erase(
     except ErasureInputError as exc:
         raise _fail(str(exc)) from exc
     thresholds = Thresholds.for_request(settings)
-    screen = surrogate_screen(model_dir, settings, judge_name=judge or settings.judge, fingerprint=None,
-                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                              guidance_scale=getattr(config, "guidance_scale", 5.0))
-    spec, screened = screen(pipeline, spec, named_surrogates(requested))
+    spec, screened, check = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
+                                            judge_name=judge or settings.judge, fingerprint=None,
+                                            thresholds=thresholds)
     for record in screened:
         if record.switched:
             typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} (the judge "
@@ -153,9 +151,6 @@ def erase(
                                    attacks=attacks)
     evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
                               fingerprint=None, diagnostics=diagnostics)
-    check = round_check(model_dir, spec, config, settings, judge_name=judge or settings.judge, fingerprint=None,
-                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                        min_retention=thresholds.min_retention)
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                   TimeElapsedColumn()) as bars:
         tasks: dict[str, Any] = {}

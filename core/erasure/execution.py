@@ -16,7 +16,7 @@ import pydantic
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
 from core.config import Settings, redact_url
 from core.db import unit_of_work
-from core.erasure.judging import grid_diagnostics, job_evaluator, round_check, surrogate_screen
+from core.erasure.judging import grid_diagnostics, job_evaluator, verified_rounds
 from core.erasure.models import ErasureRequest
 from core.erasure.outcome import ErasureMetrics
 from core.erasure.verification import Thresholds, verify
@@ -31,7 +31,7 @@ from core.registry.cache import process_cache
 from core.registry.local_copy import local_model_dir
 from core.registry.models import RegisteredModel
 from core.spare.errors import ErasureCancelled, ErasureInputError
-from core.spare.prompting import fit_request, named_surrogates
+from core.spare.prompting import fit_request
 from core.storage import artifact_key, attempt_prefix
 from core.storage.base import ObjectStore
 from core.storage.tenant import tenant_store
@@ -191,10 +191,9 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
                             base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri))
     judge_name = data.verification.get("judge") or settings.judge
     thresholds = Thresholds.for_request(settings, data.verification)
-    screen = surrogate_screen(model_dir, settings, judge_name=judge_name, fingerprint=data.fingerprint,
-                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                              guidance_scale=getattr(config, "guidance_scale", 5.0), progress=keeper.progress)
-    spec, screened = screen(pipeline, spec, named_surrogates(requested), erased_before)
+    spec, screened, check = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
+                                            judge_name=judge_name, fingerprint=data.fingerprint,
+                                            thresholds=thresholds, erased=erased_before, progress=keeper.progress)
     keeper.check()
     judged = with_lineage(spec, base.lineage)
     targets = [c.target for c in judged.concepts]
@@ -206,9 +205,6 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
         evaluator = against_source(evaluator, lambda: cache.get(source_key,
                                                                 lambda: load_pipeline(model_dir, config.device)))
     evaluator = verifying_from_here(held, evaluator)
-    check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=data.fingerprint,
-                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                        min_retention=thresholds.min_retention, progress=keeper.progress)
     try:
         result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
                                       progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn,

@@ -5,18 +5,21 @@ with the erased and the base pipeline while the erased weights exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.erasure.verification import Thresholds
 from core.evaluation.judges import JudgeUnavailable, select_judge
+from core.evaluation.judges.base import Judge
 from core.evaluation.vocabulary import VocabularyError, load_vocabulary
 from core.logging import get_logger
 from core.spare.errors import ErasureInputError
 
 log = get_logger(__name__)
 Evaluator = Callable[[Any, Any], dict[str, Any]]
+JudgeFn = Callable[[Any], Judge]  # base pipeline -> the job's judge
 
 
 def training_prompts(spec: Any, config: Any, tokenizer: Any = None) -> set[str]:
@@ -93,35 +96,33 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
 
 def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
                 fingerprint: str | None, min_unlearning_accuracy: float, min_retention: float,
-                progress: Callable[[str, float], None] | None = None) -> Any:
+                progress: Callable[[str, float], None] | None = None, judge: JudgeFn | None = None) -> Any:
     """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
     (settings.round_check_*), on other seeds than the final verification's, against its thresholds; while a
     verdict is uncertain either way (a failure that could still pass, a pass that could still fail) the sample
     doubles (pooled, up to settings.round_check_max_images).
-    The judge is chosen once; a judge that cannot run makes every round's check fail (the job then fails as
-    unverified)."""
+    The judge is chosen once (`judge`: one shared with the surrogate screen); a judge that cannot run makes every
+    round's check fail (the job then fails as unverified)."""
     from core.evaluation.evidence import gather_evidence, pool_evidence, uncertain_verdicts
     from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.rounds import RoundCheck, check_from_evidence
 
     targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
-    chosen: dict[str, Any] = {}
+    judge_of = judge or shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
     # Every round judges against the same base weights on the same seeds: the base draws each image once.
     base_memo: dict[int, dict[tuple[str, int], Any]] = {}
 
     def check(erased: Any, base: Any) -> RoundCheck:
         try:
             vocabulary = load_vocabulary(model_dir)
-            if "judge" not in chosen:
-                chosen["judge"] = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
-                                               clip_path=settings.clip_judge_path, fingerprint=fingerprint)
+            chosen = judge_of(base)
             trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
             forget, retain = settings.round_check_forget_images, settings.round_check_retain_images
 
             def draw(k: int, scale: int) -> JudgeEvidence:
                 # Each draw on its own seeds; none meets the final verification's (seed 900_000 onwards).
                 return gather_evidence(
-                    erased, base, chosen["judge"], vocabulary, targets, training_prompts=trained,
+                    erased, base, chosen, vocabulary, targets, training_prompts=trained,
                     forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000 + 3_000_000 * k,
                     progress=(lambda f: progress("check", f)) if progress else None,
@@ -149,22 +150,23 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
 
 def surrogate_screen(model_dir: Path, settings: Settings, *, judge_name: str, fingerprint: str | None,
                      min_unlearning_accuracy: float, guidance_scale: float = 5.0,
-                     progress: Callable[[str, float], None] | None = None) -> Callable[..., Any]:
+                     progress: Callable[[str, float], None] | None = None,
+                     judge: JudgeFn | None = None) -> Callable[..., Any]:
     """screen(base, spec, named, avoid=()) -> (spec, records): before the first round, the job's judge looks at
     the base model's images of each surrogate; a surrogate the vocabulary picked that the judge labels as its
     target more often than 1 - min_unlearning_accuracy is replaced (`core.evaluation.surrogates`).
     settings.surrogate_screen_images = 0, or a judge that cannot run, leaves the spec as it is."""
     from core.evaluation.surrogates import screen_surrogates
 
+    judge_of = judge or shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
+
     def screen(base: Any, spec: Any, named: set[str], avoid: Any = ()) -> tuple[Any, list[Any]]:
         if settings.surrogate_screen_images <= 0:
             return spec, []
         try:
             vocabulary = load_vocabulary(model_dir)
-            judge = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
-                                 clip_path=settings.clip_judge_path, fingerprint=fingerprint)
             return screen_surrogates(
-                base, judge, vocabulary, spec, named=named, avoid=avoid,
+                base, judge_of(base), vocabulary, spec, named=named, avoid=avoid,
                 max_confusion=round(1 - min_unlearning_accuracy, 6), images=settings.surrogate_screen_images,
                 steps=settings.judge_steps, guidance_scale=guidance_scale,
                 progress=(lambda f: progress("surrogate screen", f)) if progress else None,
@@ -174,3 +176,37 @@ def surrogate_screen(model_dir: Path, settings: Settings, *, judge_name: str, fi
             return spec, []
 
     return screen
+
+
+def shared_judge(model_dir: Path, settings: Settings, *, judge_name: str, fingerprint: str | None) -> JudgeFn:
+    """judge(base) -> the job's judge, chosen on the first call that succeeds and then reused (a CLIP judge
+    loads its model once per job however many steps consult it); JudgeUnavailable propagates and is retried."""
+    chosen: list[Judge] = []
+
+    def judge(base: Any) -> Judge:
+        if not chosen:
+            chosen.append(select_judge(judge_name, base_pipeline=base, vocabulary=load_vocabulary(model_dir),
+                                       clip_path=settings.clip_judge_path, fingerprint=fingerprint))
+        return chosen[0]
+
+    return judge
+
+
+def verified_rounds(base: Any, model_dir: Path, requested: Any, spec: Any, config: Any, settings: Settings, *,
+                    judge_name: str, fingerprint: str | None, thresholds: Thresholds, erased: Sequence[str] = (),
+                    progress: Callable[[str, float], None] | None = None) -> tuple[Any, list[Any], Any]:
+    """What erase-until-verified needs besides the engine and the final evaluator, as workers, `lethe erase` and
+    the benchmarks assemble it -> (spec, screened, check): the surrogate screen on `base` (`requested`: the
+    request before fit_request, whose named surrogates are kept; `erased`: concepts `base` has lost, never a
+    surrogate), then the round check of the screened spec. Both use one judge."""
+    from core.spare.prompting import named_surrogates
+
+    judge = shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
+    screen = surrogate_screen(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint,
+                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                              guidance_scale=getattr(config, "guidance_scale", 5.0), progress=progress, judge=judge)
+    spec, screened = screen(base, spec, named_surrogates(requested), erased)
+    check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=fingerprint,
+                        min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                        min_retention=thresholds.min_retention, progress=progress, judge=judge)
+    return spec, screened, check

@@ -69,3 +69,34 @@ def test_the_screen_can_be_turned_off(second: tuple[Any, Any]) -> None:
     model_dir, pipe = second
     spec, records = _screen(model_dir, pipe, ConceptSpec(target="triangle"), surrogate_screen_images=0)
     assert records == [] and spec.concepts[0].surrogate == "star"
+
+
+def test_the_screen_and_the_round_check_share_one_judge(second: tuple[Any, Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.erasure import judging
+    from core.erasure.verification import Thresholds
+
+    model_dir, pipe = second
+    chosen: list[Any] = []
+    real = judging.select_judge
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        chosen.append(real(*args, **kwargs))
+        return chosen[-1]
+
+    monkeypatch.setattr(judging, "select_judge", counted)
+    settings = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8,
+                                                 "round_check_forget_images": 2, "round_check_retain_images": 2,
+                                                 "round_check_max_images": 1,
+                                                 "verify_min_unlearning_accuracy": 0.95})
+    requested = ErasureSpec(concepts=[ConceptSpec(target="triangle")])
+    spec, config = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
+    spec, screened, check = judging.verified_rounds(
+        pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier", fingerprint=None,
+        thresholds=Thresholds.for_request(settings))
+    (record,) = screened
+    assert record.switched and spec.concepts[0].surrogate == record.chosen, "the check gets the screened spec"
+    verdict = check(pipe, pipe)  # the base as its own erased model: triangles still drawn
+    assert verdict.ua and not verdict.ua_ok
+    assert verdict.metrics["judge"]["concepts"][0]["surrogate"] == record.chosen
+    assert len(chosen) == 1, "one judge for the screen and every round's check"
