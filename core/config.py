@@ -226,8 +226,8 @@ class Settings(BaseSettings):
         default=72, ge=1, le=2048,
         description="A round's check draws more held-out images (doubling, on new seeds, pooled with the first draw) "
         "while a verdict is uncertain either way (a failure or a pass whose 95 % interval still reaches across "
-        "the threshold), until the images of both models together exceed this. Only the first draw when it "
-        "already does.",
+        "the threshold), for the uncertain verdicts only, until the images of both models together exceed this. "
+        "Only the first draw when it already does.",
     )
     surrogate_screen_images: int = Field(
         default=8, ge=0, le=256,

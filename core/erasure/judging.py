@@ -119,23 +119,24 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
             trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
             forget, retain = settings.round_check_forget_images, settings.round_check_retain_images
 
-            def draw(k: int, scale: int) -> JudgeEvidence:
+            def draw(k: int, scale: int, only: set[str] | None = None) -> JudgeEvidence:
                 # Each draw on its own seeds; none meets the final verification's (seed 900_000 onwards).
                 return gather_evidence(
                     erased, base, chosen, vocabulary, targets, training_prompts=trained,
                     forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000 + 3_000_000 * k,
                     progress=(lambda f: progress("check", f)) if progress else None,
-                    base_memo=base_memo.setdefault(id(base), {}),
+                    base_memo=base_memo.setdefault(id(base), {}), only=only,
                 )
 
             evidence, drawn, extensions = draw(0, 1), 1, 0
             # A small sample cannot tell a broken round from bad luck on a model that is often wrong even
             # before the erasure, nor a sound round from a lucky draw (6 of 6 erased still allows a UA of 0.61):
-            # while a verdict could still turn, draw as many images again and pool.
-            while (uncertain_verdicts(evidence, min_unlearning_accuracy, min_retention)
+            # while a verdict could still turn, draw as many images again for it (only the open verdicts: a
+            # settled one would only cost images) and pool.
+            while ((open_verdicts := uncertain_verdicts(evidence, min_unlearning_accuracy, min_retention))
                    and evidence.images <= settings.round_check_max_images):  # images: both models' count
-                evidence = pool_evidence(evidence, draw(extensions + 1, drawn))
+                evidence = pool_evidence(evidence, draw(extensions + 1, drawn, set(open_verdicts)))
                 drawn, extensions = drawn * 2, extensions + 1
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could run the round check", reason=str(exc))

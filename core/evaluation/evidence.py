@@ -81,12 +81,16 @@ def draw_heldout(
     seed: int = 900_000,
     progress: ProgressFn | None = None,
     base_memo: dict[tuple[str, int], np.ndarray] | None = None,
+    only: set[str] | None = None,
 ) -> HeldoutImages:
     """Both models draw the held-out prompts of the erased concepts and of the concepts that must stay.
 
     `base_memo`: the base model's images by (prompt, seed) from earlier calls with the same base weights, steps
     and guidance (an image depends on nothing else); filled with what this call draws. Rounds of one job share
-    one, so the base draws each check image once."""
+    one, so the base draws each check image once.
+    `only`: the verdicts to draw images for (names as `uncertain_verdicts` gives them: `ua:<concept>`,
+    `retention:<group>:<kind>`); the others get no images here (a sequential sample's extension draws only what
+    is still open). Group sizes stay those of a full draw."""
     started = time.perf_counter()
     erased_names = {c for c, _, _ in targets}
     vocab = vocabulary
@@ -125,6 +129,8 @@ def draw_heldout(
                 if lst][:per_group]
         plan += [(f"{group}:{kind}", kind, c, p, seed + 500_000 + 1000 * gi + i) for i, (c, p) in enumerate(rows)]
 
+    if only is not None:
+        plan = [row for row in plan if _verdict_name(row[0]) in only]
     prompts = [row[3] for row in plan]
     seeds = [row[4] for row in plan]
     tick = progress or (lambda f: None)
@@ -144,6 +150,12 @@ def draw_heldout(
         base=images_base, erased=images_erased, excluded_training_prompts=excluded, steps=steps,
         guidance_scale=guidance_scale, vocabulary=vocabulary.source, seconds=time.perf_counter() - started,
     )
+
+
+def _verdict_name(plan_group: str) -> str:
+    """A plan row's group (`forget:<concept>`, `<group>:<kind>`) as the verdict it feeds is named."""
+    head, _, rest = plan_group.partition(":")
+    return f"ua:{rest}" if head == "forget" else f"retention:{plan_group}"
 
 
 def judge_heldout(held: HeldoutImages, judge: Judge, progress: ProgressFn | None = None) -> JudgeEvidence:
@@ -224,8 +236,9 @@ def retention_evidence(group: str, kind: str, concepts: list[str], *, prompts: l
 
 def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
     """One body of evidence from two draws by the same judge on disjoint seeds: counts add, rates and intervals are
-    recomputed on the pooled images (a sequential sample: the second draw is taken when the first is uncertain)."""
-    extra_c = {c.concept: c for c in more.concepts}
+    recomputed on the pooled images (a sequential sample: the second draw is taken when the first is uncertain).
+    A verdict the second draw has no images for keeps the first draw's numbers."""
+    extra_c = {c.concept: c for c in more.concepts if c.images}
     concepts = []
     for c in first.concepts:
         m = extra_c.get(c.concept)
@@ -234,7 +247,7 @@ def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
             recognized_base=c.recognized_base + m.recognized_base,
             recognized_erased=c.recognized_erased + m.recognized_erased,
         ))
-    extra_r = {(r.group, r.kind): r for r in more.retention}
+    extra_r = {(r.group, r.kind): r for r in more.retention if r.images}
     retention = []
     for r in first.retention:
         m = extra_r.get((r.group, r.kind))

@@ -59,3 +59,21 @@ def test_a_clear_failure_settles_its_decision() -> None:
     # whether the rollback also escalates erasure), and a clear UA failure an uncertain retention pass.
     assert uncertain_verdicts(_evidence(6, 0, 60, 60, 30, 0), 0.9, 0.9) == ["ua:circle"]
     assert uncertain_verdicts(_evidence(60, 60, 4, 4, 4, 0), 0.9, 0.9) == ["retention:same-kind:object"]
+
+
+def test_a_verdict_the_extension_drew_nothing_for_keeps_its_numbers() -> None:
+    first = _evidence(6, 1, 4, 4, 3, 0)
+    # An extension drawn for the retention verdict only: the concept has no images in it.
+    only_retention = _evidence(0, 0, 8, 8, 8, 1000)
+    pooled = pool_evidence(first, only_retention)
+    assert pooled.concepts[0] == first.concepts[0]
+    assert (pooled.retention[0].images, pooled.retention[0].correct_erased) == (12, 11)
+    assert pooled.images == first.images + 16
+
+
+def test_plan_groups_name_the_verdicts_they_feed() -> None:
+    from core.evaluation.evidence import _verdict_name
+
+    assert _verdict_name("forget:circle") == "ua:circle"
+    assert _verdict_name("same-kind:object") == "retention:same-kind:object"
+    assert _verdict_name("other-kind:style") == "retention:other-kind:style"
