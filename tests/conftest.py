@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# pytest-xdist workers share the cores: each (and every process it starts) gets its share of threads, set before
+# torch loads (oversubscribed OpenMP threads on 2 shared cores run many times slower).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    )
+
 import core  # noqa: F401  (sets OMP_WAIT_POLICY before anything loads torch)
 from core import wiring
 from tests import services
@@ -22,6 +29,21 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # Job handlers and background services, as every worker process registers them at start.
 wiring.load()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest modules first (by their `slow(minutes=...)` marks), each module's tests kept together and in order.
+
+    The suite runs on pytest-xdist workers that take one test at a time (pyproject addopts): started first, the
+    long tests overlap each other and the many short ones fill the gaps, instead of one long test running alone
+    at the end."""
+    weight: dict[str, float] = {}
+    for item in items:
+        mark = item.get_closest_marker("slow")
+        minutes = float(mark.kwargs.get("minutes", 1.0)) if mark is not None else 0.0
+        weight[item.nodeid.split("::")[0]] = weight.get(item.nodeid.split("::")[0], 0.0) + minutes
+    order = {module: i for i, module in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
+    items.sort(key=lambda item: (-weight[item.nodeid.split("::")[0]], order[item.nodeid.split("::")[0]]))
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +105,17 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh, empty Postgres database for this test."""
+    """A fresh Postgres database for this test, already migrated to head."""
+    try:
+        with services.postgres_database(migrated=True) as url:
+            yield url
+    except services.ServiceMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A fresh, empty Postgres database for this test (for tests of the migrations themselves)."""
     try:
         with services.postgres_database() as url:
             yield url
@@ -93,7 +125,7 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Runs the test once on SQLite and once on a fresh Postgres database."""
+    """Runs the test once on SQLite and once on a fresh, empty Postgres database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return

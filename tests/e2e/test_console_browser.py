@@ -32,7 +32,7 @@ from tests.integration.worker_support import child_env, free_port, processes, wa
 CHROMIUM = Path("/usr/bin/chromium")
 ERASURE_TIMEOUT_S = 600
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=0.9)
 
 
 @pytest.fixture(scope="module")

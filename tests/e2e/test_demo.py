@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 LETHE = [sys.executable, "-m", "core.cli"]
 
 
@@ -16,6 +18,7 @@ def _demo(args: list[str], data_dir: Path, timeout: float) -> subprocess.Complet
     return subprocess.run([*LETHE, "demo", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
+@pytest.mark.slow(minutes=1.3)
 def test_demo_erases_and_proves_it(tmp_path: Path) -> None:
     out = _demo([], tmp_path, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -242,6 +242,7 @@ def _doc_snippet_verifier() -> Any:
     return namespace["verify_lethe_webhook"]
 
 
+@pytest.mark.slow(minutes=6)
 def test_every_bash_command_in_the_docs_runs(docs_server: DocsServer) -> None:
     outputs = {doc: _run_session(docs_server, doc) for doc in DOCS}
     guide = outputs["docs/api-guide.md"]

@@ -23,7 +23,7 @@ from tests.api_support import ApiEnv
 from tests.integration.versions_support import run_jobs, versions_env
 from tests.integration.worker_support import audit_actions, child_env, processes, tiny_model_dir, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=0.5)
 FAST = {"steps": 10, "lr": 3e-3, "sample_steps": 2, "max_rounds": 1}
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bench import attack_budget
 from core.testbed import paths
 
 
+@pytest.mark.slow(minutes=0.5)
 def test_attack_budget_bench_writes_curves_and_a_grid(tmp_path: Path) -> None:
     out = tmp_path / "ab.json"
     rc = attack_budget.main([

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -15,6 +16,7 @@ torch.set_num_threads(1)
 TOY = '{"max_rounds": 1, "max_forget_prompts": 4, "max_retain_prompts": 4, "saliency_batches": 2, "timestep_grid": 4}'
 
 
+@pytest.mark.slow(minutes=0.35)
 def test_lineage_bench_runs_three_strategies_and_chains_adapters(tmp_path: Path) -> None:
     out = tmp_path / "lineage.json"
     work = tmp_path / "work"

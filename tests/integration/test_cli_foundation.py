@@ -33,9 +33,9 @@ def test_config_show_redacts(tmp_path: Path) -> None:
     assert data["data_dir"] == str(tmp_path.resolve())
 
 
-def test_db_upgrade_sqlite_and_postgres(tmp_path: Path, pg_url: str) -> None:
+def test_db_upgrade_sqlite_and_postgres(tmp_path: Path, empty_pg_url: str) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'cli.db'}"
-    for url in (sqlite_url, pg_url):
+    for url in (sqlite_url, empty_pg_url):
         out = _run(["db", "upgrade"], {"LETHE_DATA_DIR": str(tmp_path), "LETHE_DATABASE_URL": url})
         assert out.returncode == 0, out.stderr
         engine = sa.create_engine(url)

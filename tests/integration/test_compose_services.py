@@ -136,7 +136,7 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=0.9)
 def test_every_compose_service_starts_from_its_command_line_and_passes_its_health_check(
     pg_url: str, redis_url: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     tiny_model: Path,  # noqa: F811

@@ -41,6 +41,7 @@ def _serve(procs: Processes, env: dict[str, str], port: int) -> None:
              "lethe serve to answer /healthz")
 
 
+@pytest.mark.slow(minutes=0.5)
 def test_serve_runs_jobs_and_survives_restarts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path  # noqa: F811
 ) -> None:

@@ -53,7 +53,7 @@ from tests.integration.worker_support import (
 from worker.app import make_app
 from worker.publisher import CeleryPublisher
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow(minutes=0.4)]
 SLOW = {**FAST_PARAMS, "steps": 3000}
 
 

@@ -14,7 +14,7 @@ import pytest
 from core.testbed.paths import SHIPPED
 from tests.integration.worker_support import child_env, seed_model, seed_request, seed_tenant, use_database
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=0.2)
 
 PROBE = """
 import json, sys

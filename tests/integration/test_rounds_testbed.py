@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from core.cli.app import app
 from core.testbed.paths import SHIPPED
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=0.6)
 torch.set_num_threads(1)
 
 

@@ -47,6 +47,7 @@ def _model_behind_the_openapi_example(env: ApiEnv) -> None:
                               architecture="sd1", fingerprint="cd" * 32))
 
 
+@pytest.mark.slow(minutes=0.8)
 def test_openapi_contract(fuzz_env: ApiEnv) -> None:
     _model_behind_the_openapi_example(fuzz_env)
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzz_env.client.app)

@@ -76,6 +76,7 @@ def test_saliency_selects_modules_whose_ablation_changes_the_object_most(testbed
     assert selected_change > np.mean(random_changes), (selected_change, random_changes)
 
 
+@pytest.mark.slow(minutes=0.35)
 def test_short_spare_run_on_testbed_moves_ua_and_keeps_retention(testbed: Path, tmp_path: Path) -> None:
     """Through `lethe erase`: the report carries the evaluator's metrics."""
     out = tmp_path / "out"

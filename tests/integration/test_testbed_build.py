@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
@@ -27,6 +28,7 @@ def _lethe(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow(minutes=0.35)
 def test_tiny_build_writes_a_loadable_testbed_that_becomes_the_default(data_dir: Path) -> None:
     r = _lethe("testbed", "build", "--profile", "tiny", env={"LETHE_DATA_DIR": str(data_dir)})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -128,6 +130,7 @@ def test_build_rejects_an_unknown_excluded_concept(data_dir: Path) -> None:
     assert r.returncode == 2 and "--stages" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow(minutes=0.35)
 def test_eval_json_contract_on_the_shipped_testbed() -> None:
     r = _lethe(
         "testbed",
@@ -161,6 +164,7 @@ def test_eval_json_contract_on_the_shipped_testbed() -> None:
     assert data["images"] == 30 + 30 + 2 * per_target and data["seconds"] > 0  # the probe uses 2 fixed seeds
 
 
+@pytest.mark.slow(minutes=0.3)
 def test_eval_rejects_bad_input_without_a_traceback(tmp_path: Path) -> None:
     r = _lethe("testbed", "eval", "--model", str(SHIPPED / "pipeline"), "--forget", "dog", "--json")
     assert r.returncode == 2 and "unknown concept 'dog'" in r.stderr and "Traceback" not in r.stderr

@@ -21,7 +21,7 @@ from tests.integration.worker_support import (
     use_database,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=0.7)
 
 
 @pytest.fixture

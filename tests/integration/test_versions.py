@@ -22,7 +22,7 @@ from tests.api_support import ApiEnv
 from tests.integration.versions_support import problem, run_jobs, save_json, versions_env
 from tests.integration.worker_support import REPO, audit_actions, child_env, tiny_model_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=0.6)
 # A real but quick erasure on the tiny pipeline (the API's share of worker_support.FAST_PARAMS).
 FAST = {"steps": 10, "lr": 3e-3, "sample_steps": 2, "max_rounds": 1}
 

@@ -19,7 +19,7 @@ from tests.api_support import ApiEnv
 from tests.integration.versions_support import run_jobs, versions_env
 from tests.integration.worker_support import seed_model
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=3)
 OBJECT, STYLE = "star", "dotted"
 
 

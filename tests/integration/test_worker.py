@@ -55,6 +55,7 @@ def stack_settings(redis_url: str, s3_endpoint: str, bucket: str, **extra: str) 
     }
 
 
+@pytest.mark.slow(minutes=0.3)
 def test_worker_runs_erasures_and_validations(
     pg_url: str, redis_url: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     tiny_model: Path,  # noqa: F811

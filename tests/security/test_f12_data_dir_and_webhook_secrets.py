@@ -116,7 +116,7 @@ def test_webhook_secrets_not_stored_in_plaintext_nor_replayed(
         receiver.server.shutdown()
 
 
-def test_upgrade_encrypts_secrets_written_before(pg_url: str) -> None:
+def test_upgrade_encrypts_secrets_written_before(empty_pg_url: str) -> None:
     """Secrets stored in plaintext by older versions are sealed by `lethe db upgrade` (and unsealed by a
     downgrade); stored webhook-creation responses lose their copy."""
     import json
@@ -129,11 +129,11 @@ def test_upgrade_encrypts_secrets_written_before(pg_url: str) -> None:
     from core.timeutil import utcnow
     from core.webhooks.models import WebhookEndpoint
 
-    upgrade(pg_url, "0008_audit_checkpoints")
+    upgrade(empty_pg_url, "0008_audit_checkpoints")
     secret = signing.new_secret()
     tenant, endpoint = uuid.uuid4(), uuid.uuid4()
     now = utcnow()
-    engine = make_engine(pg_url)
+    engine = make_engine(empty_pg_url)
     with engine.begin() as db:
         db.execute(sa.text("insert into tenants (id, name, require_approval, created_at) "
                            "values (:i, 'old', false, :n)"), {"i": tenant, "n": now})
@@ -146,7 +146,7 @@ def test_upgrade_encrypts_secrets_written_before(pg_url: str) -> None:
                            ":n, :n, :n)"),
                    {"i": uuid.uuid4(), "t": tenant, "f": "0" * 64, "n": now,
                     "b": json.dumps({"id": str(endpoint), "secret": secret})})
-    upgrade(pg_url)
+    upgrade(empty_pg_url)
     raw = secret.removeprefix("whsec_")
     with engine.connect() as db:
         stored = db.execute(sa.text("select secret from webhook_endpoints")).scalar_one()
@@ -155,7 +155,7 @@ def test_upgrade_encrypts_secrets_written_before(pg_url: str) -> None:
     assert body["secret"] is None and raw not in json.dumps(body)
     with unit_of_work(engine) as s:
         assert s.get(WebhookEndpoint, endpoint).secret == secret, "the service still reads the secret"
-    downgrade(pg_url, "0008_audit_checkpoints")
+    downgrade(empty_pg_url, "0008_audit_checkpoints")
     with engine.connect() as db:
         assert db.execute(sa.text("select secret from webhook_endpoints")).scalar_one() == secret
     engine.dispose()

@@ -4,9 +4,12 @@ bench/schemathesis_probe.py runs the same probe at nightly size (>= 10,000 reque
 
 from __future__ import annotations
 
+import pytest
+
 from bench.schemathesis_probe import PHASES, probe
 
 
+@pytest.mark.slow(minutes=0.3)
 def test_live_server_probe_has_no_5xx(pg_url: str) -> None:
     result = probe(pg_url, max_examples=6, workers=2, seed=12)
     assert result.requests >= 2000, (result.requests, result.output_tail)
