@@ -11,11 +11,10 @@ retention per group of concepts that must stay). Then:
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
   surrogate anchoring of the forget term, timestep focus, more contexts per prompt, more steps.
 
-The loop stops on a pass, after `max_rounds`, when another round would not fit `time_budget_s` (measured
-from the start, estimated from the last round's time), or when a second rollback in a row left the lowest broken
-retention no higher than the first (the retention levers are not moving it). The result is the passing round,
-else the best one (retention kept first, then the lowest UA over the concepts); its report lists every round
-(what changed, UA, retention, seconds, kept or rolled back).
+The loop stops on a pass, after `max_rounds`, or when another round would not fit `time_budget_s` (measured
+from the start, estimated from the last round's time). The result is the passing round, else the best one
+(retention kept first, then the lowest UA over the concepts); its report lists every round (what changed,
+UA, retention, seconds, kept or rolled back).
 """
 
 from __future__ import annotations
@@ -201,8 +200,6 @@ def erase_until_verified(
             raise ErasureInputError("the round check did not run (the engine skipped its evaluate stage)")
         if verdict.passed or last_possible:
             break
-        if _rollback_did_not_help(rounds):
-            break  # the retention levers do not move it: another round would spend the budget on the same
         if verdict.retention_ok:
             good = current.config
             base_cfg, changed, candidates, lever = good, {}, levers, ""
@@ -245,22 +242,6 @@ def erase_until_verified(
         _evaluate_saved(pipeline, chosen, evaluator)
     return _finish(chosen, out_dir, work, outcomes, started - sum(r.seconds for r in screened or []), config,
                    screened or [])
-
-
-def _rollback_did_not_help(rounds: list[_Round]) -> bool:
-    """Two rounds in a row broke retention and the later one, which ran with what the rollback added to win it
-    back, left the lowest broken retention no higher: the retention levers are not moving it (on a model whose
-    erasure leaks into a neighbour the same way in every round), so the loop stops there."""
-    if len(rounds) < 2:
-        return False
-    before, last = rounds[-2].check, rounds[-1].check
-    if before is None or last is None or before.retention_ok or last.retention_ok:
-        return False
-
-    def lowest(check: RoundCheck) -> float:
-        return min((v for v in check.retention.values() if v is not None), default=1.0)
-
-    return lowest(last) <= lowest(before)
 
 
 def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None:
