@@ -37,13 +37,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The suite runs on pytest-xdist workers that take one test at a time (pyproject addopts): started first, the
     long tests overlap each other and the many short ones fill the gaps, instead of one long test running alone
     at the end."""
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
     weight: dict[str, float] = {}
     for item in items:
         mark = item.get_closest_marker("slow")
         minutes = float(mark.kwargs.get("minutes", 1.0)) if mark is not None else 0.0
-        weight[item.nodeid.split("::")[0]] = weight.get(item.nodeid.split("::")[0], 0.0) + minutes
-    order = {module: i for i, module in enumerate(dict.fromkeys(item.nodeid.split("::")[0] for item in items))}
-    items.sort(key=lambda item: (-weight[item.nodeid.split("::")[0]], order[item.nodeid.split("::")[0]]))
+        weight[module(item)] = weight.get(module(item), 0.0) + minutes
+    order = {name: i for i, name in enumerate(dict.fromkeys(module(item) for item in items))}
+    items.sort(key=lambda item: (-weight[module(item)], order[module(item)]))
 
 
 @pytest.fixture(autouse=True)
