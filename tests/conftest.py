@@ -106,24 +106,24 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'test.db'}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh Postgres database for this test, already migrated to head."""
+def _postgres(migrated: bool) -> Iterator[str]:
     try:
-        with services.postgres_database(migrated=True) as url:
+        with services.postgres_database(migrated=migrated) as url:
             yield url
     except services.ServiceMissing as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh Postgres database for this test, already migrated to head."""
+    yield from _postgres(migrated=True)
 
 
 @pytest.fixture
 def empty_pg_url() -> Iterator[str]:
     """A fresh, empty Postgres database for this test (for tests of the migrations themselves)."""
-    try:
-        with services.postgres_database() as url:
-            yield url
-    except services.ServiceMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    yield from _postgres(migrated=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -132,11 +132,7 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
-    try:
-        with services.postgres_database() as url:
-            yield url
-    except services.ServiceMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    yield from _postgres(migrated=False)
 
 
 @pytest.fixture(scope="session")
