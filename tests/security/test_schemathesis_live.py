@@ -11,7 +11,9 @@ from bench.schemathesis_probe import PHASES, probe
 
 @pytest.mark.slow(minutes=0.3)
 def test_live_server_probe_has_no_5xx(pg_url: str) -> None:
-    result = probe(pg_url, max_examples=6, workers=2, seed=12)
+    # One schemathesis worker: on CPython 3.11 concurrent ast.parse calls (hypothesis describing lambdas in
+    # strategy reprs from two threads) can raise "SystemError: AST constructor recursion depth mismatch".
+    result = probe(pg_url, max_examples=6, workers=1, seed=12)
     assert result.requests >= 2000, (result.requests, result.output_tail)
     assert result.five_xx == 0, (result.by_operation_5xx, result.server_errors)
     assert result.exit_code == 0, result.output_tail
