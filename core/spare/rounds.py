@@ -9,7 +9,9 @@ retention per group of concepts that must stay). Then:
   retention, with the lever that broke it set aside, plus (once) retain prompts in the forget prompts' own
   phrasings with the target swapped for its neighbours, after that more weight on the retain term each time;
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
-  surrogate anchoring of the forget term, timestep focus, more contexts per prompt, more steps.
+  surrogate anchoring of the forget term, placement (a wider saliency pool: self-attention as well, last of the
+  adapter levers because it acts whatever the prompt says), timestep focus, more contexts per prompt, more
+  steps.
 
 The loop stops on a pass, after `max_rounds`, or when another round would not fit `time_budget_s` (measured
 from the start, estimated from the last round's time). The result is the passing round, else the best one
@@ -62,7 +64,9 @@ CheckFn = Callable[[Any, Any], RoundCheck]
 # Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds).
 # Fields a rollback sets to win retention back: kept by every later round.
 _RETENTION_FIELDS = ("w_retain", "retain_neighbours")
-SPARE_LEVERS = ("capacity", "anchor", "timesteps", "contexts", "steps")
+SPARE_LEVERS = ("capacity", "anchor", "placement", "timesteps", "contexts", "steps")
+# The saliency pool a "placement" escalation widens to.
+_WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 ESD_LEVERS = ("steps",)
 
 
@@ -83,6 +87,9 @@ def _lever(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
     if name == "anchor":
         following = {"concept": "both", "both": "surrogate"}.get(config.forget_anchor)
         return {"forget_anchor": following} if following else {}
+    if name == "placement":
+        wider = _WIDER_POOL.get(config.saliency_pool)
+        return {"saliency_pool": wider} if wider else {}
     if name == "timesteps":
         if config.timesteps != "concept" or config.timestep_gamma >= 4:
             return {}

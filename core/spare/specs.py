@@ -133,9 +133,10 @@ class SpareConfig(_RunConfig):
     )
     alpha: float | None = Field(default=None, gt=0, le=512, description="LoRA alpha; None = rank.")
     saliency_pool: Literal["cross_kv", "cross_attention", "attention", "all"] = Field(
-        default="attention",
+        default="cross_attention",
         description="Which modules compete for saliency: cross-attention key/value (the text pathway), all "
-        "cross-attention projections, all attention projections, or every Linear/Conv in the UNet blocks.",
+        "cross-attention projections, all attention projections, or every Linear/Conv in the UNet blocks. "
+        "Erase until verified widens cross_kv → cross_attention → attention when a round's UA is short.",
     )
     saliency_fraction: float = Field(
         default=0.95, gt=0, le=1.0,

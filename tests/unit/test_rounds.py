@@ -86,6 +86,23 @@ def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> Non
     assert "round 2/4: distill" in script.stages
 
 
+def test_after_capacity_and_anchor_placement_widens_the_pool_to_self_attention(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    pools = [c.saliency_pool for c in script.configs]
+    assert pools == ["cross_attention", "cross_attention", "cross_attention", "attention"]
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["placement"]]
+    assert history[3]["changed"] == {"saliency_pool": "attention"}
+
+
+def test_a_pool_that_is_already_wide_skips_placement(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=4, saliency_pool="attention"))
+    assert {c.saliency_pool for c in script.configs} == {"attention"}
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]][3] == ["timesteps"]
+
+
 def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     # Round 2 (more capacity) breaks retention and is still short: round 3 starts again from round 1's config
     # with more retain weight and the next lever, never capacity again.
