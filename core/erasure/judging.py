@@ -94,28 +94,27 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
     return evaluate
 
 
-def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
-                fingerprint: str | None, min_unlearning_accuracy: float, min_retention: float,
-                progress: Callable[[str, float], None] | None = None, judge: JudgeFn | None = None) -> Any:
+def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge: JudgeFn,
+                min_unlearning_accuracy: float, min_retention: float,
+                progress: Callable[[str, float], None] | None = None) -> Any:
     """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
     (settings.round_check_*), on other seeds than the final verification's, against its thresholds; while a
     verdict is uncertain either way (a failure that could still pass, a pass that could still fail) the sample
     doubles (pooled, up to settings.round_check_max_images).
-    The judge is chosen once (`judge`: one shared with the surrogate screen); a judge that cannot run makes every
-    round's check fail (the job then fails as unverified)."""
+    `judge`: the job's judge (`shared_judge`, one for the surrogate screen and every round); a judge that cannot
+    run makes every round's check fail (the job then fails as unverified)."""
     from core.evaluation.evidence import gather_evidence, pool_evidence, uncertain_verdicts
     from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.rounds import RoundCheck, check_from_evidence
 
     targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
-    judge_of = judge or shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
     # Every round judges against the same base weights on the same seeds: the base draws each image once.
     base_memo: dict[int, dict[tuple[str, int], Any]] = {}
 
     def check(erased: Any, base: Any) -> RoundCheck:
         try:
             vocabulary = load_vocabulary(model_dir)
-            chosen = judge_of(base)
+            chosen = judge(base)
             trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
             forget, retain = settings.round_check_forget_images, settings.round_check_retain_images
 
@@ -149,17 +148,14 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
     return check
 
 
-def surrogate_screen(model_dir: Path, settings: Settings, *, judge_name: str, fingerprint: str | None,
-                     min_unlearning_accuracy: float, guidance_scale: float = 5.0,
-                     progress: Callable[[str, float], None] | None = None,
-                     judge: JudgeFn | None = None) -> Callable[..., Any]:
+def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
+                     guidance_scale: float = 5.0,
+                     progress: Callable[[str, float], None] | None = None) -> Callable[..., Any]:
     """screen(base, spec, named, avoid=()) -> (spec, records): before the first round, the job's judge looks at
     the base model's images of each surrogate; a surrogate the vocabulary picked that the judge labels as its
     target more often than 1 - min_unlearning_accuracy is replaced (`core.evaluation.surrogates`).
     settings.surrogate_screen_images = 0, or a judge that cannot run, leaves the spec as it is."""
     from core.evaluation.surrogates import screen_surrogates
-
-    judge_of = judge or shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
 
     def screen(base: Any, spec: Any, named: set[str], avoid: Any = ()) -> tuple[Any, list[Any]]:
         if settings.surrogate_screen_images <= 0:
@@ -167,7 +163,7 @@ def surrogate_screen(model_dir: Path, settings: Settings, *, judge_name: str, fi
         try:
             vocabulary = load_vocabulary(model_dir)
             return screen_surrogates(
-                base, judge_of(base), vocabulary, spec, named=named, avoid=avoid,
+                base, judge(base), vocabulary, spec, named=named, avoid=avoid,
                 max_confusion=round(1 - min_unlearning_accuracy, 6), images=settings.surrogate_screen_images,
                 steps=settings.judge_steps, guidance_scale=guidance_scale,
                 progress=(lambda f: progress("surrogate screen", f)) if progress else None,
@@ -203,11 +199,11 @@ def verified_rounds(base: Any, model_dir: Path, requested: Any, spec: Any, confi
     from core.spare.prompting import named_surrogates
 
     judge = shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
-    screen = surrogate_screen(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint,
+    screen = surrogate_screen(model_dir, settings, judge=judge,
                               min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                              guidance_scale=getattr(config, "guidance_scale", 5.0), progress=progress, judge=judge)
+                              guidance_scale=getattr(config, "guidance_scale", 5.0), progress=progress)
     spec, screened = screen(base, spec, named_surrogates(requested), erased)
-    check = round_check(model_dir, spec, config, settings, judge_name=judge_name, fingerprint=fingerprint,
+    check = round_check(model_dir, spec, config, settings, judge=judge,
                         min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                        min_retention=thresholds.min_retention, progress=progress, judge=judge)
+                        min_retention=thresholds.min_retention, progress=progress)
     return spec, screened, check

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.config import get_settings
-from core.erasure.judging import round_check
+from core.erasure.judging import round_check, shared_judge
 from core.spare.specs import ConceptSpec, ErasureSpec, SpareConfig
 from core.testbed import paths
 from core.testbed.loading import load_pipeline
@@ -28,8 +28,9 @@ def _check(min_ua: float, monkeypatch: pytest.MonkeyPatch, min_retention: float 
     monkeypatch.setenv("LETHE_JUDGE_STEPS", "6")
     get_settings.cache_clear()
     spec = ErasureSpec(concepts=[ConceptSpec(target="triangle", kind="object", surrogate="square")])
-    return round_check(paths.testbed_dir() / "pipeline", spec, SpareConfig(), get_settings(),
-                       judge_name="model-classifier", fingerprint=None, min_unlearning_accuracy=min_ua,
+    model_dir = paths.testbed_dir() / "pipeline"
+    judge = shared_judge(model_dir, get_settings(), judge_name="model-classifier", fingerprint=None)
+    return round_check(model_dir, spec, SpareConfig(), get_settings(), judge=judge, min_unlearning_accuracy=min_ua,
                        min_retention=min_retention)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.config import get_settings
-from core.erasure.judging import surrogate_screen
+from core.erasure.judging import shared_judge, surrogate_screen
 from core.evaluation.vocabulary import load_vocabulary
 from core.spare import ErasureSpec
 from core.spare.loading import load_pipeline
@@ -33,8 +33,8 @@ def _screen(model_dir: Any, pipe: Any, concept: ConceptSpec, **settings: Any) ->
     base = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8, **settings})
     requested = ErasureSpec(concepts=[concept])
     spec, _ = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
-    screen = surrogate_screen(model_dir, base, judge_name="model-classifier", fingerprint=None,
-                              min_unlearning_accuracy=0.95)
+    judge = shared_judge(model_dir, base, judge_name="model-classifier", fingerprint=None)
+    screen = surrogate_screen(model_dir, base, judge=judge, min_unlearning_accuracy=0.95)
     return screen(pipe, spec, named_surrogates(requested))
 
 
