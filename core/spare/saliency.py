@@ -7,8 +7,9 @@ key/value, 9 modules) left half of a stubborn concept (heart, UA 0.4–0.8). Eve
 attention too) erased it, but an adapter on self-attention acts on image features whatever the prompt says: on
 held-out phrasings it turned neighbouring concepts into the surrogate as well (testbed, circle → square: hearts
 drawn as squares, same-kind retention 0.79–0.83 of base). All cross-attention projections (query, key, value,
-output) act only where the text conditions the image and erase as fully there (circle, heart, striped, dotted:
-UA 1.000; same-kind retention 0.95–0.97, 0.95, 1.00, 1.00 of base), so they are the default pool, of which the
+output) act only where the text conditions the image and erase as fully there (bench/results/
+erasure_testbeds.json: UA 1.000 on all six first-testbed targets, each verified in one round), so they are the
+default pool, of which the
 modules holding 95 % of the saliency get a low-rank (3) adapter. Erase until verified widens the pool to every
 attention projection when a round's UA falls short (core.spare.rounds).
 """
