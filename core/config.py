@@ -235,9 +235,11 @@ class Settings(BaseSettings):
         "model's vocabulary picked; one it confuses with the concept more often than the UA threshold allows is "
         "replaced by the declared concept it confuses least. 0 turns the screen off.",
     )
-    verify_min_gap_closure: float = Field(
+    verify_min_gap_closure: float | None = Field(
         default=0.5, ge=0, le=1,
-        description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed.",
+        description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed. "
+        "Empty = reported, not checked (for models whose concept and surrogate already agree in noise space, "
+        "where the share is a ratio of two noise-level numbers; the judge's held-out images still decide).",
     )
     verify_max_retain_drift: float = Field(
         default=0.5, ge=0,
@@ -273,6 +275,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_data_dir(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("verify_min_gap_closure", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("model_roots", mode="before")
     @classmethod

@@ -47,7 +47,8 @@ def markdown_reference() -> str:
     for name, info in Settings.model_fields.items():
         default = _default_text(info).replace("|", "\\|")
         desc = (info.description or "").replace("|", "\\|")
-        lines.append(f"| `LETHE_{name.upper()}` | `{_type_text(info)}` | `{default}` | {desc} |")
+        kind = _type_text(info).replace("|", "\\|")
+        lines.append(f"| `LETHE_{name.upper()}` | `{kind}` | `{default}` | {desc} |")
     return "\n".join(lines + _engine_parameters()) + "\n"
 
 

@@ -31,7 +31,7 @@ class VerificationCheck(BaseModel):
 class AppliedThresholds(BaseModel):
     min_unlearning_accuracy: float
     min_retention: float
-    min_gap_closure: float
+    min_gap_closure: float | None  # None: reported, not checked
     max_retain_drift: float
 
 

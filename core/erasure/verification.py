@@ -27,7 +27,7 @@ from core.spare.report import EngineMetrics
 class Thresholds:
     min_unlearning_accuracy: float
     min_retention: float
-    min_gap_closure: float
+    min_gap_closure: float | None  # None: reported, not checked
     max_retain_drift: float
 
     @classmethod

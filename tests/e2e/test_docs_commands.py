@@ -13,8 +13,10 @@
   Postgres backup/restore recipe runs against the test Postgres and the restored chain verifies.
 
 The server is configured for speed, not for quality: the docs' erasures run 2 SPARE steps on a tiny
-random-weight SD1 pipeline, which cannot close the noise-space gap, so LETHE_VERIFY_MIN_GAP_CLOSURE is 0 here
-(the retain-drift check keeps its default), and each round's check judges its first draw only
+random-weight SD1 pipeline, whose concepts and surrogates already agree in noise space (a forget gap near 0.3 %
+of the noise scale: the closure is a ratio of two noise-level numbers, from -0.14 to 0.42 over the guide's
+erasures), so LETHE_VERIFY_MIN_GAP_CLOSURE is empty here: reported, not checked (the retain-drift check keeps its
+default), and each round's check judges its first draw only
 (LETHE_ROUND_CHECK_MAX_IMAGES=1: the guides show the loop's commands and output, the check's sequential sample is
 tested in tests/integration/test_round_check_sampling.py). Everything else is the shipped default.
 """
@@ -123,7 +125,7 @@ def _server_env(data_dir: Path) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         LETHE_DATA_DIR=str(data_dir),
         LETHE_TORCH_THREADS="1",  # 2 shared cores: oversubscribed torch runs far slower
-        LETHE_VERIFY_MIN_GAP_CLOSURE="0",  # see the module docstring
+        LETHE_VERIFY_MIN_GAP_CLOSURE="",  # off: see the module docstring
         LETHE_ROUND_CHECK_MAX_IMAGES="1",  # see the module docstring
         LETHE_WEBHOOK_ALLOW_PRIVATE="1",  # the receiver is on loopback
         LETHE_SWEEP_INTERVAL_SECONDS="1",  # deliver webhooks promptly

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -44,6 +45,20 @@ def test_judge_evidence_passes_and_diagnostics_can_still_fail() -> None:
     verdict = verify({"probe": {**GOOD_PROBE, "forget_gap_closure": 0.1}, "judge": judge()}, T, ["circle"])
     assert not verdict.ok and "forget_gap_closure 0.100 is below the required 0.500" in verdict.reason
     assert verdict.checks["forget_gap_closure"]["evidence"] == "noise-space"
+
+
+def test_gap_closure_off_is_reported_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETHE_VERIFY_MIN_GAP_CLOSURE", "")
+    assert Thresholds.for_request(Settings()).min_gap_closure is None
+    off = dataclasses.replace(T, min_gap_closure=None)
+    verdict = verify({"probe": {**GOOD_PROBE, "forget_gap_closure": -0.14}, "judge": judge()}, off, ["circle"])
+    assert verdict.ok, verdict.reason
+    assert verdict.checks["forget_gap_closure"] == {"value": -0.14, "passed": True, "evidence": "noise-space"}
+    # The retain drift is still checked, and the judge still decides.
+    assert not verify({"probe": {**GOOD_PROBE, "retain_drift_relative": 0.9}, "judge": judge()}, off, ["circle"]).ok
+    assert not verify({"probe": GOOD_PROBE, "judge": judge(ua=0.5)}, off, ["circle"]).ok
+    monkeypatch.setenv("LETHE_VERIFY_MIN_GAP_CLOSURE", "0.25")
+    assert Thresholds.for_request(Settings()).min_gap_closure == 0.25
 
 
 def test_short_ua_or_retention_fails_with_numbers() -> None:
