@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from core.evaluation.evidence_schema import ConceptEvidence, JudgeEvidence, RetentionEvidence
+from core.evaluation.evidence_schema import ConceptEvidence, JudgeEvidence, LostImage, RetentionEvidence
 from core.evaluation.judges.base import Judge
 from core.evaluation.sampling import generate
 from core.evaluation.vocabulary import Vocabulary
@@ -185,10 +185,12 @@ def judge_heldout(held: HeldoutImages, judge: Judge, progress: ProgressFn | None
     retention_out = []
     for group, kind, concepts in held.groups:
         rows = [i for i, row in enumerate(plan) if row[0] == f"{group}:{kind}"]
+        lost = [LostImage(concept=plan[i][2], prompt=plan[i][3], seed=plan[i][4], erased_label=str(verdict_erased[i]))
+                for i in rows if verdict_base[i] == plan[i][2] and verdict_erased[i] != plan[i][2]]
         retention_out.append(retention_evidence(
             group, kind, concepts, prompts=[plan[i][3] for i in rows], seeds=[plan[i][4] for i in rows],
             correct_base=sum(verdict_base[i] == plan[i][2] for i in rows),
-            correct_erased=sum(verdict_erased[i] == plan[i][2] for i in rows),
+            correct_erased=sum(verdict_erased[i] == plan[i][2] for i in rows), lost=lost,
         ))
     return JudgeEvidence(
         judge=judge.describe(), excluded_training_prompts=held.excluded_training_prompts, concepts=concepts_out,
@@ -219,7 +221,8 @@ def concept_evidence(concept: str, kind: str, surrogate: str | None, *, labels: 
 
 
 def retention_evidence(group: str, kind: str, concepts: list[str], *, prompts: list[str], seeds: list[int],
-                       correct_base: int, correct_erased: int) -> RetentionEvidence:
+                       correct_base: int, correct_erased: int,
+                       lost: list[LostImage] | None = None) -> RetentionEvidence:
     """Retention of one group from the judge's counts: erased accuracy over base accuracy, same prompts and seeds."""
     n = len(prompts)
     acc_base, acc_erased = (correct_base / n, correct_erased / n) if n else (0.0, 0.0)
@@ -231,6 +234,7 @@ def retention_evidence(group: str, kind: str, concepts: list[str], *, prompts: l
         retention=round(acc_erased / acc_base, 4) if acc_base > 0 else None,
         retention_interval=(round(interval[0] / acc_base, 4), round(interval[1] / acc_base, 4))
         if acc_base > 0 else None,
+        lost=lost or [],
     )
 
 
@@ -254,6 +258,7 @@ def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
         retention.append(r if m is None else retention_evidence(
             r.group, r.kind, r.concepts, prompts=r.prompts + m.prompts, seeds=r.seeds + m.seeds,
             correct_base=r.correct_base + m.correct_base, correct_erased=r.correct_erased + m.correct_erased,
+            lost=r.lost + m.lost,
         ))
     return first.model_copy(update={
         "concepts": concepts, "retention": retention, "images": first.images + more.images,

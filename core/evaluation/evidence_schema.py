@@ -20,6 +20,15 @@ class ConceptEvidence(BaseModel):
     base_ua: float
 
 
+class LostImage(BaseModel):
+    """A held-out image the base model drew as its concept and the erased model no longer does."""
+
+    concept: str  # what the prompt asked for (and the base model's image showed)
+    prompt: str
+    seed: int
+    erased_label: str  # what the judge saw in the erased model's image instead
+
+
 class RetentionEvidence(BaseModel):
     group: str  # "same-kind" (IRA-like) or "other-kind" (CRA-like)
     kind: str
@@ -34,6 +43,7 @@ class RetentionEvidence(BaseModel):
     accuracy_interval: tuple[float, float]
     retention: float | None  # accuracy_erased / accuracy_base; None when the base itself scores 0
     retention_interval: tuple[float, float] | None
+    lost: list[LostImage] = []  # which concepts the erasure hurt, and what they became
 
 
 class JudgeEvidence(BaseModel):

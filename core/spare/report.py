@@ -81,6 +81,8 @@ class RoundSummary(BaseModel):
     retention: dict[str, float | None] | None
     passed: bool
     retention_ok: bool
+    lost: dict[str, int] = Field(default_factory=dict, description="Per kept concept, the check's held-out images the "
+                                 "base model drew as it and this round's model did not: what the round broke.")
     outcome: str = Field(description="kept | short | rolled back (retention)")
 
 

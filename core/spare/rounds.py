@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class RoundCheck:
     passed: bool  # every UA and retention at its threshold
     retention_ok: bool  # every retention at its threshold
     ua_ok: bool = False  # every UA at its threshold
+    lost: dict[str, int] = field(default_factory=dict)  # per kept concept: images the base drew and this round lost
     metrics: dict[str, Any] = field(default_factory=dict)  # what to report (e.g. the judge's evidence)
 
     def score(self) -> tuple[bool, bool, float, float]:
@@ -128,7 +130,8 @@ class _Round:
         return RoundSummary(
             round=self.index, levers=self.levers, changed=self.changed, seconds=round(self.seconds, 3),
             ua=c.ua if c else None, retention=c.retention if c else None,
-            passed=c.passed if c else False, retention_ok=c.retention_ok if c else False, outcome=outcome,
+            passed=c.passed if c else False, retention_ok=c.retention_ok if c else False,
+            lost=c.lost if c else {}, outcome=outcome,
         )
 
 
@@ -299,7 +302,9 @@ def check_from_evidence(evidence: dict[str, Any], min_ua: float, min_retention: 
     retention = {f"{r['group']}:{r['kind']}": r.get("retention") for r in evidence.get("retention") or []}
     retention_ok = all(v is None or v >= min_retention for v in retention.values())
     ua_ok = bool(ua) and all(v >= min_ua for v in ua.values())
+    lost = Counter(image["concept"] for r in evidence.get("retention") or [] for image in r.get("lost") or [])
     return RoundCheck(ua=ua, retention=retention, passed=ua_ok and retention_ok, retention_ok=retention_ok, ua_ok=ua_ok,
+                      lost=dict(sorted(lost.items())),
                       metrics={"judge": evidence, "thresholds": asdict(_Thresholds(min_ua, min_retention))})
 
 

@@ -3,6 +3,8 @@ held-out images on new seeds and pools them; a settled verdict does not, and get
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -85,3 +87,25 @@ def test_rounds_draw_the_base_images_once(testbed: object, monkeypatch: pytest.M
     assert base_calls == [first.metrics["judge"]["images"] // 2], "the second round reuses the base's images"
     assert sum(n for p, n in drawn if p is erased) == first.metrics["judge"]["images"]  # both rounds: all of them
     assert first.metrics["judge"]["concepts"] == second.metrics["judge"]["concepts"]
+
+
+def test_lost_images_name_what_the_erasure_broke(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = _check(0.99, monkeypatch, min_retention=0.99)
+    # The base against itself loses nothing.
+    assert all(r["lost"] == [] for r in check(testbed, testbed).metrics["judge"]["retention"])
+    # A model whose decoder half is gone draws none of the concepts it used to.
+    unet = copy.deepcopy(testbed.unet)
+    with torch.no_grad():
+        for p in unet.up_blocks.parameters():
+            p.mul_(0.0)
+    broken = type(testbed)(**{**testbed.components, "unet": unet})
+    broken.set_progress_bar_config(disable=True)
+    verdict = check(broken, testbed)
+    kept = [r for r in verdict.metrics["judge"]["retention"] if r["correct_base"]]
+    assert kept and not verdict.retention_ok
+    for r in kept:
+        assert len(r["lost"]) >= r["correct_base"] - r["correct_erased"] > 0
+        drawn = set(zip(r["prompts"], r["seeds"], strict=True))
+        for image in r["lost"]:
+            assert image["concept"] in r["concepts"] and image["erased_label"] != image["concept"]
+            assert (image["prompt"], image["seed"]) in drawn

@@ -12,6 +12,8 @@ def evidence(ua: float = 1.0, retention: float | None = 1.0, images: int = 12, *
              judge: str = "diffusion-classifier", seconds: float = 1.0) -> JudgeEvidence:
     """A judge's held-out evidence for one concept and one retention group."""
     erased = round(images * (1 - ua))
+    lost = [{"concept": "square", "prompt": "q", "seed": i, "erased_label": "circle"}
+            for i in range(round(24 * (1 - retention)) if retention is not None else 0)]
     return JudgeEvidence.model_validate({
         "judge": {"name": judge, "version": "x"}, "heldout": True, "excluded_training_prompts": 0,
         "concepts": [{"concept": concept, "kind": "object", "surrogate": None, "prompts": ["p"], "seeds": [0],
@@ -20,7 +22,7 @@ def evidence(ua: float = 1.0, retention: float | None = 1.0, images: int = 12, *
         "retention": [{"group": "same-kind", "kind": "object", "concepts": ["square"], "prompts": ["q"],
                        "seeds": [0], "images": 24, "correct_base": 24, "correct_erased": 24, "accuracy_base": 1.0,
                        "accuracy_erased": 1.0, "accuracy_interval": [0.8, 1.0], "retention": retention,
-                       "retention_interval": [0.8, 1.0] if retention is not None else None}],
+                       "retention_interval": [0.8, 1.0] if retention is not None else None, "lost": lost}],
         "steps": 4, "guidance_scale": 5.0, "images": images + 24, "seconds": seconds, "judge_seconds": seconds / 2,
         "vocabulary": "built-in",
     })

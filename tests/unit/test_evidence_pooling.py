@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.evaluation.evidence import concept_evidence, pool_evidence, retention_evidence, uncertain_verdicts
-from core.evaluation.evidence_schema import JudgeEvidence
+from core.evaluation.evidence_schema import JudgeEvidence, LostImage
 
 
 def _evidence(n_forget: int, recognized: int, n_keep: int, base_ok: int, erased_ok: int, seed0: int) -> JudgeEvidence:
@@ -77,3 +77,11 @@ def test_plan_groups_name_the_verdicts_they_feed() -> None:
     assert _verdict_name("forget:circle") == "ua:circle"
     assert _verdict_name("same-kind:object") == "retention:same-kind:object"
     assert _verdict_name("other-kind:style") == "retention:other-kind:style"
+
+
+def test_pooled_evidence_keeps_every_lost_image() -> None:
+    first, more = _evidence(6, 0, 4, 4, 3, 0), _evidence(6, 0, 4, 4, 2, 1000)
+    first.retention[0].lost = [LostImage(concept="square", prompt="a square", seed=100, erased_label="circle")]
+    more.retention[0].lost = [LostImage(concept="square", prompt="a square", seed=s, erased_label="circle")
+                              for s in (1100, 1101)]
+    assert [i.seed for i in pool_evidence(first, more).retention[0].lost] == [100, 1100, 1101]

@@ -114,6 +114,7 @@ def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     assert third.w_retain == first.w_retain * 2 and third.forget_anchor == "surrogate"
     history = result.report.dump()["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
+    assert [r["lost"] for r in history] == [{}, {"square": 10}, {"square": 1}], "what each round broke"
     assert history[2]["changed"] == {"w_retain": 2.0, "forget_anchor": "surrogate"}
     assert history[2]["levers"] == ["retain", "anchor"]
 
