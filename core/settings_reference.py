@@ -45,11 +45,14 @@ def markdown_reference() -> str:
         "|---|---|---|---|",
     ]
     for name, info in Settings.model_fields.items():
-        default = _default_text(info).replace("|", "\\|")
-        desc = (info.description or "").replace("|", "\\|")
-        kind = _type_text(info).replace("|", "\\|")
-        lines.append(f"| `LETHE_{name.upper()}` | `{kind}` | `{default}` | {desc} |")
+        lines.append(f"| `LETHE_{name.upper()}` | `{_cell(_type_text(info))}` | `{_cell(_default_text(info))}` "
+                     f"| {_cell(info.description or '')} |")
     return "\n".join(lines + _engine_parameters()) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text as a Markdown table cell holds it: a bare '|' would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def _bounds_text(info: FieldInfo) -> str:
@@ -84,8 +87,8 @@ def _engine_parameters() -> list[str]:
             info = cls.model_fields[name] if name != "method" else None
             if info is None:
                 continue
-            desc = (info.description or "").replace("|", "\\|")
-            lines.append(f"| `{name}` | `{_default_text(info) or 'None'}` | {_bounds_text(info)} | {desc} |")
+            lines.append(f"| `{name}` | `{_default_text(info) or 'None'}` | {_bounds_text(info)} "
+                         f"| {_cell(info.description or '')} |")
     return lines
 
 
