@@ -211,8 +211,29 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "rounds": len(rounds["history"]) if rounds else 1,
         "rounds_passed": rounds["passed"] if rounds else None,
         "round_history": rounds["history"] if rounds else None,
+        **grid_intervals(row, concept_kind(target), args.eval_seeds),
         "surrogate_screen": rounds.get("surrogates") if rounds else None,
     }
+
+
+def grid_intervals(row: dict[str, Any], kind: str, seeds: int) -> dict[str, Any]:
+    """How many grid images stand behind a row's UA and IRA/CRA, and their 95 % Wilson intervals (on the erased
+    model's share; the relative ones divided by the base's accuracy on the same images)."""
+    from core.evaluation.evidence import wilson
+    from core.testbed.canvas import OBJECTS, STYLES
+
+    forget = seeds * (len(STYLES) if kind == "object" else len(OBJECTS))
+    rest = seeds * len(OBJECTS) * len(STYLES) - forget
+
+    def rel(value: float, relative: float | None) -> list[float] | None:
+        if relative is None or not value:
+            return None
+        base = value / relative
+        return [round(b / base, 4) for b in wilson(round(value * rest), rest)]
+
+    return {"images": {"forget": forget, "rest": rest},
+            "ua_interval": list(wilson(round(row["ua"] * forget), forget)),
+            "ira_rel_interval": rel(row["ira"], row["ira_rel"]), "cra_rel_interval": rel(row["cra"], row["cra_rel"])}
 
 
 def _key(row: dict) -> str:
