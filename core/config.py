@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         default=24, ge=1, le=1024, description="Held-out images of concepts that must stay, over all groups."
     )
     judge_steps: int = Field(default=10, ge=1, le=200, description="Sampling steps of the held-out images.")
+    judge_max_images: int = Field(
+        default=144, ge=1, le=4096,
+        description="Verification draws more held-out images (doubling, on new seeds, pooled with the first draw) "
+        "while a verdict is uncertain either way (its 95 % interval reaches across the threshold), for the "
+        "uncertain verdicts only, until the images of both models together exceed this. Only the first draw when "
+        "it already does.",
+    )
     erase_max_rounds: int = Field(
         default=3, ge=1, le=10,
         description="Erase until verified: rounds of train → held-out image check → escalate per job, at most, "

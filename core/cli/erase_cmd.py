@@ -150,7 +150,7 @@ def erase(
     diagnostics = grid_diagnostics(model_dir, [c.target for c in spec.concepts], seeds=range(eval_seeds),
                                    attacks=attacks)
     evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
-                              fingerprint=None, diagnostics=diagnostics)
+                              fingerprint=None, diagnostics=diagnostics, thresholds=thresholds)
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                   TimeElapsedColumn()) as bars:
         tasks: dict[str, Any] = {}

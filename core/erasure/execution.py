@@ -198,7 +198,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     judged = with_lineage(spec, base.lineage)
     targets = [c.target for c in judged.concepts]
     evaluator = job_evaluator(model_dir, judged, config, settings, fingerprint=data.fingerprint,
-                              judge_name=judge_name, progress=keeper.progress,
+                              judge_name=judge_name, progress=keeper.progress, thresholds=thresholds,
                               diagnostics=grid_diagnostics(model_dir, targets, rest_only=bool(base.lineage)))
     if base.lineage:
         source_key = data.fingerprint or f"path:{model_dir}"

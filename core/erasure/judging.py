@@ -19,6 +19,9 @@ from core.spare.errors import ErasureInputError
 
 log = get_logger(__name__)
 Evaluator = Callable[[Any, Any], dict[str, Any]]
+# Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each
+# further draw of a sequential sample starts a stride on.
+CHECK_SEED, VERIFY_SEED, DRAW_SEED_STRIDE = 700_000, 900_000, 3_000_000
 JudgeFn = Callable[[Any], Judge]  # base pipeline -> the job's judge
 
 
@@ -62,10 +65,14 @@ def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Any = (0, 1)
 
 def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
                   fingerprint: str | None, progress: Callable[[str, float], None] | None = None,
-                  diagnostics: Evaluator | None = None) -> Evaluator:
+                  diagnostics: Evaluator | None = None, thresholds: Thresholds | None = None) -> Evaluator:
     """evaluator(erased, base) -> metrics: {"judge": JudgeEvidence} or {"judge_error": why}, plus the
-    `diagnostics` evaluator's metrics (workers pass `grid_diagnostics`; the CLI its own settings of it)."""
-    from core.evaluation.evidence import gather_evidence
+    `diagnostics` evaluator's metrics (workers pass `grid_diagnostics`; the CLI its own settings of it).
+    `thresholds`: the verification's; while a verdict against them is uncertain the judge draws more held-out
+    images (`sequential_evidence`, up to settings.judge_max_images), so that a certificate does not rest on a
+    lucky first draw. None: the first draw only."""
+    from core.evaluation.evidence import gather_evidence, sequential_evidence
+    from core.evaluation.evidence_schema import JudgeEvidence
 
     targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
 
@@ -78,12 +85,21 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
             vocabulary = load_vocabulary(model_dir)
             judge = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
                                  clip_path=settings.clip_judge_path, fingerprint=fingerprint)
-            evidence = gather_evidence(
-                erased, base, judge, vocabulary, targets, training_prompts=trained,
-                forget_images=settings.judge_forget_images, retain_images=settings.judge_retain_images,
-                steps=settings.judge_steps, guidance_scale=getattr(config, "guidance_scale", 5.0),
-                progress=(lambda f: progress("judge", f)) if progress else None,
-            )
+
+            def draw(k: int, scale: int, only: set[str] | None) -> JudgeEvidence:
+                return gather_evidence(
+                    erased, base, judge, vocabulary, targets, training_prompts=trained,
+                    forget_images=settings.judge_forget_images * scale,
+                    retain_images=settings.judge_retain_images * scale, steps=settings.judge_steps,
+                    guidance_scale=getattr(config, "guidance_scale", 5.0), seed=VERIFY_SEED + DRAW_SEED_STRIDE * k,
+                    progress=(lambda f: progress("judge", f)) if progress else None, only=only,
+                )
+
+            if thresholds is None:
+                evidence = draw(0, 1, None)
+            else:
+                evidence, _ = sequential_evidence(
+                    draw, thresholds.min_unlearning_accuracy, thresholds.min_retention, settings.judge_max_images)
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could run", reason=str(exc))
             metrics["judge_error"] = f"no judge could run: {exc}"
@@ -103,7 +119,7 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
     doubles (pooled, up to settings.round_check_max_images).
     `judge`: the job's judge (`shared_judge`, one for the surrogate screen and every round); a judge that cannot
     run makes every round's check fail (the job then fails as unverified)."""
-    from core.evaluation.evidence import gather_evidence, pool_evidence, uncertain_verdicts
+    from core.evaluation.evidence import gather_evidence, sequential_evidence
     from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.rounds import RoundCheck, check_from_evidence
 
@@ -118,25 +134,18 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
             trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
             forget, retain = settings.round_check_forget_images, settings.round_check_retain_images
 
-            def draw(k: int, scale: int, only: set[str] | None = None) -> JudgeEvidence:
-                # Each draw on its own seeds; none meets the final verification's (seed 900_000 onwards).
+            def draw(k: int, scale: int, only: set[str] | None) -> JudgeEvidence:
+                # Each draw on its own seeds; none meets the final verification's (CHECK_SEED vs VERIFY_SEED).
                 return gather_evidence(
                     erased, base, chosen, vocabulary, targets, training_prompts=trained,
                     forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
-                    guidance_scale=getattr(config, "guidance_scale", 5.0), seed=700_000 + 3_000_000 * k,
+                    guidance_scale=getattr(config, "guidance_scale", 5.0), seed=CHECK_SEED + DRAW_SEED_STRIDE * k,
                     progress=(lambda f: progress("check", f)) if progress else None,
                     base_memo=base_memo.setdefault(id(base), {}), only=only,
                 )
 
-            evidence, drawn, extensions = draw(0, 1), 1, 0
-            # A small sample cannot tell a broken round from bad luck on a model that is often wrong even
-            # before the erasure, nor a sound round from a lucky draw (6 of 6 erased still allows a UA of 0.61):
-            # while a verdict could still turn, draw as many images again for it (only the open verdicts: a
-            # settled one would only cost images) and pool.
-            while ((open_verdicts := uncertain_verdicts(evidence, min_unlearning_accuracy, min_retention))
-                   and evidence.images <= settings.round_check_max_images):  # images: both models' count
-                evidence = pool_evidence(evidence, draw(extensions + 1, drawn, set(open_verdicts)))
-                drawn, extensions = drawn * 2, extensions + 1
+            evidence, extensions = sequential_evidence(draw, min_unlearning_accuracy, min_retention,
+                                                       settings.round_check_max_images)
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could run the round check", reason=str(exc))
             return RoundCheck(ua={}, retention={}, passed=False, retention_ok=True,

@@ -265,6 +265,7 @@ def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
         "seconds": round(first.seconds + more.seconds, 3),
         "judge_seconds": round(first.judge_seconds + more.judge_seconds, 3),
         "excluded_training_prompts": max(first.excluded_training_prompts, more.excluded_training_prompts),
+        "draws": first.draws + more.draws,
     })
 
 
@@ -284,3 +285,22 @@ def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: fl
     kept = [(f"retention:{r.group}:{r.kind}", r.retention, r.retention_interval) for r in evidence.retention
             if r.retention is not None and r.retention_interval is not None]
     return unsettled(ua, min_ua) + unsettled(kept, min_retention)
+
+
+Draw = Callable[[int, int, "set[str] | None"], JudgeEvidence]  # (extension k, scale, only) -> evidence
+
+
+def sequential_evidence(draw: Draw, min_ua: float, min_retention: float, max_images: int) -> tuple[JudgeEvidence, int]:
+    """Evidence that keeps drawing while a verdict could still turn -> (pooled evidence, extensions).
+
+    `draw(k, scale, only)`: draw k (0 first) on seeds of its own, `scale` times the first draw's images, for the
+    verdicts `only` (None: all). A small sample cannot tell a broken erasure from bad luck on a model that is
+    often wrong even before it, nor a sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61):
+    while a verdict is uncertain either way (`uncertain_verdicts`) and the images so far (both models) do not
+    exceed `max_images`, as many images again are drawn for the open verdicts only and pooled."""
+    evidence, drawn, extensions = draw(0, 1, None), 1, 0
+    while ((open_verdicts := uncertain_verdicts(evidence, min_ua, min_retention))
+           and evidence.images <= max_images):
+        evidence = pool_evidence(evidence, draw(extensions + 1, drawn, set(open_verdicts)))
+        drawn, extensions = drawn * 2, extensions + 1
+    return evidence, extensions

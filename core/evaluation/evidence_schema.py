@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ConceptEvidence(BaseModel):
@@ -58,3 +58,5 @@ class JudgeEvidence(BaseModel):
     seconds: float  # drawing the held-out images and judging them
     judge_seconds: float  # the judge's labelling alone
     vocabulary: str
+    draws: int = Field(default=1, description="Draws pooled into this evidence: 1, or more when a verdict was "
+                       "uncertain after the first (a sequential sample, each further draw on new seeds).")

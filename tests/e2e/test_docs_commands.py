@@ -16,9 +16,10 @@ The server is configured for speed, not for quality: the docs' erasures run 2 SP
 random-weight SD1 pipeline, whose concepts and surrogates already agree in noise space (a forget gap near 0.3 %
 of the noise scale: the closure is a ratio of two noise-level numbers, from -0.14 to 0.42 over the guide's
 erasures), so LETHE_VERIFY_MIN_GAP_CLOSURE is empty here: reported, not checked (the retain-drift check keeps its
-default), and each round's check judges its first draw only
-(LETHE_ROUND_CHECK_MAX_IMAGES=1: the guides show the loop's commands and output, the check's sequential sample is
-tested in tests/integration/test_round_check_sampling.py). Everything else is the shipped default.
+default), and each round's check and the final verification judge their first draw only
+(LETHE_ROUND_CHECK_MAX_IMAGES=1, LETHE_JUDGE_MAX_IMAGES=1: the guides show the commands and their output; the
+sequential samples are tested in tests/integration/test_round_check_sampling.py and
+tests/integration/test_verification_jobs.py). Everything else is the shipped default.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ def _server_env(data_dir: Path) -> dict[str, str]:
         LETHE_TORCH_THREADS="1",  # 2 shared cores: oversubscribed torch runs far slower
         LETHE_VERIFY_MIN_GAP_CLOSURE="",  # off: see the module docstring
         LETHE_ROUND_CHECK_MAX_IMAGES="1",  # see the module docstring
+        LETHE_JUDGE_MAX_IMAGES="1",  # see the module docstring
         LETHE_WEBHOOK_ALLOW_PRIVATE="1",  # the receiver is on loopback
         LETHE_SWEEP_INTERVAL_SECONDS="1",  # deliver webhooks promptly
         LETHE_JOB_PROGRESS_INTERVAL_SECONDS="0.5",

@@ -55,7 +55,11 @@ def test_real_erasure_succeeds_with_judge_evidence_in_the_certificate(testbed_mo
     judge = req.metrics["judge"]
     assert judge["judge"]["name"] == "model-classifier" and judge["heldout"] is True
     (concept,) = judge["concepts"]
-    assert concept["concept"] == "triangle" and concept["images"] == 12
+    assert concept["concept"] == "triangle"
+    # 12 of 12 still allows a UA of 0.76 against the threshold of 0.9: verification drew more images on new seeds
+    # (as many again, then twice that) until the verdict was settled or the image budget spent.
+    assert judge["draws"] >= 2 and concept["images"] in (24, 48, 96)
+    assert len(set(concept["seeds"])) == concept["images"] and min(concept["seeds"]) >= 900_000
     assert concept["ua"] >= 0.9 and concept["base_ua"] < 0.5, "the base draws triangles; the erased model does not"
     training_wordings = {t.format(object=o, style=s) for t in TRAIN_TEMPLATES for o in OBJECTS for s in STYLES}
     assert not set(concept["prompts"]) & training_wordings, "verification images come from held-out wordings"

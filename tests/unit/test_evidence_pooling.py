@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from core.evaluation.evidence import concept_evidence, pool_evidence, retention_evidence, uncertain_verdicts
+from core.evaluation.evidence import (
+    concept_evidence,
+    pool_evidence,
+    retention_evidence,
+    sequential_evidence,
+    uncertain_verdicts,
+)
 from core.evaluation.evidence_schema import JudgeEvidence, LostImage
 
 
@@ -85,3 +91,43 @@ def test_pooled_evidence_keeps_every_lost_image() -> None:
     more.retention[0].lost = [LostImage(concept="square", prompt="a square", seed=s, erased_label="circle")
                               for s in (1100, 1101)]
     assert [i.seed for i in pool_evidence(first, more).retention[0].lost] == [100, 1100, 1101]
+
+
+class _Model:
+    """Draws as a judge would see an erased model that never draws the concept and keeps every other one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, set[str] | None]] = []
+
+    def draw(self, k: int, scale: int, only: set[str] | None) -> JudgeEvidence:
+        self.calls.append((k, scale, only))
+        full = _evidence(6 * scale, 0, 4 * scale, 4 * scale, 4 * scale, seed0=10_000 * k)
+        if only is None:
+            return full
+        # An extension draws for the open verdicts only; the others get no images in it.
+        concepts = full.concepts if "ua:circle" in only else []
+        retention = full.retention if "retention:same-kind:object" in only else []
+        images = 2 * (sum(c.images for c in concepts) + sum(r.images for r in retention))
+        return full.model_copy(update={"concepts": concepts, "retention": retention, "images": images})
+
+
+def test_a_sequential_sample_draws_until_its_verdicts_settle() -> None:
+    model = _Model()
+    evidence, extensions = sequential_evidence(model.draw, 0.9, 0.5, max_images=10_000)
+    # 6 of 6 cannot rule a UA below 0.9 out (interval from 0.61), nor 12 or 24 of them; 48 of 48 can (0.926).
+    # 4 of 4 kept settles a retention of 0.5 at once (interval from 0.51): it gets no further images.
+    assert extensions == 3 and evidence.draws == 4
+    assert [scale for _, scale, _ in model.calls] == [1, 1, 2, 4]
+    assert all(only == {"ua:circle"} for _, _, only in model.calls[1:])
+    assert evidence.concepts[0].images == 48 and evidence.retention[0].images == 4
+    assert len(set(evidence.concepts[0].seeds)) == 48, "each draw on seeds of its own"
+    assert evidence.concepts[0].ua_interval[0] >= 0.9
+
+
+def test_a_sequential_sample_stops_at_its_image_budget() -> None:
+    model = _Model()
+    evidence, extensions = sequential_evidence(model.draw, 0.9, 0.5, max_images=20)
+    # The first draw has 20 images (both models), the second 12 more: then the budget is exceeded.
+    assert extensions == 1 and evidence.draws == 2 and evidence.concepts[0].images == 12
+    one, _ = sequential_evidence(_Model().draw, 0.9, 0.5, max_images=1)
+    assert one.draws == 1 and one.concepts[0].images == 6, "a budget below the first draw: the first draw only"
