@@ -21,6 +21,14 @@ def _split_paths(value: Any) -> Any:
     return value
 
 
+# How verification and each round's check grow their held-out sample (core.evaluation.evidence.sequential_evidence).
+_SEQUENTIAL_SAMPLE = (
+    "draws more held-out images (doubling, on new seeds, pooled with the first draw) while a verdict is uncertain "
+    "either way (a failure or a pass whose 95 % interval still reaches across the threshold), for the uncertain "
+    "verdicts only, until the images of both models together exceed this. Only the first draw when it already does."
+)
+
+
 class Settings(BaseSettings):
     """Effective configuration. Every field maps to one `LETHE_<NAME>` environment variable."""
 
@@ -204,13 +212,7 @@ class Settings(BaseSettings):
         default=24, ge=1, le=1024, description="Held-out images of concepts that must stay, over all groups."
     )
     judge_steps: int = Field(default=10, ge=1, le=200, description="Sampling steps of the held-out images.")
-    judge_max_images: int = Field(
-        default=144, ge=1, le=4096,
-        description="Verification draws more held-out images (doubling, on new seeds, pooled with the first draw) "
-        "while a verdict is uncertain either way (its 95 % interval reaches across the threshold), for the "
-        "uncertain verdicts only, until the images of both models together exceed this. Only the first draw when "
-        "it already does.",
-    )
+    judge_max_images: int = Field(default=144, ge=1, le=4096, description=f"Verification {_SEQUENTIAL_SAMPLE}")
     erase_max_rounds: int = Field(
         default=3, ge=1, le=10,
         description="Erase until verified: rounds of train → held-out image check → escalate per job, at most, "
@@ -229,13 +231,8 @@ class Settings(BaseSettings):
     round_check_retain_images: int = Field(
         default=12, ge=1, le=512, description="Held-out images of concepts that must stay in each round's check."
     )
-    round_check_max_images: int = Field(
-        default=72, ge=1, le=2048,
-        description="A round's check draws more held-out images (doubling, on new seeds, pooled with the first draw) "
-        "while a verdict is uncertain either way (a failure or a pass whose 95 % interval still reaches across "
-        "the threshold), for the uncertain verdicts only, until the images of both models together exceed this. "
-        "Only the first draw when it already does.",
-    )
+    round_check_max_images: int = Field(default=72, ge=1, le=2048,
+                                        description=f"A round's check {_SEQUENTIAL_SAMPLE}")
     surrogate_screen_images: int = Field(
         default=8, ge=0, le=256,
         description="Before the first round, the judge labels this many base-model images of each surrogate the "
