@@ -4,8 +4,10 @@
 is for reporting the defaults on a model they were never tuned on — never for tuning). Requests are phrased by
 each testbed's own lethe.json through the generic path (core.spare.prompting.fit_request). `spare-loop` is
 what workers run: rounds with the testbed classifier's cheap held-out check and escalation
-(core.spare.rounds), the service's default budget (LETHE_ERASE_MAX_ROUNDS); `spare` is one round. Every row
-also has the diffusion classifier's UA on held-out prompts (the judge any model gets).
+(core.spare.rounds), the verification a worker applies (its judge, its 2-seed grid, the service thresholds) as
+the acceptance rule of a round whose check passed, the service's default budget (LETHE_ERASE_MAX_ROUNDS);
+`spare` is one round. Every row also has the diffusion classifier's UA on held-out prompts (the judge any model
+gets); the benchmark's own grid (`--eval-seeds`) scores the kept round and never decides a round.
 
 For each target (objects and styles) and method: UA, IRA, CRA (absolute and % of base), the FID analogue,
 attack success, wall time of the erasure (evaluation excluded), peak RSS vs sampling alone (in-process per row,
@@ -122,12 +124,13 @@ def memory_probe(target: str, threads: int) -> dict[str, Any]:
 
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
     from core.config import get_settings
-    from core.erasure.judging import job_evaluator, verified_rounds
-    from core.erasure.verification import Thresholds
+    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
+    from core.erasure.verification import Thresholds, verify
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, erase
     from core.spare.loading import pipeline_dir
     from core.spare.prompting import fit_request
+    from core.spare.report import EngineMetrics
     from core.spare.rounds import erase_until_verified
     from core.spare.specs import ConceptSpec
     from core.spare.testbed_eval import concept_kind, testbed_evaluator
@@ -139,13 +142,19 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     requested = ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method)
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
+    thresholds = Thresholds.for_request(settings)
     screened: list[Any] = []
     check: Any = None
+    service: Any = None
     if method == "spare-loop":
-        # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's).
+        # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's), and the
+        # worker's verification read on a round whose check passed.
         spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
                                                 judge_name="model-classifier", fingerprint=None,
-                                                thresholds=Thresholds.for_request(settings))
+                                                thresholds=thresholds)
+        service = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
+                                diagnostics=grid_diagnostics(model_dir, [target], attacks=False),
+                                thresholds=thresholds)
     concept = spec.concepts[0]
     grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
                              attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
@@ -153,19 +162,37 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     judged = job_evaluator(model_dir, spec, config, settings, judge_name="diffusion-classifier", fingerprint=None,
                            diagnostics=grid) if args.diffusion_judge else grid
     evaluation_s = [0.0]
+    # The worker's verification of each evaluated round (0: the kept round, reloaded after the loop) and its time.
+    verified: dict[int, tuple[dict[str, Any], float]] = {}
+    running = [0, False]  # the round the engine is in, and whether it is in one
+
+    def round_erase(*a: Any, **k: Any) -> Any:
+        running[0], running[1] = running[0] + 1, True
+        try:
+            return erase(*a, **k)
+        finally:
+            running[1] = False
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
+        if service is not None:
+            t0 = time.perf_counter()
+            verified[running[0] if running[1] else 0] = (service(erased, base), time.perf_counter() - t0)
         t0 = time.perf_counter()
         try:
             return judged(erased, base)
         finally:
             evaluation_s[0] += time.perf_counter() - t0
 
+    def accept(metrics: Any) -> Any:
+        worker_metrics = verified[running[0]][0]
+        return acceptance(thresholds, [target])(EngineMetrics.model_validate({**worker_metrics,
+                                                                              "probe": metrics.probe}))
+
     out = Path(tempfile.mkdtemp(prefix="lethe-bench-")) / "run"
     try:
         if method == "spare-loop":
             res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                       screened=screened)
+                                       screened=screened, accept=accept, erase_fn=round_erase)
         else:
             res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:
@@ -177,9 +204,18 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     stages = ("distill", "fuse") if method == "esd" else ("samples", "saliency", "timesteps", "distill", "fuse")
     erase_s = sum(t.get(s, 0.0) for s in stages)
     rounds = rep.get("rounds")
+    kept_verification: dict[str, Any] | None = None
     if method == "spare-loop" and rounds:
-        # Every round (with its held-out check) is the loop's cost; only the final evaluation is left out.
-        erase_s = rounds["total_seconds"] - evaluation_s[0]
+        # Every round (with its held-out check, and the verification of a round the rule then refused) is the
+        # loop's cost; the benchmark's evaluation and the kept round's verification are left out.
+        kept = 0 if 0 in verified else rounds["chosen"]
+        kept_metrics, kept_s = verified.get(kept, ({}, 0.0))
+        erase_s = rounds["total_seconds"] - evaluation_s[0] - kept_s
+        if kept_metrics:
+            verdict = verify(EngineMetrics.model_validate({**kept_metrics, "probe": metrics["probe"]}), thresholds,
+                             [target])
+            kept_verification = {"certified": verdict.ok, "reason": verdict.reason,
+                                 "seconds": round(kept_s, 1)}
     stage_rss = rep["memory"]["stage_peak_rss_bytes"]
     peak = max(v for k, v in stage_rss.items() if k in stages)
     row = metrics["summary"][target]
@@ -213,6 +249,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "round_history": rounds["history"] if rounds else None,
         **grid_intervals(row, concept_kind(target), args.eval_seeds),
         "surrogate_screen": rounds.get("surrogates") if rounds else None,
+        "verification": kept_verification,
+        "verify_s": round(sum(s for _, s in verified.values()), 2) if verified else None,
     }
 
 
@@ -264,6 +302,9 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
             "adapter_fraction_of_unet": (avg("adapter_bytes") / rs[0]["unet_bytes"]) if avg("adapter_bytes") else None,
             # Each row is relative to the sampling reference measured in its own process.
             "peak_rss_vs_sampling": max(r["peak_rss_vs_sampling"] for r in rs),
+            # Rows the worker's verification certified (spare-loop only: the others are not verified here).
+            "certified": (sum(bool(r["verification"]["certified"]) for r in rs)
+                          if all(r.get("verification") for r in rs) else None),
         }
     return out
 
@@ -306,7 +347,7 @@ def targets_check(summary: dict[str, dict[str, Any]], probe: dict[str, Any] | No
 
 def table(summary: dict[str, dict[str, Any]]) -> str:
     head = (f"{'method':<28}{'UA':>7}{'IRA':>7}{'CRA':>7}{'IRA%':>7}{'CRA%':>7}{'FID~':>8}{'attack':>8}"
-            f"{'time s':>8}{'RSS/smp':>8}{'adapter':>9}{'fused':>10}{'dcUA':>7}{'rounds':>7}")
+            f"{'time s':>8}{'RSS/smp':>8}{'adapter':>9}{'fused':>10}{'dcUA':>7}{'rounds':>7}{'cert':>7}")
     lines = [head]
 
     def f(v: Any, spec: str) -> str:
@@ -319,6 +360,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
             f"{f(s['fid_analogue'], '8.2f')}{f(s['attack_success'], '8.3f')}{f(s['erase_s'], '8.1f')}"
             f"{f(s['peak_rss_vs_sampling'], '8.2f')}{f(s['adapter_bytes'], '9.0f')}{f(s['fused_bytes'], '10.0f')}"
             f"{f(s['diffusion_ua'], '7.3f')}{f(s['rounds'], '7.2f')}"
+            f"{(str(s['certified']) + '/' + str(s['runs'])) if s.get('certified') is not None else '-':>7}"
         )
     return "\n".join(lines)
 

@@ -2,11 +2,12 @@
 draw of held-out images alone vs the sequential sample verification draws while a verdict is uncertain
 (LETHE_JUDGE_MAX_IMAGES), each with the grid diagnostics a worker adds, at the service's thresholds.
 
-Each target is erased as bench/erasure.py's `spare-loop` erases it (the testbed's lethe.json phrases the request,
-the surrogate screen, rounds with the held-out check, the service's round budget). On the kept round both
-verifications run with the testbed's own classifier as the judge (what `auto` picks for a folder that ships one)
-and `core.erasure.verification.verify` gives each verdict: certified, or why not. A verdict the first draw
-alone gets wrong is what a certificate resting on a dozen images risks.
+Each target is erased as a worker erases it (the testbed's lethe.json phrases the request, the surrogate screen,
+rounds with the held-out check, the verification as the acceptance rule of a round whose check passed, the
+service's round budget). On every round the check passes both verifications run with the testbed's own
+classifier as the judge (what `auto` picks for a folder that ships one) and `core.erasure.verification.verify`
+gives each verdict: certified, or why not; the sequential one is the rule the loop reads. The row reports the
+kept round's. A verdict the first draw alone gets wrong is what a certificate resting on a dozen images risks.
 
 Prints a table, writes bench/results/verdicts.json and bench/results/verdicts.png (both rewritten after every
 target).
@@ -38,10 +39,11 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     """Erase `target` as workers do, then verify the kept round both ways."""
     from bench.erasure import method_config
     from core.config import get_settings
-    from core.erasure.judging import grid_diagnostics, job_evaluator, verified_rounds
+    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
     from core.erasure.verification import Thresholds, verify
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
+    from core.spare.engine import erase
     from core.spare.loading import pipeline_dir
     from core.spare.prompting import fit_request
     from core.spare.report import EngineMetrics
@@ -56,10 +58,20 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
                                             judge_name="model-classifier", fingerprint=None, thresholds=thresholds)
     grid = grid_diagnostics(model_dir, [target], attacks=False)
-    modes: dict[str, Any] = {}
+    # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
+    by_round: dict[int, dict[str, Any]] = {}
+    running = [0, False]  # the round the engine is in, and whether it is in one
+
+    def round_erase(*a: Any, **k: Any) -> Any:
+        running[0], running[1] = running[0] + 1, True
+        try:
+            return erase(*a, **k)
+        finally:
+            running[1] = False
 
     def evaluate(erased: Any, base: Any) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
+        modes = by_round.setdefault(running[0] if running[1] else 0, {})
         for mode in MODES:
             t0 = time.perf_counter()
             metrics = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier",
@@ -81,13 +93,16 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     t0 = time.perf_counter()
     try:
         result = erase_until_verified(pipe, spec, config, out_dir=work / "out", check=check, evaluator=evaluate,
-                                      screened=screened)
+                                      screened=screened, accept=acceptance(thresholds, [target]),
+                                      erase_fn=round_erase)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rounds = result.report.rounds
+    chosen = rounds.chosen if rounds else 1
     return {"testbed": testbed.name, "target": target, "surrogate": spec.concepts[0].surrogate_text(),
             "rounds": len(rounds.history) if rounds else 1, "rounds_passed": rounds.passed if rounds else None,
-            "seconds": round(time.perf_counter() - t0, 1), **modes}
+            "chosen": chosen, "refused": {r.round: r.refused for r in rounds.history if r.refused} if rounds else {},
+            "seconds": round(time.perf_counter() - t0, 1), **(by_round[0] if 0 in by_round else by_round[chosen])}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def erase(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.erasure.judging import grid_diagnostics, job_evaluator, verified_rounds
+    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
     from core.erasure.verification import Thresholds
     from core.spare.rounds import erase_until_verified
 
@@ -163,6 +163,7 @@ def erase(
         try:
             result = erase_until_verified(pipeline, spec, config, out_dir=out, check=check, evaluator=evaluator,
                                           progress=progress, erase_fn=run_erase, screened=screened,
+                                          accept=acceptance(thresholds, [c.target for c in spec.concepts]),
                                           provenance=Provenance(base_fingerprint=fingerprint(model_dir),
                                                                 base_source=str(model.resolve())))
         except ErasureInputError as exc:
@@ -176,7 +177,8 @@ def erase(
         ua = ", ".join(f"{k} {v:.3f}" for k, v in (row.ua or {}).items())
         kept = ", ".join(f"{k} {v:.3f}" for k, v in (row.retention or {}).items() if v is not None)
         typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s): "
-                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}")
+                   f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}"
+                   + (f" ({row.refused})" if row.refused else ""))
     _print_verdict(metrics, settings)
     for target, grid in (metrics.summary or {}).items():
         base = "n/a" if grid.base_ua is None else f"{grid.base_ua:.3f}"

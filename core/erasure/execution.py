@@ -16,7 +16,7 @@ import pydantic
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
 from core.config import Settings, redact_url
 from core.db import unit_of_work
-from core.erasure.judging import grid_diagnostics, job_evaluator, verified_rounds
+from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
 from core.erasure.models import ErasureRequest
 from core.erasure.outcome import ErasureMetrics
 from core.erasure.verification import Thresholds, verify
@@ -208,7 +208,8 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     try:
         result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
                                       progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn,
-                                      screened=screened, provenance=provenance,
+                                      screened=screened, accept=acceptance(thresholds, targets),
+                                      provenance=provenance,
                                       verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
     except (ErasureCancelled, ErasureInputError):
         raise

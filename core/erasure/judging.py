@@ -6,11 +6,12 @@ with the erased and the base pipeline while the erased weights exist.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.erasure.verification import Thresholds
+from core.erasure.verification import Thresholds, verify
 from core.evaluation.judges import JudgeUnavailable, select_judge
 from core.evaluation.judges.base import Judge
 from core.evaluation.vocabulary import VocabularyError, load_vocabulary
@@ -155,6 +156,30 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
         return result
 
     return check
+
+
+# Checks of the verification rule that measure erasure (the rest measure what must stay).
+_FORGET_CHECKS = ("ua[", "grid_ua[", "forget_gap_closure")
+
+
+def acceptance(thresholds: Thresholds, concepts: list[str]) -> Callable[[Any], Any]:
+    """accept(metrics) -> RoundCheck for erase-until-verified: the verification a job applies
+    (`core.erasure.verification.verify`), read on a round whose cheap check passed. A refusal says which side
+    failed — erasure (UA, grid UA, gap closure) or retention (held-out retention, grid IRA/CRA, retain drift) —
+    so that the loop escalates or rolls back as it would on a failed check; numbers are the judge's pooled
+    held-out evidence. `concepts`: every concept that needs image evidence (as for `verify`)."""
+    from core.spare.rounds import check_from_evidence
+
+    def accept(metrics: Any) -> Any:
+        verdict = verify(metrics, thresholds, concepts)
+        evidence = metrics.judge.model_dump(mode="json") if metrics.judge is not None else {}
+        found = check_from_evidence(evidence, thresholds.min_unlearning_accuracy, thresholds.min_retention)
+        failed = [name for name, c in verdict.checks.items() if not c["passed"]]
+        forget = [name for name in failed if name.startswith(_FORGET_CHECKS)]
+        return replace(found, passed=verdict.ok, ua_ok=not forget, retention_ok=len(forget) == len(failed),
+                       metrics={**found.metrics, "reason": verdict.reason})
+
+    return accept
 
 
 def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,

@@ -83,6 +83,9 @@ class RoundSummary(BaseModel):
     retention_ok: bool
     lost: dict[str, int] = Field(default_factory=dict, description="Per kept concept, the check's held-out images the "
                                  "base model drew as it and this round's model did not: what the round broke.")
+    refused: str | None = Field(default=None, description="Why the acceptance rule (the verification a job applies, "
+                                "on more images) refused a round whose check passed; that round's UA and "
+                                "retention are then the rule's numbers.")
     outcome: str = Field(description="kept | short | rolled back (retention)")
 
 

@@ -4,7 +4,10 @@ Each round is a full erasure from the base weights (`core.spare.engine.erase`) w
 the round's erased weights exist, `check(erased, base)` judges a few held-out images (UA per erased concept,
 retention per group of concepts that must stay). Then:
 
-- the check passes → the round is kept (and the full evaluator runs on it);
+- the check passes → the full evaluator runs on the round and the caller's acceptance rule (`accept`, the
+  verification behind a certificate, on more images than the check's) reads its metrics: accepted → the
+  round is kept; refused → the round counts as short or as breaking retention by what the rule refused, and
+  the loop goes on as below (the check's few images passed a round the final verdict would fail);
 - retention broke → the round is rolled back: the next round starts again from the last round that kept
   retention, with the lever that broke it set aside, plus (once) retain prompts in the forget prompts' own
   phrasings with the target swapped for its neighbours, after that more weight on the retain term each time;
@@ -13,10 +16,10 @@ retention per group of concepts that must stay). Then:
   adapter levers because it acts whatever the prompt says), timestep focus, more contexts per prompt, more
   steps.
 
-The loop stops on a pass, after `max_rounds`, or when another round would not fit `time_budget_s` (measured
-from the start, estimated from the last round's time). The result is the passing round, else the best one
-(retention kept first, then the lowest UA over the concepts); its report lists every round (what changed,
-UA, retention, seconds, kept or rolled back).
+The loop stops on an accepted pass, after `max_rounds`, on a refusal no lever addresses, or when another round
+would not fit `time_budget_s` (measured from the start, estimated from the last round's time). The result is the
+passing round, else the best one (retention kept first, then the lowest UA over the concepts); its report lists
+every round (what changed, UA, retention, seconds, kept or rolled back, why the acceptance rule refused it).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,9 @@ class RoundCheck:
 
 
 CheckFn = Callable[[Any, Any], RoundCheck]
+# accept(metrics of a fully evaluated round) -> the acceptance rule's verdict as a RoundCheck: `passed` = accepted;
+# `ua_ok` / `retention_ok` say which side it refused; `metrics["reason"]` says why.
+AcceptFn = Callable[[EngineMetrics], RoundCheck]
 
 # Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds).
 # Fields a rollback sets to win retention back: kept by every later round.
@@ -124,6 +130,7 @@ class _Round:
     check: RoundCheck | None = None
     seconds: float = 0.0
     evaluated: bool = False
+    refused: str | None = None  # why the acceptance rule refused a round whose check passed
 
     def summary(self, outcome: str) -> RoundSummary:
         c = self.check
@@ -131,7 +138,7 @@ class _Round:
             round=self.index, levers=self.levers, changed=self.changed, seconds=round(self.seconds, 3),
             ua=c.ua if c else None, retention=c.retention if c else None,
             passed=c.passed if c else False, retention_ok=c.retention_ok if c else False,
-            lost=c.lost if c else {}, outcome=outcome,
+            lost=c.lost if c else {}, refused=self.refused, outcome=outcome,
         )
 
 
@@ -147,6 +154,7 @@ def erase_until_verified(
     should_stop: StopFn | None = None,
     erase_fn: Callable[..., ErasureResult] = erase,
     screened: list[SurrogateScreen] | None = None,
+    accept: AcceptFn | None = None,
     **engine: Any,
 ) -> ErasureResult:
     """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
@@ -155,7 +163,9 @@ def erase_until_verified(
     best round (reloaded from its fused/ weights when it is not the last); the other rounds report their check
     only. `erase_fn` is the single-round engine; `engine` passes on to it (provenance, verifier). `screened`:
     the surrogate screen that chose `spec`'s surrogates (`core.evaluation.surrogates`), reported with the rounds
-    and counted in their time."""
+    and counted in their time. `accept`: the caller's acceptance rule on a passing round's full metrics (the
+    verification a job applies); a round it refuses does not end the loop while the budget lasts — it then
+    reports the rule's numbers (more images than the check's) and why it refused."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -201,15 +211,22 @@ def erase_until_verified(
         t0 = time.monotonic()
         current.result = erase_fn(pipeline, spec, current.config, out_dir=work / str(k), progress=round_progress,
                                   should_stop=should_stop, evaluator=round_evaluator, **engine)
-        current.seconds = time.monotonic() - t0
         current.check = state.get("check")
         current.evaluated = bool(state.get("evaluated"))
+        if current.check is not None and current.check.passed and current.evaluated and accept is not None:
+            final = accept(current.result.report.metrics)
+            if not final.passed:
+                current.refused = str(final.metrics.get("reason") or "refused by the acceptance rule")
+                current.check = replace(final, metrics={**current.check.metrics, "accept": final.metrics})
+        current.seconds = time.monotonic() - t0
         rounds.append(current)
         verdict = current.check
         if verdict is None:
             raise ErasureInputError("the round check did not run (the engine skipped its evaluate stage)")
         if verdict.passed or last_possible:
             break
+        if verdict.ua_ok and verdict.retention_ok:
+            break  # refused for a reason no lever changes (no evidence, say): another round would not help
         if verdict.retention_ok:
             good = current.config
             base_cfg, changed, candidates, lever = good, {}, levers, ""

@@ -2,7 +2,8 @@
 
 The engine here writes a file and calls the evaluator like the real one; the check returns scripted verdicts,
 so each test pins one decision: stop on pass, escalate a short round, roll back a round that broke retention,
-stop when the budget is spent. The real loop on the testbed runs in tests/integration/test_rounds_testbed.py.
+stop when the budget is spent, go on when the verification refuses a round its check passed. The real loop on
+the testbed runs in tests/integration/test_rounds_testbed.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from core.spare.report import ErasureResult
+from core.erasure.judging import acceptance
+from core.erasure.verification import Thresholds
+from core.spare.report import EngineMetrics, ErasureResult
 from core.spare.rounds import RoundCheck, check_from_evidence, erase_until_verified
 from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
 from tests.unit.reports import evidence, report
@@ -251,3 +254,79 @@ def test_a_rollback_first_adds_neighbour_prompts_where_the_spec_names_neighbours
     history = result.report.dump()["rounds"]["history"]
     assert [r["levers"] for r in history] == [[], ["neighbours"], ["retain"]]
     assert history[1]["changed"] == {"retain_neighbours": 1}
+
+
+THRESHOLDS = Thresholds(min_unlearning_accuracy=0.9, min_retention=0.9, min_gap_closure=None, max_retain_drift=0.5)
+
+
+def _finals(verdicts: list[tuple[float, float]], script: Script) -> Any:
+    """A full evaluator whose judge evidence (more images than the check's) is scripted per round."""
+    def evaluator(erased: Any, base: Any) -> dict[str, Any]:
+        script.full_evaluations.append(len(script.configs))
+        ua, retention = verdicts[len(script.configs) - 1]
+        return {"judge": evidence(ua, retention, images=48, judge="full").model_dump(mode="json")}
+    return evaluator
+
+
+def test_a_passing_round_the_verification_refuses_escalates_instead_of_stopping(tmp_path: Path) -> None:
+    # Round 1 passes its 6-image check, but the verification on 48 images finds UA 0.85: the loop does not stop
+    # there; round 2 adds capacity, passes both, and is kept.
+    script = Script([(1.0, 1.0), (1.0, 1.0)])
+    result = erase_until_verified(None, SPEC, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=_finals([(0.85, 1.0), (0.96, 1.0)], script),
+                                  erase_fn=script.erase, accept=acceptance(THRESHOLDS, ["circle"]))
+    assert len(script.configs) == 2 and script.full_evaluations == [1, 2]
+    assert script.configs[1].rank == 2 * script.configs[0].rank
+    rounds = result.report.dump()["rounds"]
+    assert rounds["passed"] is True and rounds["chosen"] == 2
+    first, second = rounds["history"]
+    assert first["outcome"] == "short" and first["passed"] is False and first["retention_ok"] is True
+    assert first["ua"] == {"circle": 0.85}, "a refused round reports the verification's numbers"
+    assert first["refused"].startswith("verification failed: ua[circle] 0.850 is below the required 0.900")
+    assert second["levers"] == ["capacity"] and second["refused"] is None and second["outcome"] == "kept"
+
+
+def test_a_passing_round_whose_verification_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
+    script = Script([(1.0, 1.0), (1.0, 1.0)])
+    result = erase_until_verified(None, SPEC, SpareConfig(max_rounds=2), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=_finals([(1.0, 0.75), (1.0, 0.95)], script),
+                                  erase_fn=script.erase, accept=acceptance(THRESHOLDS, ["circle"]))
+    first, second = script.configs
+    assert second.w_retain == 2 * first.w_retain and second.rank == first.rank, "retention won back, no escalation"
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["outcome"] for r in history] == ["rolled back (retention)", "kept"]
+    assert "retention[same-kind:object] 0.750" in history[0]["refused"] and history[0]["lost"] == {"square": 6}
+
+
+def test_a_refusal_no_lever_addresses_ends_the_loop(tmp_path: Path) -> None:
+    # No judge produced evidence for the final verdict: another round would not change that.
+    script = Script([(1.0, 1.0), (1.0, 1.0)])
+
+    def no_judge(erased: Any, base: Any) -> dict[str, Any]:
+        script.full_evaluations.append(len(script.configs))
+        return {"judge_error": "no judge could run: the CLIP model is not installed"}
+
+    result = erase_until_verified(None, SPEC, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=no_judge, erase_fn=script.erase,
+                                  accept=acceptance(THRESHOLDS, ["circle"]))
+    assert len(script.configs) == 1
+    (only,) = result.report.dump()["rounds"]["history"]
+    assert "no judge could run" in only["refused"] and result.report.dump()["rounds"]["passed"] is False
+
+
+def test_the_acceptance_rule_tells_erasure_from_retention_in_the_grid_checks() -> None:
+    accept = acceptance(THRESHOLDS, ["circle"])
+    judge = evidence(1.0, 1.0, images=48).model_dump(mode="json")
+
+    def grid(**row: float) -> RoundCheck:
+        summary = {"circle": {"ua": 1.0, "ira": 0.9, "cra": 0.9, "ira_rel": 1.0, "cra_rel": 1.0, **row}}
+        return accept(EngineMetrics.model_validate({"judge": judge, "summary": summary}))
+
+    assert grid().passed
+    short = grid(ua=0.8)
+    assert (short.passed, short.ua_ok, short.retention_ok) == (False, False, True)
+    broke = grid(ira_rel=0.8)
+    assert (broke.passed, broke.ua_ok, broke.retention_ok) == (False, True, False)
+    assert "grid_ira_rel[circle] 0.800" in broke.metrics["reason"]
+    both = grid(ua=0.8, cra_rel=0.7)
+    assert (both.ua_ok, both.retention_ok) == (False, False)
