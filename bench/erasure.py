@@ -122,6 +122,26 @@ def memory_probe(target: str, threads: int) -> dict[str, Any]:
             "ratio": spare["peak_rss_bytes"] / sampling["peak_rss_bytes"]}
 
 
+class RoundTracker:
+    """Which round an evaluation belongs to, for erase_until_verified(erase_fn=tracker.erase): `key()` is the
+    round the engine is running, or 0 for the kept round's evaluation after the loop (from its saved weights)."""
+
+    def __init__(self) -> None:
+        self.round, self.inside = 0, False
+
+    def erase(self, *a: Any, **k: Any) -> Any:
+        from core.spare import erase
+
+        self.round, self.inside = self.round + 1, True
+        try:
+            return erase(*a, **k)
+        finally:
+            self.inside = False
+
+    def key(self) -> int:
+        return self.round if self.inside else 0
+
+
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
     from core.config import get_settings
     from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
@@ -164,19 +184,12 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     evaluation_s = [0.0]
     # The worker's verification of each evaluated round (0: the kept round, reloaded after the loop) and its time.
     verified: dict[int, tuple[dict[str, Any], float]] = {}
-    running = [0, False]  # the round the engine is in, and whether it is in one
-
-    def round_erase(*a: Any, **k: Any) -> Any:
-        running[0], running[1] = running[0] + 1, True
-        try:
-            return erase(*a, **k)
-        finally:
-            running[1] = False
+    rounds_run = RoundTracker()
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
         if service is not None:
             t0 = time.perf_counter()
-            verified[running[0] if running[1] else 0] = (service(erased, base), time.perf_counter() - t0)
+            verified[rounds_run.key()] = (service(erased, base), time.perf_counter() - t0)
         t0 = time.perf_counter()
         try:
             return judged(erased, base)
@@ -184,7 +197,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
             evaluation_s[0] += time.perf_counter() - t0
 
     def accept(metrics: Any) -> Any:
-        worker_metrics = verified[running[0]][0]
+        worker_metrics = verified[rounds_run.round][0]
         return acceptance(thresholds, [target])(EngineMetrics.model_validate({**worker_metrics,
                                                                               "probe": metrics.probe}))
 
@@ -192,7 +205,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     try:
         if method == "spare-loop":
             res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                       screened=screened, accept=accept, erase_fn=round_erase)
+                                       screened=screened, accept=accept, erase_fn=rounds_run.erase)
         else:
             res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:

@@ -37,13 +37,12 @@ MODES = ("first_draw", "sequential")
 
 def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) -> dict[str, Any]:
     """Erase `target` as workers do, then verify the kept round both ways."""
-    from bench.erasure import method_config
+    from bench.erasure import RoundTracker, method_config
     from core.config import get_settings
     from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
     from core.erasure.verification import Thresholds, verify
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
-    from core.spare.engine import erase
     from core.spare.loading import pipeline_dir
     from core.spare.prompting import fit_request
     from core.spare.report import EngineMetrics
@@ -60,18 +59,11 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     grid = grid_diagnostics(model_dir, [target], attacks=False)
     # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
     by_round: dict[int, dict[str, Any]] = {}
-    running = [0, False]  # the round the engine is in, and whether it is in one
-
-    def round_erase(*a: Any, **k: Any) -> Any:
-        running[0], running[1] = running[0] + 1, True
-        try:
-            return erase(*a, **k)
-        finally:
-            running[1] = False
+    rounds_run = RoundTracker()
 
     def evaluate(erased: Any, base: Any) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
-        modes = by_round.setdefault(running[0] if running[1] else 0, {})
+        modes = by_round.setdefault(rounds_run.key(), {})
         for mode in MODES:
             t0 = time.perf_counter()
             metrics = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier",
@@ -94,7 +86,7 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     try:
         result = erase_until_verified(pipe, spec, config, out_dir=work / "out", check=check, evaluator=evaluate,
                                       screened=screened, accept=acceptance(thresholds, [target]),
-                                      erase_fn=round_erase)
+                                      erase_fn=rounds_run.erase)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rounds = result.report.rounds
