@@ -159,13 +159,15 @@ def evaluate(
     attacks: bool = False,
     attack_budget: int = 30,
     rest_only: bool = False,
+    base_testbed: Path | None = None,
 ) -> Metrics:
     """Generate the answer grid with `pipeline` (and the base, for *_rel) and score each forgotten concept.
 
     `kind` may be omitted (each name's kind is looked up); if given, every name must be of that kind.
     `rest_only`: IRA/CRA over the cells that show none of the forgotten concepts (a model that lost several,
     of both kinds: a lineage of erasures), instead of every cell but the target's.
-    The base defaults to the testbed's own pipeline (its verdicts are cached per process).
+    The base defaults to the testbed's own pipeline (its verdicts are cached per process): `base_testbed`'s, else
+    the default testbed's.
     """
     from core.testbed.loading import load_classifier
     from core.testbed.paths import testbed_dir
@@ -191,7 +193,7 @@ def evaluate(
         base_grid, _ = _run_grid(base_pipeline, clf, seeds, steps, guidance_scale, progress, "base")
     else:
         misses = _base_grid_cached.cache_info().misses
-        base_grid, _ = _base_grid_cached(str(testbed_dir()), seeds, steps, guidance_scale)
+        base_grid, _ = _base_grid_cached(str(base_testbed or testbed_dir()), seeds, steps, guidance_scale)
     # Count every image this call generated: the model grid, the base grid unless it came from the cache, attacks.
     n_images = len(grid.objs)
     if base_pipeline is not None or _base_grid_cached.cache_info().misses > misses:

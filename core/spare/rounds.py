@@ -73,13 +73,16 @@ AcceptFn = Callable[[EngineMetrics], RoundCheck]
 # Fields a rollback sets to win retention back: kept by every later round.
 _RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 SPARE_LEVERS = ("capacity", "anchor", "placement", "timesteps", "contexts", "steps")
+# Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
+RETENTION_LEVERS = ("neighbours", "retain")
 # The saliency pool a "placement" escalation widens to.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 ESD_LEVERS = ("steps",)
 
 
-def _lever(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
-    """The config change of one lever, or {} when it cannot go further."""
+def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
+    """The config change of one lever (a name in SPARE_LEVERS, ESD_LEVERS or RETENTION_LEVERS), or {} when it
+    cannot go further."""
     if name == "steps":
         return {"steps": min(config.steps * 2, 20000)} if config.steps < 20000 else {}
     if not isinstance(config, SpareConfig):
@@ -105,19 +108,19 @@ def _lever(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
                 "timestep_uniform_mix": round(config.timestep_uniform_mix / 2, 4)}
     if name == "contexts":
         return {"samples_per_prompt": config.samples_per_prompt + 1} if config.samples_per_prompt < 4 else {}
+    if name == "neighbours":
+        return {"retain_neighbours": 1} if config.retain_neighbours == 0 else {}
+    if name == "retain":
+        return {"w_retain": min(config.w_retain * 2, 100.0)} if config.w_retain < 100 else {}
     raise ValueError(f"unknown lever {name!r}")
 
 
 def _retain_more(config: SpareConfig | EsdConfig, neighbours: bool) -> tuple[str, dict[str, Any]]:
     """The change that wins retention back after a round broke it, and its lever's name: first retain prompts
     in the forget prompts' phrasings (where the spec names neighbours), then more weight on the retain term."""
-    if not isinstance(config, SpareConfig):
-        return "retain", {}
-    if neighbours and config.retain_neighbours == 0:
-        return "neighbours", {"retain_neighbours": 1}
-    if config.w_retain < 100:
-        return "retain", {"w_retain": min(config.w_retain * 2, 100.0)}
-    return "retain", {}
+    if neighbours and (change := lever_change("neighbours", config)):
+        return "neighbours", change
+    return "retain", lever_change("retain", config)
 
 
 @dataclass
@@ -241,7 +244,7 @@ def erase_until_verified(
         for name in candidates:
             if name in set_aside:
                 continue
-            change = _lever(name, base_cfg.model_copy(update=changed))
+            change = lever_change(name, base_cfg.model_copy(update=changed))
             if change:
                 changed = {**changed, **change}
                 used.append(name)

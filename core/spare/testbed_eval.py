@@ -98,8 +98,8 @@ def testbed_evaluator(
     """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate with the testbed's classifier.
 
     The result is the evaluator's Metrics as JSON plus, per target, ua/ira/cra at the top level for quick reading.
-    `cached_base`: score the base from the evaluator's per-process cache of the default testbed (benchmarks
-    erasing many targets from that testbed) instead of regenerating it from the base pipeline each time.
+    `cached_base`: score the base from the evaluator's per-process cache of the testbed's shipped pipeline
+    (benchmarks erasing many targets from one testbed) instead of regenerating it from the base pipeline each time.
     `rest_only`: targets of both kinds (a lineage of erasures), retention over the cells showing none of them.
     """
     from core.evaluation.metrics import evaluate
@@ -116,6 +116,7 @@ def testbed_evaluator(
             erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps,
             base_pipeline=None if cached_base else base,
             classifier=classifier, attacks=attacks, attack_budget=attack_budget, rest_only=rest_only,
+            base_testbed=testbed if cached_base else None,
         ).model_dump(mode="json")
         summary = {
             t["forget"]: {k: t[k] for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success")}
