@@ -188,21 +188,18 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import add_target_options, run_targets
+    from bench.cli import targets as target_names
     from core.spare.rounds import RETENTION_LEVERS, SPARE_LEVERS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--testbeds", default="full,subword", help="Comma-separated testbed names.")
-    parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
-    parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
+    add_target_options(parser, testbeds="full,subword")
     parser.add_argument("--levers", default=",".join(SPARE_LEVERS + RETENTION_LEVERS),
                         help="Comma-separated levers, each applied alone to the start config.")
     parser.add_argument("--start", default='{"steps": 8}',
                         help="JSON of SpareConfig fields the start round changes from the service's defaults "
                              "('{}': the defaults themselves).")
     parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell in the evaluator.")
-    parser.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of SPARE's cached samples.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "levers.json")
     args = parser.parse_args(argv)
     levers = [n for n in args.levers.split(",") if n]
@@ -210,29 +207,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown levers: {sorted(unknown)}")
 
-    from core.spare.loading import pipeline_dir
-    from core.testbed.loading import load_pipeline
     from core.testbed.paths import named_testbed_dir
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
-    targets = [t for t in args.objects.split(",") + args.styles.split(",") if t]
+    targets = target_names(args)
     result: dict[str, Any] = {
         "testbeds": [str(tb) for tb in testbeds], "targets": targets, "levers": levers, "start": args.start,
         "eval_seeds": args.eval_seeds, "threads": args.threads, "keep": KEEP,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for testbed in testbeds:
-        pipe = load_pipeline(pipeline_dir(testbed))
-        for target in targets:
-            result["rows"] += levers_for(pipe, testbed, target, levers, args)
-            result["summary"] = summarize(result["rows"])
-            args.out.write_text(json.dumps(result, indent=2))
-            chart(result["summary"], args.out.with_suffix(".png"))
-    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.out.write_text(json.dumps(result, indent=2))
+    run_targets(testbeds, targets, result, args.out,
+                measure=lambda pipe, testbed, target: levers_for(pipe, testbed, target, levers, args),
+                summarize=summarize, chart=lambda r: chart(r["summary"], args.out.with_suffix(".png")))
     print(table(result["summary"]))
     return 0
 

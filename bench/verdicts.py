@@ -19,7 +19,6 @@ target).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -155,28 +154,24 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import add_target_options, run_targets
+    from bench.cli import targets as target_names
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--testbeds", default="subword,full", help="Comma-separated testbed names.")
-    parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
-    parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
-    parser.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of SPARE's cached samples.")
+    add_target_options(parser, testbeds="subword,full")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps (toy runs only).")
     parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields (toy runs only).")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "verdicts.json")
     args = parser.parse_args(argv)
 
     from core.config import get_settings
-    from core.spare.loading import pipeline_dir
-    from core.testbed.loading import load_pipeline
     from core.testbed.paths import named_testbed_dir
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     settings = get_settings()
     testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
-    targets = [t for t in args.objects.split(",") + args.styles.split(",") if t]
+    targets = target_names(args)
     result: dict[str, Any] = {
         "testbeds": [str(tb) for tb in testbeds], "targets": targets, "threads": args.threads,
         "thresholds": {"min_unlearning_accuracy": settings.verify_min_unlearning_accuracy,
@@ -185,18 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                          "max": settings.judge_max_images},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    for testbed in testbeds:
-        pipe = load_pipeline(pipeline_dir(testbed))
-        for target in targets:
-            row = verdicts(pipe, testbed, target, args)
-            result["rows"].append(row)
-            print(table([row]).splitlines()[-1], flush=True)
-            result["summary"] = summarize(result["rows"])
-            args.out.write_text(json.dumps(result, indent=2))
-            chart(result["rows"], args.out.with_suffix(".png"))
-    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    args.out.write_text(json.dumps(result, indent=2))
+
+    def measure(pipe: Any, testbed: Path, target: str) -> list[dict[str, Any]]:
+        row = verdicts(pipe, testbed, target, args)
+        print(table([row]).splitlines()[-1], flush=True)
+        return [row]
+
+    run_targets(testbeds, targets, result, args.out, measure=measure, summarize=summarize,
+                chart=lambda r: chart(r["rows"], args.out.with_suffix(".png")))
     print(table(result["rows"]))
     for testbed, s in result["summary"].items():
         print(f"{testbed}: certified {s['certified_first_draw']}/{s['targets']} on the first draw, "

@@ -1,0 +1,46 @@
+"""Command-line options the per-target benchmarks share: which testbeds and targets, sampling, seed, threads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def add_target_options(parser: argparse.ArgumentParser, testbeds: str) -> None:
+    """--testbeds (default `testbeds`), --objects, --styles, --sample-steps, --seed, --threads."""
+    parser.add_argument("--testbeds", default=testbeds, help="Comma-separated testbed names.")
+    parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
+    parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
+    parser.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of SPARE's cached samples.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
+
+
+def targets(args: argparse.Namespace) -> list[str]:
+    """The objects, then the styles, the options name."""
+    return [t for t in args.objects.split(",") + args.styles.split(",") if t]
+
+
+def run_targets(testbeds: list[Path], targets: list[str], result: dict[str, Any], out: Path,
+                measure: Callable[[Any, Path, str], list[dict[str, Any]]],
+                summarize: Callable[[list[dict[str, Any]]], Any], chart: Callable[[dict[str, Any]], None]) -> None:
+    """`measure(pipeline, testbed, target)` for each target on each testbed (one pipeline loaded per testbed):
+    its rows go to result["rows"]; the summary, the JSON at `out` and the plot are rewritten after every target,
+    so that a long run interrupted keeps what it measured."""
+    from core.spare.loading import pipeline_dir
+    from core.testbed.loading import load_pipeline
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for testbed in testbeds:
+        pipe = load_pipeline(pipeline_dir(testbed))
+        for target in targets:
+            result["rows"] += measure(pipe, testbed, target)
+            result["summary"] = summarize(result["rows"])
+            out.write_text(json.dumps(result, indent=2))
+            chart(result)
+    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out.write_text(json.dumps(result, indent=2))
