@@ -12,9 +12,8 @@ retention per group of concepts that must stay). Then:
   retention, with the lever that broke it set aside, plus (once) retain prompts in the forget prompts' own
   phrasings with the target swapped for its neighbours, after that more weight on the retain term each time;
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
-  surrogate anchoring of the forget term, placement (a wider saliency pool: self-attention as well, last of the
-  adapter levers because it acts whatever the prompt says), timestep focus, more contexts per prompt, more
-  steps.
+  surrogate anchoring of the forget term, timestep focus, more contexts per prompt, placement (a wider saliency
+  pool: self-attention as well; it acts whatever the prompt says), more steps.
 
 The loop stops on an accepted pass, after `max_rounds`, on a refusal no lever addresses, or when another round
 would not fit `time_budget_s` (measured from the start, estimated from the last round's time). The result is the
@@ -69,10 +68,14 @@ CheckFn = Callable[[Any, Any], RoundCheck]
 # `ua_ok` / `retention_ok` say which side it refused; `metrics["reason"]` says why.
 AcceptFn = Callable[[EngineMetrics], RoundCheck]
 
-# Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds).
 # Fields a rollback sets to win retention back: kept by every later round.
 _RETENTION_FIELDS = ("w_retain", "retain_neighbours")
-SPARE_LEVERS = ("capacity", "anchor", "placement", "timesteps", "contexts", "steps")
+# Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds). The
+# order is what each did alone to a short round on the first testbed (bench/levers.py, bench/results/levers.json):
+# mean UA change capacity +0.46, anchor +0.18, timesteps +0.13, contexts +0.01, placement -0.07. Steps (+0.46)
+# come last: they cost the most retention there, double the round's training time, and repeat while the budget
+# lasts, so a lever after them would never be reached.
+SPARE_LEVERS = ("capacity", "anchor", "timesteps", "contexts", "placement", "steps")
 # Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
 RETENTION_LEVERS = ("neighbours", "retain")
 # The saliency pool a "placement" escalation widens to.

@@ -89,21 +89,22 @@ def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> Non
     assert "round 2/4: distill" in script.stages
 
 
-def test_after_capacity_and_anchor_placement_widens_the_pool_to_self_attention(tmp_path: Path) -> None:
-    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_levers(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=6))
     pools = [c.saliency_pool for c in script.configs]
-    assert pools == ["cross_attention", "cross_attention", "cross_attention", "attention"]
+    assert pools == ["cross_attention"] * 5 + ["attention"]
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["placement"]]
-    assert history[3]["changed"] == {"saliency_pool": "attention"}
+    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["timesteps"], ["contexts"],
+                                               ["placement"]]
+    assert history[5]["changed"] == {"saliency_pool": "attention"}
 
 
 def test_a_pool_that_is_already_wide_skips_placement(tmp_path: Path) -> None:
-    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=4, saliency_pool="attention"))
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=6, saliency_pool="attention"))
     assert {c.saliency_pool for c in script.configs} == {"attention"}
-    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]][3] == ["timesteps"]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]][5] == ["steps"]
 
 
 def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
