@@ -159,7 +159,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     config = method_config(method, args)
     model_dir = pipeline_dir(testbed)
     # The generic path: the testbed's lethe.json phrases the request (canvas contexts, retain set, surrogate).
-    requested = ErasureSpec(concepts=[ConceptSpec(target=target)], method=spare_method)
+    named = named_surrogates(args.surrogate).get(target)
+    requested = ErasureSpec(concepts=[ConceptSpec(target=target, surrogate=named)], method=spare_method)
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
     thresholds = Thresholds.for_request(settings)
@@ -239,6 +240,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "testbed": testbed.name,
         "target": target,
         "surrogate": concept.surrogate_text(),
+        "surrogate_named": named is not None,
         "kind": concept_kind(target),
         "method": method,
         "ua": row["ua"], "ira": row["ira"], "cra": row["cra"],
@@ -265,6 +267,17 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "verification": kept_verification,
         "verify_s": round(sum(s for _, s in verified.values()), 2) if verified else None,
     }
+
+
+def named_surrogates(pairs: str) -> dict[str, str]:
+    """--surrogate "striped=checkered,circle=heart" -> {"striped": "checkered", "circle": "heart"}."""
+    out: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in pairs.split(","))):
+        target, sep, surrogate = pair.partition("=")
+        if not sep or not target.strip() or not surrogate.strip():
+            raise ValueError(f"--surrogate wants target=surrogate pairs, got {pair!r}")
+        out[target.strip()] = surrogate.strip()
+    return out
 
 
 def grid_intervals(row: dict[str, Any], kind: str, seeds: int) -> dict[str, Any]:
@@ -459,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
     parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Subset of {','.join(METHODS)}.")
+    parser.add_argument("--surrogate", default="",
+                        help="Comma-separated target=surrogate pairs: the request names that surrogate (kept by the "
+                             "surrogate screen, as a requester's choice is); other targets get the vocabulary's.")
     parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell in the evaluator.")
     parser.add_argument("--attack-budget", type=int, default=CALIBRATED_BUDGET,
                         help="Soft-prompt attack steps; 0 = no attacks. Default: the calibrated budget "
@@ -482,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
                         help="Merge finished partial result files (e.g. objects and styles run in parallel).")
     args = parser.parse_args(argv)
+    try:
+        named_surrogates(args.surrogate)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.memory_child:
         torch.set_flush_denormal(True)
         print(json.dumps(memory_child(args.memory_child, args.threads)))
@@ -515,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     sampling = sampling_reference(pipe)
     result: dict[str, Any] = {
         "testbed": str(testbed), "testbeds": [str(tb) for tb in testbeds], "targets": targets, "methods": methods,
-        "eval_seeds": args.eval_seeds,
+        "eval_seeds": args.eval_seeds, "surrogates_named": named_surrogates(args.surrogate),
         "attack_budget": args.attack_budget, "threads": args.threads, "sampling_reference": sampling,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }

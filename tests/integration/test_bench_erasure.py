@@ -1,0 +1,43 @@
+"""bench/erasure.py end to end at a toy size: SPARE in one round on the shipped testbed with a named surrogate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from bench import erasure
+
+torch.set_num_threads(1)
+
+TOY = '{"max_forget_prompts": 4, "max_retain_prompts": 4, "saliency_batches": 2, "timestep_grid": 4}'
+
+
+@pytest.mark.slow(minutes=0.4)
+def test_erasure_bench_names_the_requested_surrogate(tmp_path: Path) -> None:
+    out = tmp_path / "erasure.json"
+    rc = erasure.main(["--testbeds", "full", "--objects", "circle,square", "--styles", "", "--methods", "spare",
+                       "--eval-seeds", "1", "--attack-budget", "0", "--no-diffusion-judge", "--spare-steps", "2",
+                       "--sample-steps", "2", "--spare-params", TOY, "--memory-target", "",
+                       "--surrogate", "circle=heart", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["surrogates_named"] == {"circle": "heart"}
+    rows = {r["target"]: r for r in result["rows"]}
+    assert rows["circle"]["surrogate"] == "heart" and rows["circle"]["surrogate_named"]
+    # The other target keeps the vocabulary's pick.
+    assert rows["square"]["surrogate"] != "heart" and not rows["square"]["surrogate_named"]
+    for r in rows.values():
+        assert 0.0 <= r["ua"] <= 1.0 and r["images"]["forget"] > 0 and r["rounds"] == 1
+    assert result["summary"]["spare"]["runs"] == 2
+    assert Image.open(out.with_suffix(".png")).size[0] > 100
+
+
+@pytest.mark.parametrize("pairs", ["circle", "circle=", "=heart", "circle=heart,striped"])
+def test_erasure_bench_refuses_a_malformed_surrogate(pairs: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        erasure.main(["--surrogate", pairs, "--out", str(tmp_path / "x.json")])
+    assert exc.value.code == 2
