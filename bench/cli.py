@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 
-def add_target_options(parser: argparse.ArgumentParser, testbeds: str) -> None:
-    """--testbeds (default `testbeds`), --objects, --styles, --sample-steps, --seed, --threads."""
+def add_target_options(parser: argparse.ArgumentParser, testbeds: str, sampling: bool = True) -> None:
+    """--testbeds (default `testbeds`), --objects, --styles, --threads; with `sampling` (benchmarks that erase)
+    also --sample-steps and --seed."""
     parser.add_argument("--testbeds", default=testbeds, help="Comma-separated testbed names.")
     parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
     parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
-    parser.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of SPARE's cached samples.")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
+    if sampling:
+        parser.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of SPARE's cached samples.")
+        parser.add_argument("--seed", type=int, default=0)
 
 
 def targets(args: argparse.Namespace) -> list[str]:

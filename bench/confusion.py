@@ -32,12 +32,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def confusion(testbed: Path, seeds: int) -> dict[str, Any]:
     """The base grid's confusion matrices (rows: prompted, columns: judged) for objects and styles."""
-    from core.evaluation.metrics import _base_grid_cached, sampling_defaults
+    from core.evaluation.metrics import base_grid, sampling_defaults
     from core.testbed.canvas import OBJECTS, STYLES
 
     steps, guidance = sampling_defaults()
-    grid, _ = _base_grid_cached(str(testbed), tuple(range(seeds)), steps, guidance)
-    objs, styles, pred_obj, pred_style = grid.arrays()
+    objs, styles, pred_obj, pred_style = base_grid(testbed, range(seeds)).arrays()
 
     def matrix(prompted: np.ndarray, judged: np.ndarray, names: tuple[str, ...]) -> list[list[int]]:
         return [[int(((prompted == i) & (judged == j)).sum()) for j in range(len(names))] for i in range(len(names))]
@@ -115,14 +114,12 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import add_target_options
     from bench.cli import targets as target_names
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--testbeds", default="full,subword", help="Comma-separated testbed names.")
-    parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
-    parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
+    add_target_options(parser, testbeds="full,subword", sampling=False)
     parser.add_argument("--seeds", type=int, default=8, help="Seeds per grid cell.")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "confusion.json")
     args = parser.parse_args(argv)
 

@@ -159,7 +159,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     config = method_config(method, args)
     model_dir = pipeline_dir(testbed)
     # The generic path: the testbed's lethe.json phrases the request (canvas contexts, retain set, surrogate).
-    named = named_surrogates(args.surrogate).get(target)
+    named = args.surrogates.get(target)
     requested = ErasureSpec(concepts=[ConceptSpec(target=target, surrogate=named)], method=spare_method)
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Merge finished partial result files (e.g. objects and styles run in parallel).")
     args = parser.parse_args(argv)
     try:
-        named_surrogates(args.surrogate)
+        args.surrogates = named_surrogates(args.surrogate)
     except ValueError as exc:
         parser.error(str(exc))
     if args.memory_child:
@@ -514,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return merge(args.merge, args.out)
 
+    from bench.cli import targets as target_names
     from core.spare.loading import pipeline_dir
     from core.testbed.loading import load_pipeline
     from core.testbed.paths import named_testbed_dir, testbed_dir
@@ -527,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     testbed = testbeds[0]
     pipes = {tb: load_pipeline(pipeline_dir(tb)) for tb in testbeds}
     pipe = pipes[testbed]
-    targets = [t for t in args.objects.split(",") + args.styles.split(",") if t]
+    targets = target_names(args)
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(METHODS)
     if unknown:
@@ -535,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     sampling = sampling_reference(pipe)
     result: dict[str, Any] = {
         "testbed": str(testbed), "testbeds": [str(tb) for tb in testbeds], "targets": targets, "methods": methods,
-        "eval_seeds": args.eval_seeds, "surrogates_named": named_surrogates(args.surrogate),
+        "eval_seeds": args.eval_seeds, "surrogates_named": args.surrogates,
         "attack_budget": args.attack_budget, "threads": args.threads, "sampling_reference": sampling,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }

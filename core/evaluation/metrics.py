@@ -119,6 +119,12 @@ def _base_grid_cached(
     )
 
 
+def base_grid(testbed: Path, seeds: Sequence[int]) -> GridResult:
+    """A testbed's shipped base pipeline's verdicts on the grid at the sampling defaults (cached per process)."""
+    steps, guidance_scale = sampling_defaults()
+    return _base_grid_cached(str(testbed), tuple(int(s) for s in seeds), steps, guidance_scale)[0]
+
+
 def _target(name: str, kind: Kind, grid: GridResult,
             forgotten: tuple[list[int], list[int]] | None = None) -> tuple[float, float, float]:
     """UA, IRA, CRA of one forgotten concept. `forgotten` (object and style indices of every concept the model
