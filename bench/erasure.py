@@ -166,11 +166,12 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     thresholds = Thresholds.for_request(settings)
     screened: list[Any] = []
     check: Any = None
+    switch: Any = None
     service: Any = None
     if method == "spare-loop":
         # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's), and the
         # worker's verification read on a round whose check passed.
-        spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
+        spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
                                                 judge_name="model-classifier", fingerprint=None,
                                                 thresholds=thresholds)
         service = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
@@ -206,7 +207,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     try:
         if method == "spare-loop":
             res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                       screened=screened, accept=accept, erase_fn=rounds_run.erase)
+                                       screened=screened, switch=switch, accept=accept, erase_fn=rounds_run.erase)
         else:
             res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:
@@ -236,10 +237,12 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     tb = metrics["testbed"]
     judge = metrics.get("judge")
     dc = next((c for c in (judge or {}).get("concepts", []) if c["concept"] == target), None)
+    kept_round = next((r for r in rounds["history"] if r["round"] == rounds["chosen"]), {}) if rounds else {}
     return {
         "testbed": testbed.name,
         "target": target,
-        "surrogate": concept.surrogate_text(),
+        # The surrogate the kept round trained toward (the loop may switch the screened one after a round).
+        "surrogate": kept_round.get("surrogates", {}).get(target, concept.surrogate_text()),
         "surrogate_named": named is not None,
         "kind": concept_kind(target),
         "method": method,

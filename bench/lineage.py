@@ -84,10 +84,10 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
     spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir),
                                erased=erased or [])
     t0 = time.perf_counter()
-    spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
+    spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
                                             judge_name="model-classifier", fingerprint=None,
                                             thresholds=Thresholds.for_request(settings), erased=erased or [])
-    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, screened=screened)
+    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, screened=screened, switch=switch)
     return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
                   {c.target: c.surrogate_text() for c in spec.concepts})
 

@@ -53,7 +53,7 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     model_dir = pipeline_dir(testbed)
     requested = ErasureSpec(concepts=[ConceptSpec(target=target)])
     spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir))
-    spec, screened, check = verified_rounds(pipe, model_dir, requested, spec, config, settings,
+    spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
                                             judge_name="model-classifier", fingerprint=None, thresholds=thresholds)
     grid = grid_diagnostics(model_dir, [target], attacks=False)
     # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
@@ -84,7 +84,7 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     t0 = time.perf_counter()
     try:
         result = erase_until_verified(pipe, spec, config, out_dir=work / "out", check=check, evaluator=evaluate,
-                                      screened=screened, accept=acceptance(thresholds, [target]),
+                                      screened=screened, switch=switch, accept=acceptance(thresholds, [target]),
                                       erase_fn=rounds_run.erase)
     finally:
         shutil.rmtree(work, ignore_errors=True)

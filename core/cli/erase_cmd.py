@@ -139,7 +139,7 @@ def erase(
     except ErasureInputError as exc:
         raise _fail(str(exc)) from exc
     thresholds = Thresholds.for_request(settings)
-    spec, screened, check = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
+    spec, screened, check, switch = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
                                             judge_name=judge or settings.judge, fingerprint=None,
                                             thresholds=thresholds)
     for record in screened:
@@ -162,7 +162,7 @@ def erase(
 
         try:
             result = erase_until_verified(pipeline, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                          progress=progress, erase_fn=run_erase, screened=screened,
+                                          progress=progress, erase_fn=run_erase, screened=screened, switch=switch,
                                           accept=acceptance(thresholds, [c.target for c in spec.concepts]),
                                           provenance=Provenance(base_fingerprint=fingerprint(model_dir),
                                                                 base_source=str(model.resolve())))

@@ -191,7 +191,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
                             base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri))
     judge_name = data.verification.get("judge") or settings.judge
     thresholds = Thresholds.for_request(settings, data.verification)
-    spec, screened, check = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
+    spec, screened, check, switch = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
                                             judge_name=judge_name, fingerprint=data.fingerprint,
                                             thresholds=thresholds, erased=erased_before, progress=keeper.progress)
     keeper.check()
@@ -208,7 +208,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     try:
         result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
                                       progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn,
-                                      screened=screened, accept=acceptance(thresholds, targets),
+                                      screened=screened, switch=switch, accept=acceptance(thresholds, targets),
                                       provenance=provenance,
                                       verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
     except (ErasureCancelled, ErasureInputError):

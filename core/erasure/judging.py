@@ -74,11 +74,12 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
     lucky first draw. None: the first draw only."""
     from core.evaluation.evidence import gather_evidence, sequential_evidence
     from core.evaluation.evidence_schema import JudgeEvidence
-
-    targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
+    from core.spare.round_spec import in_force
 
     def evaluate(erased: Any, base: Any) -> dict[str, Any]:
-        trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
+        judged = in_force(spec)  # the surrogates the evaluated round trained toward
+        targets = [(c.target, c.kind, c.surrogate) for c in judged.concepts]
+        trained = training_prompts(judged, config, getattr(base, "tokenizer", None))
         metrics: dict[str, Any] = {}
         if diagnostics is not None:
             metrics.update(diagnostics(erased, base))
@@ -122,17 +123,19 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
     run makes every round's check fail (the job then fails as unverified)."""
     from core.evaluation.evidence import gather_evidence, sequential_evidence
     from core.evaluation.evidence_schema import JudgeEvidence
+    from core.spare.round_spec import in_force
     from core.spare.rounds import RoundCheck, check_from_evidence
 
-    targets = [(c.target, c.kind, c.surrogate) for c in spec.concepts]
     # Every round judges against the same base weights on the same seeds: the base draws each image once.
     base_memo: dict[int, dict[tuple[str, int], Any]] = {}
 
     def check(erased: Any, base: Any) -> RoundCheck:
+        judged = in_force(spec)  # the surrogates this round trained toward
+        targets = [(c.target, c.kind, c.surrogate) for c in judged.concepts]
         try:
             vocabulary = load_vocabulary(model_dir)
             chosen = judge(base)
-            trained = training_prompts(spec, config, getattr(base, "tokenizer", None))
+            trained = training_prompts(judged, config, getattr(base, "tokenizer", None))
             forget, retain = settings.round_check_forget_images, settings.round_check_retain_images
 
             def draw(k: int, scale: int, only: set[str] | None) -> JudgeEvidence:
@@ -223,21 +226,62 @@ def shared_judge(model_dir: Path, settings: Settings, *, judge_name: str, finger
     return judge
 
 
+def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: JudgeFn,
+                     min_unlearning_accuracy: float, named: set[str], erased: Sequence[str] = (),
+                     guidance_scale: float = 5.0) -> Callable[[Any, str], tuple[Any, Any]]:
+    """switch(spec, target) -> (spec with another surrogate for target or None, record) for erase-until-verified
+    (`core.evaluation.surrogates.switch_surrogate` on `base`, as the screen measures): a surrogate the request
+    named is never switched; each target's surrogates are tried once."""
+    from core.evaluation.surrogates import switch_surrogate
+    from core.spare.report import SurrogateScreen
+
+    used: dict[str, set[str]] = {}
+
+    def switch(spec: Any, target: str) -> tuple[Any, Any]:
+        concept = next(c for c in spec.concepts if c.target == target)
+        tried = used.setdefault(target, set())
+        tried.add(str(concept.surrogate))
+        if target in named or settings.surrogate_screen_images <= 0:
+            return None, SurrogateScreen(concept=target, kind=concept.kind, chosen=concept.surrogate,
+                                         named=target in named, tried=[], switched=False, seconds=0.0)
+        try:
+            switched, record = switch_surrogate(
+                base, judge(base), load_vocabulary(model_dir), spec, target, used=tried, avoid=erased,
+                max_confusion=round(1 - min_unlearning_accuracy, 6), images=settings.surrogate_screen_images,
+                steps=settings.judge_steps, guidance_scale=guidance_scale,
+            )
+        except (JudgeUnavailable, VocabularyError) as exc:
+            log.warning("no judge could screen another surrogate", reason=str(exc))
+            return None, SurrogateScreen(concept=target, kind=concept.kind, chosen=concept.surrogate, named=False,
+                                         tried=[], switched=False, seconds=0.0)
+        if switched is not None:
+            tried.add(str(record.chosen))
+        return switched, record
+
+    return switch
+
+
 def verified_rounds(base: Any, model_dir: Path, requested: Any, spec: Any, config: Any, settings: Settings, *,
                     judge_name: str, fingerprint: str | None, thresholds: Thresholds, erased: Sequence[str] = (),
-                    progress: Callable[[str, float], None] | None = None) -> tuple[Any, list[Any], Any]:
+                    progress: Callable[[str, float], None] | None = None) -> tuple[Any, list[Any], Any, Any]:
     """What erase-until-verified needs besides the engine and the final evaluator, as workers, `lethe erase` and
-    the benchmarks assemble it -> (spec, screened, check): the surrogate screen on `base` (`requested`: the
-    request before fit_request, whose named surrogates are kept; `erased`: concepts `base` has lost, never a
-    surrogate), then the round check of the screened spec. Both use one judge."""
+    the benchmarks assemble it -> (spec, screened, check, switch): the surrogate screen on `base` (`requested`:
+    the request before fit_request, whose named surrogates are kept; `erased`: concepts `base` has lost, never a
+    surrogate), the round check of the screened spec, and the surrogate switch the loop may make after a round.
+    All use one judge."""
     from core.spare.prompting import named_surrogates
 
     judge = shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
+    guidance = getattr(config, "guidance_scale", 5.0)
     screen = surrogate_screen(model_dir, settings, judge=judge,
                               min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                              guidance_scale=getattr(config, "guidance_scale", 5.0), progress=progress)
-    spec, screened = screen(base, spec, named_surrogates(requested), erased)
+                              guidance_scale=guidance, progress=progress)
+    named = named_surrogates(requested)
+    spec, screened = screen(base, spec, named, erased)
     check = round_check(model_dir, spec, config, settings, judge=judge,
                         min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
                         min_retention=thresholds.min_retention, progress=progress)
-    return spec, screened, check
+    switch = surrogate_switch(base, model_dir, settings, judge=judge,
+                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy, named=named,
+                              erased=erased, guidance_scale=guidance)
+    return spec, screened, check, switch

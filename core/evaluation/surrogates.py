@@ -10,6 +10,10 @@ into. A surrogate the model folder's vocabulary picked is replaced, when its con
 threshold allows beyond sampling noise (the 95 % interval's lower end), by the declared concept of the same
 kind that the judge confuses least with the target (screened in the vocabulary's order, stopping at the first
 one within the allowance).
+
+After a round, erase-until-verified may switch a vocabulary-picked surrogate once more (`switch_surrogate`):
+when the images the round took from concepts that must stay became its surrogate, the surrogate is spreading
+over its neighbours, and the next declared candidate within the allowance replaces it.
 """
 
 from __future__ import annotations
@@ -69,13 +73,8 @@ def screen_surrogates(
     for ci, concept in enumerate(spec.concepts):
         started = time.perf_counter()
         kind, target = concept.kind, concept.target
-
-        def measure(candidate: str, _kind: str = kind, _target: str = target,
-                    _ci: int = ci) -> tuple[SurrogateTried, int]:
-            hits, n = confusion(base, judge, vocabulary, kind=_kind, target=_target, surrogate=candidate,
-                                images=images, steps=steps, guidance_scale=guidance_scale, seed=seed + 1000 * _ci)
-            return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
-
+        measure = _measurer(base, judge, vocabulary, kind=kind, target=target, images=images, steps=steps,
+                            guidance_scale=guidance_scale, seed=seed + 1000 * ci)
         current = concept.surrogate
         if current is None:  # the engine's neutral word: nothing the judge's label space knows
             records.append(SurrogateScreen(concept=target, kind=kind, chosen=None, named=target in named,
@@ -88,12 +87,10 @@ def screen_surrogates(
         if target not in named and wilson(hits, first.images)[0] > max_confusion:
             # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one
             # confused image in eight is not enough to drop a surrogate; six are.
-            for candidate in _alternatives(vocabulary, kind, target, current, targets):
-                tried.append(measure(candidate)[0])
-                if tried[-1].confused < chosen.confused:
-                    chosen = tried[-1]
-                if chosen.confused <= max_confusion:
-                    break
+            found, more = _search(measure, _alternatives(vocabulary, kind, target, {current}, targets),
+                                  max_confusion, best=first)
+            tried += more
+            chosen = found or first
         records.append(SurrogateScreen(
             concept=target, kind=kind, chosen=chosen.surrogate, named=target in named, tried=tried,
             switched=chosen.surrogate != current, seconds=round(time.perf_counter() - started, 3),
@@ -105,11 +102,76 @@ def screen_surrogates(
     return spec.model_copy(update={"concepts": concepts}), records
 
 
-def _alternatives(vocabulary: Vocabulary, kind: str, target: str, current: str, avoid: set[str]) -> list[str]:
-    """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus the current
-    surrogate and anything being erased."""
+def switch_surrogate(
+    base: Any,
+    judge: Judge,
+    vocabulary: Vocabulary,
+    spec: ErasureSpec,
+    target: str,
+    *,
+    used: set[str],
+    avoid: Sequence[str] = (),
+    max_confusion: float,
+    images: int = 8,
+    steps: int = 10,
+    guidance_scale: float = 5.0,
+    seed: int = 600_000,
+) -> tuple[ErasureSpec | None, SurrogateScreen]:
+    """`spec` with `target`'s surrogate replaced by the next declared concept of its kind (the vocabulary's
+    order after the target) that is not in `used` (surrogates already tried), not being erased and not confused
+    with the target beyond `max_confusion` on the base model's images -> (spec, record), or (None, record) when
+    no candidate is left. Erase-until-verified calls it when a round's retention losses became its surrogate."""
+    started = time.perf_counter()
+    ci, concept = next((i, c) for i, c in enumerate(spec.concepts) if c.target == target)
+    measure = _measurer(base, judge, vocabulary, kind=concept.kind, target=target, images=images, steps=steps,
+                        guidance_scale=guidance_scale, seed=seed + 1000 * ci)
+    erased = {c.target for c in spec.concepts} | set(avoid)
+    found, tried = _search(measure, _alternatives(vocabulary, concept.kind, target, used, erased), max_confusion)
+    if found is not None and found.confused > max_confusion:
+        found = None  # every candidate left caps UA below the threshold: keep the surrogate the round had
+    record = SurrogateScreen(concept=target, kind=concept.kind, chosen=found.surrogate if found else None,
+                             named=False, tried=tried, switched=found is not None,
+                             seconds=round(time.perf_counter() - started, 3))
+    if found is None:
+        return None, record
+    concepts = [c.model_copy(update={"surrogate": found.surrogate}) if c.target == target else c
+                for c in spec.concepts]
+    return spec.model_copy(update={"concepts": concepts}), record
+
+
+Measure = Callable[[str], tuple[SurrogateTried, int]]
+
+
+def _measurer(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, images: int, steps: int,
+              guidance_scale: float, seed: int) -> Measure:
+    """measure(candidate) -> (its record, images the judge labelled `target`)."""
+
+    def measure(candidate: str) -> tuple[SurrogateTried, int]:
+        hits, n = confusion(base, judge, vocabulary, kind=kind, target=target, surrogate=candidate, images=images,
+                            steps=steps, guidance_scale=guidance_scale, seed=seed)
+        return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
+
+    return measure
+
+
+def _search(measure: Measure, candidates: list[str], max_confusion: float,
+            best: SurrogateTried | None = None) -> tuple[SurrogateTried | None, list[SurrogateTried]]:
+    """Candidates measured in order until one is confused no more than `max_confusion` -> (the least confused
+    of `best` and those measured, the records measured)."""
+    tried: list[SurrogateTried] = []
+    for candidate in candidates:
+        tried.append(measure(candidate)[0])
+        if best is None or tried[-1].confused < best.confused:
+            best = tried[-1]
+        if best.confused <= max_confusion:
+            break
+    return best, tried
+
+
+def _alternatives(vocabulary: Vocabulary, kind: str, target: str, used: set[str], avoid: set[str]) -> list[str]:
+    """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus surrogates
+    already used and anything being erased."""
     names = vocabulary.concepts.get(kind, [])
     start = names.index(target) + 1 if target in names else 0
     ordered = names[start:] + names[:start]
-    return [n for n in ordered if n not in avoid and n != current and n != target]
-
+    return [n for n in ordered if n not in avoid and n not in used and n != target]

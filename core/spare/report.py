@@ -76,6 +76,8 @@ class RoundSummary(BaseModel):
     round: int
     levers: list[str]
     changed: dict[str, int | float | str | bool]
+    surrogates: dict[str, str] = Field(default_factory=dict,
+                                       description="Per erased concept, the surrogate this round trained toward.")
     seconds: float
     ua: dict[str, float] | None
     retention: dict[str, float | None] | None
@@ -83,6 +85,8 @@ class RoundSummary(BaseModel):
     retention_ok: bool
     lost: dict[str, int] = Field(default_factory=dict, description="Per kept concept, the check's held-out images the "
                                  "base model drew as it and this round's model did not: what the round broke.")
+    lost_to: dict[str, int] = Field(default_factory=dict, description="Per label, how many of those lost images "
+                                    "the judge saw as it instead (a surrogate here is spreading over its neighbours).")
     refused: str | None = Field(default=None, description="Why the acceptance rule (the verification a job applies, "
                                 "on more images) refused a round whose check passed; that round's UA and "
                                 "retention are then the rule's numbers.")
@@ -97,7 +101,8 @@ class SurrogateTried(BaseModel):
 
 
 class SurrogateScreen(BaseModel):
-    """What the surrogate screen measured for one concept before the first round, and what it chose."""
+    """What the surrogate screen measured for one concept before the first round (or, for a switch the rounds'
+    loop made, after round `after_round`), and what it chose."""
 
     concept: str
     kind: str
@@ -106,6 +111,8 @@ class SurrogateScreen(BaseModel):
     tried: list[SurrogateTried]
     switched: bool
     seconds: float
+    after_round: int | None = Field(default=None, description="The round whose lost images became the surrogate "
+                                    "and made the loop switch it (None: the screen before the first round).")
 
 
 class RoundsOutcome(BaseModel):
@@ -113,7 +120,8 @@ class RoundsOutcome(BaseModel):
     passed: bool = Field(description="Whether the kept round passed its check.")
     history: list[RoundSummary]
     surrogates: list[SurrogateScreen] = Field(
-        default_factory=list, description="The surrogate screen before the first round, per concept.")
+        default_factory=list, description="The surrogate screen before the first round, per concept, then every "
+        "switch the loop made after a round.")
 
 
 class RoundsRecord(RoundsOutcome):

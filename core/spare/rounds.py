@@ -9,8 +9,10 @@ retention per group of concepts that must stay). Then:
   round is kept; refused → the round counts as short or as breaking retention by what the rule refused, and
   the loop goes on as below (the check's few images passed a round the final verdict would fail);
 - retention broke → the round is rolled back: the next round starts again from the last round that kept
-  retention, with the lever that broke it set aside, plus (once) retain prompts in the forget prompts' own
-  phrasings with the target swapped for its neighbours, after that more weight on the retain term each time;
+  retention, with the lever that broke it set aside. When at least half of the images it took from concepts
+  that must stay became a target's surrogate (the surrogate spreads over its neighbours), the next round trains
+  toward another surrogate (`switch`, once per job); otherwise it adds (once) retain prompts in the forget
+  prompts' own phrasings with the target swapped for its neighbours, after that more weight on the retain term;
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
   surrogate anchoring of the forget term, timestep focus, more contexts per prompt, placement (a wider saliency
   pool: self-attention as well; it acts whatever the prompt says), more steps.
@@ -43,6 +45,7 @@ from core.spare.report import (
     RoundSummary,
     SurrogateScreen,
 )
+from core.spare.round_spec import training_toward
 from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
 
 
@@ -56,6 +59,7 @@ class RoundCheck:
     retention_ok: bool  # every retention at its threshold
     ua_ok: bool = False  # every UA at its threshold
     lost: dict[str, int] = field(default_factory=dict)  # per kept concept: images the base drew and this round lost
+    lost_to: dict[str, int] = field(default_factory=dict)  # per label: what those lost images became
     metrics: dict[str, Any] = field(default_factory=dict)  # what to report (e.g. the judge's evidence)
 
     def score(self) -> tuple[bool, bool, float, float]:
@@ -67,6 +71,9 @@ CheckFn = Callable[[Any, Any], RoundCheck]
 # accept(metrics of a fully evaluated round) -> the acceptance rule's verdict as a RoundCheck: `passed` = accepted;
 # `ua_ok` / `retention_ok` say which side it refused; `metrics["reason"]` says why.
 AcceptFn = Callable[[EngineMetrics], RoundCheck]
+# switch(spec, target) -> (spec with another surrogate for target, or None when no candidate is left; the record of
+# what was measured): `core.erasure.judging.verified_rounds` builds it on `core.evaluation.surrogates`.
+SwitchFn = Callable[[ErasureSpec, str], tuple[ErasureSpec | None, SurrogateScreen]]
 
 # Fields a rollback sets to win retention back: kept by every later round.
 _RETENTION_FIELDS = ("w_retain", "retain_neighbours")
@@ -132,6 +139,8 @@ class _Round:
     config: SpareConfig | EsdConfig
     changed: dict[str, Any]
     levers: list[str]
+    spec: ErasureSpec
+    switched: dict[str, str] = field(default_factory=dict)  # target -> surrogate in place of the job spec's
     result: ErasureResult | None = None
     check: RoundCheck | None = None
     seconds: float = 0.0
@@ -142,9 +151,10 @@ class _Round:
         c = self.check
         return RoundSummary(
             round=self.index, levers=self.levers, changed=self.changed, seconds=round(self.seconds, 3),
+            surrogates={c.target: c.surrogate_text() for c in self.spec.concepts},
             ua=c.ua if c else None, retention=c.retention if c else None,
             passed=c.passed if c else False, retention_ok=c.retention_ok if c else False,
-            lost=c.lost if c else {}, refused=self.refused, outcome=outcome,
+            lost=c.lost if c else {}, lost_to=c.lost_to if c else {}, refused=self.refused, outcome=outcome,
         )
 
 
@@ -161,6 +171,7 @@ def erase_until_verified(
     erase_fn: Callable[..., ErasureResult] = erase,
     screened: list[SurrogateScreen] | None = None,
     accept: AcceptFn | None = None,
+    switch: SwitchFn | None = None,
     **engine: Any,
 ) -> ErasureResult:
     """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
@@ -171,7 +182,9 @@ def erase_until_verified(
     the surrogate screen that chose `spec`'s surrogates (`core.evaluation.surrogates`), reported with the rounds
     and counted in their time. `accept`: the caller's acceptance rule on a passing round's full metrics (the
     verification a job applies); a round it refuses does not end the loop while the budget lasts — it then
-    reports the rule's numbers (more images than the check's) and why it refused."""
+    reports the rule's numbers (more images than the check's) and why it refused. `switch`: another surrogate
+    for a target whose surrogate took a round's lost images (None: surrogates stay as `spec` has them); the
+    check and the evaluator read the round's surrogates from `core.spare.round_spec.in_force`."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -181,10 +194,11 @@ def erase_until_verified(
     levers = list(SPARE_LEVERS if isinstance(config, SpareConfig) else ESD_LEVERS)
     neighbours = any(c.neighbours for c in spec.concepts)
     set_aside: set[str] = set()
-    good = config  # the config of the last round that kept retention (rollback target)
+    good, good_spec = config, spec  # the last round that kept retention (rollback target)
+    switches: list[SurrogateScreen] = []  # surrogates the loop switched after a round
     rounds: list[_Round] = []
     work = out_dir / ".rounds"
-    current = _Round(1, config, {}, [])
+    current = _Round(1, config, {}, [], spec)
     while True:
         k = current.index
         elapsed = time.monotonic() - started
@@ -215,8 +229,10 @@ def erase_until_verified(
             return metrics
 
         t0 = time.monotonic()
-        current.result = erase_fn(pipeline, spec, current.config, out_dir=work / str(k), progress=round_progress,
-                                  should_stop=should_stop, evaluator=round_evaluator, **engine)
+        with training_toward(_switched(spec, current.spec)):
+            current.result = erase_fn(pipeline, current.spec, current.config, out_dir=work / str(k),
+                                      progress=round_progress, should_stop=should_stop, evaluator=round_evaluator,
+                                      **engine)
         current.check = state.get("check")
         current.evaluated = bool(state.get("evaluated"))
         if current.check is not None and current.check.passed and current.evaluated and accept is not None:
@@ -233,17 +249,29 @@ def erase_until_verified(
             break
         if verdict.ua_ok and verdict.retention_ok:
             break  # refused for a reason no lever changes (no evidence, say): another round would not help
+        next_spec, noted = current.spec, {}
         if verdict.retention_ok:
-            good = current.config
+            good, good_spec = current.config, current.spec
             base_cfg, changed, candidates, lever = good, {}, levers, ""
         else:
             set_aside.update(current.levers)  # roll back: the lever that broke retention is not tried again
             # The rollback target keeps what earlier rollbacks added for retention.
             base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
                                                if k in _RETENTION_FIELDS})
-            lever, changed = _retain_more(base_cfg, neighbours)
+            next_spec = good_spec
+            spreading = _spreading(current.spec, verdict) if "surrogate" not in set_aside else None
+            switched, record = (switch(current.spec, spreading) if switch and spreading
+                                and isinstance(config, SpareConfig) else (None, None))
+            if record is not None:
+                switches.append(record.model_copy(update={"after_round": k}))
+                set_aside.add("surrogate")  # once per job, whether a candidate was left or not
+            if switched is not None and spreading is not None:
+                lever, changed, next_spec = "surrogate", {}, switched
+                noted = {f"surrogate[{spreading}]": str(record.chosen if record else "")}
+            else:
+                lever, changed = _retain_more(base_cfg, neighbours)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
-        used: list[str] = [lever] if changed else []
+        used: list[str] = [lever] if changed or noted else []
         for name in candidates:
             if name in set_aside:
                 continue
@@ -252,11 +280,11 @@ def erase_until_verified(
                 changed = {**changed, **change}
                 used.append(name)
                 break
-        if not changed:
+        if not changed and not noted:
             break  # nothing left to escalate
         # Each lever once; steps may double and the retain weight grow.
         set_aside.update(u for u in used if u not in ("steps", "retain", "neighbours"))
-        current = _Round(k + 1, base_cfg.model_copy(update=changed), changed, used)
+        current = _Round(k + 1, base_cfg.model_copy(update=changed), {**changed, **noted}, used, next_spec)
 
     chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(
         rounds, key=lambda r: (r.check.score() if r.check else (False, False, 0.0, 0.0), r.evaluated)
@@ -272,9 +300,27 @@ def erase_until_verified(
             outcome = "short"
         outcomes.append(r.summary(outcome))
     if not chosen.evaluated and evaluator is not None:
-        _evaluate_saved(pipeline, chosen, evaluator)
+        with training_toward(_switched(spec, chosen.spec)):
+            _evaluate_saved(pipeline, chosen, evaluator)
     return _finish(chosen, out_dir, work, outcomes, started - sum(r.seconds for r in screened or []), config,
-                   screened or [])
+                   [*(screened or []), *switches])
+
+
+def _switched(spec: ErasureSpec, current: ErasureSpec) -> dict[str, str]:
+    """target -> surrogate, where the round's spec trains toward another surrogate than the job's."""
+    before = {c.target: c.surrogate for c in spec.concepts}
+    return {c.target: c.surrogate for c in current.concepts
+            if c.surrogate is not None and c.surrogate != before.get(c.target)}
+
+
+def _spreading(spec: ErasureSpec, verdict: RoundCheck) -> str | None:
+    """The target whose surrogate at least half of the round's lost images became (images of concepts that
+    must stay, drawn as the surrogate where the base drew them right), if any."""
+    lost = sum(verdict.lost.values())
+    for concept in spec.concepts:
+        if lost and concept.surrogate and 2 * verdict.lost_to.get(concept.surrogate, 0) >= lost:
+            return concept.target
+    return None
 
 
 def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None:
@@ -325,9 +371,11 @@ def check_from_evidence(evidence: dict[str, Any], min_ua: float, min_retention: 
     retention = {f"{r['group']}:{r['kind']}": r.get("retention") for r in evidence.get("retention") or []}
     retention_ok = all(v is None or v >= min_retention for v in retention.values())
     ua_ok = bool(ua) and all(v >= min_ua for v in ua.values())
-    lost = Counter(image["concept"] for r in evidence.get("retention") or [] for image in r.get("lost") or [])
+    images = [image for r in evidence.get("retention") or [] for image in r.get("lost") or []]
+    lost = Counter(image["concept"] for image in images)
+    lost_to = Counter(str(image.get("erased_label")) for image in images)
     return RoundCheck(ua=ua, retention=retention, passed=ua_ok and retention_ok, retention_ok=retention_ok, ua_ok=ua_ok,
-                      lost=dict(sorted(lost.items())),
+                      lost=dict(sorted(lost.items())), lost_to=dict(sorted(lost_to.items())),
                       metrics={"judge": evidence, "thresholds": asdict(_Thresholds(min_ua, min_retention))})
 
 

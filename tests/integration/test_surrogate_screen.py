@@ -91,7 +91,7 @@ def test_the_screen_and_the_round_check_share_one_judge(second: tuple[Any, Any],
                                                  "verify_min_unlearning_accuracy": 0.95})
     requested = ErasureSpec(concepts=[ConceptSpec(target="triangle")])
     spec, config = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
-    spec, screened, check = judging.verified_rounds(
+    spec, screened, check, _ = judging.verified_rounds(
         pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier", fingerprint=None,
         thresholds=Thresholds.for_request(settings))
     (record,) = screened
@@ -100,3 +100,61 @@ def test_the_screen_and_the_round_check_share_one_judge(second: tuple[Any, Any],
     assert verdict.ua and not verdict.ua_ok
     assert verdict.metrics["judge"]["concepts"][0]["surrogate"] == record.chosen
     assert len(chosen) == 1, "one judge for the screen and every round's check"
+
+
+def _switch(model_dir: Any, pipe: Any, concept: ConceptSpec, named: frozenset[str] = frozenset()) -> Any:
+    from core.erasure.judging import surrogate_switch
+
+    settings = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8})
+    spec, _ = fit_request(ErasureSpec(concepts=[concept]), SpareConfig(), load_vocabulary(model_dir))
+    judge = shared_judge(model_dir, settings, judge_name="model-classifier", fingerprint=None)
+    switch = surrogate_switch(pipe, model_dir, settings, judge=judge, min_unlearning_accuracy=0.95,
+                              named=set(named))
+    return spec, switch
+
+
+def test_a_switch_takes_the_next_candidate_the_judge_tells_from_the_concept(second: tuple[Any, Any]) -> None:
+    # dotted's surrogate outline spread over other styles in a round: the next declared style is measured.
+    model_dir, pipe = second
+    spec, switch = _switch(model_dir, pipe, ConceptSpec(target="dotted", surrogate="outline"))
+    switched, record = switch(spec, "dotted")
+    assert record.switched and record.chosen == "checkered" and record.tried[0].confused <= 0.05
+    assert switched.concepts[0].surrogate == "checkered" and switched.concepts[0].target == "dotted"
+    assert spec.concepts[0].surrogate == "outline", "the spec the job started from is left as it was"
+
+
+def test_a_switch_with_every_candidate_confused_keeps_the_surrogate(second: tuple[Any, Any]) -> None:
+    # triangle (surrogate heart): star, cross, circle and square are each drawn as a triangle at times.
+    model_dir, pipe = second
+    spec, switch = _switch(model_dir, pipe, ConceptSpec(target="triangle", surrogate="heart"))
+    switched, record = switch(spec, "triangle")
+    assert switched is None and not record.switched
+    assert [t.surrogate for t in record.tried] == ["star", "cross", "circle", "square"]
+    assert all(t.confused > 0.05 for t in record.tried)
+
+
+def test_a_named_surrogate_is_never_switched(second: tuple[Any, Any]) -> None:
+    model_dir, pipe = second
+    spec, switch = _switch(model_dir, pipe, ConceptSpec(target="dotted", surrogate="outline"),
+                           named=frozenset({"dotted"}))
+    switched, record = switch(spec, "dotted")
+    assert switched is None and record.named and record.tried == []
+
+
+def test_the_round_check_judges_the_surrogate_the_round_trained_toward(second: tuple[Any, Any]) -> None:
+    from core.erasure import judging
+    from core.erasure.verification import Thresholds
+    from core.spare.round_spec import training_toward
+
+    model_dir, pipe = second
+    settings = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8,
+                                                 "round_check_forget_images": 2, "round_check_retain_images": 2,
+                                                 "round_check_max_images": 1})
+    requested = ErasureSpec(concepts=[ConceptSpec(target="dotted")])
+    spec, config = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
+    spec, _, check, _ = judging.verified_rounds(
+        pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier", fingerprint=None,
+        thresholds=Thresholds.for_request(settings))
+    assert check(pipe, pipe).metrics["judge"]["concepts"][0]["surrogate"] == "outline"
+    with training_toward({"dotted": "checkered"}):
+        assert check(pipe, pipe).metrics["judge"]["concepts"][0]["surrogate"] == "checkered"

@@ -9,10 +9,11 @@ from core.spare.report import EngineMetrics, ErasureReport
 
 
 def evidence(ua: float = 1.0, retention: float | None = 1.0, images: int = 12, *, concept: str = "circle",
-             judge: str = "diffusion-classifier", seconds: float = 1.0) -> JudgeEvidence:
-    """A judge's held-out evidence for one concept and one retention group."""
+             judge: str = "diffusion-classifier", seconds: float = 1.0, lost_as: str = "circle") -> JudgeEvidence:
+    """A judge's held-out evidence for one concept and one retention group (`lost_as`: what the retained
+    images the erasure lost were judged as instead)."""
     erased = round(images * (1 - ua))
-    lost = [{"concept": "square", "prompt": "q", "seed": i, "erased_label": "circle"}
+    lost = [{"concept": "square", "prompt": "q", "seed": i, "erased_label": lost_as}
             for i in range(round(24 * (1 - retention)) if retention is not None else 0)]
     return JudgeEvidence.model_validate({
         "judge": {"name": judge, "version": "x"}, "heldout": True, "excluded_training_prompts": 0,

@@ -16,7 +16,8 @@ import pytest
 
 from core.erasure.judging import acceptance
 from core.erasure.verification import Thresholds
-from core.spare.report import EngineMetrics, ErasureResult
+from core.spare.report import EngineMetrics, ErasureResult, SurrogateScreen
+from core.spare.round_spec import in_force
 from core.spare.rounds import RoundCheck, check_from_evidence, erase_until_verified
 from core.spare.specs import ConceptSpec, ErasureSpec, EsdConfig, SpareConfig
 from tests.unit.reports import evidence, report
@@ -27,16 +28,19 @@ SPEC = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square")])
 class Script:
     """A fake single-round engine and a check that answers from a list of (ua, retention)."""
 
-    def __init__(self, verdicts: list[tuple[float, float]], min_ua: float = 0.9, min_retention: float = 0.9) -> None:
+    def __init__(self, verdicts: list[tuple[float, float]], min_ua: float = 0.9, min_retention: float = 0.9,
+                 lost_as: str = "circle") -> None:
         self.verdicts = verdicts
-        self.min_ua, self.min_retention = min_ua, min_retention
+        self.min_ua, self.min_retention, self.lost_as = min_ua, min_retention, lost_as
         self.configs: list[SpareConfig | EsdConfig] = []
+        self.specs: list[ErasureSpec] = []
         self.full_evaluations: list[int] = []
         self.stages: list[str] = []
 
     def erase(self, pipeline: Any, spec: ErasureSpec, config: Any, *, out_dir: Path, progress: Any = None,
               should_stop: Any = None, evaluator: Any = None) -> ErasureResult:
         self.configs.append(config)
+        self.specs.append(spec)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "adapter.bin").write_text(f"round {len(self.configs)} rank {getattr(config, 'rank', None)}")
         if progress:
@@ -47,7 +51,7 @@ class Script:
 
     def check(self, erased: Any, base: Any) -> RoundCheck:
         ua, retention = self.verdicts[len(self.configs) - 1]
-        shown = evidence(ua, retention).model_dump(mode="json")
+        shown = evidence(ua, retention, lost_as=self.lost_as).model_dump(mode="json")
         return check_from_evidence(shown, self.min_ua, self.min_retention)
 
     def evaluator(self, erased: Any, base: Any) -> dict[str, Any]:
@@ -331,3 +335,92 @@ def test_the_acceptance_rule_tells_erasure_from_retention_in_the_grid_checks() -
     assert "grid_ira_rel[circle] 0.800" in broke.metrics["reason"]
     both = grid(ua=0.8, cra_rel=0.7)
     assert (both.ua_ok, both.retention_ok) == (False, False)
+
+
+HEART = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="heart")])
+
+
+class Switches:
+    """A scripted surrogate switch: the next surrogate from a list, or none left."""
+
+    def __init__(self, *surrogates: str) -> None:
+        self.left = list(surrogates)
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, spec: ErasureSpec, target: str) -> tuple[ErasureSpec | None, SurrogateScreen]:
+        self.calls.append((target, str(spec.concepts[0].surrogate)))
+        chosen = self.left.pop(0) if self.left else None
+        record = SurrogateScreen(concept=target, kind="object", chosen=chosen, named=False, tried=[],
+                                 switched=chosen is not None, seconds=0.0)
+        if chosen is None:
+            return None, record
+        return spec.model_copy(update={"concepts": [spec.concepts[0].model_copy(update={"surrogate": chosen})]}), record
+
+
+def test_a_round_whose_lost_images_became_the_surrogate_trains_toward_another(tmp_path: Path) -> None:
+    # Round 1 erased circle but 12 of 24 squares came out as hearts (its surrogate spreading): round 2 starts
+    # again from round 1's config and trains toward the next surrogate; its check judges that surrogate.
+    script = Script([(1.0, 0.5), (1.0, 1.0)], lost_as="heart")
+    switches = Switches("triangle")
+    judged: list[str | None] = []
+    check = script.check
+
+    def seeing(erased: Any, base: Any) -> RoundCheck:
+        judged.append(in_force(HEART).concepts[0].surrogate)
+        return check(erased, base)
+
+    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out", check=seeing,
+                                  evaluator=script.evaluator, erase_fn=script.erase, switch=switches)
+    assert switches.calls == [("circle", "heart")]
+    assert [s.concepts[0].surrogate for s in script.specs] == ["heart", "triangle"]
+    assert judged == ["heart", "triangle"], "each round's check judges the surrogate it trained toward"
+    assert script.configs[1] == script.configs[0], "the surrogate changes, nothing else"
+    rounds = result.report.dump()["rounds"]
+    first, second = rounds["history"]
+    assert first["lost_to"] == {"heart": 12} and first["outcome"] == "rolled back (retention)"
+    assert second["levers"] == ["surrogate"] and second["changed"] == {"surrogate[circle]": "triangle"}
+    assert [r["surrogates"] for r in rounds["history"]] == [{"circle": "heart"}, {"circle": "triangle"}]
+    assert rounds["passed"] is True and rounds["chosen"] == 2
+    assert rounds["surrogates"][-1]["after_round"] == 1 and rounds["surrogates"][-1]["chosen"] == "triangle"
+    assert in_force(HEART) is HEART, "outside a round nothing is switched"
+
+
+def test_losses_that_did_not_become_the_surrogate_win_retention_back_as_before(tmp_path: Path) -> None:
+    script = Script([(1.0, 0.5), (1.0, 1.0)], lost_as="circle")
+    switches = Switches("triangle")
+    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
+                                  switch=switches)
+    assert switches.calls == [] and [s.concepts[0].surrogate for s in script.specs] == ["heart", "heart"]
+    assert result.report.dump()["rounds"]["history"][1]["levers"] == ["retain"]
+
+
+def test_the_surrogate_is_switched_once_and_a_switch_with_no_candidate_falls_back(tmp_path: Path) -> None:
+    # No candidate left: more retain weight instead, and the switch is not asked again.
+    script = Script([(1.0, 0.5), (1.0, 0.5), (1.0, 1.0)], lost_as="heart")
+    switches = Switches()
+    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
+                                  switch=switches)
+    assert len(switches.calls) == 1 and [c.w_retain for c in script.configs] == [1.0, 2.0, 4.0]
+    rounds = result.report.dump()["rounds"]
+    assert [r["levers"] for r in rounds["history"]] == [[], ["retain"], ["retain"]]
+    assert rounds["surrogates"][-1]["switched"] is False and rounds["surrogates"][-1]["after_round"] == 1
+
+
+def test_a_switched_surrogate_that_breaks_retention_again_is_rolled_back_with_it(tmp_path: Path) -> None:
+    script = Script([(1.0, 0.5), (1.0, 0.5), (1.0, 1.0)], lost_as="heart")
+    switches = Switches("triangle", "star")
+    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
+                                  switch=switches)
+    assert [s.concepts[0].surrogate for s in script.specs] == ["heart", "triangle", "heart"]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["surrogate"], ["retain"]]
+
+
+def test_esd_never_switches_a_surrogate(tmp_path: Path) -> None:
+    script = Script([(1.0, 0.5), (1.0, 1.0)], lost_as="heart")
+    switches = Switches("triangle")
+    erase_until_verified(None, HEART, EsdConfig(max_rounds=2), out_dir=tmp_path / "out", check=script.check,
+                         evaluator=script.evaluator, erase_fn=script.erase, switch=switches)
+    assert switches.calls == []
