@@ -185,6 +185,15 @@ def acceptance(thresholds: Thresholds, concepts: list[str]) -> Callable[[Any], A
     return accept
 
 
+def screen_sampling(settings: Settings, guidance_scale: float) -> Any:
+    """How the screen and a later switch draw a candidate's base-model images: the judge's steps and the job's
+    guidance, settings.surrogate_screen_images per candidate."""
+    from core.evaluation.surrogates import ScreenSampling
+
+    return ScreenSampling(images=settings.surrogate_screen_images, steps=settings.judge_steps,
+                          guidance_scale=guidance_scale)
+
+
 def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
                      guidance_scale: float = 5.0,
                      progress: Callable[[str, float], None] | None = None) -> Callable[..., Any]:
@@ -201,8 +210,8 @@ def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min
             vocabulary = load_vocabulary(model_dir)
             return screen_surrogates(
                 base, judge(base), vocabulary, spec, named=named, avoid=avoid,
-                max_confusion=round(1 - min_unlearning_accuracy, 6), images=settings.surrogate_screen_images,
-                steps=settings.judge_steps, guidance_scale=guidance_scale,
+                max_confusion=round(1 - min_unlearning_accuracy, 6),
+                sampling=screen_sampling(settings, guidance_scale),
                 progress=(lambda f: progress("surrogate screen", f)) if progress else None,
             )
         except (JudgeUnavailable, VocabularyError) as exc:
@@ -247,8 +256,8 @@ def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: J
         try:
             switched, record = switch_surrogate(
                 base, judge(base), load_vocabulary(model_dir), spec, target, used=tried, avoid=erased,
-                max_confusion=round(1 - min_unlearning_accuracy, 6), images=settings.surrogate_screen_images,
-                steps=settings.judge_steps, guidance_scale=guidance_scale,
+                max_confusion=round(1 - min_unlearning_accuracy, 6),
+                sampling=screen_sampling(settings, guidance_scale),
             )
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could screen another surrogate", reason=str(exc))

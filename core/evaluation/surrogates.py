@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.evaluation.evidence import wilson
@@ -47,6 +48,17 @@ def confusion(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, tar
     return sum(v == target for v in verdicts), len(verdicts)
 
 
+@dataclass(frozen=True)
+class ScreenSampling:
+    """How the base model's images of a candidate surrogate are drawn: `images` per candidate (held-out
+    phrasings), sampling steps and guidance as the judge's evidence uses them, the first seed."""
+
+    images: int = 8
+    steps: int = 10
+    guidance_scale: float = 5.0
+    seed: int = 600_000
+
+
 def screen_surrogates(
     base: Any,
     judge: Judge,
@@ -56,10 +68,7 @@ def screen_surrogates(
     named: set[str],
     avoid: Sequence[str] = (),
     max_confusion: float,
-    images: int = 8,
-    steps: int = 10,
-    guidance_scale: float = 5.0,
-    seed: int = 600_000,
+    sampling: ScreenSampling = ScreenSampling(),
     progress: ProgressFn | None = None,
 ) -> tuple[ErasureSpec, list[SurrogateScreen]]:
     """The spec with every vocabulary-picked surrogate the judge confuses with its target (share above
@@ -73,8 +82,7 @@ def screen_surrogates(
     for ci, concept in enumerate(spec.concepts):
         started = time.perf_counter()
         kind, target = concept.kind, concept.target
-        measure = _measurer(base, judge, vocabulary, kind=kind, target=target, images=images, steps=steps,
-                            guidance_scale=guidance_scale, seed=seed + 1000 * ci)
+        measure = _measurer(base, judge, vocabulary, kind=kind, target=target, sampling=sampling, index=ci)
         current = concept.surrogate
         if current is None:  # the engine's neutral word: nothing the judge's label space knows
             records.append(SurrogateScreen(concept=target, kind=kind, chosen=None, named=target in named,
@@ -112,10 +120,7 @@ def switch_surrogate(
     used: set[str],
     avoid: Sequence[str] = (),
     max_confusion: float,
-    images: int = 8,
-    steps: int = 10,
-    guidance_scale: float = 5.0,
-    seed: int = 600_000,
+    sampling: ScreenSampling = ScreenSampling(),
 ) -> tuple[ErasureSpec | None, SurrogateScreen]:
     """`spec` with `target`'s surrogate replaced by the next declared concept of its kind (the vocabulary's
     order after the target) that is not in `used` (surrogates already tried), not being erased and not confused
@@ -123,8 +128,7 @@ def switch_surrogate(
     no candidate is left. Erase-until-verified calls it when a round's retention losses became its surrogate."""
     started = time.perf_counter()
     ci, concept = next((i, c) for i, c in enumerate(spec.concepts) if c.target == target)
-    measure = _measurer(base, judge, vocabulary, kind=concept.kind, target=target, images=images, steps=steps,
-                        guidance_scale=guidance_scale, seed=seed + 1000 * ci)
+    measure = _measurer(base, judge, vocabulary, kind=concept.kind, target=target, sampling=sampling, index=ci)
     erased = {c.target for c in spec.concepts} | set(avoid)
     found, tried = _search(measure, _alternatives(vocabulary, concept.kind, target, used, erased), max_confusion)
     if found is not None and found.confused > max_confusion:
@@ -142,13 +146,15 @@ def switch_surrogate(
 Measure = Callable[[str], tuple[SurrogateTried, int]]
 
 
-def _measurer(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, images: int, steps: int,
-              guidance_scale: float, seed: int) -> Measure:
-    """measure(candidate) -> (its record, images the judge labelled `target`)."""
+def _measurer(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, sampling: ScreenSampling,
+              index: int) -> Measure:
+    """measure(candidate) -> (its record, images the judge labelled `target`); `index`: the concept's place in
+    the spec (its own seeds, the same for the screen and a later switch)."""
 
     def measure(candidate: str) -> tuple[SurrogateTried, int]:
-        hits, n = confusion(base, judge, vocabulary, kind=kind, target=target, surrogate=candidate, images=images,
-                            steps=steps, guidance_scale=guidance_scale, seed=seed)
+        hits, n = confusion(base, judge, vocabulary, kind=kind, target=target, surrogate=candidate,
+                            images=sampling.images, steps=sampling.steps, guidance_scale=sampling.guidance_scale,
+                            seed=sampling.seed + 1000 * index)
         return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
 
     return measure

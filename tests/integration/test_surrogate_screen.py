@@ -71,10 +71,23 @@ def test_the_screen_can_be_turned_off(second: tuple[Any, Any]) -> None:
     assert records == [] and spec.concepts[0].surrogate == "star"
 
 
+def _verified_rounds(model_dir: Any, pipe: Any, target: str, **settings: Any) -> tuple[Any, Any, Any, Any]:
+    """verified_rounds as workers call it for one target, with the service's judge steps and a tiny check."""
+    from core.erasure import judging
+    from core.erasure.verification import Thresholds
+
+    chosen = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8,
+                                               "round_check_forget_images": 2, "round_check_retain_images": 2,
+                                               "round_check_max_images": 1, **settings})
+    requested = ErasureSpec(concepts=[ConceptSpec(target=target)])
+    spec, config = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
+    return judging.verified_rounds(pipe, model_dir, requested, spec, config, chosen, judge_name="model-classifier",
+                                   fingerprint=None, thresholds=Thresholds.for_request(chosen))
+
+
 def test_the_screen_and_the_round_check_share_one_judge(second: tuple[Any, Any],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from core.erasure import judging
-    from core.erasure.verification import Thresholds
 
     model_dir, pipe = second
     chosen: list[Any] = []
@@ -85,15 +98,7 @@ def test_the_screen_and_the_round_check_share_one_judge(second: tuple[Any, Any],
         return chosen[-1]
 
     monkeypatch.setattr(judging, "select_judge", counted)
-    settings = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8,
-                                                 "round_check_forget_images": 2, "round_check_retain_images": 2,
-                                                 "round_check_max_images": 1,
-                                                 "verify_min_unlearning_accuracy": 0.95})
-    requested = ErasureSpec(concepts=[ConceptSpec(target="triangle")])
-    spec, config = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
-    spec, screened, check, _ = judging.verified_rounds(
-        pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-        thresholds=Thresholds.for_request(settings))
+    spec, screened, check, _ = _verified_rounds(model_dir, pipe, "triangle", verify_min_unlearning_accuracy=0.95)
     (record,) = screened
     assert record.switched and spec.concepts[0].surrogate == record.chosen, "the check gets the screened spec"
     verdict = check(pipe, pipe)  # the base as its own erased model: triangles still drawn
@@ -142,19 +147,10 @@ def test_a_named_surrogate_is_never_switched(second: tuple[Any, Any]) -> None:
 
 
 def test_the_round_check_judges_the_surrogate_the_round_trained_toward(second: tuple[Any, Any]) -> None:
-    from core.erasure import judging
-    from core.erasure.verification import Thresholds
     from core.spare.round_spec import training_toward
 
     model_dir, pipe = second
-    settings = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8,
-                                                 "round_check_forget_images": 2, "round_check_retain_images": 2,
-                                                 "round_check_max_images": 1})
-    requested = ErasureSpec(concepts=[ConceptSpec(target="dotted")])
-    spec, config = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
-    spec, _, check, _ = judging.verified_rounds(
-        pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-        thresholds=Thresholds.for_request(settings))
+    _, _, check, _ = _verified_rounds(model_dir, pipe, "dotted")
     assert check(pipe, pipe).metrics["judge"]["concepts"][0]["surrogate"] == "outline"
     with training_toward({"dotted": "checkered"}):
         assert check(pipe, pipe).metrics["judge"]["concepts"][0]["surrogate"] == "checkered"
