@@ -172,8 +172,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's), and the
         # worker's verification read on a round whose check passed.
         spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
-                                                judge_name="model-classifier", fingerprint=None,
-                                                thresholds=thresholds)
+                                                        judge_name="model-classifier", fingerprint=None,
+                                                        thresholds=thresholds)
         service = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
                                 diagnostics=grid_diagnostics(model_dir, [target], attacks=False),
                                 thresholds=thresholds)

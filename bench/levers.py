@@ -61,8 +61,8 @@ def levers_for(pipe: Any, testbed: Path, target: str, levers: list[str], args: a
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     start = config.model_copy(update=start_params)
     spec, screened, check, _ = verified_rounds(pipe, model_dir, requested, spec, start, settings,
-                                            judge_name="model-classifier", fingerprint=None,
-                                            thresholds=Thresholds.for_request(settings))
+                                               judge_name="model-classifier", fingerprint=None,
+                                               thresholds=Thresholds.for_request(settings))
     grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)), cached_base=True)
     variants = [("start", {})] + [(name, lever_change(name, start)) for name in levers]
     rows = []

@@ -85,11 +85,12 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
                                erased=erased or [])
     t0 = time.perf_counter()
     spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
-                                            judge_name="model-classifier", fingerprint=None,
-                                            thresholds=Thresholds.for_request(settings), erased=erased or [])
+                                                    judge_name="model-classifier", fingerprint=None,
+                                                    thresholds=Thresholds.for_request(settings), erased=erased or [])
     result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, screened=screened, switch=switch)
+    kept = result.report.rounds.kept_surrogates() if result.report.rounds else {}
     return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
-                  {c.target: c.surrogate_text() for c in spec.concepts})
+                  {c.target: kept.get(c.target, c.surrogate_text()) for c in spec.concepts})
 
 
 def single_request_surrogates(targets: list[str]) -> dict[str, str]:

@@ -54,7 +54,8 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     requested = ErasureSpec(concepts=[ConceptSpec(target=target)])
     spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir))
     spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
-                                            judge_name="model-classifier", fingerprint=None, thresholds=thresholds)
+                                                    judge_name="model-classifier", fingerprint=None,
+                                                    thresholds=thresholds)
     grid = grid_diagnostics(model_dir, [target], attacks=False)
     # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
     by_round: dict[int, dict[str, Any]] = {}

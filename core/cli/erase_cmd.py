@@ -140,8 +140,8 @@ def erase(
         raise _fail(str(exc)) from exc
     thresholds = Thresholds.for_request(settings)
     spec, screened, check, switch = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
-                                            judge_name=judge or settings.judge, fingerprint=None,
-                                            thresholds=thresholds)
+                                                    judge_name=judge or settings.judge, fingerprint=None,
+                                                    thresholds=thresholds)
     for record in screened:
         if record.switched:
             typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} (the judge "
@@ -178,7 +178,9 @@ def erase(
         kept = ", ".join(f"{k} {v:.3f}" for k, v in (row.retention or {}).items() if v is not None)
         typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s): "
                    f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}"
-                   + (f" ({row.refused})" if row.refused else ""))
+                   + (f" ({row.refused})" if row.refused else "")
+                   + (f"; trained toward {', '.join(f'{s} for {t}' for t, s in row.surrogates.items())}"
+                      if "surrogate" in row.levers else ""))
     _print_verdict(metrics, settings)
     for target, grid in (metrics.summary or {}).items():
         base = "n/a" if grid.base_ua is None else f"{grid.base_ua:.3f}"

@@ -192,8 +192,9 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     judge_name = data.verification.get("judge") or settings.judge
     thresholds = Thresholds.for_request(settings, data.verification)
     spec, screened, check, switch = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
-                                            judge_name=judge_name, fingerprint=data.fingerprint,
-                                            thresholds=thresholds, erased=erased_before, progress=keeper.progress)
+                                                    judge_name=judge_name, fingerprint=data.fingerprint,
+                                                    thresholds=thresholds, erased=erased_before,
+                                                    progress=keeper.progress)
     keeper.check()
     judged = with_lineage(spec, base.lineage)
     targets = [c.target for c in judged.concepts]

@@ -123,6 +123,10 @@ class RoundsOutcome(BaseModel):
         default_factory=list, description="The surrogate screen before the first round, per concept, then every "
         "switch the loop made after a round.")
 
+    def kept_surrogates(self) -> dict[str, str]:
+        """Per erased concept, the surrogate the kept round trained toward."""
+        return next((r.surrogates for r in self.history if r.round == self.chosen), {})
+
 
 class RoundsRecord(RoundsOutcome):
     max_rounds: int

@@ -380,6 +380,7 @@ def test_a_round_whose_lost_images_became_the_surrogate_trains_toward_another(tm
     assert first["lost_to"] == {"heart": 12} and first["outcome"] == "rolled back (retention)"
     assert second["levers"] == ["surrogate"] and second["changed"] == {"surrogate[circle]": "triangle"}
     assert [r["surrogates"] for r in rounds["history"]] == [{"circle": "heart"}, {"circle": "triangle"}]
+    assert result.report.rounds is not None and result.report.rounds.kept_surrogates() == {"circle": "triangle"}
     assert rounds["passed"] is True and rounds["chosen"] == 2
     assert rounds["surrogates"][-1]["after_round"] == 1 and rounds["surrogates"][-1]["chosen"] == "triangle"
     assert in_force(HEART) is HEART, "outside a round nothing is switched"
