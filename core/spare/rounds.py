@@ -139,8 +139,7 @@ class _Round:
     config: SpareConfig | EsdConfig
     changed: dict[str, Any]
     levers: list[str]
-    spec: ErasureSpec
-    switched: dict[str, str] = field(default_factory=dict)  # target -> surrogate in place of the job spec's
+    spec: ErasureSpec  # the job's, or with a surrogate the loop switched
     result: ErasureResult | None = None
     check: RoundCheck | None = None
     seconds: float = 0.0
@@ -258,16 +257,15 @@ def erase_until_verified(
             # The rollback target keeps what earlier rollbacks added for retention.
             base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
                                                if k in _RETENTION_FIELDS})
-            next_spec = good_spec
-            spreading = _spreading(current.spec, verdict) if "surrogate" not in set_aside else None
-            switched, record = (switch(current.spec, spreading) if switch and spreading
-                                and isinstance(config, SpareConfig) else (None, None))
-            if record is not None:
-                switches.append(record.model_copy(update={"after_round": k}))
+            next_spec, switched = good_spec, None
+            spreading = _spreading(current.spec, verdict)
+            if spreading and switch is not None and isinstance(config, SpareConfig) and "surrogate" not in set_aside:
                 set_aside.add("surrogate")  # once per job, whether a candidate was left or not
-            if switched is not None and spreading is not None:
+                switched, record = switch(current.spec, spreading)
+                switches.append(record.model_copy(update={"after_round": k}))
+                noted = {f"surrogate[{spreading}]": str(record.chosen)} if switched is not None else {}
+            if switched is not None:
                 lever, changed, next_spec = "surrogate", {}, switched
-                noted = {f"surrogate[{spreading}]": str(record.chosen if record else "")}
             else:
                 lever, changed = _retain_more(base_cfg, neighbours)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
