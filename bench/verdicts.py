@@ -91,7 +91,8 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
         shutil.rmtree(work, ignore_errors=True)
     rounds = result.report.rounds
     chosen = rounds.chosen if rounds else 1
-    return {"testbed": testbed.name, "target": target, "surrogate": spec.concepts[0].surrogate_text(),
+    kept = rounds.kept_surrogates() if rounds else {}  # the loop may have switched the screened surrogate
+    return {"testbed": testbed.name, "target": target, "surrogate": kept.get(target, spec.concepts[0].surrogate_text()),
             "rounds": len(rounds.history) if rounds else 1, "rounds_passed": rounds.passed if rounds else None,
             "chosen": chosen, "refused": {r.round: r.refused for r in rounds.history if r.refused} if rounds else {},
             "seconds": round(time.perf_counter() - t0, 1), **(by_round[0] if 0 in by_round else by_round[chosen])}
