@@ -239,33 +239,26 @@ def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: J
                      min_unlearning_accuracy: float, named: set[str], erased: Sequence[str] = (),
                      guidance_scale: float = 5.0) -> Callable[[Any, str], tuple[Any, Any]]:
     """switch(spec, target) -> (spec with another surrogate for target or None, record) for erase-until-verified
-    (`core.evaluation.surrogates.switch_surrogate` on `base`, as the screen measures): a surrogate the request
-    named is never switched; each target's surrogates are tried once."""
+    (`core.evaluation.surrogates.switch_surrogate` on `base`, as the screen measures; the loop asks once per
+    job): a surrogate the request named is never switched."""
     from core.evaluation.surrogates import switch_surrogate
     from core.spare.report import SurrogateScreen
 
-    used: dict[str, set[str]] = {}
-
     def switch(spec: Any, target: str) -> tuple[Any, Any]:
         concept = next(c for c in spec.concepts if c.target == target)
-        tried = used.setdefault(target, set())
-        tried.add(str(concept.surrogate))
+        kept = SurrogateScreen(concept=target, kind=concept.kind, chosen=concept.surrogate, named=target in named,
+                               tried=[], switched=False, seconds=0.0)
         if target in named or settings.surrogate_screen_images <= 0:
-            return None, SurrogateScreen(concept=target, kind=concept.kind, chosen=concept.surrogate,
-                                         named=target in named, tried=[], switched=False, seconds=0.0)
+            return None, kept
         try:
-            switched, record = switch_surrogate(
-                base, judge(base), load_vocabulary(model_dir), spec, target, used=tried, avoid=erased,
-                max_confusion=round(1 - min_unlearning_accuracy, 6),
+            return switch_surrogate(
+                base, judge(base), load_vocabulary(model_dir), spec, target, used={str(concept.surrogate)},
+                avoid=erased, max_confusion=round(1 - min_unlearning_accuracy, 6),
                 sampling=screen_sampling(settings, guidance_scale),
             )
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could screen another surrogate", reason=str(exc))
-            return None, SurrogateScreen(concept=target, kind=concept.kind, chosen=concept.surrogate, named=False,
-                                         tried=[], switched=False, seconds=0.0)
-        if switched is not None:
-            tried.add(str(record.chosen))
-        return switched, record
+            return None, kept
 
     return switch
 
