@@ -30,7 +30,7 @@ class HeadMove(RequestModel):
 class ErasedConcept(BaseModel):
     target: str
     kind: str
-    surrogate: str | None = None
+    surrogate: str | None = Field(default=None, description="What the erasure's kept round trained it toward.")
     version: int = Field(description="The version whose erasure removed it.")
     erasure_id: uuid.UUID
 

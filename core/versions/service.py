@@ -26,6 +26,7 @@ from core.jobs.states import JobKind
 from core.outbox.service import webhook_event
 from core.registry import repository as registry_repo
 from core.registry.models import RegisteredModel
+from core.spare.report import RoundsOutcome
 from core.tenancy.schemas import Principal
 from core.versions import repository
 from core.versions.models import ModelVersion, VersionStatus
@@ -159,8 +160,7 @@ def apply(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID, erasure_i
     if parent is None or parent.status != VersionStatus.ready:
         raise VersionNotReady(f"version {base} is not ready", version=base)
     number = repository.last_number(session, model.id) + 1
-    own = [{"target": c["target"], "kind": c["kind"], "surrogate": c.get("surrogate"), "version": number,
-            "erasure_id": str(erasure.id)} for c in erasure.concepts]
+    own = erased_by(erasure, number)
     version = ModelVersion(
         tenant_id=model.tenant_id, model_id=model.id, number=number, parent_number=base, erasure_id=erasure.id,
         status=VersionStatus.pending, erased_concepts=[*parent.erased_concepts, *own], artifacts=[],
@@ -175,6 +175,16 @@ def apply(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID, erasure_i
                           "certificate_sha256": version.certificate_sha256})
     record_head_move(session, model, number, actor=actor, reason=f"version {number} applied")
     return version
+
+
+def erased_by(erasure: ErasureRequest, number: int) -> list[dict[str, Any]]:
+    """The concepts `erasure` removed, as version `number` records them. The surrogate is the one the kept round
+    trained toward (the job's surrogate screen or a switch between rounds may have replaced the request's); a
+    job that stored no rounds keeps the request's."""
+    rounds = (erasure.metrics or {}).get("rounds")
+    trained = RoundsOutcome.model_validate(rounds).kept_surrogates() if rounds else {}
+    return [{"target": c["target"], "kind": c["kind"], "surrogate": trained.get(c["target"], c.get("surrogate")),
+             "version": number, "erasure_id": str(erasure.id)} for c in erasure.concepts]
 
 
 def record_head_move(session: Session, model: RegisteredModel, number: int, *, actor: str, reason: str) -> None:
