@@ -76,6 +76,10 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
     from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.round_spec import in_force
 
+    # Every round it evaluates is judged against the same base weights on the same seeds: the base draws each
+    # verification image once per job.
+    base_memo: dict[int, dict[tuple[str, int], Any]] = {}
+
     def evaluate(erased: Any, base: Any) -> dict[str, Any]:
         judged = in_force(spec)  # the surrogates the evaluated round trained toward
         targets = [(c.target, c.kind, c.surrogate) for c in judged.concepts]
@@ -95,6 +99,7 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
                     retain_images=settings.judge_retain_images * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=VERIFY_SEED + DRAW_SEED_STRIDE * k,
                     progress=(lambda f: progress("judge", f)) if progress else None, only=only,
+                    base_memo=base_memo.setdefault(id(base), {}),
                 )
 
             if thresholds is None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from core.filehash import file_sha256
 from core.spare import adapters as lora
+from core.spare.base_outputs import BaseOutputs
 from core.spare.conditioning import PromptEncoder
 from core.spare.errors import ErasureInputError
 from core.spare.loading import architecture_of, resolve_device
@@ -97,11 +98,13 @@ def erase(
     evaluator: Evaluator | None = None,
     provenance: Provenance | None = None,
     verifier: Verifier | None = None,
+    base_outputs: BaseOutputs | None = None,
 ) -> ErasureResult:
     """Erase the spec's concepts from `pipeline`; write adapter/, fused/, README.md, report.json and grid.png.
 
     `provenance` (request id, base fingerprint and source) goes into the adapter metadata and the model card;
-    `verifier(metrics)` is the caller's acceptance rule, whose checks the model card lists.
+    `verifier(metrics)` is the caller's acceptance rule, whose checks the model card lists. `base_outputs`:
+    what earlier rounds of the job drew from the same base weights (teacher samples, the grid's base half).
     """
     provenance = provenance or Provenance()
     method = method_for(config.method if config is not None else spec.method)
@@ -132,7 +135,7 @@ def erase(
             if config.gradient_checkpointing:
                 unet.enable_gradient_checkpointing()
             report = _erase_inner(pipeline, arch, spec, config, method, out_dir, clock, device, dtype, evaluator,
-                                  originals, provenance, verifier)
+                                  originals, provenance, verifier, base_outputs)
         finally:
             if getattr(unet, "_hf_peft_config_loaded", False) and lora.ADAPTER_NAME in getattr(unet, "peft_config", {}):
                 lora.detach(unet)
@@ -166,6 +169,7 @@ def _erase_inner(
     pipeline: Any, arch: str, spec: ErasureSpec, config: SpareConfig | EsdConfig, method: ErasureMethod,
     out_dir: Path, clock: StageClock, device: str, dtype: torch.dtype | None, evaluator: Evaluator | None,
     originals: dict[str, torch.Tensor], provenance: Provenance, verifier: Verifier | None,
+    base_outputs: BaseOutputs | None,
 ) -> ErasureReport:
     unet = pipeline.unet
     dev = torch.device(device)
@@ -174,10 +178,11 @@ def _erase_inner(
     seeds = Seeds(run=config.seed, grid=[config.seed + i for i in range(config.grid_seeds)])
 
     clock.begin("samples")
-    prepared = prepare(pipeline, spec, config, clock, encoder, dev)
+    prepared = prepare(pipeline, spec, config, clock, encoder, dev, base_outputs)
     grid = GridImages(prompts=prepared.grid_prompts, kinds=prepared.grid_kinds, seeds=seeds.grid)
     before = generate_images(pipeline, grid.prompts, grid.seeds, steps=config.sample_steps,
-                             guidance=config.guidance_scale)
+                             guidance=config.guidance_scale,
+                             memo=base_outputs.images if base_outputs is not None else None)
 
     outcome = method.train(MethodRun(pipeline, spec, prepared.data, clock, gen, dtype, out_dir, originals, encoder,
                                      arch, provenance), config)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from core.spare import adapters as lora
+from core.spare.base_outputs import DrawKey, drawn
 from core.spare.conditioning import resolution
 from core.spare.report import EngineMetrics, ErasureReport
 
@@ -51,20 +52,28 @@ def dir_bytes(root: Path) -> int:
 
 @torch.no_grad()
 def generate_images(
-    pipeline: Any, prompts: list[str], seeds: list[int], *, steps: int, guidance: float
+    pipeline: Any, prompts: list[str], seeds: list[int], *, steps: int, guidance: float,
+    memo: dict[DrawKey, Image.Image] | None = None,
 ) -> list[list[Image.Image]]:
-    """images[prompt][seed] with fixed CPU generators, so before and after see the same noise."""
+    """images[prompt][seed] with fixed CPU generators, so before and after see the same noise. `memo`: images
+    an earlier round drew from the same (base) weights (`core.spare.base_outputs`); only the others are drawn."""
     size = resolution(pipeline)
     shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor, size // pipeline.vae_scale_factor)
-    out = []
-    for prompt in prompts:
-        init = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-        result = pipeline(
-            [prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance,
-            latents=init.to(pipeline.unet.device, pipeline.unet.dtype), height=size, width=size, output_type="pil",
-        )
-        out.append(list(result.images))
-    return out
+
+    def row(prompt: str) -> list[Image.Image]:
+        def draw(indices: list[int]) -> list[Image.Image]:
+            init = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seeds[i]))
+                                for i in indices])
+            result = pipeline(
+                [prompt] * len(indices), num_inference_steps=steps, guidance_scale=guidance,
+                latents=init.to(pipeline.unet.device, pipeline.unet.dtype), height=size, width=size,
+                output_type="pil",
+            )
+            return list(result.images)
+
+        return drawn(memo, [(prompt, s, steps, guidance) for s in seeds], draw)
+
+    return [row(prompt) for prompt in prompts]
 
 
 def write_grid(

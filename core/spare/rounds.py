@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from core.filehash import file_sha256
+from core.spare.base_outputs import BaseOutputs
 from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
 from core.spare.outputs import list_files, write_report
@@ -183,7 +184,9 @@ def erase_until_verified(
     verification a job applies); a round it refuses does not end the loop while the budget lasts — it then
     reports the rule's numbers (more images than the check's) and why it refused. `switch`: another surrogate
     for a target whose surrogate took a round's lost images (None: surrogates stay as `spec` has them); the
-    check and the evaluator read the round's surrogates from `core.spare.round_spec.in_force`."""
+    check and the evaluator read the round's surrogates from `core.spare.round_spec.in_force`. `erase_fn` gets
+    `base_outputs` (`core.spare.base_outputs`): the base model's draws of earlier rounds, which every round
+    shares because it starts from the same base weights."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -197,6 +200,7 @@ def erase_until_verified(
     switches: list[SurrogateScreen] = []  # surrogates the loop switched after a round
     rounds: list[_Round] = []
     work = out_dir / ".rounds"
+    base_outputs = BaseOutputs()  # every round starts from the same base weights: what one drew, the next reuses
     current = _Round(1, config, {}, [], spec)
     while True:
         k = current.index
@@ -231,7 +235,7 @@ def erase_until_verified(
         with training_toward(_switched(spec, current.spec)):
             current.result = erase_fn(pipeline, current.spec, current.config, out_dir=work / str(k),
                                       progress=round_progress, should_stop=should_stop, evaluator=round_evaluator,
-                                      **engine)
+                                      base_outputs=base_outputs, **engine)
         current.check = state.get("check")
         current.evaluated = bool(state.get("evaluated"))
         if current.check is not None and current.check.passed and current.evaluated and accept is not None:

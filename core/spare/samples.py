@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.spare.base_outputs import DrawKey, drawn
 from core.spare.conditioning import resolution
 from core.spare.errors import ErasureInputError
 from core.spare.specs import ConceptSpec, ErasureSpec
@@ -188,22 +189,30 @@ def generate_latents(
     per_prompt: int,
     batch: int = 16,
     tick: Callable[[int], None] | None = None,
+    memo: dict[DrawKey, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The frozen model's own latents for the prompts, `per_prompt` seeds each, in prompt order."""
+    """The frozen model's own latents for the prompts, `per_prompt` seeds each, in prompt order.
+    `memo`: latents an earlier round of the job drew from the same weights (`core.spare.base_outputs`); only
+    the others are drawn (and added to it)."""
     device = pipeline.unet.device
-    out: list[torch.Tensor] = []
     jobs = [(p, seed + 1000 * i + k) for i, p in enumerate(prompts) for k in range(per_prompt)]
-    for start in range(0, len(jobs), batch):
-        chunk = jobs[start : start + batch]
-        gens = [torch.Generator(device="cpu").manual_seed(s) for _, s in chunk]
-        size = resolution(pipeline)
-        shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor, size // pipeline.vae_scale_factor)
-        init = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, pipeline.unet.dtype)
-        result = pipeline(
-            [p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
-            latents=init, output_type="latent", height=size, width=size,
-        )
-        out.append(result.images.float())
-        if tick:
-            tick(len(chunk))
-    return torch.cat(out)
+
+    def draw(indices: list[int]) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for start in range(0, len(indices), batch):
+            chunk = [jobs[i] for i in indices[start : start + batch]]
+            gens = [torch.Generator(device="cpu").manual_seed(s) for _, s in chunk]
+            size = resolution(pipeline)
+            shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor,
+                     size // pipeline.vae_scale_factor)
+            init = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, pipeline.unet.dtype)
+            result = pipeline(
+                [p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
+                latents=init, output_type="latent", height=size, width=size,
+            )
+            out.extend(result.images.float().cpu())
+            if tick:
+                tick(len(chunk))
+        return out
+
+    return torch.stack(drawn(memo, [(p, s, steps, guidance) for p, s in jobs], draw)).to(device)

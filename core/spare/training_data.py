@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from core.spare.base_outputs import BaseOutputs
 from core.spare.conditioning import PromptEncoder
 from core.spare.distill import DistillData
 from core.spare.prompting import tokens_of
@@ -35,7 +36,9 @@ class TrainingData:
 
 
 def prepare(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig, clock: StageClock,
-            encoder: PromptEncoder, device: torch.device) -> TrainingData:
+            encoder: PromptEncoder, device: torch.device, base: BaseOutputs | None = None) -> TrainingData:
+    """The samples every method trains on. `base`: what earlier rounds of the job drew from the same weights."""
+    memo = base.latents if base is not None else None
     tokens = tokens_of(getattr(pipeline, "tokenizer", None), spec)
     per_concept_prompts = {c.target: forget_prompts(c, spec.retain, config.max_forget_prompts, tokens)
                            for c in spec.concepts}
@@ -71,7 +74,8 @@ def prepare(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig, c
 
     gen_lat = (
         generate_latents(pipeline, unique_gen, seed=config.seed, steps=config.sample_steps,
-                         guidance=config.guidance_scale, per_prompt=config.samples_per_prompt, tick=tick)
+                         guidance=config.guidance_scale, per_prompt=config.samples_per_prompt, tick=tick,
+                         memo=memo)
         if unique_gen else None
     )
     # Assemble forget latents in f_prompts order: generated ones by (prompt, k), images in their order.
@@ -87,7 +91,8 @@ def prepare(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig, c
             forget_latents.append(gen_lat[unique_gen.index(p) * config.samples_per_prompt + k])
     forget = SampleSet(torch.stack(forget_latents).to(device), f_prompts, f_surr, torch.tensor(f_concept))
     retain_lat = generate_latents(pipeline, retain, seed=config.seed + 500_000, steps=config.sample_steps,
-                                  guidance=config.guidance_scale, per_prompt=config.samples_per_prompt, tick=tick)
+                                  guidance=config.guidance_scale, per_prompt=config.samples_per_prompt, tick=tick,
+                                  memo=memo)
     retain_set = SampleSet(retain_lat.to(device), [p for p in retain for _ in range(config.samples_per_prompt)])
     data = DistillData(
         forget, encoder.encode(forget.prompts), encoder.encode(forget.surrogates),
@@ -97,7 +102,7 @@ def prepare(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig, c
         # One teacher generation per distinct surrogate prompt: where the erased model should end up.
         unique_surr = list(dict.fromkeys(f_surr))
         surr_lat = generate_latents(pipeline, unique_surr, seed=config.seed + 250_000, steps=config.sample_steps,
-                                    guidance=config.guidance_scale, per_prompt=1, tick=tick)
+                                    guidance=config.guidance_scale, per_prompt=1, tick=tick, memo=memo)
         data.anchors = surr_lat[[unique_surr.index(s) for s in f_surr]].to(device)
         data.anchor_share = 1.0 if anchor == "surrogate" else 0.5
     grid_prompts, grid_kinds = [], []

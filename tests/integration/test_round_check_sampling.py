@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.config import get_settings
-from core.erasure.judging import round_check, shared_judge
+from core.erasure.judging import job_evaluator, round_check, shared_judge
 from core.spare.specs import ConceptSpec, ErasureSpec, SpareConfig
 from core.testbed import paths
 from core.testbed.loading import load_pipeline
@@ -87,6 +87,33 @@ def test_rounds_draw_the_base_images_once(testbed: object, monkeypatch: pytest.M
     assert base_calls == [first.metrics["judge"]["images"] // 2], "the second round reuses the base's images"
     assert sum(n for p, n in drawn if p is erased) == first.metrics["judge"]["images"]  # both rounds: all of them
     assert first.metrics["judge"]["concepts"] == second.metrics["judge"]["concepts"]
+
+
+def test_the_verification_draws_the_base_images_once_per_job(testbed: object,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.evaluation import evidence
+
+    drawn: list[tuple[object, int]] = []
+    real = evidence.generate
+
+    def spy(pipeline: object, prompts: list[str], seeds: list[int], **kw: object) -> object:
+        drawn.append((pipeline, len(prompts)))
+        return real(pipeline, prompts, seeds, **kw)
+
+    monkeypatch.setattr(evidence, "generate", spy)
+    monkeypatch.setenv("LETHE_JUDGE_FORGET_IMAGES", "4")
+    monkeypatch.setenv("LETHE_JUDGE_RETAIN_IMAGES", "4")
+    monkeypatch.setenv("LETHE_JUDGE_STEPS", "6")
+    get_settings.cache_clear()
+    spec = ErasureSpec(concepts=[ConceptSpec(target="triangle", kind="object", surrogate="square")])
+    evaluate = job_evaluator(paths.testbed_dir() / "pipeline", spec, SpareConfig(), get_settings(),
+                             judge_name="model-classifier", fingerprint=None)
+    erased = type(testbed)(**testbed.components)  # another pipeline object, as each evaluated round hands it
+    erased.set_progress_bar_config(disable=True)
+    first, second = evaluate(erased, testbed)["judge"], evaluate(erased, testbed)["judge"]
+    assert [n for p, n in drawn if p is testbed] == [first["images"] // 2], "a later round reuses the base's images"
+    assert sum(n for p, n in drawn if p is erased) == first["images"]  # the erased model draws every round
+    assert first["concepts"] == second["concepts"] and first["retention"] == second["retention"]
 
 
 def test_lost_images_name_what_the_erasure_broke(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:

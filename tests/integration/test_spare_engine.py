@@ -144,6 +144,44 @@ def test_same_seed_same_adapter_on_cpu(tmp_path: Path) -> None:
     assert any(ta[k].shape != tc[k].shape or not torch.allclose(ta[k], tc[k]) for k in ta if k in tc)
 
 
+def test_a_later_round_reuses_the_base_draws_and_trains_as_a_fresh_run(tmp_path: Path) -> None:
+    """Rounds of one job share what the base weights drew (teacher latents, the grid's base half): a second
+    round draws only what the first did not (here the surrogate anchors its config adds) and trains exactly as
+    a run that drew everything itself."""
+    from safetensors.torch import load_file
+
+    from core.spare.base_outputs import BaseOutputs
+
+    pipe = tiny_sd1()
+    calls: list[tuple[str, int]] = []
+    real_call = type(pipe).__call__
+
+    def counting(self: Any, prompt: Any = None, *a: Any, **kw: Any) -> Any:
+        if self is pipe:  # the job's pipeline: base weights while samples and the grid's base half are drawn
+            calls.append((str(kw.get("output_type")), len(prompt)))
+        return real_call(self, prompt, *a, **kw)
+
+    pipe.__class__ = type("Counting", (type(pipe),), {"__call__": counting})
+    memo, cfg = BaseOutputs(), SpareConfig(steps=4, forget_anchor="concept", **FAST)
+    erase(pipe, _spec(), cfg, out_dir=tmp_path / "r1", base_outputs=memo)
+    first, latents = list(calls), dict(memo.latents)
+    calls.clear()
+    second_cfg = cfg.model_copy(update={"rank": 2, "forget_anchor": "surrogate"})
+    second = erase(pipe, _spec(), second_cfg, out_dir=tmp_path / "r2", base_outputs=memo)
+    anchors = second.report.prompts.anchor_samples
+    assert sum(n for kind, n in first if kind == "latent") == len(latents) > 0
+    assert [n for kind, n in calls if kind == "latent"] == [anchors], "only the anchors are new"
+    grid_rows = len(second.report.grid.prompts)
+    assert sum(1 for kind, _ in first if kind == "pil") == 2 * grid_rows  # before and after
+    assert sum(1 for kind, _ in calls if kind == "pil") == grid_rows  # after only: the base half is reused
+    assert all(memo.latents[key] is value for key, value in latents.items())
+
+    fresh = erase(tiny_sd1(), _spec(), second_cfg, out_dir=tmp_path / "fresh")
+    name = "adapter/pytorch_lora_weights.safetensors"
+    ta, tb = load_file(second.files[name]), load_file(fresh.files[name])
+    assert ta.keys() == tb.keys() and all(torch.allclose(ta[k], tb[k], rtol=1e-4, atol=1e-6) for k in ta)
+
+
 def test_forget_anchor_trains_on_the_teachers_surrogate_generations(tmp_path: Path) -> None:
     """forget_anchor=surrogate noises the forget term from generations of the surrogate prompts (one per
     distinct prompt), so with the same seed its forget loss differs from noising the concept's samples."""

@@ -38,7 +38,7 @@ class Script:
         self.stages: list[str] = []
 
     def erase(self, pipeline: Any, spec: ErasureSpec, config: Any, *, out_dir: Path, progress: Any = None,
-              should_stop: Any = None, evaluator: Any = None) -> ErasureResult:
+              should_stop: Any = None, evaluator: Any = None, **_: Any) -> ErasureResult:
         self.configs.append(config)
         self.specs.append(spec)
         out_dir.mkdir(parents=True, exist_ok=True)
