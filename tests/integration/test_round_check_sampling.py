@@ -4,6 +4,7 @@ held-out images on new seeds and pools them; a settled verdict does not, and get
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -67,40 +68,14 @@ def test_an_uncertain_pass_doubles_the_sample(testbed: object, monkeypatch: pyte
     assert evidence["images"] == 2 * (6 + sum(r["images"] for r in evidence["retention"]))
 
 
-def test_rounds_draw_the_base_images_once(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.evaluation import evidence
-
-    drawn: list[tuple[object, int]] = []
-    real = evidence.generate
-
-    def spy(pipeline: object, prompts: list[str], seeds: list[int], **kw: object) -> object:
-        drawn.append((pipeline, len(prompts)))
-        return real(pipeline, prompts, seeds, **kw)
-
-    monkeypatch.setattr(evidence, "generate", spy)
+def _check_evidence(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, object], dict]:
+    """The round check -> its judge evidence."""
     check = _check(0.99, monkeypatch)
-    erased = type(testbed)(**testbed.components)  # another pipeline object, as a round hands the check
-    erased.set_progress_bar_config(disable=True)
-    first = check(erased, testbed)
-    second = check(erased, testbed)
-    base_calls = [n for p, n in drawn if p is testbed]
-    assert base_calls == [first.metrics["judge"]["images"] // 2], "the second round reuses the base's images"
-    assert sum(n for p, n in drawn if p is erased) == first.metrics["judge"]["images"]  # both rounds: all of them
-    assert first.metrics["judge"]["concepts"] == second.metrics["judge"]["concepts"]
+    return lambda erased, base: check(erased, base).metrics["judge"]  # type: ignore[attr-defined]
 
 
-def test_the_verification_draws_the_base_images_once_per_job(testbed: object,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.evaluation import evidence
-
-    drawn: list[tuple[object, int]] = []
-    real = evidence.generate
-
-    def spy(pipeline: object, prompts: list[str], seeds: list[int], **kw: object) -> object:
-        drawn.append((pipeline, len(prompts)))
-        return real(pipeline, prompts, seeds, **kw)
-
-    monkeypatch.setattr(evidence, "generate", spy)
+def _verification(monkeypatch: pytest.MonkeyPatch) -> Callable[[object, object], dict]:
+    """The job's final evaluator (one draw, no thresholds) -> its judge evidence."""
     monkeypatch.setenv("LETHE_JUDGE_FORGET_IMAGES", "4")
     monkeypatch.setenv("LETHE_JUDGE_RETAIN_IMAGES", "4")
     monkeypatch.setenv("LETHE_JUDGE_STEPS", "6")
@@ -108,9 +83,25 @@ def test_the_verification_draws_the_base_images_once_per_job(testbed: object,
     spec = ErasureSpec(concepts=[ConceptSpec(target="triangle", kind="object", surrogate="square")])
     evaluate = job_evaluator(paths.testbed_dir() / "pipeline", spec, SpareConfig(), get_settings(),
                              judge_name="model-classifier", fingerprint=None)
-    erased = type(testbed)(**testbed.components)  # another pipeline object, as each evaluated round hands it
+    return lambda erased, base: evaluate(erased, base)["judge"]
+
+
+@pytest.mark.parametrize("judging", ["round check", "verification"])
+def test_rounds_draw_the_base_images_once(judging: str, testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.evaluation import evidence
+
+    drawn: list[tuple[object, int]] = []
+    real = evidence.generate
+
+    def spy(pipeline: object, prompts: list[str], seeds: list[int], **kw: object) -> object:
+        drawn.append((pipeline, len(prompts)))
+        return real(pipeline, prompts, seeds, **kw)
+
+    monkeypatch.setattr(evidence, "generate", spy)
+    judge = {"round check": _check_evidence, "verification": _verification}[judging](monkeypatch)
+    erased = type(testbed)(**testbed.components)  # another pipeline object, as each round hands it
     erased.set_progress_bar_config(disable=True)
-    first, second = evaluate(erased, testbed)["judge"], evaluate(erased, testbed)["judge"]
+    first, second = judge(erased, testbed), judge(erased, testbed)
     assert [n for p, n in drawn if p is testbed] == [first["images"] // 2], "a later round reuses the base's images"
     assert sum(n for p, n in drawn if p is erased) == first["images"]  # the erased model draws every round
     assert first["concepts"] == second["concepts"] and first["retention"] == second["retention"]
