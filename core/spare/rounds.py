@@ -11,7 +11,7 @@ retention per group of concepts that must stay). Then:
 - retention broke → the round is rolled back: the next round starts again from the last round that kept
   retention, with the lever that broke it set aside. When at least half of the images it took from concepts
   that must stay became a target's surrogate (the surrogate spreads over its neighbours), the next round trains
-  toward another surrogate (`switch`, once per job); otherwise it adds (once) retain prompts in the forget
+  toward another surrogate (`switch`, once per concept); otherwise it adds (once) retain prompts in the forget
   prompts' own phrasings with the target swapped for its neighbours, after that more weight on the retain term;
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
   surrogate anchoring of the forget term, timestep focus, more contexts per prompt, placement (a wider saliency
@@ -262,12 +262,13 @@ def erase_until_verified(
             base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
                                                if k in _RETENTION_FIELDS})
             next_spec, switched = good_spec, None
-            spreading = _spreading(current.spec, verdict)
-            if spreading and switch is not None and isinstance(config, SpareConfig) and "surrogate" not in set_aside:
-                set_aside.add("surrogate")  # once per job, whether a candidate was left or not
-                switched, record = switch(current.spec, spreading)
+            spreading = _spreading(current.spec, verdict, set_aside)
+            if spreading and switch is not None and isinstance(config, SpareConfig):
+                set_aside.add(_switched_key(spreading))  # once per concept, whether a candidate was left or not
+                # From the rollback target: a switch of another concept that this round made is rolled back too.
+                switched, record = switch(good_spec, spreading)
                 switches.append(record.model_copy(update={"after_round": k}))
-                noted = {f"surrogate[{spreading}]": str(record.chosen)} if switched is not None else {}
+                noted = {_switched_key(spreading): str(record.chosen)} if switched is not None else {}
             if switched is not None:
                 lever, changed, next_spec = "surrogate", {}, switched
             else:
@@ -315,11 +316,18 @@ def _switched(spec: ErasureSpec, current: ErasureSpec) -> dict[str, str]:
             if c.surrogate is not None and c.surrogate != before.get(c.target)}
 
 
-def _spreading(spec: ErasureSpec, verdict: RoundCheck) -> str | None:
+def _switched_key(target: str) -> str:
+    return f"surrogate[{target}]"
+
+
+def _spreading(spec: ErasureSpec, verdict: RoundCheck, set_aside: set[str]) -> str | None:
     """The target whose surrogate at least half of the round's lost images became (images of concepts that
-    must stay, drawn as the surrogate where the base drew them right), if any."""
+    must stay, drawn as the surrogate where the base drew them right), if any and if its surrogate was not
+    switched before (`set_aside`)."""
     lost = sum(verdict.lost.values())
     for concept in spec.concepts:
+        if _switched_key(concept.target) in set_aside:
+            continue
         if lost and concept.surrogate and 2 * verdict.lost_to.get(concept.surrogate, 0) >= lost:
             return concept.target
     return None

@@ -29,7 +29,7 @@ class Script:
     """A fake single-round engine and a check that answers from a list of (ua, retention)."""
 
     def __init__(self, verdicts: list[tuple[float, float]], min_ua: float = 0.9, min_retention: float = 0.9,
-                 lost_as: str = "circle") -> None:
+                 lost_as: str | list[str] = "circle") -> None:
         self.verdicts = verdicts
         self.min_ua, self.min_retention, self.lost_as = min_ua, min_retention, lost_as
         self.configs: list[SpareConfig | EsdConfig] = []
@@ -51,7 +51,8 @@ class Script:
 
     def check(self, erased: Any, base: Any) -> RoundCheck:
         ua, retention = self.verdicts[len(self.configs) - 1]
-        shown = evidence(ua, retention, lost_as=self.lost_as).model_dump(mode="json")
+        lost_as = self.lost_as if isinstance(self.lost_as, str) else self.lost_as[len(self.configs) - 1]
+        shown = evidence(ua, retention, lost_as=lost_as).model_dump(mode="json")
         return check_from_evidence(shown, self.min_ua, self.min_retention)
 
     def evaluator(self, erased: Any, base: Any) -> dict[str, Any]:
@@ -348,13 +349,14 @@ class Switches:
         self.calls: list[tuple[str, str]] = []
 
     def __call__(self, spec: ErasureSpec, target: str) -> tuple[ErasureSpec | None, SurrogateScreen]:
-        self.calls.append((target, str(spec.concepts[0].surrogate)))
+        self.calls.append((target, str(next(c.surrogate for c in spec.concepts if c.target == target))))
         chosen = self.left.pop(0) if self.left else None
         record = SurrogateScreen(concept=target, kind="object", chosen=chosen, named=False, tried=[],
                                  switched=chosen is not None, seconds=0.0)
         if chosen is None:
             return None, record
-        return spec.model_copy(update={"concepts": [spec.concepts[0].model_copy(update={"surrogate": chosen})]}), record
+        concepts = [c.model_copy(update={"surrogate": chosen}) if c.target == target else c for c in spec.concepts]
+        return spec.model_copy(update={"concepts": concepts}), record
 
 
 def test_a_round_whose_lost_images_became_the_surrogate_trains_toward_another(tmp_path: Path) -> None:
@@ -397,7 +399,7 @@ def test_losses_that_did_not_become_the_surrogate_win_retention_back_as_before(t
 
 
 def test_the_surrogate_is_switched_once_and_a_switch_with_no_candidate_falls_back(tmp_path: Path) -> None:
-    # No candidate left: more retain weight instead, and the switch is not asked again.
+    # No candidate left: more retain weight instead, and the switch is not asked again for that concept.
     script = Script([(1.0, 0.5), (1.0, 0.5), (1.0, 1.0)], lost_as="heart")
     switches = Switches()
     result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
@@ -417,6 +419,27 @@ def test_a_switched_surrogate_that_breaks_retention_again_is_rolled_back_with_it
                                   switch=switches)
     assert [s.concepts[0].surrogate for s in script.specs] == ["heart", "triangle", "heart"]
     assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["surrogate"], ["retain"]]
+
+
+def test_each_concept_whose_surrogate_spreads_gets_its_own_switch(tmp_path: Path) -> None:
+    # Round 1's losses became hearts (circle's surrogate): round 2 trains circle toward triangle, keeps retention
+    # but is short, so round 3 adds capacity; its losses became crosses (star's surrogate): round 4 starts again
+    # from round 2 (capacity rolled back, circle's switch kept) and trains star toward square.
+    two = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="heart"),
+                                ConceptSpec(target="star", surrogate="cross")])
+    script = Script([(1.0, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0)], lost_as=["heart", "circle", "cross", "circle"])
+    switches = Switches("triangle", "square")
+    result = erase_until_verified(None, two, SpareConfig(max_rounds=4), out_dir=tmp_path / "out",
+                                  check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
+                                  switch=switches)
+    assert switches.calls == [("circle", "heart"), ("star", "cross")]
+    assert [[c.surrogate for c in s.concepts] for s in script.specs] == [
+        ["heart", "cross"], ["triangle", "cross"], ["triangle", "cross"], ["triangle", "square"]]
+    assert script.configs[3] == script.configs[1] == script.configs[0], "capacity was rolled back"
+    rounds = result.report.dump()["rounds"]
+    assert [r["levers"] for r in rounds["history"]] == [[], ["surrogate"], ["capacity"], ["surrogate"]]
+    assert [r["changed"] for r in rounds["history"]][3] == {"surrogate[star]": "square"}
+    assert rounds["chosen"] == 4 and [s["after_round"] for s in rounds["surrogates"]] == [1, 3]
 
 
 def test_esd_never_switches_a_surrogate(tmp_path: Path) -> None:
