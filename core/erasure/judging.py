@@ -245,7 +245,7 @@ def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: J
                      guidance_scale: float = 5.0) -> Callable[[Any, str], tuple[Any, Any]]:
     """switch(spec, target) -> (spec with another surrogate for target or None, record) for erase-until-verified
     (`core.evaluation.surrogates.switch_surrogate` on `base`, as the screen measures; the loop asks once per
-    job): a surrogate the request named is never switched."""
+    concept): a surrogate the request named is never switched."""
     from core.evaluation.surrogates import switch_surrogate
     from core.spare.report import SurrogateScreen
 

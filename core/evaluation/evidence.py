@@ -23,6 +23,7 @@ from core.evaluation.evidence_schema import ConceptEvidence, JudgeEvidence, Lost
 from core.evaluation.judges.base import Judge
 from core.evaluation.sampling import generate
 from core.evaluation.vocabulary import Vocabulary
+from core.spare.base_outputs import drawn
 
 ProgressFn = Callable[[float], None]
 Z95 = 1.959964
@@ -134,14 +135,13 @@ def draw_heldout(
     prompts = [row[3] for row in plan]
     seeds = [row[4] for row in plan]
     tick = progress or (lambda f: None)
-    memo = base_memo if base_memo is not None else {}
-    missing = [i for i, key in enumerate(zip(prompts, seeds, strict=True)) if key not in memo]
-    if missing:
-        fresh = generate(base, [prompts[i] for i in missing], [seeds[i] for i in missing], steps=steps,
-                         guidance_scale=guidance_scale, progress=lambda d, n: tick(0.4 * d / max(n, 1)))
-        memo.update({(prompts[i], seeds[i]): image for i, image in zip(missing, fresh, strict=True)})
-    images_base = (np.stack([memo[key] for key in zip(prompts, seeds, strict=True)]) if plan
-                   else np.zeros((0, 0, 0, 3), dtype=np.uint8))
+
+    def draw_base(indices: list[int]) -> list[np.ndarray]:
+        return list(generate(base, [prompts[i] for i in indices], [seeds[i] for i in indices], steps=steps,
+                             guidance_scale=guidance_scale, progress=lambda d, n: tick(0.4 * d / max(n, 1))))
+
+    drawn_base = drawn(base_memo, list(zip(prompts, seeds, strict=True)), draw_base) if plan else []
+    images_base = np.stack(drawn_base) if plan else np.zeros((0, 0, 0, 3), dtype=np.uint8)
     images_erased = generate(erased, prompts, seeds, steps=steps, guidance_scale=guidance_scale,
                              progress=lambda d, n: tick(0.4 + 0.4 * d / max(n, 1)))
     return HeldoutImages(

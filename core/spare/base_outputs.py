@@ -9,7 +9,7 @@ caller that changes the base weights between rounds makes a new one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ class BaseOutputs:
     images: dict[DrawKey, Any] = field(default_factory=dict)  # grid images (PIL)
 
 
-def drawn(memo: dict[DrawKey, Any] | None, keys: Sequence[DrawKey],
+def drawn(memo: dict[Any, Any] | None, keys: Sequence[Hashable],
           draw: Callable[[list[int]], list[Any]]) -> list[Any]:
     """One output per key, in order: from `memo` where an earlier call drew it, the rest through
     `draw(indices of the missing keys)` (which returns them in that order) and remembered. No memo: all drawn."""
