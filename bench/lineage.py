@@ -8,10 +8,15 @@
 
 Every erasure is what a worker runs: the request phrased by the testbed's lethe.json (fit_request), SPARE with
 its default configuration as bench/erasure.py's `spare-loop` builds it (erase until verified, the service's
-round budget and held-out check). After each request every version is scored on the testbed grid with the
-testbed classifier (core.evaluation.metrics.evaluate): UA of every concept erased so far, and the accuracy of
-the concepts still kept — objects and styles separately, as a fraction of v1's on the same images.
-Time per step (erasure, merge, building the version; scoring excluded) and cumulative adapter size are recorded.
+round budget and held-out check), and the worker's verification as the loop's acceptance rule. On a version
+(`head`) the verification judges, as a worker's does, every concept the version lost and retention against v1
+(core.erasure.lineage.with_lineage, against_source). Each row says whether the worker would have certified the
+step (`certified`, `verification`); a refused step still builds its version from the loop's best round, so
+that the chain goes on. After each request every version is scored on the testbed grid with the testbed
+classifier (core.evaluation.metrics.evaluate): UA of every concept erased so far, and the accuracy of the
+concepts still kept — objects and styles separately, as a fraction of v1's on the same images. Time per step
+(erasure with the worker's verification, merge, building the version; the benchmark's scoring excluded) and
+cumulative adapter size are recorded.
 Prints a table, writes bench/results/lineage.json and bench/results/lineage.png (both rewritten after every row).
 
     python bench/lineage.py                 # 10 requests, objects and styles alternating
@@ -49,6 +54,7 @@ class Erased:
     report: dict[str, Any]
     seconds: float
     surrogates: dict[str, str]
+    verification: dict[str, Any] = field(default_factory=dict)  # the worker's verdict on the kept round
     note: str | None = None
 
 
@@ -59,16 +65,21 @@ class Chain:
     name: str
     head: Any = None  # the current version's pipeline
     adapters: list[Path] = field(default_factory=list)
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # what the head has lost, as a version records it
 
 
 def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.Namespace,
-                   surrogates: dict[str, str] | None = None, erased: list[str] | None = None) -> Erased:
-    """One request as a worker runs it: fit_request on the testbed's lethe.json (`erased`: what `pipe` has lost
-    already, never a surrogate), the surrogate screen, erase until verified."""
+                   surrogates: dict[str, str] | None = None, lineage: list[dict[str, Any]] | None = None,
+                   source: Any = None) -> Erased:
+    """One request as a worker runs it: fit_request on the testbed's lethe.json, the surrogate screen, erase
+    until verified with the worker's verification as acceptance rule. `lineage`: what `pipe` (a version) has
+    lost already ({"target", "kind", "surrogate"} each: never a surrogate, judged with the request's concepts);
+    `source`: v1, the retention baseline of a version's verification."""
     from bench.erasure import method_config
     from core.config import get_settings
-    from core.erasure.judging import verified_rounds
-    from core.erasure.verification import Thresholds
+    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
+    from core.erasure.lineage import against_source, with_lineage
+    from core.erasure.verification import Thresholds, verify
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
     from core.spare.loading import pipeline_dir
@@ -79,18 +90,32 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
 
     model_dir = pipeline_dir(testbed_dir())
     settings = get_settings()
+    lineage = lineage or []
+    erased = [c["target"] for c in lineage]
     concepts = [ConceptSpec(target=t, surrogate=(surrogates or {}).get(t)) for t in targets]
     requested = ErasureSpec(concepts=concepts)
     spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir),
-                               erased=erased or [])
+                               erased=erased)
+    thresholds = Thresholds.for_request(settings)
     t0 = time.perf_counter()
     spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
                                                     judge_name="model-classifier", fingerprint=None,
-                                                    thresholds=Thresholds.for_request(settings), erased=erased or [])
-    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, screened=screened, switch=switch)
+                                                    thresholds=thresholds, erased=erased)
+    judged = with_lineage(spec, lineage)
+    judged_targets = [c.target for c in judged.concepts]
+    evaluator = job_evaluator(model_dir, judged, config, settings, judge_name="model-classifier", fingerprint=None,
+                              thresholds=thresholds,
+                              diagnostics=grid_diagnostics(model_dir, judged_targets, attacks=False,
+                                                           seeds=range(args.eval_seeds), rest_only=bool(lineage)))
+    if source is not None:
+        evaluator = against_source(evaluator, lambda: source)
+    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, evaluator=evaluator,
+                                  screened=screened, switch=switch, accept=acceptance(thresholds, judged_targets))
+    verdict = verify(result.metrics, thresholds, judged_targets)
     kept = result.report.rounds.kept_surrogates() if result.report.rounds else {}
     return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
-                  {c.target: kept.get(c.target, c.surrogate_text()) for c in spec.concepts})
+                  {c.target: kept.get(c.target, c.surrogate_text()) for c in spec.concepts},
+                  verification={"certified": verdict.ok, "reason": verdict.reason})
 
 
 def single_request_surrogates(targets: list[str]) -> dict[str, str]:
@@ -176,6 +201,7 @@ def score(pipe: Any, erased: list[str], classifier: Any, seeds: list[int]) -> di
 def step(chain: Chain, index: int, targets: list[str], v1: Any, work: Path, args: argparse.Namespace) -> dict:
     """Apply request `index` (targets[index]) under the chain's strategy; returns the row without scores."""
     from core.lineage import adapter_is_exact, combine_adapters
+    from core.spare.testbed_eval import concept_kind
     from core.testbed.loading import load_pipeline
 
     target, so_far = targets[index], targets[: index + 1]
@@ -187,7 +213,10 @@ def step(chain: Chain, index: int, targets: list[str], v1: Any, work: Path, args
     else:
         on_head = chain.name == "head"
         erased = erase_concepts(chain.head if on_head else v1, [target], run_dir, args,
-                                erased=targets[:index] if on_head else None)
+                                lineage=chain.lineage if on_head else None, source=v1 if on_head else None)
+        if on_head:
+            chain.lineage += [{"target": t, "kind": concept_kind(t), "surrogate": s}
+                              for t, s in erased.surrogates.items()]
     erase_s = time.perf_counter() - t0
     exact = adapter_is_exact(erased.out_dir)
     t1 = time.perf_counter()
@@ -211,6 +240,7 @@ def step(chain: Chain, index: int, targets: list[str], v1: Any, work: Path, args
     return {
         "step": index + 1, "strategy": chain.name, "target": target, "erased": so_far,
         "surrogates": erased.surrogates, "note": erased.note,
+        "certified": erased.verification.get("certified"), "verification": erased.verification.get("reason"),
         "erase_s": round(erase_s, 2), "build_s": round(build_s, 2), "step_s": round(erase_s + build_s, 2),
         "rounds": len(rounds.get("history") or []) or 1, "rounds_passed": rounds.get("passed"),
         "adapter_exact": exact, "cumulative_adapter_bytes": adapter_bytes, "cumulative_rank": ranks,
@@ -235,6 +265,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
             "final_adapter_bytes": last["cumulative_adapter_bytes"],
             "ua_target_met": last["min_ua"] >= TARGET_UA,
             "retention_target_met": (last["min_retention_rel"] or 0) >= TARGET_RETENTION,
+            "certified": sum(bool(r["certified"]) for r in rs),
             "worst_min_ua": min(r["min_ua"] for r in rs),
             "worst_retention_rel": min((r["min_retention_rel"] for r in rs if r["min_retention_rel"] is not None),
                                        default=None),
@@ -248,7 +279,7 @@ def table(rows: list[dict]) -> str:
         return format(v, spec) if isinstance(v, (int, float)) else "-".rjust(int(spec.rstrip("dfe").split(".")[0]))
 
     lines = [f"{'step':>4} {'target':<10}{'strategy':<8}{'minUA':>7}{'objs%':>7}{'styl%':>7}{'erase s':>9}"
-             f"{'step s':>8}{'rounds':>7}{'adapter B':>11}{'rank':>6}  UA per erased concept"]
+             f"{'step s':>8}{'rounds':>7}{'cert':>5}{'adapter B':>11}{'rank':>6}  UA per erased concept"]
     for r in rows:
         uas = " ".join(f"{t[:4]}={u:.2f}" for t, u in r["ua"].items())
         lines.append(
@@ -256,6 +287,7 @@ def table(rows: list[dict]) -> str:
             f"{f(r['objects_kept']['rel'] and 100 * r['objects_kept']['rel'], '7.1f')}"
             f"{f(r['styles_kept']['rel'] and 100 * r['styles_kept']['rel'], '7.1f')}"
             f"{f(r['erase_s'], '9.1f')}{f(r['step_s'], '8.1f')}{f(r['rounds'], '7d')}"
+            f"{ {True: 'yes', False: 'no'}.get(r.get('certified'), '-'):>5}"
             f"{f(r['cumulative_adapter_bytes'], '11d')}{f(r['cumulative_rank'], '6d')}  {uas}"
         )
     return "\n".join(lines)
@@ -312,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Two requests, one evaluation seed: a time estimate.")
     parser.add_argument("--order", default=DEFAULT_ORDER, help="Comma-separated testbed concepts, in request order.")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"Subset of {','.join(STRATEGIES)}.")
-    parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell when scoring a version.")
+    parser.add_argument("--eval-seeds", type=int, default=2,
+                        help="Seeds per grid cell when scoring a version and in the verification's grid diagnostics "
+                             "(a worker's: 2).")
     parser.add_argument("--sample-steps", type=int, default=10,
                         help="DDIM steps of SPARE's cached samples (bench/erasure.py's default).")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps (toy runs only).")
@@ -380,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<6} after {s['steps']} requests: min UA {s['final_min_ua']:.3f} "
               f"({'met' if s['ua_target_met'] else 'NOT met'} >= {TARGET_UA}), min kept accuracy "
               f"{s['final_min_retention_rel']} of v1 ({'met' if s['retention_target_met'] else 'NOT met'} >= "
-              f"{TARGET_RETENTION}), {s['total_step_s']} s in all, adapter {s['final_adapter_bytes']} B")
+              f"{TARGET_RETENTION}), {s['certified']}/{s['steps']} steps certified, {s['total_step_s']} s in all, "
+              f"adapter {s['final_adapter_bytes']} B")
     return 0
 
 

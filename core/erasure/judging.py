@@ -190,13 +190,18 @@ def acceptance(thresholds: Thresholds, concepts: list[str]) -> Callable[[Any], A
     return accept
 
 
-def screen_sampling(settings: Settings, guidance_scale: float) -> Any:
-    """How the screen and a later switch draw a candidate's base-model images: the judge's steps and the job's
-    guidance, settings.surrogate_screen_images per candidate."""
-    from core.evaluation.surrogates import ScreenSampling
+def screening(base: Any, model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
+              guidance_scale: float, avoid: Sequence[str] = ()) -> Any:
+    """What the screen and a later switch measure candidates with (`core.evaluation.surrogates.Screening`):
+    the job's judge on `base`, the folder's vocabulary, a confusion allowance of 1 - min_unlearning_accuracy,
+    settings.surrogate_screen_images per candidate drawn with the judge's steps and the job's guidance.
+    Raises JudgeUnavailable / VocabularyError when no judge or vocabulary can be had."""
+    from core.evaluation.surrogates import Screening, ScreenSampling
 
-    return ScreenSampling(images=settings.surrogate_screen_images, steps=settings.judge_steps,
-                          guidance_scale=guidance_scale)
+    return Screening(base=base, judge=judge(base), vocabulary=load_vocabulary(model_dir),
+                     max_confusion=round(1 - min_unlearning_accuracy, 6), avoid=tuple(avoid),
+                     sampling=ScreenSampling(images=settings.surrogate_screen_images, steps=settings.judge_steps,
+                                             guidance_scale=guidance_scale))
 
 
 def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
@@ -212,13 +217,10 @@ def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min
         if settings.surrogate_screen_images <= 0:
             return spec, []
         try:
-            vocabulary = load_vocabulary(model_dir)
-            return screen_surrogates(
-                base, judge(base), vocabulary, spec, named=named, avoid=avoid,
-                max_confusion=round(1 - min_unlearning_accuracy, 6),
-                sampling=screen_sampling(settings, guidance_scale),
-                progress=(lambda f: progress("surrogate screen", f)) if progress else None,
-            )
+            measured = screening(base, model_dir, settings, judge=judge, avoid=avoid,
+                                 min_unlearning_accuracy=min_unlearning_accuracy, guidance_scale=guidance_scale)
+            return screen_surrogates(measured, spec, named=named,
+                                     progress=(lambda f: progress("surrogate screen", f)) if progress else None)
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could screen the surrogates", reason=str(exc))
             return spec, []
@@ -256,11 +258,9 @@ def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: J
         if target in named or settings.surrogate_screen_images <= 0:
             return None, kept
         try:
-            return switch_surrogate(
-                base, judge(base), load_vocabulary(model_dir), spec, target, used={str(concept.surrogate)},
-                avoid=erased, max_confusion=round(1 - min_unlearning_accuracy, 6),
-                sampling=screen_sampling(settings, guidance_scale),
-            )
+            measured = screening(base, model_dir, settings, judge=judge, avoid=erased,
+                                 min_unlearning_accuracy=min_unlearning_accuracy, guidance_scale=guidance_scale)
+            return switch_surrogate(measured, spec, target, used={str(concept.surrogate)})
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could screen another surrogate", reason=str(exc))
             return None, kept

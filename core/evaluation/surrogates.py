@@ -31,6 +31,8 @@ from core.spare.report import SurrogateScreen, SurrogateTried
 from core.spare.specs import ErasureSpec
 
 ProgressFn = Callable[[float], None]
+# measure(candidate) -> (its record, images the judge labelled as the target)
+Measure = Callable[[str], tuple[SurrogateTried, int]]
 
 
 def confusion(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, surrogate: str,
@@ -59,30 +61,53 @@ class ScreenSampling:
     seed: int = 600_000
 
 
-def screen_surrogates(
-    base: Any,
-    judge: Judge,
-    vocabulary: Vocabulary,
-    spec: ErasureSpec,
-    *,
-    named: set[str],
-    avoid: Sequence[str] = (),
-    max_confusion: float,
-    sampling: ScreenSampling = ScreenSampling(),
-    progress: ProgressFn | None = None,
-) -> tuple[ErasureSpec, list[SurrogateScreen]]:
-    """The spec with every vocabulary-picked surrogate the judge confuses with its target (share above
-    `max_confusion`) replaced by the least confused declared alternative; a record per concept.
+@dataclass(frozen=True)
+class Screening:
+    """What measuring a candidate surrogate needs: the base model and the job's judge, the model folder's
+    vocabulary (the candidates, in its order), the largest share of a candidate's images the judge may label as
+    the target (`max_confusion`), how the images are drawn, and concepts besides the spec's targets that may not
+    become a surrogate (`avoid`: e.g. concepts earlier versions erased)."""
 
-    `named`: targets whose surrogate the request gave (measured, never replaced). `avoid`: concepts that may not
-    become a surrogate besides the spec's own targets (e.g. concepts earlier versions erased)."""
-    targets = {c.target for c in spec.concepts} | set(avoid)
+    base: Any
+    judge: Judge
+    vocabulary: Vocabulary
+    max_confusion: float
+    avoid: Sequence[str] = ()
+    sampling: ScreenSampling = ScreenSampling()
+
+    def measurer(self, kind: str, target: str, index: int) -> Measure:
+        """measure(candidate) -> (its record, images the judge labelled `target`); `index`: the concept's place
+        in the spec (its own seeds, the same for the screen and a later switch)."""
+        sampling = self.sampling
+
+        def measure(candidate: str) -> tuple[SurrogateTried, int]:
+            hits, n = confusion(self.base, self.judge, self.vocabulary, kind=kind, target=target,
+                                surrogate=candidate, images=sampling.images, steps=sampling.steps,
+                                guidance_scale=sampling.guidance_scale, seed=sampling.seed + 1000 * index)
+            return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
+
+        return measure
+
+    def alternatives(self, spec: ErasureSpec, kind: str, target: str, used: set[str]) -> list[str]:
+        """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus surrogates
+        already used and anything being erased (the spec's targets, `avoid`)."""
+        names = self.vocabulary.concepts.get(kind, [])
+        start = names.index(target) + 1 if target in names else 0
+        erased = {c.target for c in spec.concepts} | set(self.avoid)
+        return [n for n in names[start:] + names[:start] if n not in erased and n not in used and n != target]
+
+
+def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str],
+                      progress: ProgressFn | None = None) -> tuple[ErasureSpec, list[SurrogateScreen]]:
+    """The spec with every vocabulary-picked surrogate the judge confuses with its target (share above
+    `screening.max_confusion`) replaced by the least confused declared alternative; a record per concept.
+    `named`: targets whose surrogate the request gave (measured, never replaced)."""
     concepts = []
     records: list[SurrogateScreen] = []
     for ci, concept in enumerate(spec.concepts):
         started = time.perf_counter()
         kind, target = concept.kind, concept.target
-        measure = _measurer(base, judge, vocabulary, kind=kind, target=target, sampling=sampling, index=ci)
+        measure = screening.measurer(kind, target, ci)
         current = concept.surrogate
         if current is None:  # the engine's neutral word: nothing the judge's label space knows
             records.append(SurrogateScreen(concept=target, kind=kind, chosen=None, named=target in named,
@@ -92,11 +117,11 @@ def screen_surrogates(
         first, hits = measure(current)
         tried = [first]
         chosen = first
-        if target not in named and wilson(hits, first.images)[0] > max_confusion:
+        if target not in named and wilson(hits, first.images)[0] > screening.max_confusion:
             # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one
             # confused image in eight is not enough to drop a surrogate; six are.
-            found, more = _search(measure, _alternatives(vocabulary, kind, target, {current}, targets),
-                                  max_confusion, best=first)
+            found, more = _search(measure, screening.alternatives(spec, kind, target, {current}),
+                                  screening.max_confusion, best=first)
             tried += more
             chosen = found or first
         records.append(SurrogateScreen(
@@ -110,28 +135,19 @@ def screen_surrogates(
     return spec.model_copy(update={"concepts": concepts}), records
 
 
-def switch_surrogate(
-    base: Any,
-    judge: Judge,
-    vocabulary: Vocabulary,
-    spec: ErasureSpec,
-    target: str,
-    *,
-    used: set[str],
-    avoid: Sequence[str] = (),
-    max_confusion: float,
-    sampling: ScreenSampling = ScreenSampling(),
-) -> tuple[ErasureSpec | None, SurrogateScreen]:
+def switch_surrogate(screening: Screening, spec: ErasureSpec, target: str, *,
+                     used: set[str]) -> tuple[ErasureSpec | None, SurrogateScreen]:
     """`spec` with `target`'s surrogate replaced by the next declared concept of its kind (the vocabulary's
     order after the target) that is not in `used` (surrogates already tried), not being erased and not confused
-    with the target beyond `max_confusion` on the base model's images -> (spec, record), or (None, record) when
-    no candidate is left. Erase-until-verified calls it when a round's retention losses became its surrogate."""
+    with the target beyond `screening.max_confusion` on the base model's images -> (spec, record), or
+    (None, record) when no candidate is left. Erase-until-verified calls it when a round's retention losses
+    became its surrogate."""
     started = time.perf_counter()
     ci, concept = next((i, c) for i, c in enumerate(spec.concepts) if c.target == target)
-    measure = _measurer(base, judge, vocabulary, kind=concept.kind, target=target, sampling=sampling, index=ci)
-    erased = {c.target for c in spec.concepts} | set(avoid)
-    found, tried = _search(measure, _alternatives(vocabulary, concept.kind, target, used, erased), max_confusion)
-    if found is not None and found.confused > max_confusion:
+    measure = screening.measurer(concept.kind, target, ci)
+    found, tried = _search(measure, screening.alternatives(spec, concept.kind, target, used),
+                           screening.max_confusion)
+    if found is not None and found.confused > screening.max_confusion:
         found = None  # every candidate left caps UA below the threshold: keep the surrogate the round had
     record = SurrogateScreen(concept=target, kind=concept.kind, chosen=found.surrogate if found else None,
                              named=False, tried=tried, switched=found is not None,
@@ -142,22 +158,6 @@ def switch_surrogate(
                 for c in spec.concepts]
     return spec.model_copy(update={"concepts": concepts}), record
 
-
-Measure = Callable[[str], tuple[SurrogateTried, int]]
-
-
-def _measurer(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, sampling: ScreenSampling,
-              index: int) -> Measure:
-    """measure(candidate) -> (its record, images the judge labelled `target`); `index`: the concept's place in
-    the spec (its own seeds, the same for the screen and a later switch)."""
-
-    def measure(candidate: str) -> tuple[SurrogateTried, int]:
-        hits, n = confusion(base, judge, vocabulary, kind=kind, target=target, surrogate=candidate,
-                            images=sampling.images, steps=sampling.steps, guidance_scale=sampling.guidance_scale,
-                            seed=sampling.seed + 1000 * index)
-        return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
-
-    return measure
 
 
 def _search(measure: Measure, candidates: list[str], max_confusion: float,
@@ -172,12 +172,3 @@ def _search(measure: Measure, candidates: list[str], max_confusion: float,
         if best.confused <= max_confusion:
             break
     return best, tried
-
-
-def _alternatives(vocabulary: Vocabulary, kind: str, target: str, used: set[str], avoid: set[str]) -> list[str]:
-    """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus surrogates
-    already used and anything being erased."""
-    names = vocabulary.concepts.get(kind, [])
-    start = names.index(target) + 1 if target in names else 0
-    ordered = names[start:] + names[:start]
-    return [n for n in ordered if n not in avoid and n not in used and n != target]

@@ -257,7 +257,9 @@ def erase_until_verified(
             good, good_spec = current.config, current.spec
             base_cfg, changed, candidates, lever = good, {}, levers, ""
         else:
-            set_aside.update(current.levers)  # roll back: the lever that broke retention is not tried again
+            # Roll back: the escalation lever that broke retention is not tried again. (Retention levers and
+            # surrogate switches have their own limits: a lever_change that cannot go further, once per concept.)
+            set_aside.update(name for name in current.levers if name in levers)
             # The rollback target keeps what earlier rollbacks added for retention.
             base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
                                                if k in _RETENTION_FIELDS})
@@ -285,8 +287,8 @@ def erase_until_verified(
                 break
         if not changed and not noted:
             break  # nothing left to escalate
-        # Each lever once; steps may double and the retain weight grow.
-        set_aside.update(u for u in used if u not in ("steps", "retain", "neighbours"))
+        # Each escalation lever once; steps may double again (as the retain weight may grow).
+        set_aside.update(name for name in used if name in levers and name != "steps")
         current = _Round(k + 1, base_cfg.model_copy(update=changed), {**changed, **noted}, used, next_spec)
 
     chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(

@@ -210,7 +210,9 @@ def generate_latents(
                 [p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
                 latents=init, output_type="latent", height=size, width=size,
             )
-            out.extend(result.images.float().cpu())
+            latents = result.images.float()
+            # Kept latents wait on the CPU for the job's later rounds; the others go straight to training.
+            out.extend(latents.cpu() if memo is not None else latents)
             if tick:
                 tick(len(chunk))
         return out

@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 TOY = '{"max_rounds": 1, "max_forget_prompts": 4, "max_retain_prompts": 4, "saliency_batches": 2, "timestep_grid": 4}'
 
 
-@pytest.mark.slow(minutes=0.35)
+@pytest.mark.slow(minutes=0.75)
 def test_lineage_bench_runs_three_strategies_and_chains_adapters(tmp_path: Path) -> None:
     out = tmp_path / "lineage.json"
     work = tmp_path / "work"
@@ -32,6 +32,8 @@ def test_lineage_bench_runs_three_strategies_and_chains_adapters(tmp_path: Path)
         assert all(0.0 <= u <= 1.0 for u in row["ua"].values())
         assert row["objects_kept"]["rel"] is not None and row["styles_kept"]["rel"] is not None
         assert row["step_s"] >= row["erase_s"] > 0 and row["adapter_exact"] is True
+        # The worker's verification read each step's kept round: a verdict and, when refused, why.
+        assert isinstance(row["certified"], bool) and (row["certified"] or row["verification"])
     # head: the second erasure trained on the fused first; its cumulative adapter on v1 is that fused chain.
     assert rows[("head", 2)]["cumulative_vs_fused_max_weight_diff"] < 1e-5
     first = lineage.adapter_rank(json.loads((work / "head/step01/report.json").read_text()))
@@ -41,5 +43,6 @@ def test_lineage_bench_runs_three_strategies_and_chains_adapters(tmp_path: Path)
     # joint: one two-concept request from v1, each concept with its own surrogate.
     assert rows[("joint", 2)]["surrogates"] == {"circle": "square", "striped": "dotted"}
     assert set(result["summary"]) == {"head", "merge", "joint"}
+    assert all(s["certified"] == sum(rows[(n, k)]["certified"] for k in (1, 2)) for n, s in result["summary"].items())
     with Image.open(out.with_suffix(".png")) as plot:
         assert plot.width > 1000
