@@ -243,9 +243,27 @@ def step(chain: Chain, index: int, targets: list[str], v1: Any, work: Path, args
         "certified": erased.verification.get("certified"), "verification": erased.verification.get("reason"),
         "erase_s": round(erase_s, 2), "build_s": round(build_s, 2), "step_s": round(erase_s + build_s, 2),
         "rounds": len(rounds.get("history") or []) or 1, "rounds_passed": rounds.get("passed"),
+        # Each round: levers, the check's (or the refusing verification's) UA and retention, what it lost to what.
+        "round_history": rounds.get("history"),
+        "judge": _judge_summary(erased.report),
         "adapter_exact": exact, "cumulative_adapter_bytes": adapter_bytes, "cumulative_rank": ranks,
         "cumulative_vs_fused_max_weight_diff": exact_check,
     }
+
+
+def _judge_summary(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The verification's held-out evidence on the kept round: UA per judged concept (with its image count),
+    retention per group (images the base drew right, those the version still draws right, and what each lost
+    image became: concept → label)."""
+    judge = report["metrics"].get("judge")
+    if not judge:
+        return None
+    return {"ua": {c["concept"]: [c["ua"], c["images"]] for c in judge["concepts"]},
+            "retention": {f"{r['group']}:{r['kind']}": {
+                "retention": r["retention"], "images": r["images"], "correct_base": r["correct_base"],
+                "correct_erased": r["correct_erased"],
+                "lost": [f"{x['concept']} → {x['erased_label']}" for x in r.get("lost", [])],
+            } for r in judge["retention"]}}
 
 
 def summarize(rows: list[dict]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def test_lineage_bench_runs_three_strategies_and_chains_adapters(tmp_path: Path)
         assert row["step_s"] >= row["erase_s"] > 0 and row["adapter_exact"] is True
         # The worker's verification read each step's kept round: a verdict and, when refused, why.
         assert isinstance(row["certified"], bool) and (row["certified"] or row["verification"])
+        assert set(row["judge"]["ua"]) >= {row["target"]} and row["round_history"]
     # head: the second erasure trained on the fused first; its cumulative adapter on v1 is that fused chain.
     assert rows[("head", 2)]["cumulative_vs_fused_max_weight_diff"] < 1e-5
     first = lineage.adapter_rank(json.loads((work / "head/step01/report.json").read_text()))
