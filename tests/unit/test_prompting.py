@@ -64,6 +64,23 @@ def test_a_prompt_longer_than_the_context_is_not_used(canvas_tokens: Tokens) -> 
     assert any(long_retain in p for p in forget_prompts(concept, [long_retain], limit=64))
 
 
+def test_a_prompt_whose_surrogate_prompt_would_be_cut_off_is_not_used() -> None:
+    from core.spare.samples import surrogate_prompt
+    from core.testbed.model import build_tokenizer
+
+    # The subword testbed's tokenizer spells square in four pieces and circle in fewer: the context prompt fits
+    # its 16 tokens while the teacher's surrogate prompt for it would lose the surrogate to truncation.
+    tokens = Tokens(build_tokenizer(16, merges_kept=130))
+    concept = ConceptSpec(target="circle", surrogate="square")
+    context = "a heart image in striped style"
+    prompt = f"{context}, with a circle"
+    assert tokens.fits(prompt) and not tokens.fits(surrogate_prompt(prompt, concept))
+    fitted = forget_prompts(concept, [context, "a star"], limit=64, tokens=tokens)
+    assert prompt not in fitted and "a star, with a circle" in fitted
+    assert all(tokens.fits(surrogate_prompt(p, concept)) for p in fitted)
+    assert prompt in forget_prompts(concept, [context], limit=64)  # without a tokenizer nothing is measured
+
+
 def test_a_declared_vocabulary_phrases_the_request() -> None:
     vocab = Vocabulary(
         concepts={"object": ["mug", "vase", "lamp"], "style": ["ink", "clay"]},
