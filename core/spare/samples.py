@@ -74,15 +74,15 @@ def forget_prompts(concept: ConceptSpec, retain: list[str], limit: int, tokens: 
     words are dropped, and a prompt longer than the context is skipped — as is one whose surrogate prompt (the
     teacher's target for it) would be: a surrogate with more tokens than the target would be cut off there."""
 
-    def fits(text: str) -> bool:
-        return tokens is None or (tokens.fits(text) and tokens.fits(surrogate_prompt(text, concept)))
+    def surrogate_fits(text: str) -> bool:
+        return tokens is None or tokens.fits(surrogate_prompt(text, concept))
 
     out: list[str] = []
     for p in concept.prompts:
         out.append(_clean(p))
     for tpl in TEMPLATES[concept.kind]:
         text = tpl.format(t=concept.target)
-        if tokens is None or (tokens.usable(text, concept.target) and fits(text)):
+        if tokens is None or (tokens.usable(text, concept.target) and surrogate_fits(text)):
             out.append(text)
     ctx = CONTEXT_TEMPLATES[concept.kind]
     if tokens is not None:
@@ -91,7 +91,7 @@ def forget_prompts(concept: ConceptSpec, retain: list[str], limit: int, tokens: 
         if not r.strip():
             continue
         text = _clean(ctx.format(r=r, t=concept.target))
-        if fits(text):
+        if tokens is None or (tokens.fits(text) and surrogate_fits(text)):
             out.append(text)
     seen: set[str] = set()
     unique = [p for p in out if not (p in seen or seen.add(p))]
