@@ -61,6 +61,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        # Remote control (`celery inspect`, broadcast revoke) subscribes to Redis pub/sub, and after a Redis
+        # restart redis-py's pub/sub read can block the worker's main thread for good (no timeout applies to
+        # it). Lethe never uses it: liveness is the heartbeat file, cancellation goes through the job table.
+        "worker_enable_remote_control": False,
         "timezone": "UTC",
     }
 

@@ -1,16 +1,30 @@
-"""Consumer watchdog: restarts a worker's broker consumer that has silently stopped consuming.
+"""Consumer watchdog: a worker whose broker consumer has silently stopped consuming recovers, or exits.
 
-Measured here: after a Redis restart during a long task on a solo worker, kombu sometimes reconnects its
-command connection but leaves the BRPOP poller on a dead socket — the worker stays idle forever while
-its queue holds messages, and logs nothing. The watchdog notices "idle, and messages waiting in my
-queues for `stall_seconds`" and raises a connection error inside the worker's event loop, which makes
-Celery run its normal reconnect path (re-declare queues, new BRPOP).
+Two ways a solo worker was measured to go idle for good after a Redis restart while its queue held messages
+(and to log nothing):
+
+1. kombu reconnected its command connection but left the BRPOP poller on a dead socket. The event loop
+   still runs: a connection error raised inside it makes Celery take its normal reconnect path
+   (re-declare the queues, issue a new BRPOP). That is the first remedy.
+2. The main thread blocked for good in a read without a timeout: redis-py's pub/sub read after its own
+   reconnect (the worker's remote-control subscription; `worker.app` turns remote control off for this
+   reason). Nothing inside the process can unblock it: the event loop never gets to run the remedy.
+
+The watchdog notices "idle, and messages waiting in my queues for `stall_seconds`", applies remedy 1, and when
+the stall outlives it by another `stall_seconds` it logs where the main thread is stuck and ends the process
+with exit code 70, so that its supervisor (the compose file's `restart: unless-stopped`, systemd, Kubernetes)
+starts a fresh one. An idle worker holds no job: the job table, the leases and the doorbells service keep
+every job, and the broker returns any unacknowledged message after its visibility timeout.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -21,14 +35,21 @@ from core.logging import get_logger
 
 log = get_logger(__name__)
 
+EXIT_STALLED = 70  # EX_SOFTWARE: the supervisor restarts the worker
+
 
 class ConsumerWatchdog(threading.Thread):
-    def __init__(self, consumer: Any, *, interval: float = 2.0, stall_seconds: float = 10.0) -> None:
+    def __init__(self, consumer: Any, *, interval: float = 2.0, stall_seconds: float = 10.0,
+                 exit: Callable[[int], None] = os._exit) -> None:
         super().__init__(name="lethe-consumer-watchdog", daemon=True)
         self.consumer = consumer
         self.interval = interval
         self.stall_seconds = stall_seconds
-        self.restarts = 0
+        self.exit = exit
+        self.reconnects = 0
+
+    def _busy(self) -> bool:
+        return bool(state.active_requests or state.reserved_requests)
 
     def _depth(self) -> int:
         queues = [q.name for q in self.consumer.task_consumer.queues] if self.consumer.task_consumer else []
@@ -36,29 +57,43 @@ class ConsumerWatchdog(threading.Thread):
             client = conn.default_channel.client
             return sum(int(client.llen(name)) for name in queues)
 
+    def check(self, stalled_since: float | None, now: float) -> float | None:
+        """One look at the consumer; returns when the current stall began (None: not stalled)."""
+        try:
+            busy = self._busy()
+            depth = 0 if busy else self._depth()
+        except Exception:
+            return None  # broker unreachable: Celery's own reconnect logic is in charge
+        if busy or depth == 0:
+            self.reconnects = 0
+            return None
+        if stalled_since is None:
+            return now
+        if now - stalled_since < self.stall_seconds:
+            return stalled_since
+        if self.reconnects == 0:
+            log.warning("consumer stalled: messages wait but none is consumed; reconnecting", waiting=depth)
+            self.reconnects += 1
+            hub = getattr(self.consumer, "hub", None)
+            if hub is not None:
+                hub.call_soon(_fail_connection)
+            return now
+        log.error("consumer stalled and the reconnect did not help; exiting for the supervisor to restart the "
+                  "worker", waiting=depth, exit_code=EXIT_STALLED, main_thread=_main_thread_stack())
+        self.exit(EXIT_STALLED)
+        return None
+
     def run(self) -> None:
         stalled_since: float | None = None
         while True:
             time.sleep(self.interval)
-            try:
-                busy = bool(state.active_requests or state.reserved_requests)
-                depth = 0 if busy else self._depth()
-            except Exception:
-                stalled_since = None  # broker unreachable: Celery's own reconnect logic is in charge
-                continue
-            if busy or depth == 0:
-                stalled_since = None
-                continue
-            now = time.monotonic()
-            if stalled_since is None:
-                stalled_since = now
-            elif now - stalled_since >= self.stall_seconds:
-                log.warning("consumer stalled: messages wait but none is consumed; reconnecting", waiting=depth)
-                self.restarts += 1
-                stalled_since = None
-                hub = getattr(self.consumer, "hub", None)
-                if hub is not None:
-                    hub.call_soon(_fail_connection)
+            stalled_since = self.check(stalled_since, time.monotonic())
+
+
+def _main_thread_stack() -> str:
+    """Where the main thread is now (the innermost frames): what an operator needs to see why it hangs."""
+    frame = sys._current_frames().get(threading.main_thread().ident or -1)
+    return "".join(traceback.format_stack(frame, limit=8)) if frame is not None else "unknown"
 
 
 def _fail_connection() -> None:
