@@ -144,8 +144,9 @@ class RoundTracker:
 
 def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.Namespace, cached: bool) -> dict:
     from core.config import get_settings
-    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
-    from core.erasure.verification import Thresholds, verify
+    from core.erasure.judging import job_evaluator
+    from core.erasure.verification import Thresholds
+    from core.erasure.verified import VerifiedErasure, verified_erasure
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, erase
     from core.spare.loading import pipeline_dir
@@ -164,19 +165,13 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
     thresholds = Thresholds.for_request(settings)
-    screened: list[Any] = []
-    check: Any = None
-    switch: Any = None
-    service: Any = None
+    run: VerifiedErasure | None = None
     if method == "spare-loop":
         # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's), and the
         # worker's verification read on a round whose check passed.
-        spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
-                                                        judge_name="model-classifier", fingerprint=None,
-                                                        thresholds=thresholds)
-        service = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-                                diagnostics=grid_diagnostics(model_dir, [target], attacks=False),
-                                thresholds=thresholds)
+        run = verified_erasure(pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier",
+                               fingerprint=None, thresholds=thresholds, attacks=False)
+        spec = run.spec
     concept = spec.concepts[0]
     grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
                              attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
@@ -189,9 +184,9 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     rounds_run = RoundTracker()
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
-        if service is not None:
+        if run is not None:
             t0 = time.perf_counter()
-            verified[rounds_run.key()] = (service(erased, base), time.perf_counter() - t0)
+            verified[rounds_run.key()] = (run.evaluator(erased, base), time.perf_counter() - t0)
         t0 = time.perf_counter()
         try:
             return judged(erased, base)
@@ -199,15 +194,17 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
             evaluation_s[0] += time.perf_counter() - t0
 
     def accept(metrics: Any) -> Any:
+        assert run is not None
         worker_metrics = verified[rounds_run.round][0]
-        return acceptance(thresholds, [target])(EngineMetrics.model_validate({**worker_metrics,
-                                                                              "probe": metrics.probe}))
+        return run.accept()(EngineMetrics.model_validate({**worker_metrics, "probe": metrics.probe}))
 
     out = Path(tempfile.mkdtemp(prefix="lethe-bench-")) / "run"
     try:
-        if method == "spare-loop":
-            res = erase_until_verified(pipe, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                       screened=screened, switch=switch, accept=accept, erase_fn=rounds_run.erase)
+        if run is not None:
+            # The benchmark's own evaluator and rule wrap the worker's; its metrics write no model card checks.
+            res = erase_until_verified(pipe, spec, config, out_dir=out, erase_fn=rounds_run.erase,
+                                       **{**run.loop_inputs(), "evaluator": evaluator, "accept": accept,
+                                          "verifier": None})
         else:
             res = erase(pipe, spec, config, out_dir=out, evaluator=evaluator)
     finally:
@@ -227,8 +224,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         kept_metrics, kept_s = verified.get(kept, ({}, 0.0))
         erase_s = rounds["total_seconds"] - evaluation_s[0] - kept_s
         if kept_metrics:
-            verdict = verify(EngineMetrics.model_validate({**kept_metrics, "probe": metrics["probe"]}), thresholds,
-                             [target])
+            assert run is not None
+            verdict = run.verify(EngineMetrics.model_validate({**kept_metrics, "probe": metrics["probe"]}))
             kept_verification = {"certified": verdict.ok, "reason": verdict.reason,
                                  "seconds": round(kept_s, 1)}
     stage_rss = rep["memory"]["stage_peak_rss_bytes"]

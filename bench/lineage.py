@@ -77,9 +77,8 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
     `source`: v1, the retention baseline of a version's verification."""
     from bench.erasure import method_config
     from core.config import get_settings
-    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
-    from core.erasure.lineage import against_source, with_lineage
-    from core.erasure.verification import Thresholds, verify
+    from core.erasure.verification import Thresholds
+    from core.erasure.verified import verified_erasure
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
     from core.spare.loading import pipeline_dir
@@ -98,20 +97,13 @@ def erase_concepts(pipe: Any, targets: list[str], out_dir: Path, args: argparse.
                                erased=erased)
     thresholds = Thresholds.for_request(settings)
     t0 = time.perf_counter()
-    spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
-                                                    judge_name="model-classifier", fingerprint=None,
-                                                    thresholds=thresholds, erased=erased)
-    judged = with_lineage(spec, lineage)
-    judged_targets = [c.target for c in judged.concepts]
-    evaluator = job_evaluator(model_dir, judged, config, settings, judge_name="model-classifier", fingerprint=None,
-                              thresholds=thresholds,
-                              diagnostics=grid_diagnostics(model_dir, judged_targets, attacks=False,
-                                                           seeds=range(args.eval_seeds), rest_only=bool(lineage)))
-    if source is not None:
-        evaluator = against_source(evaluator, lambda: source)
-    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, check=check, evaluator=evaluator,
-                                  screened=screened, switch=switch, accept=acceptance(thresholds, judged_targets))
-    verdict = verify(result.metrics, thresholds, judged_targets)
+    run = verified_erasure(pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier",
+                           fingerprint=None, thresholds=thresholds, lineage=lineage,
+                           source=(lambda: source) if source is not None else None,
+                           grid_seeds=range(args.eval_seeds), attacks=False)
+    spec = run.spec
+    result = erase_until_verified(pipe, spec, config, out_dir=out_dir, **run.loop_inputs())
+    verdict = run.verify(result.metrics)
     kept = result.report.rounds.kept_surrogates() if result.report.rounds else {}
     return Erased(out_dir, result.report.dump(), time.perf_counter() - t0,
                   {c.target: kept.get(c.target, c.surrogate_text()) for c in spec.concepts},

@@ -38,8 +38,9 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     """Erase `target` as workers do, then verify the kept round both ways."""
     from bench.erasure import RoundTracker, method_config
     from core.config import get_settings
-    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
-    from core.erasure.verification import Thresholds, verify
+    from core.erasure.judging import grid_diagnostics, job_evaluator
+    from core.erasure.verification import Thresholds
+    from core.erasure.verified import verified_erasure
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
     from core.spare.loading import pipeline_dir
@@ -53,10 +54,12 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     model_dir = pipeline_dir(testbed)
     requested = ErasureSpec(concepts=[ConceptSpec(target=target)])
     spec, config = fit_request(requested, method_config("spare-loop", args), load_vocabulary(model_dir))
-    spec, screened, check, switch = verified_rounds(pipe, model_dir, requested, spec, config, settings,
-                                                    judge_name="model-classifier", fingerprint=None,
-                                                    thresholds=thresholds)
-    grid = grid_diagnostics(model_dir, [target], attacks=False)
+    run = verified_erasure(pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier",
+                           fingerprint=None, thresholds=thresholds, attacks=False)
+    spec = run.spec
+    # The worker's evaluator (sequential), and the same judge and grid reading the first draw only.
+    first = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
+                          diagnostics=grid_diagnostics(model_dir, [target], attacks=False))
     # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
     by_round: dict[int, dict[str, Any]] = {}
     rounds_run = RoundTracker()
@@ -66,10 +69,8 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
         modes = by_round.setdefault(rounds_run.key(), {})
         for mode in MODES:
             t0 = time.perf_counter()
-            metrics = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier",
-                                    fingerprint=None, diagnostics=grid,
-                                    thresholds=thresholds if mode == "sequential" else None)(erased, base)
-            verdict = verify(EngineMetrics.model_validate(metrics), thresholds, [target])
+            metrics = (run.evaluator if mode == "sequential" else first)(erased, base)
+            verdict = run.verify(EngineMetrics.model_validate(metrics))
             concept = metrics["judge"]["concepts"][0]
             modes[mode] = {
                 "certified": verdict.ok, "reason": verdict.reason, "ua": concept["ua"],
@@ -84,9 +85,8 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     work = Path(tempfile.mkdtemp(prefix="lethe-verdicts-"))
     t0 = time.perf_counter()
     try:
-        result = erase_until_verified(pipe, spec, config, out_dir=work / "out", check=check, evaluator=evaluate,
-                                      screened=screened, switch=switch, accept=acceptance(thresholds, [target]),
-                                      erase_fn=rounds_run.erase)
+        result = erase_until_verified(pipe, spec, config, out_dir=work / "out", erase_fn=rounds_run.erase,
+                                      **{**run.loop_inputs(), "evaluator": evaluate})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rounds = result.report.rounds

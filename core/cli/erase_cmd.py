@@ -130,8 +130,8 @@ def erase(
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
     from core.erasure.verification import Thresholds
+    from core.erasure.verified import verified_erasure
     from core.spare.rounds import erase_until_verified
 
     try:
@@ -139,18 +139,13 @@ def erase(
     except ErasureInputError as exc:
         raise _fail(str(exc)) from exc
     thresholds = Thresholds.for_request(settings)
-    spec, screened, check, switch = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
-                                                    judge_name=judge or settings.judge, fingerprint=None,
-                                                    thresholds=thresholds)
-    for record in screened:
+    run = verified_erasure(pipeline, model_dir, requested, spec, config, settings, judge_name=judge or settings.judge,
+                           fingerprint=None, thresholds=thresholds, grid_seeds=range(eval_seeds), attacks=attacks)
+    for record in run.screened:
         if record.switched:
             typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} (the judge "
                        f"labels {record.tried[0].confused:.0%} of the base model's {record.tried[0].surrogate} "
                        f"images {record.concept})")
-    diagnostics = grid_diagnostics(model_dir, [c.target for c in spec.concepts], seeds=range(eval_seeds),
-                                   attacks=attacks)
-    evaluator = job_evaluator(model_dir, spec, config, settings, judge_name=judge or settings.judge,
-                              fingerprint=None, diagnostics=diagnostics, thresholds=thresholds)
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                   TimeElapsedColumn()) as bars:
         tasks: dict[str, Any] = {}
@@ -161,9 +156,8 @@ def erase(
             bars.update(tasks[stage], completed=fraction)
 
         try:
-            result = erase_until_verified(pipeline, spec, config, out_dir=out, check=check, evaluator=evaluator,
-                                          progress=progress, erase_fn=run_erase, screened=screened, switch=switch,
-                                          accept=acceptance(thresholds, [c.target for c in spec.concepts]),
+            result = erase_until_verified(pipeline, run.spec, config, out_dir=out, progress=progress,
+                                          erase_fn=run_erase, **run.loop_inputs(),
                                           provenance=Provenance(base_fingerprint=fingerprint(model_dir),
                                                                 base_source=str(model.resolve())))
         except ErasureInputError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,10 @@ import pydantic
 import core.models  # noqa: F401  (all tables: foreign keys across domains resolve in any process)
 from core.config import Settings, redact_url
 from core.db import unit_of_work
-from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
 from core.erasure.models import ErasureRequest
 from core.erasure.outcome import ErasureMetrics
-from core.erasure.verification import Thresholds, verify
+from core.erasure.verification import Thresholds
+from core.erasure.verified import verified_erasure
 from core.erasure.verifying import verifying_from_here
 from core.errors import LetheError, StaleAttempt, ValidationFailed
 from core.jobs.keeper import LeaseKeeper
@@ -164,7 +164,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     _cpu_settings(settings)
     data = load_input(held)
     model_dir = local_model_dir(data.source_uri, settings, tenant_id=data.tenant_id)
-    from core.erasure.lineage import against_source, resolve_base, with_lineage
+    from core.erasure.lineage import resolve_base
 
     # The version's weights are trained; the source folder gives the language, the judge and (for a
     # lineage) the retention baseline v1.
@@ -191,34 +191,24 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
                             base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri))
     judge_name = data.verification.get("judge") or settings.judge
     thresholds = Thresholds.for_request(settings, data.verification)
-    spec, screened, check, switch = verified_rounds(pipeline, model_dir, requested, spec, config, settings,
-                                                    judge_name=judge_name, fingerprint=data.fingerprint,
-                                                    thresholds=thresholds, erased=erased_before,
-                                                    progress=keeper.progress)
+    source_key = data.fingerprint or f"path:{model_dir}"
+    run = verified_erasure(pipeline, model_dir, requested, spec, config, settings, judge_name=judge_name,
+                           fingerprint=data.fingerprint, thresholds=thresholds, lineage=base.lineage,
+                           source=lambda: cache.get(source_key, lambda: load_pipeline(model_dir, config.device)),
+                           progress=keeper.progress)
     keeper.check()
-    judged = with_lineage(spec, base.lineage)
-    targets = [c.target for c in judged.concepts]
-    evaluator = job_evaluator(model_dir, judged, config, settings, fingerprint=data.fingerprint,
-                              judge_name=judge_name, progress=keeper.progress, thresholds=thresholds,
-                              diagnostics=grid_diagnostics(model_dir, targets, rest_only=bool(base.lineage)))
-    if base.lineage:
-        source_key = data.fingerprint or f"path:{model_dir}"
-        evaluator = against_source(evaluator, lambda: cache.get(source_key,
-                                                                lambda: load_pipeline(model_dir, config.device)))
-    evaluator = verifying_from_here(held, evaluator)
+    run = replace(run, evaluator=verifying_from_here(held, run.evaluator))
     try:
-        result = erase_until_verified(pipeline, spec, config, out_dir=work / "out", check=check, evaluator=evaluator,
-                                      progress=keeper.progress, should_stop=keeper.should_stop, erase_fn=erase_fn,
-                                      screened=screened, switch=switch, accept=acceptance(thresholds, targets),
-                                      provenance=provenance,
-                                      verifier=lambda metrics: verify(metrics, thresholds, targets).checks)
+        result = erase_until_verified(pipeline, run.spec, config, out_dir=work / "out", progress=keeper.progress,
+                                      should_stop=keeper.should_stop, erase_fn=erase_fn, provenance=provenance,
+                                      **run.loop_inputs())
     except (ErasureCancelled, ErasureInputError):
         raise
     except BaseException:
         cache.discard(cache_key)  # the engine died mid-run: do not trust the pipeline's weights any more
         raise
     keeper.check()
-    verdict = verify(result.metrics, thresholds, targets)
+    verdict = run.verify(result.metrics)
     measured = ErasureMetrics.of(result.report, verdict.checks, thresholds)
     metrics = measured.stored()
     if not verdict.ok:
