@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.erasure.verification import Thresholds, verify
+from core.erasure.verification import Thresholds, inherited, verify
 from core.evaluation.judges import JudgeUnavailable, select_judge
 from core.evaluation.judges.base import Judge
 from core.evaluation.vocabulary import VocabularyError, load_vocabulary
@@ -184,8 +184,18 @@ def acceptance(thresholds: Thresholds, concepts: list[str]) -> Callable[[Any], A
         found = check_from_evidence(evidence, thresholds.min_unlearning_accuracy, thresholds.min_retention)
         failed = [name for name, c in verdict.checks.items() if not c["passed"]]
         forget = [name for name in failed if name.startswith(_FORGET_CHECKS)]
+        lost_before = inherited(verdict, metrics, thresholds)
+        reason = verdict.reason
+        if lost_before and len(forget) + len(lost_before) == len(failed):
+            # Every retention the rule refused, the version this erasure started from had lost already: rolling
+            # back or retaining harder cannot win it back (that version is the retain teacher). Report it as a
+            # refusal no lever changes, unless erasure fell short too.
+            reason += (f"; lost before this erasure: {', '.join(lost_before)} fail(s) for the version it started "
+                       "from as well, so no round can win it back")
+            return replace(found, passed=False, ua_ok=not forget, retention_ok=True,
+                           metrics={**found.metrics, "reason": reason})
         return replace(found, passed=verdict.ok, ua_ok=not forget, retention_ok=len(forget) == len(failed),
-                       metrics={**found.metrics, "reason": verdict.reason})
+                       metrics={**found.metrics, "reason": reason})
 
     return accept
 

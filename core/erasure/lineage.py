@@ -55,9 +55,23 @@ def with_lineage(spec: Any, lineage: list[dict[str, Any]]) -> Any:
 
 
 def against_source(evaluator: Evaluator, source: Callable[[], Any]) -> Evaluator:
-    """`evaluator` called with the source pipeline (v1) in place of the version the erasure started from."""
+    """`evaluator` called with the source pipeline (v1) in place of the version the erasure started from.
 
-    def evaluate(erased: Any, _version: Any) -> dict[str, Any]:
-        return evaluator(erased, source())
+    The version itself is measured against v1 once (same evaluator, same held-out seeds; v1's images are drawn
+    once for both), and its values of the retention-side checks go with every result as `start_retention`: a
+    retention the version had lost already is not this erasure's doing, and no round trained from the version
+    (its outputs are the retain teacher) can win it back."""
+    from core.erasure.verification import retention_side
+    from core.spare.report import EngineMetrics
+
+    start: dict[str, dict[str, float]] = {}
+
+    def evaluate(erased: Any, version: Any) -> dict[str, Any]:
+        v1 = source()
+        if "checks" not in start:
+            measured = evaluator(version, v1)
+            fields = {k: v for k, v in measured.items() if k in EngineMetrics.model_fields}
+            start["checks"] = retention_side(EngineMetrics.model_validate(fields))
+        return {**evaluator(erased, v1), "start_retention": start["checks"]}
 
     return evaluate

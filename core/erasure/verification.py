@@ -93,9 +93,36 @@ def _diagnostic_checks(metrics: EngineMetrics, t: Thresholds, checks: dict[str, 
         _check(checks, f"grid_cra_rel[{target}]", row.cra_rel, minimum=t.min_retention, evidence="training-wording")
 
 
-def _failures(checks: dict[str, dict[str, Any]]) -> list[str]:
+# Checks of what must stay that a model version's start can already fail (measured against the same source).
+RETENTION_SIDE = ("retention[", "grid_ira_rel[", "grid_cra_rel[")
+
+
+def _failures(checks: dict[str, dict[str, Any]], start: dict[str, float] | None = None) -> list[str]:
+    start = start or {}
     return [f"{name} {c['value']:.3f} is {'below the required' if 'min' in c else 'above the allowed'} "
-            f"{c.get('min', c.get('max')):.3f}" for name, c in checks.items() if not c["passed"]]
+            f"{c.get('min', c.get('max')):.3f}"
+            + (f" (the version it started from: {start[name]:.3f})" if name in start else "")
+            for name, c in checks.items() if not c["passed"]]
+
+
+def retention_side(metrics: EngineMetrics) -> dict[str, float]:
+    """The values of the checks that measure what must stay (held-out retention, grid IRA/CRA), by check name."""
+    checks: dict[str, dict[str, Any]] = {}
+    unchecked = Thresholds(min_unlearning_accuracy=0.0, min_retention=0.0, min_gap_closure=None,
+                           max_retain_drift=1.0)
+    _diagnostic_checks(metrics, unchecked, checks)
+    if metrics.judge is not None:
+        _judge_checks(metrics.judge, unchecked, checks)
+    return {name: c["value"] for name, c in checks.items() if name.startswith(RETENTION_SIDE)}
+
+
+def inherited(verdict: Verdict, metrics: EngineMetrics, thresholds: Thresholds) -> list[str]:
+    """The failed checks of what must stay that the version the erasure started from fails too (against the same
+    source): lost before this erasure. Training from that version, whose outputs are the retain teacher, cannot
+    win them back."""
+    start = metrics.start_retention or {}
+    return [name for name, c in verdict.checks.items()
+            if not c["passed"] and name in start and start[name] < thresholds.min_retention]
 
 
 def verify(metrics: EngineMetrics, thresholds: Thresholds, concepts: list[str] | None = None) -> Verdict:
@@ -103,7 +130,7 @@ def verify(metrics: EngineMetrics, thresholds: Thresholds, concepts: list[str] |
     checks: dict[str, dict[str, Any]] = {}
     judge = metrics.judge
     _diagnostic_checks(metrics, thresholds, checks)
-    failed = _failures(checks)
+    failed = _failures(checks, metrics.start_retention)
     if judge is None:
         reason = metrics.judge_error or "no judge produced image-level evidence"
         return Verdict(False, f"not verified: {reason}; a certificate needs a judge's verdict on held-out images"
@@ -113,7 +140,7 @@ def verify(metrics: EngineMetrics, thresholds: Thresholds, concepts: list[str] |
     judged = {c.concept for c in judge.concepts}
     missing += [c for c in concepts or [] if c not in judged]
     checks = {**image_checks, **checks}
-    failed = _failures(checks)
+    failed = _failures(checks, metrics.start_retention)
     if missing:
         failed.insert(0, f"no held-out image evidence for {', '.join(sorted(set(missing)))}")
     if not any(c["evidence"] == "image" for c in checks.values()):

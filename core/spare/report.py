@@ -67,6 +67,10 @@ class EngineMetrics(BaseModel):
     judge_error: str | None = Field(default=None, description="Why no judge could run (the job is then unverified).")
     testbed: GridMetrics | None = Field(default=None, description="Canvas-grid diagnostics (a folder declaring them).")
     summary: dict[str, GridSummary] | None = Field(default=None, description="Per erased concept: grid UA/IRA/CRA.")
+    start_retention: dict[str, float] | None = Field(
+        default=None, description="An erasure of a model version: the version it started from, measured against "
+        "the same source (v1) — its value of each check of what must stay (held-out `retention[group:kind]`, grid "
+        "IRA/CRA), by check name. A check the start already fails was lost before this erasure.")
     round_check: RoundCheckMetrics | None = None
 
 

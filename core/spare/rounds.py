@@ -251,7 +251,9 @@ def erase_until_verified(
         if verdict.passed or last_possible:
             break
         if verdict.ua_ok and verdict.retention_ok:
-            break  # refused for a reason no lever changes (no evidence, say): another round would not help
+            # Refused for a reason no lever changes (no evidence; a retention the model lost before this erasure):
+            # another round would not help.
+            break
         next_spec, noted = current.spec, {}
         if verdict.retention_ok:
             good, good_spec = current.config, current.spec

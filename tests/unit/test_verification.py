@@ -69,6 +69,37 @@ def test_short_ua_or_retention_fails_with_numbers() -> None:
     assert "retention[same-kind:object] 0.500 is below the required 0.900" in verdict.reason
 
 
+def test_a_retention_the_start_had_lost_is_named_and_ends_the_rounds() -> None:
+    from core.erasure.judging import acceptance
+    from core.erasure.verification import retention_side
+
+    lost = {"judge": judge(retention=0.8), "summary": GOOD_GRID}
+    start = retention_side(EngineMetrics.model_validate(lost))
+    assert start == {"retention[same-kind:object]": 0.8, "grid_ira_rel[circle]": 1.0, "grid_cra_rel[circle]": 1.0}
+    accept = acceptance(T, ["circle"])
+
+    # The version the erasure started from fails the same check against v1: no round can win it back.
+    metrics = EngineMetrics.model_validate({**lost, "start_retention": start})
+    verdict = verify_metrics(metrics, T, ["circle"])
+    assert not verdict.ok
+    assert "retention[same-kind:object] 0.800 is below the required 0.900 (the version it started from: 0.800)" \
+        in verdict.reason
+    refused = accept(metrics)
+    assert not refused.passed and refused.ua_ok and refused.retention_ok, "a refusal no lever changes"
+    assert "lost before this erasure: retention[same-kind:object]" in refused.metrics["reason"]
+
+    # The start held it: this erasure lost it, so the loop rolls back as on any broken retention.
+    held = EngineMetrics.model_validate({**lost, "start_retention": {**start, "retention[same-kind:object]": 1.0}})
+    refused = accept(held)
+    assert not refused.passed and refused.ua_ok and not refused.retention_ok
+    assert "lost before" not in refused.metrics["reason"]
+
+    # Erasure short as well: escalate erasure (retention is not this erasure's to win back).
+    short = EngineMetrics.model_validate({"judge": judge(ua=0.5, retention=0.8), "start_retention": start})
+    refused = accept(short)
+    assert not refused.passed and not refused.ua_ok and refused.retention_ok
+
+
 def test_every_erased_concept_needs_its_own_evidence() -> None:
     verdict = verify({"judge": judge()}, T, ["circle", "square"])
     assert not verdict.ok and "no held-out image evidence for square" in verdict.reason
