@@ -66,5 +66,5 @@ def verified_erasure(base: Any, model_dir: Path, requested: Any, spec: Any, conf
     if lineage:
         if source is None:
             raise ValueError("a version's verification judges retention against its source: pass `source`")
-        evaluator = against_source(evaluator, source)
+        evaluator = against_source(evaluator, source, min_retention=thresholds.min_retention)
     return VerifiedErasure(spec, screened, check, switch, evaluator, targets, thresholds)

@@ -75,13 +75,9 @@ def test_two_takedowns_accumulate_and_a_lineage_break_fails(env: ApiEnv, tmp_pat
         assert row["ira_rel"] >= 0.97 and row["cra_rel"] >= 0.97, (concept, row)
     checks = second["metrics"]["verification"]
     assert checks[f"ua[{OBJECT}]"]["passed"] and checks[f"ua[{STYLE}]"]["passed"]
-    # The version the style erasure started from (v2), measured against v1 on the same held-out seeds: the
-    # retention-side checks it brought along. A first erasure starts from v1 itself.
-    start = second["metrics"]["start_retention"]
-    assert {f"grid_ira_rel[{OBJECT}]", f"grid_ira_rel[{STYLE}]"} <= set(start), start
-    assert any(name.startswith("retention[") for name in start), start
-    assert set(start) <= set(checks) and all(v >= 0.9 for v in start.values()), start
-    assert first["metrics"].get("start_retention") is None
+    # Retention held against v1, so the version the erasure started from was not measured (it is only when a
+    # retention check fails: tests/unit/test_lineage_start.py).
+    assert first["metrics"].get("start_retention") is None and second["metrics"].get("start_retention") is None
 
     versions = c.get(f"/v1/models/{mid}/versions", headers=auth).json()
     assert versions["head"] == 3
