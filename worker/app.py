@@ -96,3 +96,13 @@ def _private_data_dir(**_: Any) -> None:
     from core.datadir import secure_data_dir
 
     secure_data_dir(get_settings())
+
+
+@worker_init.connect
+def _service_logging(**_: Any) -> None:
+    # `lethe worker` configures logging before Celery starts; a worker started as `celery -A worker.app worker`
+    # would otherwise log with structlog's defaults, whose tracebacks print every frame's local variables
+    # (the settings, with the database URL and its password, among them). Idempotent.
+    from core.logging import configure_logging
+
+    configure_logging()
