@@ -46,7 +46,7 @@ class ConsumerWatchdog(threading.Thread):
         self.interval = interval
         self.stall_seconds = stall_seconds
         self.exit = exit
-        self.reconnects = 0
+        self.reconnect_tried = False  # in the current stall
 
     def _busy(self) -> bool:
         return bool(state.active_requests or state.reserved_requests)
@@ -65,15 +65,15 @@ class ConsumerWatchdog(threading.Thread):
         except Exception:
             return None  # broker unreachable: Celery's own reconnect logic is in charge
         if busy or depth == 0:
-            self.reconnects = 0
+            self.reconnect_tried = False
             return None
         if stalled_since is None:
             return now
         if now - stalled_since < self.stall_seconds:
             return stalled_since
-        if self.reconnects == 0:
+        if not self.reconnect_tried:
             log.warning("consumer stalled: messages wait but none is consumed; reconnecting", waiting=depth)
-            self.reconnects += 1
+            self.reconnect_tried = True
             hub = getattr(self.consumer, "hub", None)
             if hub is not None:
                 hub.call_soon(_fail_connection)
