@@ -1,6 +1,8 @@
 """Self-distillation: the adapted student, given the forget prompt, learns what the frozen teacher (the same
 UNet with adapters disabled — no second copy) predicts for the surrogate prompt, and matches the teacher on
-retain prompts. Both see the same noisy latents.
+retain prompts. Both see the same noisy latents. With `repel` > 0 the forget target moves further from the
+concept: eps_T(surrogate) + repel * (eps_T(surrogate) - eps_T(concept)), the teacher's guidance from the concept
+toward the surrogate extrapolated past the surrogate.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def distill(
     dtype: torch.dtype | None,
     tuner_layers: list,
     adversary: ForgetAdversary | None = None,
+    repel: float = 0.0,
     should_stop: Callable[[], bool] | None = None,
     tick: Callable[[int, float], None] | None = None,
 ) -> TrainLog:
@@ -83,9 +86,10 @@ def distill(
         x_t = scheduler.add_noise(torch.cat([x_f, x_r]), noise, t)  # type: ignore[attr-defined]
         forget_cond = data.forget_cond.index(fi)
         teacher_conds = [data.surrogate_cond.index(fi), data.retain_cond.index(ri)]
-        if adversary is not None:
-            # A third block on the forget latents: the teacher's concept prediction (the adversary's aim) and
-            # the student under the perturbed forget conditioning.
+        if adversary is not None or repel > 0:
+            # A third block on the forget latents: the teacher's concept prediction (the adversary's aim, the
+            # direction `repel` pushes away from) and, with an adversary, the student under the perturbed forget
+            # conditioning.
             x_t, t = torch.cat([x_t, x_t[:batch_size]]), torch.cat([t, t[:batch_size]])
             teacher_conds.append(forget_cond)
         with torch.no_grad():
@@ -94,18 +98,23 @@ def distill(
                 target = unet_eps(unet, x_t, t, Cond.cat(teacher_conds), dtype).float()
             finally:
                 set_enabled(tuner_layers, True)
+        forget_target = target[:batch_size]
+        if repel > 0:
+            forget_target = forget_target + repel * (forget_target - target[2 * batch_size:])
         student_conds = [forget_cond, data.retain_cond.index(ri)]
         if adversary is not None:
             fd = fi.to(device)
             adversary.refine(unet, x_t[:batch_size], t[:batch_size], forget_cond, fd, target[2 * batch_size:], dtype)
             student_conds.append(adversary.perturbed(forget_cond, fd))
+        else:
+            x_t, t = x_t[:2 * batch_size], t[:2 * batch_size]
         pred = unet_eps(unet, x_t, t, Cond.cat(student_conds), dtype).float()
-        loss_f = nn.functional.mse_loss(pred[:batch_size], target[:batch_size])
+        loss_f = nn.functional.mse_loss(pred[:batch_size], forget_target)
         loss_r = nn.functional.mse_loss(pred[batch_size:2 * batch_size], target[batch_size:2 * batch_size])
         loss = w_forget * loss_f + w_retain * loss_r
         if adversary is not None:
-            # The perturbed forget conditioning must also land on the surrogate.
-            loss_a = nn.functional.mse_loss(pred[2 * batch_size:], target[:batch_size])
+            # The perturbed forget conditioning must also land on the (repelled) surrogate target.
+            loss_a = nn.functional.mse_loss(pred[2 * batch_size:], forget_target)
             loss = loss + w_forget * loss_a
             log.adversarial_loss.append(loss_a.item())
         optim.zero_grad(set_to_none=True)

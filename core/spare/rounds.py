@@ -14,8 +14,9 @@ retention per group of concepts that must stay). Then:
   toward another surrogate (`switch`, once per concept); otherwise it adds (once) retain prompts in the forget
   prompts' own phrasings with the target swapped for its neighbours, after that more weight on the retain term;
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
-  surrogate anchoring of the forget term, timestep focus, more contexts per prompt, placement (a wider saliency
-  pool: self-attention as well; it acts whatever the prompt says), more steps.
+  surrogate anchoring of the forget term, repulsion (the forget target pushed past the surrogate, away from the
+  concept), timestep focus, more contexts per prompt, placement (a wider saliency pool: self-attention as well;
+  it acts whatever the prompt says), more steps.
 
 The loop stops on an accepted pass, after `max_rounds`, on a refusal no lever addresses, or when another round
 would not fit `time_budget_s` (measured from the start, estimated from the last round's time). The result is the
@@ -79,11 +80,11 @@ SwitchFn = Callable[[ErasureSpec, str], tuple[ErasureSpec | None, SurrogateScree
 # Fields a rollback sets to win retention back: kept by every later round.
 _RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 # Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds). The
-# order is what each did alone to a short round on the first testbed (bench/levers.py, bench/results/levers.json):
-# mean UA change capacity +0.46, anchor +0.18, timesteps +0.13, contexts +0.01, placement -0.07. Steps (+0.46)
-# come last: they cost the most retention there, double the round's training time, and repeat while the budget
-# lasts, so a lever after them would never be reached.
-SPARE_LEVERS = ("capacity", "anchor", "timesteps", "contexts", "placement", "steps")
+# order is what each did alone to a short round on the first testbed (bench/levers.py, bench/results/levers.json
+# and levers_repel.json): mean UA change capacity +0.46, anchor +0.18, repel +0.14, timesteps +0.13, contexts
+# +0.01, placement -0.07. Steps (+0.46) come last: they cost the most retention there, double the round's
+# training time, and repeat while the budget lasts, so a lever after them would never be reached.
+SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placement", "steps")
 # Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
 RETENTION_LEVERS = ("neighbours", "retain")
 # The saliency pool a "placement" escalation widens to.
@@ -109,6 +110,8 @@ def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
     if name == "anchor":
         following = {"concept": "both", "both": "surrogate"}.get(config.forget_anchor)
         return {"forget_anchor": following} if following else {}
+    if name == "repel":
+        return {"forget_repel": config.forget_repel + 1.0} if config.forget_repel < 2.0 else {}
     if name == "placement":
         wider = _WIDER_POOL.get(config.saliency_pool)
         return {"saliency_pool": wider} if wider else {}

@@ -159,6 +159,13 @@ class SpareConfig(_RunConfig):
         "generations for the surrogate prompts (the states an erased model passes through when it draws the "
         "surrogate), or each half the time.",
     )
+    forget_repel: float = Field(
+        default=0.0, ge=0, le=4.0,
+        description="Push the forget term's target away from the concept: the teacher's surrogate prediction plus "
+        "this multiple of (surrogate - concept) prediction on the same noisy latents. 0 = the surrogate itself. "
+        "Where the surrogate alone still renders as the concept now and then, the student is taught to move "
+        "past it; erase-until-verified raises it when a round's UA is short.",
+    )
     adversarial_steps: int = Field(
         default=0, ge=0, le=10,
         description="Signed-gradient steps per distillation step on a perturbation of the forget conditioning "

@@ -94,22 +94,38 @@ def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> Non
     assert "round 2/4: distill" in script.stages
 
 
-def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_levers(tmp_path: Path) -> None:
-    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=6))
-    pools = [c.saliency_pool for c in script.configs]
-    assert pools == ["cross_attention"] * 5 + ["attention"]
+def test_a_fourth_round_repels_the_forget_target_from_the_concept(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    assert [c.forget_repel for c in script.configs] == [0.0, 0.0, 0.0, 1.0]
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["timesteps"], ["contexts"],
-                                               ["placement"]]
-    assert history[5]["changed"] == {"saliency_pool": "attention"}
+    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["repel"]]
+    assert history[3]["changed"] == {"forget_repel": 1.0}
+    assert script.configs[3].forget_anchor == "surrogate", "earlier levers stay in force"
+
+
+def test_the_default_three_rounds_never_reach_repel(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0)])
+    script.run(tmp_path, SpareConfig(max_rounds=3))
+    assert {c.forget_repel for c in script.configs} == {0.0}
+
+
+def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_levers(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.72, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=7))
+    pools = [c.saliency_pool for c in script.configs]
+    assert pools == ["cross_attention"] * 6 + ["attention"]
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["repel"], ["timesteps"],
+                                               ["contexts"], ["placement"]]
+    assert history[6]["changed"] == {"saliency_pool": "attention"}
 
 
 def test_a_pool_that_is_already_wide_skips_placement(tmp_path: Path) -> None:
-    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=6, saliency_pool="attention"))
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.72, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=7, saliency_pool="attention"))
     assert {c.saliency_pool for c in script.configs} == {"attention"}
-    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]][5] == ["steps"]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]][6] == ["steps"]
 
 
 def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
@@ -448,3 +464,12 @@ def test_esd_never_switches_a_surrogate(tmp_path: Path) -> None:
     erase_until_verified(None, HEART, EsdConfig(max_rounds=2), out_dir=tmp_path / "out", check=script.check,
                          evaluator=script.evaluator, erase_fn=script.erase, switch=switches)
     assert switches.calls == []
+
+
+def test_repel_grows_by_one_up_to_two() -> None:
+    from core.spare.rounds import lever_change
+
+    assert lever_change("repel", SpareConfig()) == {"forget_repel": 1.0}
+    assert lever_change("repel", SpareConfig(forget_repel=1.0)) == {"forget_repel": 2.0}
+    assert lever_change("repel", SpareConfig(forget_repel=2.0)) == {}
+    assert lever_change("repel", EsdConfig()) == {}

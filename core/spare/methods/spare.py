@@ -64,7 +64,7 @@ class SpareMethod:
         log = distill(
             unet, pipeline.scheduler, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
             w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
-            adversary=adversary,
+            adversary=adversary, repel=config.forget_repel,
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
         )
         loss_curve = {"total": curve(log.loss), "forget": curve(log.forget_loss), "retain": curve(log.retain_loss)}
