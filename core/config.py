@@ -25,7 +25,8 @@ def _split_paths(value: Any) -> Any:
 _SEQUENTIAL_SAMPLE = (
     "draws more held-out images (doubling, on new seeds, pooled with the first draw) while a verdict is uncertain "
     "either way (a failure or a pass whose 95 % interval still reaches across the threshold), for the uncertain "
-    "verdicts only, until the images of both models together exceed this. Only the first draw when it already does."
+    "verdicts only, until the images of both models together exceed this many per erased concept. Only the first "
+    "draw when it already does."
 )
 
 

@@ -297,10 +297,13 @@ def sequential_evidence(draw: Draw, min_ua: float, min_retention: float, max_ima
     verdicts `only` (None: all). A small sample cannot tell a broken erasure from bad luck on a model that is
     often wrong even before it, nor a sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61):
     while a verdict is uncertain either way (`uncertain_verdicts`) and the images so far (both models) do not
-    exceed `max_images`, as many images again are drawn for the open verdicts only and pooled."""
+    exceed `max_images` per erased concept, as many images again are drawn for the open verdicts only and pooled.
+    The budget grows with the concepts because the first draw does: a fixed one would leave a request erasing
+    several concepts with the first draw only, each concept's verdict on a dozen images."""
     evidence, drawn, extensions = draw(0, 1, None), 1, 0
+    budget = max_images * max(1, len(evidence.concepts))
     while ((open_verdicts := uncertain_verdicts(evidence, min_ua, min_retention))
-           and evidence.images <= max_images):
+           and evidence.images <= budget):
         evidence = pool_evidence(evidence, draw(extensions + 1, drawn, set(open_verdicts)))
         drawn, extensions = drawn * 2, extensions + 1
     return evidence, extensions

@@ -131,3 +131,25 @@ def test_a_sequential_sample_stops_at_its_image_budget() -> None:
     assert extensions == 1 and evidence.draws == 2 and evidence.concepts[0].images == 12
     one, _ = sequential_evidence(_Model().draw, 0.9, 0.5, max_images=1)
     assert one.draws == 1 and one.concepts[0].images == 6, "a budget below the first draw: the first draw only"
+
+
+class _TwoConcepts(_Model):
+    """As _Model, with a second erased concept (star) that is just as cleanly gone."""
+
+    def draw(self, k: int, scale: int, only: set[str] | None) -> JudgeEvidence:
+        one = super().draw(k, scale, only)
+        if only is not None and "ua:star" not in only:
+            return one
+        star = concept_evidence("star", "object", "square", labels=["star", "square"], prompts=["a star"] * 6 * scale,
+                                seeds=list(range(20_000 * k, 20_000 * k + 6 * scale)),
+                                recognized_base=6 * scale, recognized_erased=0)
+        return one.model_copy(update={"concepts": [*one.concepts, star], "images": one.images + 2 * star.images})
+
+
+def test_the_image_budget_is_per_erased_concept() -> None:
+    # 32 images in the first draw (two concepts, one retention group): over a budget of 20, but not of 2 x 20.
+    model = _TwoConcepts()
+    evidence, extensions = sequential_evidence(model.draw, 0.9, 0.5, max_images=20)
+    assert model.calls[0] == (0, 1, None) and evidence.images > 20
+    assert extensions == 1 and {c.concept: c.images for c in evidence.concepts} == {"circle": 12, "star": 12}
+    assert model.calls[1][2] == {"ua:circle", "ua:star"}
