@@ -1,9 +1,9 @@
 """Which escalation levers help: each lever of erase-until-verified applied alone to a round, on both testbeds.
 
-The loop escalates a round whose UA is short by the next lever in `core.spare.rounds.SPARE_LEVERS` and rolls a
+The loop escalates a round whose UA is short by the next lever in `core.spare.levers.SPARE_LEVERS` and rolls a
 round that broke retention back with `RETENTION_LEVERS`. This benchmark measures what each lever does on its own:
 for every testbed and target, one erasure with the start config (the service's defaults changed by `--start`),
-then one per lever with that lever's change on top (`core.spare.rounds.lever_change`), each scored on the
+then one per lever with that lever's change on top (`core.spare.levers.lever_change`), each scored on the
 testbed's grid (UA, IRA/CRA % of base) and by the loop's own held-out round check. The start defaults to 8
 distillation steps of the default 100, so that round 1 falls short on the first testbed too: at the defaults
 every first-testbed target is erased in one round and no lever has anything to win there, while on the grid
@@ -47,9 +47,9 @@ def levers_for(pipe: Any, testbed: Path, target: str, levers: list[str], args: a
     from core.erasure.verification import Thresholds
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, SpareConfig, erase
+    from core.spare.levers import lever_change
     from core.spare.loading import pipeline_dir
     from core.spare.prompting import fit_request
-    from core.spare.rounds import lever_change
     from core.spare.specs import ConceptSpec
     from core.spare.testbed_eval import concept_kind, testbed_evaluator
 
@@ -188,9 +188,9 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def _known(lever: str) -> bool:
-    """Whether `core.spare.rounds.lever_change` has a case for `lever` (in the loop's order or not yet)."""
+    """Whether `core.spare.levers.lever_change` has a case for `lever` (in the loop's order or not yet)."""
     from core.spare import SpareConfig
-    from core.spare.rounds import lever_change
+    from core.spare.levers import lever_change
 
     try:
         lever_change(lever, SpareConfig())
@@ -202,7 +202,7 @@ def _known(lever: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     from bench.cli import add_target_options, run_targets
     from bench.cli import targets as target_names
-    from core.spare.rounds import RETENTION_LEVERS, SPARE_LEVERS
+    from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_target_options(parser, testbeds="full,subword")

@@ -38,6 +38,7 @@ from core.filehash import file_sha256
 from core.spare.base_outputs import BaseOutputs
 from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
+from core.spare.levers import ESD_LEVERS, RETENTION_FIELDS, SPARE_LEVERS, lever_change, retain_more
 from core.spare.outputs import list_files, write_report
 from core.spare.report import (
     EngineMetrics,
@@ -76,66 +77,6 @@ AcceptFn = Callable[[EngineMetrics], RoundCheck]
 # switch(spec, target) -> (spec with another surrogate for target, or None when no candidate is left; the record of
 # what was measured): `core.erasure.judging.verified_rounds` builds it on `core.evaluation.surrogates`.
 SwitchFn = Callable[[ErasureSpec, str], tuple[ErasureSpec | None, SurrogateScreen]]
-
-# Fields a rollback sets to win retention back: kept by every later round.
-_RETENTION_FIELDS = ("w_retain", "retain_neighbours")
-# Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds). The
-# order is what each did alone to a short round on the first testbed (bench/levers.py, bench/results/levers.json
-# and levers_repel.json): mean UA change capacity +0.46, anchor +0.18, repel +0.14, timesteps +0.13, contexts
-# +0.01, placement -0.07. Steps (+0.46) come last: they cost the most retention there, double the round's
-# training time, and repeat while the budget lasts, so a lever after them would never be reached.
-SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placement", "steps")
-# Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
-RETENTION_LEVERS = ("neighbours", "retain")
-# The saliency pool a "placement" escalation widens to.
-_WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
-ESD_LEVERS = ("steps",)
-
-
-def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
-    """The config change of one lever (a name in SPARE_LEVERS, ESD_LEVERS or RETENTION_LEVERS), or {} when it
-    cannot go further."""
-    if name == "steps":
-        return {"steps": min(config.steps * 2, 20000)} if config.steps < 20000 else {}
-    if not isinstance(config, SpareConfig):
-        return {}
-    if name == "capacity":
-        change: dict[str, Any] = {}
-        if config.rank < 16:
-            change["rank"] = min(config.rank * 2, 16)
-        if config.top_k is None and config.max_modules < 256:
-            change["max_modules"] = min(config.max_modules * 2, 256)
-            change["saliency_fraction"] = min(0.99, max(config.saliency_fraction, 0.98))
-        return change
-    if name == "anchor":
-        following = {"concept": "both", "both": "surrogate"}.get(config.forget_anchor)
-        return {"forget_anchor": following} if following else {}
-    if name == "repel":
-        return {"forget_repel": config.forget_repel + 1.0} if config.forget_repel < 2.0 else {}
-    if name == "placement":
-        wider = _WIDER_POOL.get(config.saliency_pool)
-        return {"saliency_pool": wider} if wider else {}
-    if name == "timesteps":
-        if config.timesteps != "concept" or config.timestep_gamma >= 4:
-            return {}
-        return {"timestep_gamma": min(config.timestep_gamma + 1.0, 4.0),
-                "timestep_uniform_mix": round(config.timestep_uniform_mix / 2, 4)}
-    if name == "contexts":
-        return {"samples_per_prompt": config.samples_per_prompt + 1} if config.samples_per_prompt < 4 else {}
-    if name == "neighbours":
-        return {"retain_neighbours": 1} if config.retain_neighbours == 0 else {}
-    if name == "retain":
-        return {"w_retain": min(config.w_retain * 2, 100.0)} if config.w_retain < 100 else {}
-    raise ValueError(f"unknown lever {name!r}")
-
-
-def _retain_more(config: SpareConfig | EsdConfig, neighbours: bool) -> tuple[str, dict[str, Any]]:
-    """The change that wins retention back after a round broke it, and its lever's name: first retain prompts
-    in the forget prompts' phrasings (where the spec names neighbours), then more weight on the retain term."""
-    if neighbours and (change := lever_change("neighbours", config)):
-        return "neighbours", change
-    return "retain", lever_change("retain", config)
-
 
 @dataclass
 class _Round:
@@ -267,7 +208,7 @@ def erase_until_verified(
             set_aside.update(name for name in current.levers if name in levers)
             # The rollback target keeps what earlier rollbacks added for retention.
             base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
-                                               if k in _RETENTION_FIELDS})
+                                               if k in RETENTION_FIELDS})
             next_spec, switched = good_spec, None
             spreading = _spreading(current.spec, verdict, set_aside)
             if spreading and switch is not None and isinstance(config, SpareConfig):
@@ -279,7 +220,7 @@ def erase_until_verified(
             if switched is not None:
                 lever, changed, next_spec = "surrogate", {}, switched
             else:
-                lever, changed = _retain_more(base_cfg, neighbours)
+                lever, changed = retain_more(base_cfg, neighbours)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
         used: list[str] = [lever] if changed or noted else []
         for name in candidates:

@@ -467,7 +467,7 @@ def test_esd_never_switches_a_surrogate(tmp_path: Path) -> None:
 
 
 def test_repel_grows_by_one_up_to_two() -> None:
-    from core.spare.rounds import lever_change
+    from core.spare.levers import lever_change
 
     assert lever_change("repel", SpareConfig()) == {"forget_repel": 1.0}
     assert lever_change("repel", SpareConfig(forget_repel=1.0)) == {"forget_repel": 2.0}
