@@ -242,7 +242,8 @@ class Settings(BaseSettings):
     )
     verify_min_gap_closure: float | None = Field(
         default=0.5, ge=0, le=1,
-        description="Verification (any model): share of the noise-space forget→surrogate gap the erasure closed. "
+        description="Verification (any model): share of the noise-space gap between the forget prompts' prediction and "
+        "the forget target (the surrogate's prediction, pushed past it by forget_repel) the erasure closed. "
         "Empty = reported, not checked (for models whose concept and surrogate already agree in noise space, "
         "where the share is a ratio of two noise-level numbers; the judge's held-out images still decide).",
     )

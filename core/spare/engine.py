@@ -189,8 +189,9 @@ def _erase_inner(
 
     # --- evaluate (erased weights are in place; `originals` holds what they replaced) --------------------
     clock.begin("evaluate")
+    repel = config.forget_repel if isinstance(config, SpareConfig) else 0.0
     probe = probe_metrics(unet, pipeline.scheduler, prepared.data, originals, dtype, config.seed,
-                          [c.target for c in spec.concepts])
+                          [c.target for c in spec.concepts], repel=repel)
     clock.tick(0.2)
     after = generate_images(pipeline, grid.prompts, grid.seeds, steps=config.sample_steps,
                             guidance=config.guidance_scale)

@@ -16,12 +16,15 @@ from core.spare.report import ProbeMetrics
 @torch.no_grad()
 def probe_metrics(
     unet: nn.Module, scheduler: Any, data: DistillData, originals: dict[str, torch.Tensor], dtype: torch.dtype | None,
-    seed: int, concept_names: list[str],
+    seed: int, concept_names: list[str], repel: float = 0.0,
 ) -> ProbeMetrics:
     """Erased UNet (weights in place) vs the original tensors.
 
-    forget_gap: ‖ε_erased(x_t, c_forget) − ε_base(x_t, c_surrogate)‖² (0 = concept fully mapped to surrogate),
-    with base_forget_gap the same for the unerased model; retain_drift: ‖ε_erased(c_r) − ε_base(c_r)‖².
+    forget_gap: ‖ε_erased(x_t, c_forget) − target‖² (0 = the concept fully mapped where the erasure trained it),
+    with base_forget_gap the same for the unerased model; the target is the forget term's own,
+    ε_base(c_surrogate) + repel · (ε_base(c_surrogate) − ε_base(c_forget)) — with repel = 0 the surrogate's
+    prediction. Measured against the surrogate alone, a round that repels would score 1 − repel² at best.
+    retain_drift: ‖ε_erased(c_r) − ε_base(c_r)‖².
     """
     gen = torch.Generator().manual_seed(seed + 7)
     device = data.forget.latents.device
@@ -44,8 +47,9 @@ def probe_metrics(
 
     erased = unet_eps(unet, x_t, t, student, dtype).float()
     base_student, base_teacher = base(student), base(teacher)
-    gap = ((erased[:n] - base_teacher[:n]) ** 2).mean()
-    base_gap = ((base_student[:n] - base_teacher[:n]) ** 2).mean()
+    target = base_teacher[:n] + repel * (base_teacher[:n] - base_student[:n])
+    gap = ((erased[:n] - target) ** 2).mean()
+    base_gap = ((base_student[:n] - target) ** 2).mean()
     drift = ((erased[n:] - base_teacher[n:]) ** 2).mean()
     scale = (base_teacher[n:] ** 2).mean()
     per_concept: dict[str, float] = {}
@@ -54,8 +58,8 @@ def probe_metrics(
     for c, name in enumerate(concept_names):
         sel = (concept_of == c).to(device)
         if bool(sel.any()):
-            g = ((erased[:n][sel] - base_teacher[:n][sel]) ** 2).mean()
-            b = ((base_student[:n][sel] - base_teacher[:n][sel]) ** 2).mean()
+            g = ((erased[:n][sel] - target[sel]) ** 2).mean()
+            b = ((base_student[:n][sel] - target[sel]) ** 2).mean()
             per_concept[name] = float(1 - g / b) if float(b) > 0 else 0.0
     return ProbeMetrics(
         forget_gap_closure_per_concept=per_concept,

@@ -19,10 +19,12 @@ class ProbeMetrics(BaseModel):
     """Noise-space diagnostics on a fixed batch of the training prompts (they can fail a job, never pass one)."""
 
     forget_gap_closure_per_concept: dict[str, float] = Field(
-        default_factory=dict, description="Per erased concept: the share of the concept→surrogate noise gap closed.")
+        default_factory=dict, description="Per erased concept: the share of the noise gap to the forget target closed.")
     base_forget_gap: float
     forget_gap: float
-    forget_gap_closure: float = Field(description="1 - forget_gap / base_forget_gap (1 = concept fully mapped).")
+    forget_gap_closure: float = Field(
+        description="1 - forget_gap / base_forget_gap (1 = concept fully mapped to the forget target: the surrogate's "
+                    "prediction, pushed past it by forget_repel).")
     retain_drift: float
     retain_drift_relative: float = Field(description="How far the kept prompts' noise prediction moved, relative.")
 

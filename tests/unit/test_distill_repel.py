@@ -13,6 +13,7 @@ from diffusers import DDPMScheduler
 from torch import nn
 
 from core.spare.distill import DistillData, distill
+from core.spare.probe import probe_metrics
 from core.spare.samples import SampleSet
 from core.spare.timesteps import uniform_sampler
 
@@ -45,7 +46,8 @@ def _cond(vector: list[float], n: int):
     return Cond(torch.tensor(vector).repeat(n, 2, 1))
 
 
-def _learnt_forget_prediction(repel: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _distilled(repel: float) -> tuple[ToyUnet, DistillData]:
+    """The toy UNet after distillation with `repel`, converged, and the data it learnt from."""
     unet = ToyUnet()
     n = 4
     concept = [1.0, 0.0, 0.0, 0.5, 0.0, 0.0]
@@ -60,9 +62,15 @@ def _learnt_forget_prediction(repel: float) -> tuple[torch.Tensor, torch.Tensor,
                   lr=0.05, batch_size=2, w_forget=1.0, w_retain=1.0, generator=torch.Generator().manual_seed(0),
                   dtype=None, tuner_layers=[unet], repel=repel)
     assert log.forget_loss[-1] < 1e-4
+    return unet, data
+
+
+def _learnt_forget_prediction(repel: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    unet, data = _distilled(repel)
+    concept, surrogate = data.forget_cond.hidden[0, 0], data.surrogate_cond.hidden[0, 0]
     with torch.no_grad():
-        learnt = torch.tensor(concept) @ (unet.base + unet.delta)
-        return learnt, torch.tensor(surrogate) @ unet.base, torch.tensor(concept) @ unet.base
+        learnt = concept @ (unet.base + unet.delta)
+        return learnt, surrogate @ unet.base, concept @ unet.base
 
 
 def test_without_repel_the_forget_prompt_learns_the_surrogate() -> None:
@@ -76,3 +84,17 @@ def test_repel_moves_the_forget_target_past_the_surrogate(repel: float) -> None:
     expected = surrogate + repel * (surrogate - concept)
     assert torch.allclose(learnt, expected, atol=1e-2)
     assert (learnt - concept).norm() > (surrogate - concept).norm() * (1 + repel) * 0.99
+
+
+@pytest.mark.parametrize("repel", [0.0, 1.0])
+def test_the_gap_closure_is_measured_against_the_target_the_round_trained_toward(repel: float) -> None:
+    """A converged round closes its whole gap whatever `repel` is; measured against the surrogate alone, a round
+    that repels scores 1 - repel**2 — a perfect η = 1 round would read as no erasure at all."""
+    unet, data = _distilled(repel)
+    originals = {"delta": torch.zeros_like(unet.delta)}
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    own = probe_metrics(unet, scheduler, data, originals, None, seed=0, concept_names=["c"], repel=repel)
+    assert own.forget_gap_closure == pytest.approx(1.0, abs=1e-3)
+    assert own.forget_gap_closure_per_concept["c"] == pytest.approx(1.0, abs=1e-3)
+    to_surrogate = probe_metrics(unet, scheduler, data, originals, None, seed=0, concept_names=["c"])
+    assert to_surrogate.forget_gap_closure == pytest.approx(1 - repel**2, abs=1e-2)
