@@ -164,7 +164,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     _cpu_settings(settings)
     data = load_input(held)
     model_dir = local_model_dir(data.source_uri, settings, tenant_id=data.tenant_id)
-    from core.erasure.lineage import resolve_base
+    from core.erasure.lineage import erased_targets, resolve_base
 
     # The version's weights are trained; the source folder gives the language, the judge and (for a
     # lineage) the retention baseline v1.
@@ -173,8 +173,7 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     keeper.check()
     images = _download_examples(data, store, work / "examples")
     requested, config = build_spec(data, images)
-    erased_before = [c["target"] for c in base.lineage]  # concepts the version has lost already
-    spec, config = fit_request(requested, config, model_vocabulary(model_dir), erased=erased_before)
+    spec, config = fit_request(requested, config, model_vocabulary(model_dir), erased=erased_targets(base.lineage))
     defaults = {"device": settings.device, "max_rounds": settings.erase_max_rounds,
                 "time_budget_s": settings.erase_time_budget_seconds}
     config = config.model_copy(update={k: v for k, v in defaults.items() if k not in data.params})

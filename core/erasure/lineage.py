@@ -9,7 +9,7 @@ job's evaluator is built for the extended concept list and called with the sourc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,11 @@ def resolve_base(*, tenant_id: Any, model_id: Any, number: int | None, source_di
         if base is not None:
             return base
     return ErasureBase(1, source_dir, source_fingerprint)
+
+
+def erased_targets(lineage: Sequence[dict[str, Any]]) -> list[str]:
+    """The concepts a version has lost already (its lineage's targets, oldest first)."""
+    return [c["target"] for c in lineage]
 
 
 def with_lineage(spec: Any, lineage: list[dict[str, Any]]) -> Any:

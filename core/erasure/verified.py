@@ -17,7 +17,7 @@ from typing import Any
 
 from core.config import Settings
 from core.erasure.judging import Evaluator, acceptance, grid_diagnostics, job_evaluator, verified_rounds
-from core.erasure.lineage import against_source, with_lineage
+from core.erasure.lineage import against_source, erased_targets, with_lineage
 from core.erasure.verification import Thresholds, Verdict, verify
 
 
@@ -54,7 +54,7 @@ def verified_erasure(base: Any, model_dir: Path, requested: Any, spec: Any, conf
     kept), `spec`: after it. `lineage`: the concepts `base` lost before ({"target", "kind", "surrogate"} each);
     `source`: loads v1, the retention baseline of a version's verification (needed with a lineage).
     `grid_seeds`, `attacks`: the grid diagnostics' seeds and whether they run the attack probe."""
-    erased = [c["target"] for c in lineage]
+    erased = erased_targets(lineage)
     spec, screened, check, switch = verified_rounds(base, model_dir, requested, spec, config, settings,
                                                     judge_name=judge_name, fingerprint=fingerprint,
                                                     thresholds=thresholds, erased=erased, progress=progress)
