@@ -1,7 +1,8 @@
 """Image-level evidence that an erasure worked: what a judge sees in images made from held-out prompts.
 
 For every erased concept, the erased and the base model draw the concept's held-out prompts (phrasings the
-erasure never trained on) on fixed seeds; the judge labels each image among the concept, its surrogate and
+erasure never trained on, that the model's tokenizer encodes whole: a cut prompt may have lost the concept) on
+fixed seeds; the judge labels each image among the concept, its surrogate and
 the other concepts of its kind. UA is the share of the erased model's images NOT labelled as the concept.
 Retention: both models draw held-out prompts of concepts that must stay (the other concepts of the erased
 kind, and of the other kinds); an image is kept when the judge still labels it as its own concept; retention is
@@ -24,6 +25,7 @@ from core.evaluation.judges.base import Judge
 from core.evaluation.sampling import generate
 from core.evaluation.vocabulary import Vocabulary
 from core.spare.base_outputs import drawn
+from core.spare.prompting import untruncated
 
 ProgressFn = Callable[[float], None]
 Z95 = 1.959964
@@ -105,7 +107,7 @@ def draw_heldout(
 
     def heldout(kind: str, concept: str) -> list[str]:
         nonlocal excluded
-        prompts = vocab.heldout_prompts(kind, concept)
+        prompts = untruncated(vocab.heldout_prompts(kind, concept), getattr(base, "tokenizer", None))
         kept = [p for p in prompts if p not in training_prompts]
         excluded += len(prompts) - len(kept)
         return kept

@@ -27,6 +27,7 @@ from core.evaluation.evidence import wilson
 from core.evaluation.judges.base import Judge
 from core.evaluation.sampling import generate
 from core.evaluation.vocabulary import Vocabulary
+from core.spare.prompting import untruncated
 from core.spare.report import SurrogateScreen, SurrogateTried
 from core.spare.specs import ErasureSpec
 
@@ -38,9 +39,10 @@ Measure = Callable[[str], tuple[SurrogateTried, int]]
 def confusion(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, surrogate: str,
               images: int, steps: int, guidance_scale: float, seed: int) -> tuple[int, int]:
     """(images the judge labels as `target`, images drawn): the base model's images of `surrogate` (its held-out
-    phrasings, `images` seeds), judged among the same candidate labels the verification uses."""
+    phrasings that fit the model's context, `images` seeds), judged among the same candidate labels the
+    verification uses."""
     vocab = vocabulary.with_concepts(kind, [target, surrogate])
-    phrasings = vocab.heldout_prompts(kind, surrogate)
+    phrasings = untruncated(vocab.heldout_prompts(kind, surrogate), getattr(base, "tokenizer", None))
     if not phrasings or images <= 0:
         return 0, 0
     prompts = [phrasings[i % len(phrasings)] for i in range(images)]

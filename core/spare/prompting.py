@@ -82,6 +82,16 @@ def tokens_of(tokenizer: Any, spec: ErasureSpec | None = None) -> Tokens | None:
     return Tokens(tokenizer, declared)
 
 
+def untruncated(prompts: Sequence[str], tokenizer: Any) -> list[str]:
+    """The `prompts` that `tokenizer` encodes whole. A pipeline cuts a prompt past its context at the end, and
+    the cut may take the concept with it: an image drawn from that is no evidence about the concept. All of
+    `prompts` when none fits or there is no tokenizer (nothing better to draw)."""
+    if tokenizer is None:
+        return list(prompts)
+    tokens = Tokens(tokenizer)
+    return [p for p in prompts if tokens.fits(p)] or list(prompts)
+
+
 def named_surrogates(spec: ErasureSpec) -> set[str]:
     """The targets whose surrogate the request itself gave (not left empty, not the kind's neutral word)."""
     neutral = set(NEUTRAL_SURROGATE.values())
