@@ -69,6 +69,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_write_lock(session: Session) -> None:
+    """Take SQLite's database write lock for the rest of `session`'s transaction (no-op elsewhere).
+
+    What FOR UPDATE is on Postgres: SQLite has no row locks, and its driver opens a transaction only at the
+    first INSERT/UPDATE/DELETE, so a read-modify-write that has written nothing yet reads outside any lock and
+    a writer committing in between goes unseen. BEGIN IMMEDIATE takes the write lock before the read (other
+    writers wait on the busy timeout); a transaction that has written already holds it."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    raw = session.connection().connection.driver_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Engine for `url`, with SQLite made safe for concurrent use (FKs, WAL, busy timeout)."""
     if url.startswith("sqlite"):

@@ -13,27 +13,19 @@ from sqlalchemy.orm import Session
 
 from core.audit.checkpoints import Checkpoint
 from core.audit.models import AuditCheckpoint, AuditEvent
-from core.db import JsonType, UtcDateTime
+from core.db import JsonType, UtcDateTime, sqlite_write_lock
 
 # Arbitrary constant naming the audit writer's Postgres advisory lock.
 AUDIT_LOCK_KEY = 0x1E7E_A0D1
 
 
 def lock_writer(session: Session) -> None:
-    """Serialize audit writers until the end of the transaction, before the chain's last link is read.
-
-    Postgres: an advisory transaction lock. SQLite: the database's write lock. The sqlite3 driver opens a
-    transaction only at the first INSERT/UPDATE/DELETE, so a transaction that has written nothing yet reads the
-    last link outside any lock, and a writer committing in between leaves it appending a seq that exists;
-    BEGIN IMMEDIATE takes the write lock first (other writers wait on the busy timeout). A transaction that has
-    written already holds it."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    """Serialize audit writers until the end of the transaction, before the chain's last link is read: an
+    advisory transaction lock on Postgres, the database's write lock on SQLite (`core.db.sqlite_write_lock`)."""
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-    elif dialect == "sqlite":
-        raw = session.connection().connection.driver_connection
-        if raw is not None and not raw.in_transaction:
-            raw.execute("BEGIN IMMEDIATE")
+    else:
+        sqlite_write_lock(session)
 
 
 _events = AuditEvent.__table__

@@ -1,6 +1,10 @@
-"""Two writers append to the audit chain at once on SQLite (the embedded service: API requests and the
-in-process worker share one database file): the second waits for the first's commit and links after it, instead
-of reading the same last link and failing on a duplicate seq (a 500 on a GET that records a download link)."""
+"""Read-modify-write on SQLite (the embedded service: API requests and the in-process worker share one database
+file) holds the database's write lock from its read on, as FOR UPDATE does on Postgres:
+
+- two writers append to the audit chain at once: the second waits for the first's commit and links after it,
+  instead of reading the same last link and failing on a duplicate seq (a 500 on a GET that records a download
+  link);
+- a model row locked for a change of its head or versions: a second locker waits for the first's commit."""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from core.audit import repository
 from core.audit import service as audit
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
+from core.registry import repository as registry
+from core.registry.models import RegisteredModel
+from core.tenancy.models import Tenant
 
 
 def test_a_writer_that_read_the_last_link_is_not_overtaken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,3 +65,40 @@ def test_a_writer_that_read_the_last_link_is_not_overtaken(tmp_path: Path, monke
         actions = [e.action for e in repository.iter_chain(s)]
     assert report.ok, report
     assert actions == ["test.first", "test.mine", "test.other"]
+
+
+def test_a_locked_model_row_waits_for_the_first_lockers_commit(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'models.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with unit_of_work(engine) as s:
+        tenant = Tenant(name="acme")
+        s.add(tenant)
+        s.flush()
+        model = RegisteredModel(tenant_id=tenant.id, name="m", source_uri="file:///m")
+        s.add(model)
+        s.flush()
+        tenant_id, model_id = tenant.id, model.id
+
+    order: list[str] = []
+
+    def second_locker() -> None:
+        with unit_of_work(engine) as s:
+            row = registry.lock(s, tenant_id, model_id)
+            assert row is not None
+            order.append(f"second saw head {row.head_version}")
+            row.head_version += 1
+
+    with unit_of_work(engine) as s:
+        row = registry.lock(s, tenant_id, model_id)
+        assert row is not None
+        other = threading.Thread(target=second_locker)
+        other.start()
+        other.join(1.0)  # it waits for this transaction: still running after a second
+        assert other.is_alive() and order == []
+        row.head_version = 2
+        order.append("first set head 2")
+    other.join(30)
+    assert order == ["first set head 2", "second saw head 2"]
+    with unit_of_work(engine) as s:
+        assert registry.lock(s, tenant_id, model_id).head_version == 3  # type: ignore[union-attr]
