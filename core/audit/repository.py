@@ -24,8 +24,7 @@ def lock_writer(session: Session) -> None:
     advisory transaction lock on Postgres, the database's write lock on SQLite (`core.db.sqlite_write_lock`)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-    else:
-        sqlite_write_lock(session)
+    sqlite_write_lock(session)  # a no-op but on SQLite
 
 
 _events = AuditEvent.__table__

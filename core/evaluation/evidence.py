@@ -2,8 +2,8 @@
 
 For every erased concept, the erased and the base model draw the concept's held-out prompts (phrasings the
 erasure never trained on, that the model's tokenizer encodes whole: a cut prompt may have lost the concept) on
-fixed seeds; the judge labels each image among the concept, its surrogate and
-the other concepts of its kind. UA is the share of the erased model's images NOT labelled as the concept.
+fixed seeds; the judge labels each image among the concept, its surrogate and the other concepts of its kind.
+UA is the share of the erased model's images NOT labelled as the concept.
 Retention: both models draw held-out prompts of concepts that must stay (the other concepts of the erased
 kind, and of the other kinds); an image is kept when the judge still labels it as its own concept; retention is
 the erased model's kept share over the base model's on the same prompts and seeds (1.0 = untouched).

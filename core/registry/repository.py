@@ -60,6 +60,5 @@ def lock(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> Registe
             .execution_options(populate_existing=True))
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    else:
-        sqlite_write_lock(session)
+    sqlite_write_lock(session)  # a no-op but on SQLite
     return session.scalars(stmt).first()
