@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
+from core.db import sqlite_write_lock
 from core.erasure.models import ErasureRequest
 from core.erasure.states import TERMINAL, RequestStatus
 from core.jobs.models import Artifact, Job
@@ -100,6 +101,7 @@ def get_request(session: Session, tenant_id: uuid.UUID, request_id: uuid.UUID, *
     stmt = select(ErasureRequest).where(ErasureRequest.id == request_id, ErasureRequest.tenant_id == tenant_id)
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        sqlite_write_lock(session)
     return session.scalars(stmt).first()
 
 
@@ -159,6 +161,7 @@ def jobs_of_request(session: Session, request_id: uuid.UUID, *, lock: bool = Fal
     stmt = select(Job).where(Job.request_id == request_id).order_by(Job.created_at)
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        sqlite_write_lock(session)
     return list(session.scalars(stmt))
 
 
@@ -207,19 +210,19 @@ def queue_stats(session: Session, now: datetime) -> QueueStats:
     return QueueStats(by_state, queued, int(pending or 0), int(overdue or 0), int(expired or 0))
 
 def lock_request(session: Session, request_id: uuid.UUID) -> ErasureRequest | None:
-    """The request row, locked (Postgres), whatever its tenant: for the worker side, which holds its job."""
-    stmt = select(ErasureRequest).where(ErasureRequest.id == request_id).execution_options(populate_existing=True)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    """The request row, locked, whatever its tenant: for the worker side, which holds its job."""
+    stmt = (select(ErasureRequest).where(ErasureRequest.id == request_id)
+            .with_for_update().execution_options(populate_existing=True))
+    sqlite_write_lock(session)
     return session.scalars(stmt).first()
 
 
 def successors(session: Session, request_id: uuid.UUID) -> list[ErasureRequest]:
-    """The requests chained after this one (core.erasure.chain), row-locked on Postgres, oldest first."""
+    """The requests chained after this one (core.erasure.chain), locked, oldest first."""
     stmt = (select(ErasureRequest).where(ErasureRequest.after_request_id == request_id)
-            .order_by(ErasureRequest.created_at, ErasureRequest.id).execution_options(populate_existing=True))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+            .order_by(ErasureRequest.created_at, ErasureRequest.id)
+            .with_for_update().execution_options(populate_existing=True))
+    sqlite_write_lock(session)
     return list(session.scalars(stmt))
 
 

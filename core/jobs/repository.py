@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from core.db import sqlite_write_lock
 from core.jobs.models import Artifact, Job
 from core.jobs.states import JobKind, JobState, check
 
@@ -25,16 +26,16 @@ def _leasable(now: datetime):  # type: ignore[no-untyped-def]
 
 
 def lock_leasable(session: Session, job_id: uuid.UUID, now: datetime) -> Job | None:
-    """The job if it can be leased now, row-locked on Postgres.
+    """The job if it can be leased now, locked (the row on Postgres, the database's write lock on SQLite).
 
     This waits for the row rather than skipping it (unlike `next_leasable_id`): the writer holding it may
     be the outbox relay that just rang this very doorbell (it stamps `enqueued_at` before it commits), and
     skipping would drop the doorbell. Measured: with SKIP LOCKED here, a share of doorbells were lost and
     those jobs waited for the sweeper (p95 submit→start 64 s instead of well under 1 s).
     """
-    stmt = select(Job).where(Job.id == job_id, _leasable(now)).execution_options(populate_existing=True)
-    if _postgres(session):
-        stmt = stmt.with_for_update()
+    stmt = (select(Job).where(Job.id == job_id, _leasable(now))
+            .with_for_update().execution_options(populate_existing=True))
+    sqlite_write_lock(session)
     return session.scalars(stmt).first()
 
 
@@ -103,9 +104,9 @@ def fenced_heartbeat(
 
 
 def lock_job(session: Session, job_id: uuid.UUID) -> Job | None:
-    stmt = select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
-    if _postgres(session):
-        stmt = stmt.with_for_update()
+    """The job row, locked: a cancel and the attempt's completion read its flags one after the other."""
+    stmt = select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    sqlite_write_lock(session)
     return session.scalars(stmt).first()
 
 

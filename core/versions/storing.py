@@ -23,7 +23,7 @@ from typing import Any
 
 from core.audit import service as audit
 from core.config import Settings
-from core.db import unit_of_work
+from core.db import sqlite_write_lock, unit_of_work
 from core.erasure import chain
 from core.erasure import repository as erasure_repo
 from core.errors import LetheError, StaleAttempt
@@ -189,6 +189,7 @@ def _cumulative_adapter(work: _Work, store: ScopedStore, work_dir: Path) -> tupl
 
 
 def _version(session: Any, version_id: uuid.UUID) -> ModelVersion:
+    sqlite_write_lock(session)
     version = session.get(ModelVersion, version_id, populate_existing=True, with_for_update=True)
     assert version is not None
     return version

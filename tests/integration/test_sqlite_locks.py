@@ -4,7 +4,9 @@ file) holds the database's write lock from its read on, as FOR UPDATE does on Po
 - two writers append to the audit chain at once: the second waits for the first's commit and links after it,
   instead of reading the same last link and failing on a duplicate seq (a 500 on a GET that records a download
   link);
-- a model row locked for a change of its head or versions: a second locker waits for the first's commit."""
+- a model row locked for a change of its head or versions: a second locker waits for the first's commit;
+- an erasure request and its job, locked by the worker finishing an attempt: a cancel waits for that commit and
+  sees the outcome, instead of reading the request as still running and flagging a finished job."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ from sqlalchemy import Row
 from core.audit import repository
 from core.audit import service as audit
 from core.db import make_engine, unit_of_work
+from core.erasure import repository as erasure
+from core.erasure.models import ErasureRequest
+from core.erasure.states import RequestStatus
+from core.jobs import repository as jobs
+from core.jobs.models import Job
+from core.jobs.states import JobKind, JobState
 from core.migrate import upgrade
 from core.registry import repository as registry
 from core.registry.models import RegisteredModel
@@ -102,3 +110,47 @@ def test_a_locked_model_row_waits_for_the_first_lockers_commit(tmp_path: Path) -
     assert order == ["first set head 2", "second saw head 2"]
     with unit_of_work(engine) as s:
         assert registry.lock(s, tenant_id, model_id).head_version == 3  # type: ignore[union-attr]
+
+
+def test_a_cancel_waits_for_the_worker_that_locked_the_request(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'requests.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with unit_of_work(engine) as s:
+        tenant = Tenant(name="acme")
+        s.add(tenant)
+        s.flush()
+        model = RegisteredModel(tenant_id=tenant.id, name="m", source_uri="file:///m")
+        s.add(model)
+        s.flush()
+        request = ErasureRequest(tenant_id=tenant.id, model_id=model.id, status=RequestStatus.running,
+                                 concepts=[{"name": "circle"}], submitted_by="test")
+        s.add(request)
+        s.flush()
+        job = Job(tenant_id=tenant.id, model_id=model.id, request_id=request.id, kind=JobKind.erase,
+                  state=JobState.running, attempt=1)
+        s.add(job)
+        s.flush()
+        tenant_id, request_id, job_id = tenant.id, request.id, job.id
+
+    seen: list[str] = []
+
+    def cancel() -> None:  # what the API's cancel reads before it decides
+        with unit_of_work(engine) as s:
+            row = erasure.get_request(s, tenant_id, request_id, lock=True)
+            held = erasure.jobs_of_request(s, request_id, lock=True)
+            assert row is not None
+            seen.append(f"cancel saw {row.status.value}, job {held[0].state.value}")
+
+    with unit_of_work(engine) as s:  # the worker completing the attempt
+        row = erasure.lock_request(s, request_id)
+        held = jobs.lock_job(s, job_id)
+        assert row is not None and held is not None
+        other = threading.Thread(target=cancel)
+        other.start()
+        other.join(1.0)
+        assert other.is_alive() and seen == [], "the cancel waits for the worker's transaction"
+        held.state = JobState.succeeded
+        row.status = RequestStatus.succeeded
+    other.join(30)
+    assert seen == ["cancel saw succeeded, job succeeded"]
