@@ -260,6 +260,11 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(
         default=10.0, gt=0, le=300, description="How often the heartbeat file is touched (s)."
     )
+    worker_stall_seconds: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="A worker that consumes nothing while messages wait in its queues for this long reconnects "
+        "its consumer; still stalled as long again, it exits (code 70) for its supervisor to restart it (s).",
+    )
     worker_metrics_port: int = Field(
         default=0, ge=0, le=65535,
         description="Port on which `lethe worker` serves Prometheus metrics (jobs, stages, leases, queue, GPU "

@@ -4,6 +4,7 @@ supervisor to restart it. A busy worker, an empty queue and an unreachable broke
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -25,8 +26,8 @@ class RecordingHub:
     def __init__(self) -> None:
         self.soon: list[Callable[[], None]] = []
 
-    def call_soon(self, callback: Callable[[], None], *args: object) -> None:
-        self.soon.append(callback)
+    def call_soon(self, callback: Callable[..., None], *args: object) -> None:
+        self.soon.append(functools.partial(callback, *args))
 
 
 def _watchdog(broker_url: str, queue: str, exits: list[int]) -> ConsumerWatchdog:
