@@ -1,7 +1,8 @@
 """Erasure benchmark on the testbeds: SPARE (erase until verified), SPARE (one round), ablations, ESD.
 
 `--testbeds full,subword` runs every method on both testbeds in one run (the second, built by another recipe,
-is for reporting the defaults on a model they were never tuned on — never for tuning). Requests are phrased by
+is for reporting the defaults on a model they were never tuned on — never for tuning; `--testbeds dev`, a third
+recipe, is where the escalation is developed). Requests are phrased by
 each testbed's own lethe.json through the generic path (core.spare.prompting.fit_request). `spare-loop` is
 what workers run: rounds with the testbed classifier's cheap held-out check and escalation
 (core.spare.rounds), the verification a worker applies (its judge, its 2-seed grid, the service thresholds) as
@@ -337,10 +338,11 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
 
 def targets_check(summary: dict[str, dict[str, Any]], probe: dict[str, Any] | None = None) -> dict[str, Any]:
     """The targets, each with the measured value (pass/fail is secondary): SPARE's on the first testbed, and
-    erase-until-verified's on each testbed (second: UA >= 0.95 on every target, IRA/CRA >= 0.95 of base, time
-    <= 1/5 of ESD's; first: no regression, UA >= 0.99 and IRA/CRA >= 0.97 of base)."""
+    erase-until-verified's on each testbed (second and development: UA >= 0.95 on every target, IRA/CRA >= 0.95 of
+    base, time <= 1/5 of ESD's; first: no regression, UA >= 0.99 and IRA/CRA >= 0.97 of base)."""
     checks: dict[str, Any] = {}
-    for prefix, ua_min, keep_min in (("", 0.99, 0.97), ("testbed-subword/", 0.95, 0.95)):
+    # The development testbed is held to the second's targets: it is where they are worked toward.
+    for prefix, ua_min, keep_min in (("", 0.99, 0.97), ("testbed-subword/", 0.95, 0.95), ("testbed-dev/", 0.95, 0.95)):
         loop, esd = summary.get(f"{prefix}spare-loop"), summary.get(f"{prefix}esd")
         if loop:
             name = prefix.rstrip("/") or "testbed"

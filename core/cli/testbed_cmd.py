@@ -23,7 +23,8 @@ def build_cmd(
     profile: str = typer.Option(
         "full", "--profile",
         help="full (the shipped recipe, ~1 h on 2 cores), subword (the second testbed: another seed, tokenizer "
-        "and UNet, less training; ~20 min on one core) or tiny (CI).",
+        "and UNet, less training; ~20 min on one core), dev (a third recipe, for developing the escalation "
+        "without tuning on the second) or tiny (CI).",
     ),
     seed: int | None = typer.Option(
         None, "--seed", help="Build seed (data, initialisation, batches). Default: the profile's (full: 0)."
@@ -91,7 +92,8 @@ def build_cmd(
 @app.command("path")
 def path_cmd(
     name: str | None = typer.Option(
-        None, "--name", help="Which testbed: full (the first, default) or a profile's, e.g. subword (the second)."
+        None, "--name",
+        help="Which testbed: full (the first, default) or a profile's: subword (the second), dev (the third).",
     ),
 ) -> None:
     """Print the directory of a testbed (pipeline/, classifier/, manifest.json)."""

@@ -1,7 +1,7 @@
 """Where the testbeds live: a locally built one under the data dir wins over the one shipped in the package.
 
 The first testbed (profile `full`) is `testbed`; another recipe's is `testbed-<profile>` (e.g. the second
-testbed, `testbed-subword`), shipped beside the first under assets/.
+testbed, `testbed-subword`; the development testbed, `testbed-dev`), shipped beside the first under assets/.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def testbed_dir() -> Path:
 
 
 # Profiles whose build is a testbed of its own (the others, full and tiny, build "the" testbed).
-NAMED = ("subword",)
+NAMED = ("subword", "dev")
 
 
 def folder_name(name: str | None) -> str:

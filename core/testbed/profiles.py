@@ -1,7 +1,9 @@
 """Testbed build recipes: a `Profile` decides everything a build does, and is recorded in its manifest.
 
-The recipes themselves are data (PROFILES): `full` (the shipped testbed), `tiny` (CI), and `subword` (a second
-testbed by another recipe, for reporting defaults on a model they were never tuned on).
+The recipes themselves are data (PROFILES): `full` (the shipped testbed), `tiny` (CI), `subword` (a second
+testbed by another recipe, for reporting defaults on a model they were never tuned on) and `dev` (a third
+recipe, for developing what the first testbed cannot show — the escalation of erase-until-verified, where the
+first testbed passes in one round — without tuning on the second).
 """
 
 from __future__ import annotations
@@ -92,6 +94,25 @@ PROFILES: dict[str, Profile] = {
         guidance_scales=(3.0, 5.0),
         model=ModelConfig(
             vae_channels=(16, 32, 32), unet_channels=(32, 64, 64), text_width=48, tokenizer_merges=130
+        ),
+    ),
+    # A development testbed by a third recipe: its own seed, a smaller vocabulary (100 merges: seven canvas
+    # words split into pieces) in a 32-token context (every training and held-out prompt fits), other UNet and VAE
+    # widths, little training. Escalation levers and budgets may be tuned here; the second testbed only reports.
+    "dev": Profile(
+        name="dev",
+        seed=11,
+        images_per_pair=150,
+        heldout_per_pair=20,
+        classifier_steps=200,
+        vae_steps=500,
+        unet_steps=1000,
+        unet_batch=64,
+        unet_warmup=85,
+        guidance_scales=(3.0, 5.0),
+        model=ModelConfig(
+            vae_channels=(16, 32, 48), unet_channels=(48, 64, 64), text_width=40, max_tokens=32,
+            tokenizer_merges=100,
         ),
     ),
 }
