@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from core.config import Settings
-from tests.integration.worker_support import Processes, child_env, free_port, processes, wait_for
+from tests.integration.worker_support import Processes, TcpProxy, child_env, free_port, processes, wait_for
 from worker.app import make_app
 from worker.watchdog import EXIT_STALLED
 
@@ -70,7 +70,7 @@ class BrpopSwallowingProxy:
             with self._lock:
                 self._links.append(link)
             threading.Thread(target=self._to_server, args=(link,), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+            threading.Thread(target=TcpProxy._pump, args=(server, client), daemon=True).start()
 
     def _to_server(self, link: _Link) -> None:
         try:
@@ -85,15 +85,6 @@ class BrpopSwallowingProxy:
             pass
         finally:
             self._close(link.client, link.server)
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._close(src, dst)
 
     @staticmethod
     def _close(*socks: socket.socket) -> None:

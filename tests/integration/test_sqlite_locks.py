@@ -11,11 +11,12 @@ file) holds the database's write lock from its read on, as FOR UPDATE does on Po
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Row
+from sqlalchemy import Engine, Row
 
 from core.audit import repository
 from core.audit import service as audit
@@ -75,8 +76,9 @@ def test_a_writer_that_read_the_last_link_is_not_overtaken(tmp_path: Path, monke
     assert actions == ["test.first", "test.mine", "test.other"]
 
 
-def test_a_locked_model_row_waits_for_the_first_lockers_commit(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'models.db'}"
+def _tenant_and_model(tmp_path: Path) -> tuple[Engine, uuid.UUID, uuid.UUID]:
+    """A migrated SQLite database file holding one tenant and one registered model."""
+    url = f"sqlite:///{tmp_path / 'lethe.db'}"
     upgrade(url)
     engine = make_engine(url)
     with unit_of_work(engine) as s:
@@ -86,7 +88,11 @@ def test_a_locked_model_row_waits_for_the_first_lockers_commit(tmp_path: Path) -
         model = RegisteredModel(tenant_id=tenant.id, name="m", source_uri="file:///m")
         s.add(model)
         s.flush()
-        tenant_id, model_id = tenant.id, model.id
+        return engine, tenant.id, model.id
+
+
+def test_a_locked_model_row_waits_for_the_first_lockers_commit(tmp_path: Path) -> None:
+    engine, tenant_id, model_id = _tenant_and_model(tmp_path)
 
     order: list[str] = []
 
@@ -113,25 +119,17 @@ def test_a_locked_model_row_waits_for_the_first_lockers_commit(tmp_path: Path) -
 
 
 def test_a_cancel_waits_for_the_worker_that_locked_the_request(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'requests.db'}"
-    upgrade(url)
-    engine = make_engine(url)
+    engine, tenant_id, model_id = _tenant_and_model(tmp_path)
     with unit_of_work(engine) as s:
-        tenant = Tenant(name="acme")
-        s.add(tenant)
-        s.flush()
-        model = RegisteredModel(tenant_id=tenant.id, name="m", source_uri="file:///m")
-        s.add(model)
-        s.flush()
-        request = ErasureRequest(tenant_id=tenant.id, model_id=model.id, status=RequestStatus.running,
+        request = ErasureRequest(tenant_id=tenant_id, model_id=model_id, status=RequestStatus.running,
                                  concepts=[{"name": "circle"}], submitted_by="test")
         s.add(request)
         s.flush()
-        job = Job(tenant_id=tenant.id, model_id=model.id, request_id=request.id, kind=JobKind.erase,
+        job = Job(tenant_id=tenant_id, model_id=model_id, request_id=request.id, kind=JobKind.erase,
                   state=JobState.running, attempt=1)
         s.add(job)
         s.flush()
-        tenant_id, request_id, job_id = tenant.id, request.id, job.id
+        request_id, job_id = request.id, job.id
 
     seen: list[str] = []
 
