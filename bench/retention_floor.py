@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     randoms = rows[1:]
     result = {
         "testbed": testbed.name, "target": args.target, "run": str(args.run), "modules": len(modules),
+        "surrogates": report.get("prompts", {}).get("surrogates"),
         "delta_norm": round(float(sum(d.norm() ** 2 for d in deltas.values()) ** 0.5), 4),
         "eval_seeds": args.eval_seeds, "threads": args.threads, "started_at": started,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows,
