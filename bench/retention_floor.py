@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     fused = load_pipeline(args.run / "fused")
     deltas = _deltas(base.unet, fused.unet, modules)
     del fused
-    evaluator = testbed_evaluator([args.target], testbed=testbed, seeds=tuple(range(args.eval_seeds)))
+    # The base is the testbed's shipped pipeline: its grid is drawn once per process, not once per model scored.
+    evaluator = testbed_evaluator([args.target], testbed=testbed, seeds=tuple(range(args.eval_seeds)),
+                                  cached_base=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     generator = torch.Generator().manual_seed(0)
     models = [("erasure", deltas)] + [

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Select, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -81,6 +81,14 @@ def sqlite_write_lock(session: Session) -> None:
     raw = session.connection().connection.driver_connection
     if raw is not None and not raw.in_transaction:
         raw.execute("BEGIN IMMEDIATE")
+
+
+def for_update(session: Session, stmt: Select[Any]) -> Select[Any]:
+    """`stmt` as a locking read on either database: FOR UPDATE on Postgres (SQLite's compiler renders none),
+    SQLite's write lock taken first (`sqlite_write_lock`); rows already in the session are re-read
+    (populate_existing), so the caller sees what the previous lock holder committed."""
+    sqlite_write_lock(session)
+    return stmt.with_for_update().execution_options(populate_existing=True)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
-from core.db import sqlite_write_lock
+from core.db import for_update
 from core.erasure.models import ErasureRequest
 from core.erasure.states import TERMINAL, RequestStatus
 from core.jobs.models import Artifact, Job
@@ -100,8 +100,7 @@ def get_request(session: Session, tenant_id: uuid.UUID, request_id: uuid.UUID, *
 ):
     stmt = select(ErasureRequest).where(ErasureRequest.id == request_id, ErasureRequest.tenant_id == tenant_id)
     if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        sqlite_write_lock(session)
+        stmt = for_update(session, stmt)
     return session.scalars(stmt).first()
 
 
@@ -160,8 +159,7 @@ def list_requests(
 def jobs_of_request(session: Session, request_id: uuid.UUID, *, lock: bool = False) -> list[Job]:
     stmt = select(Job).where(Job.request_id == request_id).order_by(Job.created_at)
     if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        sqlite_write_lock(session)
+        stmt = for_update(session, stmt)
     return list(session.scalars(stmt))
 
 
@@ -211,19 +209,14 @@ def queue_stats(session: Session, now: datetime) -> QueueStats:
 
 def lock_request(session: Session, request_id: uuid.UUID) -> ErasureRequest | None:
     """The request row, locked, whatever its tenant: for the worker side, which holds its job."""
-    stmt = (select(ErasureRequest).where(ErasureRequest.id == request_id)
-            .with_for_update().execution_options(populate_existing=True))
-    sqlite_write_lock(session)
-    return session.scalars(stmt).first()
+    return session.scalars(for_update(session, select(ErasureRequest).where(ErasureRequest.id == request_id))).first()
 
 
 def successors(session: Session, request_id: uuid.UUID) -> list[ErasureRequest]:
     """The requests chained after this one (core.erasure.chain), locked, oldest first."""
     stmt = (select(ErasureRequest).where(ErasureRequest.after_request_id == request_id)
-            .order_by(ErasureRequest.created_at, ErasureRequest.id)
-            .with_for_update().execution_options(populate_existing=True))
-    sqlite_write_lock(session)
-    return list(session.scalars(stmt))
+            .order_by(ErasureRequest.created_at, ErasureRequest.id))
+    return list(session.scalars(for_update(session, stmt)))
 
 
 def overdue_requests(session: Session, now: datetime, limit: int = 500) -> list[ErasureRequest]:

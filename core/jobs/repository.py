@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from core.db import sqlite_write_lock
+from core.db import for_update
 from core.jobs.models import Artifact, Job
 from core.jobs.states import JobKind, JobState, check
 
@@ -33,10 +33,7 @@ def lock_leasable(session: Session, job_id: uuid.UUID, now: datetime) -> Job | N
     skipping would drop the doorbell. Measured: with SKIP LOCKED here, a share of doorbells were lost and
     those jobs waited for the sweeper (p95 submit→start 64 s instead of well under 1 s).
     """
-    stmt = (select(Job).where(Job.id == job_id, _leasable(now))
-            .with_for_update().execution_options(populate_existing=True))
-    sqlite_write_lock(session)
-    return session.scalars(stmt).first()
+    return session.scalars(for_update(session, select(Job).where(Job.id == job_id, _leasable(now)))).first()
 
 
 def next_leasable_id(session: Session, now: datetime, kinds: list[JobKind] | None = None) -> uuid.UUID | None:
@@ -105,9 +102,7 @@ def fenced_heartbeat(
 
 def lock_job(session: Session, job_id: uuid.UUID) -> Job | None:
     """The job row, locked: a cancel and the attempt's completion read its flags one after the other."""
-    stmt = select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-    sqlite_write_lock(session)
-    return session.scalars(stmt).first()
+    return session.scalars(for_update(session, select(Job).where(Job.id == job_id))).first()
 
 
 def expired_leases(session: Session, now: datetime, limit: int = 100) -> list[Job]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Row, Uuid, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from core.db import sqlite_write_lock
+from core.db import for_update
 from core.registry.models import ModelStatus, RegisteredModel
 
 
@@ -55,10 +55,5 @@ def list_models(
 def lock(session: Session, tenant_id: uuid.UUID, model_id: uuid.UUID) -> RegisteredModel | None:
     """The model row, locked (FOR UPDATE on Postgres, the database write lock on SQLite): its head, versions and
     settings change one writer at a time."""
-    stmt = (select(RegisteredModel)
-            .where(RegisteredModel.id == model_id, RegisteredModel.tenant_id == tenant_id)
-            .execution_options(populate_existing=True))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    sqlite_write_lock(session)  # a no-op but on SQLite
-    return session.scalars(stmt).first()
+    stmt = select(RegisteredModel).where(RegisteredModel.id == model_id, RegisteredModel.tenant_id == tenant_id)
+    return session.scalars(for_update(session, stmt)).first()
