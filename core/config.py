@@ -240,6 +240,13 @@ class Settings(BaseSettings):
         "model's vocabulary picked; one it confuses with the concept more often than the UA threshold allows is "
         "replaced by the declared concept it confuses least. 0 turns the screen off.",
     )
+    surrogate_screen_neighbours: bool = Field(
+        default=True,
+        description="The surrogate screen also labels this many base-model images of every declared concept of "
+        "the kind: a surrogate the base model mixes up with a concept that must stay (crossing images, both ways, "
+        "above 1 - the verification's retention threshold) is replaced like a confused one, since training "
+        "toward it moves a boundary the base model barely holds.",
+    )
     verify_min_gap_closure: float | None = Field(
         default=0.5, ge=0, le=1,
         description="Verification (any model): share of the noise-space gap between the forget prompts' prediction and "

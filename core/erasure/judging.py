@@ -200,36 +200,52 @@ def acceptance(thresholds: Thresholds, concepts: list[str]) -> Callable[[Any], A
     return accept
 
 
-def screening(base: Any, model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
-              guidance_scale: float, avoid: Sequence[str] = ()) -> Any:
-    """What the screen and a later switch measure candidates with (`core.evaluation.surrogates.Screening`):
-    the job's judge on `base`, the folder's vocabulary, a confusion allowance of 1 - min_unlearning_accuracy,
-    settings.surrogate_screen_images per candidate drawn with the judge's steps and the job's guidance.
-    Raises JudgeUnavailable / VocabularyError when no judge or vocabulary can be had."""
+ScreeningFn = Callable[[Any, Sequence[str]], Any]  # (base, avoid) -> core.evaluation.surrogates.Screening
+
+
+def screenings(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
+               min_retention: float | None, guidance_scale: float) -> ScreeningFn:
+    """screening(base, avoid) -> what the screen and a later switch measure candidates with
+    (`core.evaluation.surrogates.Screening`), one per base model and `avoid` so that a switch reuses the
+    screen's labelled base images: the job's judge on `base`, the folder's vocabulary, a confusion allowance of
+    1 - min_unlearning_accuracy, a neighbourhood allowance of 1 - min_retention (None, or
+    settings.surrogate_screen_neighbours off: not measured), settings.surrogate_screen_images per concept drawn
+    with the judge's steps and the job's guidance. Raises JudgeUnavailable / VocabularyError when no judge or
+    vocabulary can be had."""
     from core.evaluation.surrogates import Screening, ScreenSampling
 
-    return Screening(base=base, judge=judge(base), vocabulary=load_vocabulary(model_dir),
-                     max_confusion=round(1 - min_unlearning_accuracy, 6), avoid=tuple(avoid),
-                     sampling=ScreenSampling(images=settings.surrogate_screen_images, steps=settings.judge_steps,
-                                             guidance_scale=guidance_scale))
+    made: dict[tuple[int, tuple[str, ...]], Any] = {}
+    max_tangle = (round(1 - min_retention, 6)
+                  if min_retention is not None and settings.surrogate_screen_neighbours else None)
+
+    def screening(base: Any, avoid: Sequence[str] = ()) -> Any:
+        key = (id(base), tuple(avoid))
+        if key not in made:
+            made[key] = Screening(
+                base=base, judge=judge(base), vocabulary=load_vocabulary(model_dir),
+                max_confusion=round(1 - min_unlearning_accuracy, 6), avoid=tuple(avoid), max_tangle=max_tangle,
+                sampling=ScreenSampling(images=settings.surrogate_screen_images, steps=settings.judge_steps,
+                                        guidance_scale=guidance_scale))
+        return made[key]
+
+    return screening
 
 
-def surrogate_screen(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlearning_accuracy: float,
-                     guidance_scale: float = 5.0,
+def surrogate_screen(settings: Settings, *, screening: ScreeningFn,
                      progress: Callable[[str, float], None] | None = None) -> Callable[..., Any]:
     """screen(base, spec, named, avoid=()) -> (spec, records): before the first round, the job's judge looks at
-    the base model's images of each surrogate; a surrogate the vocabulary picked that the judge labels as its
-    target more often than 1 - min_unlearning_accuracy is replaced (`core.evaluation.surrogates`).
-    settings.surrogate_screen_images = 0, or a judge that cannot run, leaves the spec as it is."""
+    the base model's images of each surrogate (`screening`, from `screenings`); a surrogate the vocabulary
+    picked that the judge labels as its target more often than 1 - min_unlearning_accuracy, or that the base
+    model mixes up with a concept that must stay more often than 1 - min_retention, is replaced
+    (`core.evaluation.surrogates`). settings.surrogate_screen_images = 0, or a judge that cannot run, leaves
+    the spec as it is."""
     from core.evaluation.surrogates import screen_surrogates
 
     def screen(base: Any, spec: Any, named: set[str], avoid: Any = ()) -> tuple[Any, list[Any]]:
         if settings.surrogate_screen_images <= 0:
             return spec, []
         try:
-            measured = screening(base, model_dir, settings, judge=judge, avoid=avoid,
-                                 min_unlearning_accuracy=min_unlearning_accuracy, guidance_scale=guidance_scale)
-            return screen_surrogates(measured, spec, named=named,
+            return screen_surrogates(screening(base, avoid), spec, named=named,
                                      progress=(lambda f: progress("surrogate screen", f)) if progress else None)
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could screen the surrogates", reason=str(exc))
@@ -252,12 +268,11 @@ def shared_judge(model_dir: Path, settings: Settings, *, judge_name: str, finger
     return judge
 
 
-def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: JudgeFn,
-                     min_unlearning_accuracy: float, named: set[str], erased: Sequence[str] = (),
-                     guidance_scale: float = 5.0) -> Callable[[Any, str], tuple[Any, Any]]:
+def surrogate_switch(base: Any, settings: Settings, *, screening: ScreeningFn, named: set[str],
+                     erased: Sequence[str] = ()) -> Callable[[Any, str], tuple[Any, Any]]:
     """switch(spec, target) -> (spec with another surrogate for target or None, record) for erase-until-verified
-    (`core.evaluation.surrogates.switch_surrogate` on `base`, as the screen measures; the loop asks once per
-    concept): a surrogate the request named is never switched."""
+    (`core.evaluation.surrogates.switch_surrogate` on `base`, measured as the screen measures and on its
+    labelled images; the loop asks once per concept): a surrogate the request named is never switched."""
     from core.evaluation.surrogates import switch_surrogate
     from core.spare.report import SurrogateScreen
 
@@ -268,9 +283,7 @@ def surrogate_switch(base: Any, model_dir: Path, settings: Settings, *, judge: J
         if target in named or settings.surrogate_screen_images <= 0:
             return None, kept
         try:
-            measured = screening(base, model_dir, settings, judge=judge, avoid=erased,
-                                 min_unlearning_accuracy=min_unlearning_accuracy, guidance_scale=guidance_scale)
-            return switch_surrogate(measured, spec, target, used={str(concept.surrogate)})
+            return switch_surrogate(screening(base, erased), spec, target, used={str(concept.surrogate)})
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could screen another surrogate", reason=str(exc))
             return None, kept
@@ -290,15 +303,14 @@ def verified_rounds(base: Any, model_dir: Path, requested: Any, spec: Any, confi
 
     judge = shared_judge(model_dir, settings, judge_name=judge_name, fingerprint=fingerprint)
     guidance = getattr(config, "guidance_scale", 5.0)
-    screen = surrogate_screen(model_dir, settings, judge=judge,
-                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
-                              guidance_scale=guidance, progress=progress)
+    screening = screenings(model_dir, settings, judge=judge,
+                           min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                           min_retention=thresholds.min_retention, guidance_scale=guidance)
+    screen = surrogate_screen(settings, screening=screening, progress=progress)
     named = named_surrogates(requested)
     spec, screened = screen(base, spec, named, erased)
     check = round_check(model_dir, spec, config, settings, judge=judge,
                         min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
                         min_retention=thresholds.min_retention, progress=progress)
-    switch = surrogate_switch(base, model_dir, settings, judge=judge,
-                              min_unlearning_accuracy=thresholds.min_unlearning_accuracy, named=named,
-                              erased=erased, guidance_scale=guidance)
+    switch = surrogate_switch(base, settings, screening=screening, named=named, erased=erased)
     return spec, screened, check, switch

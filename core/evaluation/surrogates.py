@@ -14,13 +14,25 @@ one within the allowance).
 After a round, erase-until-verified may switch a vocabulary-picked surrogate once more (`switch_surrogate`):
 when the images the round took from concepts that must stay became its surrogate, the surrogate is spreading
 over its neighbours, and the next declared candidate within the allowance replaces it.
+
+The neighbourhood (`Screening.max_tangle`): an erasure draws the surrogate where the concept was asked for, and
+what it changes to do so reaches the concepts the base model already mixes up with the surrogate. A surrogate
+whose images the judge often labels as a concept that must stay, or whose kept neighbours' images it labels as
+the surrogate, sits on a boundary the base model barely holds; training toward it moves that boundary and the
+neighbour's images cross it (measured: a heart erased toward a circle that the base draws square one time in
+three lost the circles to "square"; toward a triangle, whose neighbours the base keeps apart, it did not).
+`tangled` is the worst such pair's share of crossing images (both concepts' base images, both directions); a
+vocabulary-picked surrogate above the allowance is replaced like a confused one, by the first declared
+candidate within both allowances, else the one least tangled among those within the confusion allowance. The
+base images of each declared concept are drawn once per screening and shared by every candidate's measure.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.evaluation.evidence import wilson
@@ -36,20 +48,19 @@ ProgressFn = Callable[[float], None]
 Measure = Callable[[str], tuple[SurrogateTried, int]]
 
 
-def confusion(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, target: str, surrogate: str,
-              images: int, steps: int, guidance_scale: float, seed: int) -> tuple[int, int]:
-    """(images the judge labels as `target`, images drawn): the base model's images of `surrogate` (its held-out
-    phrasings that fit the model's context, `images` seeds), judged among the same candidate labels the
-    verification uses."""
-    vocab = vocabulary.with_concepts(kind, [target, surrogate])
-    phrasings = untruncated(vocab.heldout_prompts(kind, surrogate), getattr(base, "tokenizer", None))
+def labelled(base: Any, judge: Judge, vocabulary: Vocabulary, *, kind: str, concept: str, labels: Sequence[str],
+             images: int, steps: int, guidance_scale: float, seed: int) -> tuple[Counter[str], int]:
+    """(what the judge labels the base model's images of `concept`, among `labels`: a count per label; images
+    drawn): its held-out phrasings that fit the model's context, `images` seeds from `seed`."""
+    vocab = vocabulary.with_concepts(kind, [concept])
+    phrasings = untruncated(vocab.heldout_prompts(kind, concept), getattr(base, "tokenizer", None))
     if not phrasings or images <= 0:
-        return 0, 0
+        return Counter(), 0
     prompts = [phrasings[i % len(phrasings)] for i in range(images)]
     seeds = [seed + i for i in range(images)]
     drawn = generate(base, prompts, seeds, steps=steps, guidance_scale=guidance_scale)
-    verdicts = judge.classify(drawn, kind, vocab.concepts[kind])
-    return sum(v == target for v in verdicts), len(verdicts)
+    verdicts = judge.classify(drawn, kind, list(labels))
+    return Counter(str(v) for v in verdicts), len(verdicts)
 
 
 @dataclass(frozen=True)
@@ -63,32 +74,71 @@ class ScreenSampling:
     seed: int = 600_000
 
 
-@dataclass(frozen=True)
+@dataclass
 class Screening:
     """What measuring a candidate surrogate needs: the base model and the job's judge, the model folder's
     vocabulary (the candidates, in its order), the largest share of a candidate's images the judge may label as
-    the target (`max_confusion`), how the images are drawn, and concepts besides the spec's targets that may not
-    become a surrogate (`avoid`: e.g. concepts earlier versions erased)."""
+    the target (`max_confusion`), the largest share of images crossing the boundary between a candidate and a
+    concept that must stay (`max_tangle`; None: the neighbourhood is not measured), how the images are drawn,
+    and concepts besides the spec's targets that may not become a surrogate (`avoid`: e.g. concepts earlier
+    versions erased). The base model's labelled images are kept per (kind, concept) for every later measure."""
 
     base: Any
     judge: Judge
     vocabulary: Vocabulary
     max_confusion: float
     avoid: Sequence[str] = ()
-    sampling: ScreenSampling = ScreenSampling()
+    sampling: ScreenSampling = field(default_factory=ScreenSampling)
+    max_tangle: float | None = None
+    _rows: dict[tuple[str, tuple[str, ...], str], tuple[Counter[str], int]] = field(
+        default_factory=dict, init=False, repr=False)
 
-    def measurer(self, kind: str, target: str, index: int) -> Measure:
-        """measure(candidate) -> (its record, images the judge labelled `target`); `index`: the concept's place
-        in the spec (its own seeds, the same for the screen and a later switch)."""
-        sampling = self.sampling
+    def row(self, kind: str, labels: tuple[str, ...], concept: str) -> tuple[Counter[str], int]:
+        """The judge's labels of the base model's images of `concept` (drawn once; each concept its own seeds)."""
+        key = (kind, labels, concept)
+        if key not in self._rows:
+            sampling = self.sampling
+            self._rows[key] = labelled(self.base, self.judge, self.vocabulary, kind=kind, concept=concept,
+                                       labels=labels, images=sampling.images, steps=sampling.steps,
+                                       guidance_scale=sampling.guidance_scale,
+                                       seed=sampling.seed + 1000 * labels.index(concept))
+        return self._rows[key]
+
+    def measurer(self, spec: ErasureSpec, kind: str, target: str) -> Measure:
+        """measure(candidate) -> (its record, images the judge labelled `target`): the candidate's confusion with
+        `target` and, with `max_tangle` set, its worst boundary with a concept that must stay (every declared
+        concept of the kind not being erased)."""
+        labels = tuple(self.vocabulary.with_concepts(kind, [target]).concepts[kind])
+        erased = {c.target for c in spec.concepts} | set(self.avoid)
 
         def measure(candidate: str) -> tuple[SurrogateTried, int]:
-            hits, n = confusion(self.base, self.judge, self.vocabulary, kind=kind, target=target,
-                                surrogate=candidate, images=sampling.images, steps=sampling.steps,
-                                guidance_scale=sampling.guidance_scale, seed=sampling.seed + 1000 * index)
-            return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n), hits
+            names = labels if candidate in labels else (*labels, candidate)
+            own, n = self.row(kind, names, candidate)
+            hits = own.get(target, 0)
+            tangled, tangled_with = None, None
+            if self.max_tangle is not None and n:
+                for kept in names:
+                    if kept in erased or kept in (candidate, target):
+                        continue
+                    theirs, m = self.row(kind, names, kept)
+                    share = (own.get(kept, 0) + theirs.get(candidate, 0)) / (n + m) if n + m else 0.0
+                    if tangled is None or share > tangled:
+                        tangled, tangled_with = round(share, 4), kept
+            return SurrogateTried(surrogate=candidate, confused=round(hits / n, 4) if n else 0.0, images=n,
+                                  tangled=tangled, tangled_with=tangled_with), hits
 
         return measure
+
+    def within(self, tried: SurrogateTried) -> bool:
+        """Both allowances met: the candidate is told from the target and keeps apart from its neighbours."""
+        return tried.confused <= self.max_confusion and not self.too_tangled(tried)
+
+    def too_tangled(self, tried: SurrogateTried) -> bool:
+        return self.max_tangle is not None and tried.tangled is not None and tried.tangled > self.max_tangle
+
+    def rank(self, tried: SurrogateTried) -> tuple[bool, float, float]:
+        """Better first: within the confusion allowance, then least tangled, then least confused."""
+        return (tried.confused > self.max_confusion, tried.tangled or 0.0, tried.confused)
 
     def alternatives(self, spec: ErasureSpec, kind: str, target: str, used: set[str]) -> list[str]:
         """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus surrogates
@@ -102,14 +152,15 @@ class Screening:
 def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str],
                       progress: ProgressFn | None = None) -> tuple[ErasureSpec, list[SurrogateScreen]]:
     """The spec with every vocabulary-picked surrogate the judge confuses with its target (share above
-    `screening.max_confusion`) replaced by the least confused declared alternative; a record per concept.
+    `screening.max_confusion`) or finds tangled with a kept neighbour (above `screening.max_tangle`) replaced
+    by the first declared alternative within both allowances (else the best ranked); a record per concept.
     `named`: targets whose surrogate the request gave (measured, never replaced)."""
     concepts = []
     records: list[SurrogateScreen] = []
     for ci, concept in enumerate(spec.concepts):
         started = time.perf_counter()
         kind, target = concept.kind, concept.target
-        measure = screening.measurer(kind, target, ci)
+        measure = screening.measurer(spec, kind, target)
         current = concept.surrogate
         if current is None:  # the engine's neutral word: nothing the judge's label space knows
             records.append(SurrogateScreen(concept=target, kind=kind, chosen=None, named=target in named,
@@ -119,11 +170,12 @@ def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str
         first, hits = measure(current)
         tried = [first]
         chosen = first
-        if target not in named and wilson(hits, first.images)[0] > screening.max_confusion:
-            # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one
-            # confused image in eight is not enough to drop a surrogate; six are.
-            found, more = _search(measure, screening.alternatives(spec, kind, target, {current}),
-                                  screening.max_confusion, best=first)
+        # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one confused
+        # image in eight is not enough to drop a surrogate; six are.
+        confused = wilson(hits, first.images)[0] > screening.max_confusion
+        if target not in named and (confused or screening.too_tangled(first)):
+            found, more = _search(screening, measure, screening.alternatives(spec, kind, target, {current}),
+                                  best=first)
             tried += more
             chosen = found or first
         records.append(SurrogateScreen(
@@ -140,17 +192,16 @@ def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str
 def switch_surrogate(screening: Screening, spec: ErasureSpec, target: str, *,
                      used: set[str]) -> tuple[ErasureSpec | None, SurrogateScreen]:
     """`spec` with `target`'s surrogate replaced by the next declared concept of its kind (the vocabulary's
-    order after the target) that is not in `used` (surrogates already tried), not being erased and not confused
-    with the target beyond `screening.max_confusion` on the base model's images -> (spec, record), or
-    (None, record) when no candidate is left. Erase-until-verified calls it when a round's retention losses
-    became its surrogate."""
+    order after the target) that is not in `used` (surrogates already tried), not being erased, not confused
+    with the target beyond `screening.max_confusion` on the base model's images and not tangled with a kept
+    neighbour beyond `screening.max_tangle` -> (spec, record), or (None, record) when no candidate is left.
+    Erase-until-verified calls it when a round's retention losses became its surrogate."""
     started = time.perf_counter()
-    ci, concept = next((i, c) for i, c in enumerate(spec.concepts) if c.target == target)
-    measure = screening.measurer(concept.kind, target, ci)
-    found, tried = _search(measure, screening.alternatives(spec, concept.kind, target, used),
-                           screening.max_confusion)
-    if found is not None and found.confused > screening.max_confusion:
-        found = None  # every candidate left caps UA below the threshold: keep the surrogate the round had
+    concept = next(c for c in spec.concepts if c.target == target)
+    measure = screening.measurer(spec, concept.kind, target)
+    found, tried = _search(screening, measure, screening.alternatives(spec, concept.kind, target, used))
+    if found is not None and not screening.within(found):
+        found = None  # every candidate left fails an allowance: keep the surrogate the round had
     record = SurrogateScreen(concept=target, kind=concept.kind, chosen=found.surrogate if found else None,
                              named=False, tried=tried, switched=found is not None,
                              seconds=round(time.perf_counter() - started, 3))
@@ -161,16 +212,15 @@ def switch_surrogate(screening: Screening, spec: ErasureSpec, target: str, *,
     return spec.model_copy(update={"concepts": concepts}), record
 
 
-
-def _search(measure: Measure, candidates: list[str], max_confusion: float,
+def _search(screening: Screening, measure: Measure, candidates: list[str],
             best: SurrogateTried | None = None) -> tuple[SurrogateTried | None, list[SurrogateTried]]:
-    """Candidates measured in order until one is confused no more than `max_confusion` -> (the least confused
-    of `best` and those measured, the records measured)."""
+    """Candidates measured in order until one is within both allowances -> (the best ranked of `best` and
+    those measured, the records measured)."""
     tried: list[SurrogateTried] = []
     for candidate in candidates:
         tried.append(measure(candidate)[0])
-        if best is None or tried[-1].confused < best.confused:
+        if best is None or screening.rank(tried[-1]) < screening.rank(best):
             best = tried[-1]
-        if best.confused <= max_confusion:
+        if screening.within(best):
             break
     return best, tried

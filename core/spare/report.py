@@ -104,6 +104,10 @@ class SurrogateTried(BaseModel):
     confused: float = Field(description="Share of the base model's images of the surrogate the judge labels as the "
                             "concept (an upper bound on what the erasure's UA can reach is 1 minus it).")
     images: int
+    tangled: float | None = Field(default=None, description="Share of the base model's images crossing the "
+                                  "boundary between the surrogate and the concept that must stay it is most mixed "
+                                  "up with (both concepts' images, both ways); None: not measured.")
+    tangled_with: str | None = Field(default=None, description="That concept.")
 
 
 class SurrogateScreen(BaseModel):

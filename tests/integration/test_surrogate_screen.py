@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from core.config import get_settings
-from core.erasure.judging import shared_judge, surrogate_screen
+from core.erasure.judging import screenings, shared_judge, surrogate_screen
 from core.evaluation.vocabulary import load_vocabulary
 from core.spare import ErasureSpec
 from core.spare.loading import load_pipeline
@@ -34,7 +34,9 @@ def _screen(model_dir: Any, pipe: Any, concept: ConceptSpec, **settings: Any) ->
     requested = ErasureSpec(concepts=[concept])
     spec, _ = fit_request(requested, SpareConfig(), load_vocabulary(model_dir))
     judge = shared_judge(model_dir, base, judge_name="model-classifier", fingerprint=None)
-    screen = surrogate_screen(model_dir, base, judge=judge, min_unlearning_accuracy=0.95)
+    screening = screenings(model_dir, base, judge=judge, min_unlearning_accuracy=0.95, min_retention=None,
+                           guidance_scale=5.0)
+    screen = surrogate_screen(base, screening=screening)
     return screen(pipe, spec, named_surrogates(requested))
 
 
@@ -113,8 +115,9 @@ def _switch(model_dir: Any, pipe: Any, concept: ConceptSpec, named: frozenset[st
     settings = get_settings().model_copy(update={"judge_steps": 10, "surrogate_screen_images": 8})
     spec, _ = fit_request(ErasureSpec(concepts=[concept]), SpareConfig(), load_vocabulary(model_dir))
     judge = shared_judge(model_dir, settings, judge_name="model-classifier", fingerprint=None)
-    switch = surrogate_switch(pipe, model_dir, settings, judge=judge, min_unlearning_accuracy=0.95,
-                              named=set(named))
+    screening = screenings(model_dir, settings, judge=judge, min_unlearning_accuracy=0.95, min_retention=None,
+                           guidance_scale=5.0)
+    switch = surrogate_switch(pipe, settings, screening=screening, named=set(named))
     return spec, switch
 
 
