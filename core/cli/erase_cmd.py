@@ -143,9 +143,8 @@ def erase(
                            fingerprint=None, thresholds=thresholds, grid_seeds=range(eval_seeds), attacks=attacks)
     for record in run.screened:
         if record.switched:
-            typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} (the judge "
-                       f"labels {record.tried[0].confused:.0%} of the base model's {record.tried[0].surrogate} "
-                       f"images {record.concept})")
+            typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} "
+                       f"({screen_reason(record)})")
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
                   TimeElapsedColumn()) as bars:
         tasks: dict[str, Any] = {}
@@ -201,3 +200,13 @@ def _print_verdict(metrics: EngineMetrics, settings: Any) -> None:
     verdict = verify(metrics, Thresholds.for_request(settings))
     colour = typer.colors.GREEN if verdict.ok else typer.colors.YELLOW
     typer.secho(f"verification: {verdict.reason}", fg=colour)
+
+
+def screen_reason(record: Any) -> str:
+    """What the surrogate screen measured on the surrogate it replaced (a `SurrogateScreen`), in words."""
+    first = record.tried[0]
+    said = f"the judge labels {first.confused:.0%} of the base model's {first.surrogate} images {record.concept}"
+    if first.tangled is not None and first.tangled_with:
+        said += (f"; {first.surrogate} and {first.tangled_with} cross in {first.tangled:.0%} of their base "
+                 "images")
+    return said
