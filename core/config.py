@@ -242,8 +242,9 @@ class Settings(BaseSettings):
     )
     surrogate_screen_neighbours: bool = Field(
         default=True,
-        description="The surrogate screen also labels this many base-model images of every declared concept of "
-        "the kind: a surrogate the base model mixes up with a concept that must stay (crossing images, both ways, "
+        description="The surrogate screen also labels LETHE_SURROGATE_SCREEN_IMAGES base-model images of every "
+        "declared concept of the kind: a surrogate the base model mixes up with a concept that must stay (crossing "
+        "images, both ways, "
         "above 1 - the verification's retention threshold) is replaced like a confused one, since training "
         "toward it moves a boundary the base model barely holds.",
     )

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from core.spare.report import EngineMetrics
+    from core.spare.report import EngineMetrics, SurrogateScreen
 
 
 def _fail(message: str) -> typer.Exit:
@@ -202,8 +202,8 @@ def _print_verdict(metrics: EngineMetrics, settings: Any) -> None:
     typer.secho(f"verification: {verdict.reason}", fg=colour)
 
 
-def screen_reason(record: Any) -> str:
-    """What the surrogate screen measured on the surrogate it replaced (a `SurrogateScreen`), in words."""
+def screen_reason(record: SurrogateScreen) -> str:
+    """What the surrogate screen measured on the surrogate it replaced, in words."""
     first = record.tried[0]
     said = f"the judge labels {first.confused:.0%} of the base model's {first.surrogate} images {record.concept}"
     if first.tangled is not None and first.tangled_with:
