@@ -59,7 +59,8 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     spec = run.spec
     # The worker's evaluator (sequential), and the same judge and grid reading the first draw only.
     first = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-                          diagnostics=grid_diagnostics(model_dir, [target], attacks=False))
+                          diagnostics=grid_diagnostics(model_dir, [target], seeds=range(settings.verify_grid_seeds),
+                                                        attacks=False))
     # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
     by_round: dict[int, dict[str, Any]] = {}
     rounds_run = RoundTracker()

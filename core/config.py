@@ -214,6 +214,12 @@ class Settings(BaseSettings):
     )
     judge_steps: int = Field(default=10, ge=1, le=200, description="Sampling steps of the held-out images.")
     judge_max_images: int = Field(default=144, ge=1, le=4096, description=f"Verification {_SEQUENTIAL_SAMPLE}")
+    verify_grid_seeds: int = Field(
+        default=2, ge=1, le=16,
+        description="Verification: seeds per cell of the canvas grid that a model folder's lethe.json declares as "
+        "diagnostics (its grid UA/IRA/CRA checks); workers, `lethe erase` and the benchmarks verify with the same "
+        "count. More seeds steady those estimates and lengthen every verification.",
+    )
     erase_max_rounds: int = Field(
         default=3, ge=1, le=10,
         description="Erase until verified: rounds of train → held-out image check → escalate per job, at most, "

@@ -50,9 +50,10 @@ def erase(
         "(docs/configuration.md); flags given beside it win.",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (must be empty or absent)."),
-    eval_seeds: int = typer.Option(
-        4, "--eval-seeds", min=1, max=64,
-        help="Canvas-grid diagnostics (a folder declaring them, e.g. the testbed): seeds per evaluated cell.",
+    eval_seeds: int | None = typer.Option(
+        None, "--eval-seeds", min=1, max=64,
+        help="Canvas-grid diagnostics (a folder declaring them, e.g. the testbed): seeds per evaluated cell "
+        "(default: LETHE_VERIFY_GRID_SEEDS, the count workers verify with; the verdict below reads these checks).",
     ),
     attacks: bool = typer.Option(
         False, "--attacks/--no-attacks", help="Canvas-grid diagnostics: also run the attack probe."
@@ -140,7 +141,8 @@ def erase(
         raise _fail(str(exc)) from exc
     thresholds = Thresholds.for_request(settings)
     run = verified_erasure(pipeline, model_dir, requested, spec, config, settings, judge_name=judge or settings.judge,
-                           fingerprint=None, thresholds=thresholds, grid_seeds=range(eval_seeds), attacks=attacks)
+                           fingerprint=None, thresholds=thresholds,
+                           grid_seeds=None if eval_seeds is None else range(eval_seeds), attacks=attacks)
     for record in run.screened:
         if record.switched:
             typer.echo(f"surrogate for {record.concept}: {record.tried[0].surrogate} → {record.chosen} "

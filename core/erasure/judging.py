@@ -43,7 +43,7 @@ def training_prompts(spec: Any, config: Any, tokenizer: Any = None) -> set[str]:
     return out
 
 
-def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Any = (0, 1),
+def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Sequence[int],
                      attacks: bool = True, rest_only: bool = False) -> Evaluator | None:
     """UA/IRA/CRA on the canvas grid with the attack probe, scored by the folder's classifier, for a model
     folder whose lethe.json declares `"judge": {"diagnostics": "canvas-grid", "classifier": ...}`.

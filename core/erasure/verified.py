@@ -47,20 +47,22 @@ class VerifiedErasure:
 def verified_erasure(base: Any, model_dir: Path, requested: Any, spec: Any, config: Any, settings: Settings, *,
                      judge_name: str, fingerprint: str | None, thresholds: Thresholds,
                      lineage: Sequence[dict[str, Any]] = (), source: Callable[[], Any] | None = None,
-                     grid_seeds: Sequence[int] = (0, 1), attacks: bool = True,
+                     grid_seeds: Sequence[int] | None = None, attacks: bool = True,
                      progress: Callable[[str, float], None] | None = None) -> VerifiedErasure:
     """`base`: the pipeline the rounds train (a model, or one of its versions); `model_dir`: the source folder
     (language, judge, grid classifier); `requested`: the request before `fit_request` (its named surrogates are
     kept), `spec`: after it. `lineage`: the concepts `base` lost before ({"target", "kind", "surrogate"} each);
     `source`: loads v1, the retention baseline of a version's verification (needed with a lineage).
-    `grid_seeds`, `attacks`: the grid diagnostics' seeds and whether they run the attack probe."""
+    `grid_seeds`, `attacks`: the grid diagnostics' seeds (None: settings.verify_grid_seeds, as workers verify)
+    and whether they run the attack probe."""
     erased = erased_targets(lineage)
     spec, screened, check, switch = verified_rounds(base, model_dir, requested, spec, config, settings,
                                                     judge_name=judge_name, fingerprint=fingerprint,
                                                     thresholds=thresholds, erased=erased, progress=progress)
     judged = with_lineage(spec, list(lineage))
     targets = [c.target for c in judged.concepts]
-    diagnostics = grid_diagnostics(model_dir, targets, seeds=grid_seeds, attacks=attacks, rest_only=bool(lineage))
+    seeds = range(settings.verify_grid_seeds) if grid_seeds is None else grid_seeds
+    diagnostics = grid_diagnostics(model_dir, targets, seeds=seeds, attacks=attacks, rest_only=bool(lineage))
     evaluator = job_evaluator(model_dir, judged, config, settings, judge_name=judge_name, fingerprint=fingerprint,
                               progress=progress, thresholds=thresholds, diagnostics=diagnostics)
     if lineage:

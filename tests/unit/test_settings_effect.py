@@ -41,3 +41,28 @@ def test_a_switched_off_service_does_not_run(monkeypatch: pytest.MonkeyPatch) ->
     assert on == set(services.registered())
     off = {s.name for s in services.enabled(Settings(service_doorbells=False, service_overdue=False))}
     assert off == on - {"doorbells", "overdue"}
+
+
+def test_the_verification_grid_reads_the_seeds_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers and `lethe erase` (no --eval-seeds) build the grid diagnostics of their verification with
+    LETHE_VERIFY_GRID_SEEDS seeds per cell; an explicit count wins."""
+    from core.erasure import verified
+    from core.erasure.verification import Thresholds
+    from core.spare import ConceptSpec, ErasureSpec
+
+    monkeypatch.setenv("LETHE_VERIFY_GRID_SEEDS", "3")
+    get_settings.cache_clear()
+    settings = get_settings()
+    spec = ErasureSpec(concepts=[ConceptSpec(target="circle")])
+    seen: list[list[int]] = []
+
+    def grid(model_dir: Path, targets: list[str], *, seeds: range, attacks: bool, rest_only: bool) -> None:
+        seen.append(list(seeds))
+
+    monkeypatch.setattr(verified, "verified_rounds", lambda *a, **k: (spec, [], None, None))
+    monkeypatch.setattr(verified, "grid_diagnostics", grid)
+    monkeypatch.setattr(verified, "job_evaluator", lambda *a, **k: None)
+    for given in (None, range(1)):
+        verified.verified_erasure(None, ROOT, spec, spec, None, settings, judge_name="auto", fingerprint=None,
+                                  thresholds=Thresholds.for_request(settings), grid_seeds=given)
+    assert seen == [[0, 1, 2], [0]]
