@@ -126,10 +126,11 @@ def draw_heldout(
     groups = [g for g in groups if g[2]]
     per_group = max(1, retain_images // max(1, len(groups))) if groups else 0
     for gi, (group, kind, concepts) in enumerate(groups):
-        # Interleave concepts so that any count covers every concept of the group.
+        # Interleave concepts so that any count covers every concept of the group; each concept starts at its
+        # own place in its (balanced) phrasings, so that the group's first images do not share one context.
         prompt_lists = [heldout(kind, c) for c in concepts]
-        rows = [(c, lst[i % len(lst)]) for i in range(per_group) for c, lst in zip(concepts, prompt_lists, strict=True)
-                if lst][:per_group]
+        rows = [(c, lst[(i + ci) % len(lst)]) for i in range(per_group)
+                for ci, (c, lst) in enumerate(zip(concepts, prompt_lists, strict=True)) if lst][:per_group]
         plan += [(f"{group}:{kind}", kind, c, p, seed + 500_000 + 1000 * gi + i) for i, (c, p) in enumerate(rows)]
 
     if only is not None:

@@ -194,14 +194,18 @@ def switch_surrogate(screening: Screening, spec: ErasureSpec, target: str, *,
     """`spec` with `target`'s surrogate replaced by the next declared concept of its kind (the vocabulary's
     order after the target) that is not in `used` (surrogates already tried), not being erased, not confused
     with the target beyond `screening.max_confusion` on the base model's images and not tangled with a kept
-    neighbour beyond `screening.max_tangle` -> (spec, record), or (None, record) when no candidate is left.
+    neighbour beyond `screening.max_tangle` (when every candidate is tangled, the least tangled) -> (spec,
+    record), or (None, record) when every candidate left is confused with the target.
     Erase-until-verified calls it when a round's retention losses became its surrogate."""
     started = time.perf_counter()
     concept = next(c for c in spec.concepts if c.target == target)
     measure = screening.measurer(spec, concept.kind, target)
     found, tried = _search(screening, measure, screening.alternatives(spec, concept.kind, target, used))
-    if found is not None and not screening.within(found):
-        found = None  # every candidate left fails an allowance: keep the surrogate the round had
+    if found is not None and found.confused > screening.max_confusion:
+        # Every candidate left is confused with the target: keep the surrogate the round had. One that is only
+        # tangled is still taken (the least tangled, as the screen takes one): the round measured its surrogate
+        # spreading, where the screen's crossings only say a candidate might.
+        found = None
     record = SurrogateScreen(concept=target, kind=concept.kind, chosen=found.surrogate if found else None,
                              named=False, tried=tried, switched=found is not None,
                              seconds=round(time.perf_counter() - started, 3))

@@ -110,27 +110,41 @@ class Vocabulary(BaseModel):
         return self._fill(self.label_templates.get(kind) or _DEFAULT_LABEL[kind], kind, label)
 
     def heldout_prompts(self, kind: str, concept: str, exclude: set[str] | None = None) -> list[str]:
-        """Held-out prompts for `concept`, round-robin over templates and contexts, minus `exclude`."""
+        """Held-out prompts for `concept`, minus `exclude`, in an order whose every prefix spreads over the
+        templates and over each slot's contexts alike (`_balanced`): a verification drawing a dozen images sees
+        the concept in many contexts, not one context in every template."""
         exclude = exclude or set()
-        filled = self._fill(self.heldout_templates.get(kind) or _DEFAULT_HELDOUT[kind], kind, concept, interleave=True)
+        filled = self._fill(self.heldout_templates.get(kind) or _DEFAULT_HELDOUT[kind], kind, concept, balance=True)
         return [p for p in filled if p not in exclude]
 
-    def _fill(self, templates: list[str], kind: str, concept: str, interleave: bool = False) -> list[str]:
-        per_template: list[list[str]] = []
-        for template in templates:
+    def _fill(self, templates: list[str], kind: str, concept: str, balance: bool = False) -> list[str]:
+        rows: list[tuple[str, tuple[tuple[str, str], ...]]] = []  # (prompt, what it is made of)
+        for ti, template in enumerate(templates):
             slots = [s for s in _slots(template) if s != kind]
             choices = [self.concepts.get(s) or [""] for s in slots]
-            rows = []
             for combo in itertools.product(*choices):
                 values = dict(zip(slots, combo, strict=True))
                 values[kind] = concept
-                rows.append(re.sub(r"\s+", " ", template.format(**values)).strip())
-            per_template.append(rows)
-        if interleave:  # template 1 context 1, template 2 context 1, ..., so a short list spans templates
-            flat = [p for group in itertools.zip_longest(*per_template) for p in group if p]
-        else:
-            flat = [p for rows in per_template for p in rows]
+                text = re.sub(r"\s+", " ", template.format(**values)).strip()
+                rows.append((text, (("template", str(ti)), *zip(slots, combo, strict=True))))
+        flat = _balanced(rows) if balance else [text for text, _ in rows]
         return list(dict.fromkeys(flat))
+
+
+def _balanced(rows: list[tuple[str, tuple[tuple[str, str], ...]]]) -> list[str]:
+    """The prompts reordered greedily: next comes the first one whose template and slot values have been used
+    least so far. Any prefix then covers templates and contexts about evenly (3 templates × 6 contexts: the
+    first 6 prompts hold every context once and every template twice)."""
+    left = list(rows)
+    used: dict[tuple[str, str], int] = {}
+    ordered: list[str] = []
+    while left:
+        best = min(range(len(left)), key=lambda i: (sum(used.get(f, 0) for f in left[i][1]), i))
+        text, features = left.pop(best)
+        for feature in features:
+            used[feature] = used.get(feature, 0) + 1
+        ordered.append(text)
+    return ordered
 
 
 _DEFAULT_LABEL: dict[str, list[str]] = {

@@ -1,8 +1,9 @@
 """A job whose surrogate spreads, through the API and the worker's code on the second testbed: distilled toward
 "outline" (the folder's default surrogate for the "dotted" style), the first round draws other styles as outline
 and breaks retention; the loop rolls it back and trains toward the next declared style the judge keeps apart from
-dotted and the base model from the styles that must stay. That round is verified and certified, and the model
-version records the surrogate it trained toward."""
+dotted and the base model from the styles that must stay (where every one crosses with such a style, the one that
+crosses least). That round is verified and certified, and the model version records the surrogate it trained
+toward."""
 
 from __future__ import annotations
 
@@ -44,10 +45,11 @@ def test_a_spreading_surrogate_is_switched_and_the_version_records_the_new_one(e
     new = switch["chosen"]
     assert new not in (None, "outline", "dotted") and switch["switched"] and switch["after_round"] == 1
     # The first declared style after outline within both of the screen's allowances (confusion with dotted,
-    # crossings with a style that must stay); the ones before it were measured and passed over.
-    *passed_over, taken = switch["tried"]
-    assert taken["surrogate"] == new and taken["confused"] <= 0.05 and taken["tangled"] <= 0.10
-    assert all(t["confused"] > 0.05 or t["tangled"] > 0.10 for t in passed_over)
+    # crossings with a style that must stay), or when every candidate crosses, the one crossing least.
+    taken = next(t for t in switch["tried"] if t["surrogate"] == new)
+    fit = [t for t in switch["tried"] if t["confused"] <= 0.05]
+    within = [t for t in fit if t["tangled"] <= 0.10]
+    assert taken == (within[0] if within else min(fit, key=lambda t: t["tangled"]))
     assert second["levers"] == ["surrogate"] and second["changed"] == {"surrogate[dotted]": new}
     assert second["surrogates"] == {"dotted": new} and second["outcome"] == "kept"
     assert rounds["chosen"] == 2 and rounds["passed"] is True
