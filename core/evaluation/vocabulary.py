@@ -35,6 +35,7 @@ import string
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 FILE = "lethe.json"
@@ -135,15 +136,20 @@ def _balanced(rows: list[tuple[str, tuple[tuple[str, str], ...]]]) -> list[str]:
     """The prompts reordered greedily: next comes the first one whose template and slot values have been used
     least so far. Any prefix then covers templates and contexts about evenly (3 templates × 6 contexts: the
     first 6 prompts hold every context once and every template twice)."""
-    left = list(rows)
-    used: dict[tuple[str, str], int] = {}
-    ordered: list[str] = []
-    while left:
-        best = min(range(len(left)), key=lambda i: (sum(used.get(f, 0) for f in left[i][1]), i))
-        text, features = left.pop(best)
+    members: dict[tuple[str, str], list[int]] = {}
+    for i, (_, features) in enumerate(rows):
         for feature in features:
-            used[feature] = used.get(feature, 0) + 1
+            members.setdefault(feature, []).append(i)
+    index = {feature: np.array(rows_of) for feature, rows_of in members.items()}
+    score = np.zeros(len(rows))  # per prompt: how often its template and values were used so far
+    ordered: list[str] = []
+    for _ in rows:
+        best = int(np.argmin(score))  # the first of the least used (taken ones sit at infinity)
+        text, features = rows[best]
         ordered.append(text)
+        for feature in features:
+            score[index[feature]] += 1
+        score[best] = np.inf
     return ordered
 
 
