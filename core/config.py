@@ -250,9 +250,8 @@ class Settings(BaseSettings):
         default=True,
         description="The surrogate screen also labels LETHE_SURROGATE_SCREEN_IMAGES base-model images of every "
         "declared concept of the kind: a surrogate the base model mixes up with a concept that must stay (crossing "
-        "images, both ways, "
-        "above 1 - the verification's retention threshold) is replaced like a confused one, since training "
-        "toward it moves a boundary the base model barely holds.",
+        "images, both ways, above 1 - the verification's retention threshold) is replaced like a confused one, "
+        "since training toward it moves a boundary the base model barely holds.",
     )
     verify_min_gap_closure: float | None = Field(
         default=0.5, ge=0, le=1,

@@ -136,11 +136,10 @@ def _balanced(rows: list[tuple[str, tuple[tuple[str, str], ...]]]) -> list[str]:
     """The prompts reordered greedily: next comes the first one whose template and slot values have been used
     least so far. Any prefix then covers templates and contexts about evenly (3 templates × 6 contexts: the
     first 6 prompts hold every context once and every template twice)."""
-    members: dict[tuple[str, str], list[int]] = {}
+    holders: dict[tuple[str, str], list[int]] = {}  # feature -> the prompts that have it
     for i, (_, features) in enumerate(rows):
         for feature in features:
-            members.setdefault(feature, []).append(i)
-    index = {feature: np.array(rows_of) for feature, rows_of in members.items()}
+            holders.setdefault(feature, []).append(i)
     score = np.zeros(len(rows))  # per prompt: how often its template and values were used so far
     ordered: list[str] = []
     for _ in rows:
@@ -148,7 +147,7 @@ def _balanced(rows: list[tuple[str, tuple[tuple[str, str], ...]]]) -> list[str]:
         text, features = rows[best]
         ordered.append(text)
         for feature in features:
-            score[index[feature]] += 1
+            score[holders[feature]] += 1
         score[best] = np.inf
     return ordered
 
