@@ -1,4 +1,5 @@
-"""Command-line options the per-target benchmarks share: which testbeds and targets, sampling, seed, threads."""
+"""Command-line options the per-target benchmarks share: which testbeds and targets, sampling, seed, threads,
+the grid's seeds."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ def add_target_options(parser: argparse.ArgumentParser, testbeds: str, sampling:
     if sampling:
         parser.add_argument("--sample-steps", type=int, default=10, help="DDIM steps of SPARE's cached samples.")
         parser.add_argument("--seed", type=int, default=0)
+
+
+def add_eval_seeds(parser: argparse.ArgumentParser, what: str = "Seeds per grid cell in the evaluator") -> None:
+    """--eval-seeds: seeds per cell of the testbed's grid; by default the count a worker's verification uses
+    (LETHE_VERIFY_GRID_SEEDS), so that a benchmark's grid numbers and a job's grid checks rest on as many images."""
+    from core.config import get_settings
+
+    seeds = get_settings().verify_grid_seeds
+    parser.add_argument("--eval-seeds", type=int, default=seeds,
+                        help=f"{what} (default: LETHE_VERIFY_GRID_SEEDS, the verification's; now {seeds}).")
 
 
 def targets(args: argparse.Namespace) -> list[str]:

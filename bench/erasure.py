@@ -465,6 +465,8 @@ def merge(paths: list[Path], out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import add_eval_seeds
+
     parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
     parser.add_argument("--testbed", type=Path, default=None, help="Testbed folder (default: core.testbed).")
     parser.add_argument("--testbeds", default=None,
@@ -477,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--surrogate", default="",
                         help="Comma-separated target=surrogate pairs: the request names that surrogate (kept by the "
                              "surrogate screen, as a requester's choice is); other targets get the vocabulary's.")
-    parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell in the evaluator.")
+    add_eval_seeds(parser)
     parser.add_argument("--attack-budget", type=int, default=CALIBRATED_BUDGET,
                         help="Soft-prompt attack steps; 0 = no attacks. Default: the calibrated budget "
                         "(docs/robustness.md).")

@@ -200,7 +200,7 @@ def _known(lever: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_target_options, run_targets
+    from bench.cli import add_eval_seeds, add_target_options, run_targets
     from bench.cli import targets as target_names
     from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS
 
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default='{"steps": 8}',
                         help="JSON of SpareConfig fields the start round changes from the service's defaults "
                              "('{}': the defaults themselves).")
-    parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid cell in the evaluator.")
+    add_eval_seeds(parser)
     parser.add_argument("--out", type=Path, default=RESULTS / "levers.json")
     args = parser.parse_args(argv)
     levers = [n for n in args.levers.split(",") if n]

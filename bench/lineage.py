@@ -349,14 +349,14 @@ def chart(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import add_eval_seeds
+
     parser = argparse.ArgumentParser(description="Sequential erasures on the testbed: head vs merge vs joint.")
     parser.add_argument("--steps", type=int, default=10, help="Requests to run (from the start of --order).")
     parser.add_argument("--quick", action="store_true", help="Two requests, one evaluation seed: a time estimate.")
     parser.add_argument("--order", default=DEFAULT_ORDER, help="Comma-separated testbed concepts, in request order.")
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help=f"Subset of {','.join(STRATEGIES)}.")
-    parser.add_argument("--eval-seeds", type=int, default=2,
-                        help="Seeds per grid cell when scoring a version and in the verification's grid diagnostics "
-                             "(a worker's: 2).")
+    add_eval_seeds(parser, "Seeds per grid cell when scoring a version and in the verification's grid diagnostics")
     parser.add_argument("--sample-steps", type=int, default=10,
                         help="DDIM steps of SPARE's cached samples (bench/erasure.py's default).")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps (toy runs only).")

@@ -18,12 +18,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -83,12 +86,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import add_eval_seeds
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--testbed", default="full", help="Testbed name (full, subword, dev): its grid and classifier.")
     parser.add_argument("--run", type=Path, required=True, help="Output folder of `lethe erase` on that testbed.")
     parser.add_argument("--target", required=True, help="The concept the run erased.")
     parser.add_argument("--draws", type=int, default=3, help="Random changes of the erasure's size.")
-    parser.add_argument("--eval-seeds", type=int, default=2, help="Seeds per grid prompt.")
+    add_eval_seeds(parser, "Seeds per grid prompt")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/retention_floor_<t>.json).")
     args = parser.parse_args(argv)

@@ -66,3 +66,18 @@ def test_the_verification_grid_reads_the_seeds_setting(monkeypatch: pytest.Monke
         verified.verified_erasure(None, ROOT, spec, spec, None, settings, judge_name="auto", fingerprint=None,
                                   thresholds=Thresholds.for_request(settings), grid_seeds=given)
     assert seen == [[0, 1, 2], [0]]
+
+
+def test_the_benchmarks_grid_seeds_default_to_the_verification_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmarks score their grid with as many seeds per cell as a job's verification unless told."""
+    import argparse
+
+    from bench.cli import add_eval_seeds
+
+    for value in ("3", "5"):
+        monkeypatch.setenv("LETHE_VERIFY_GRID_SEEDS", value)
+        get_settings.cache_clear()
+        parser = argparse.ArgumentParser()
+        add_eval_seeds(parser)
+        assert parser.parse_args([]).eval_seeds == int(value)
+        assert parser.parse_args(["--eval-seeds", "1"]).eval_seeds == 1
