@@ -6,7 +6,9 @@ fixed seeds; the judge labels each image among the concept, its surrogate and th
 UA is the share of the erased model's images NOT labelled as the concept.
 Retention: both models draw held-out prompts of concepts that must stay (the other concepts of the erased
 kind, and of the other kinds); an image is kept when the judge still labels it as its own concept; retention is
-the erased model's kept share over the base model's on the same prompts and seeds (1.0 = untouched).
+the erased model's kept share over the base model's on the same prompts and seeds (1.0 = untouched). A prompt of
+the other kind may place its concept in an erased one's context ("a dotted cross" while dotted is erased): its
+image still has to show its own concept (the cross), whatever the erasure made of the erased context.
 Intervals are Wilson score intervals (95 %) on the erased model's proportions.
 """
 
