@@ -18,7 +18,7 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 
 import core  # noqa: F401  (sets OMP_WAIT_POLICY before anything loads torch)
 from core import wiring
-from tests import services
+from tests import pace, services
 
 # Tests never touch the user's ~/.lethe or the hub, and never read a developer's LETHE_* settings.
 for _key in [k for k in os.environ if k.startswith("LETHE_") and not k.startswith("LETHE_TEST_")]:
@@ -47,6 +47,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         weight[module(item)] = weight.get(module(item), 0.0) + minutes
     order = {name: i for i, name in enumerate(dict.fromkeys(module(item) for item in items))}
     items.sort(key=lambda item: (-weight[module(item)], order[module(item)]))
+    _scale_time_limits(config, items)
+
+
+def _scale_time_limits(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Multiply every test's pytest-timeout limit by this box's measured slowdown (tests/pace.py).
+
+    Measured only when a long test (one marked `slow` or with a limit of its own) is collected: a run of short
+    tests never comes near the default limit."""
+    if not any(item.get_closest_marker("slow") or item.get_closest_marker("timeout") for item in items):
+        return
+    factor = pace.slowdown()
+    if factor <= 1.0:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        mark = item.get_closest_marker("timeout")
+        limit = float(mark.args[0]) if mark is not None and mark.args else default
+        if limit > 0:
+            item.add_marker(pytest.mark.timeout(limit * factor), append=False)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,55 @@
+"""The suite's long time limits follow this box's measured speed (tests/pace.py, tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests import pace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_reference_is_the_committed_benchmarks_sampling_on_a_shipped_testbed() -> None:
+    result = json.loads((ROOT / "bench/results/erasure_testbeds.json").read_text())
+    testbed, seconds = pace.reference()
+    assert (testbed, seconds) == (Path(result["testbeds"][0]).name, result["sampling_reference"]["seconds"])
+    assert (ROOT / "core/testbed/assets" / testbed / "manifest.json").is_file()
+
+
+def test_the_factor_is_measured_once_kept_within_its_bounds_and_handed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pace.ENV, raising=False)
+    factor = pace.slowdown()
+    assert 1.0 <= factor <= pace.MAX_SLOWDOWN
+    assert os.environ[pace.ENV] == f"{factor:.2f}"
+    assert pace.scaled(10) == pytest.approx(10 * factor)
+
+
+@pytest.mark.timeout(600)
+def test_this_runs_own_limit_was_scaled(request: pytest.FixtureRequest) -> None:
+    # The collection hook put the scaled limit in front of the 600 s written here.
+    assert request.node.get_closest_marker("timeout").args[0] == pytest.approx(600 * pace.slowdown())
+
+
+@pytest.mark.parametrize(("factor", "outcome"), [("1", "1 failed"), ("4", "1 passed")])
+def test_a_test_slower_than_its_limit_passes_only_on_a_box_slow_enough(tmp_path: Path, factor: str,
+                                                                       outcome: str) -> None:
+    (tmp_path / "test_sleeps.py").write_text(textwrap.dedent("""
+        import time
+        import pytest
+
+        @pytest.mark.timeout(1)
+        def test_sleeps():
+            time.sleep(2)
+    """))
+    env = {**os.environ, pace.ENV: factor, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_sleeps.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert outcome in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
