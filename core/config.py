@@ -22,12 +22,16 @@ def _split_paths(value: Any) -> Any:
 
 
 # How verification and each round's check grow their held-out sample (core.evaluation.evidence.sequential_evidence).
-_SEQUENTIAL_SAMPLE = (
-    "draws more held-out images (doubling, on new seeds, pooled with the first draw) while a verdict is uncertain "
-    "either way (a failure or a pass whose 95 % interval still reaches across the threshold), for the uncertain "
-    "verdicts only, until the images of both models together exceed this many per erased concept. Only the first "
-    "draw when it already does."
-)
+def _sequential_sample(uncertain: str) -> str:
+    return (
+        "draws more held-out images (doubling, on new seeds and the next held-out phrasings, pooled with the first "
+        f"draw) while {uncertain}, for the uncertain verdicts only, until the images of both models together "
+        "exceed this many per erased concept. Only the first draw when it already does."
+    )
+
+
+_EITHER_WAY = ("a verdict is uncertain either way (a failure or a pass whose 95 % interval still reaches across "
+               "the threshold)")
 
 
 class Settings(BaseSettings):
@@ -213,7 +217,8 @@ class Settings(BaseSettings):
         default=24, ge=1, le=1024, description="Held-out images of concepts that must stay, over all groups."
     )
     judge_steps: int = Field(default=10, ge=1, le=200, description="Sampling steps of the held-out images.")
-    judge_max_images: int = Field(default=144, ge=1, le=4096, description=f"Verification {_SEQUENTIAL_SAMPLE}")
+    judge_max_images: int = Field(default=144, ge=1, le=4096,
+                                  description=f"Verification {_sequential_sample(_EITHER_WAY)}")
     verify_grid_seeds: int = Field(
         default=2, ge=1, le=16,
         description="Verification: seeds per cell of the canvas grid that a model folder's lethe.json declares as "
@@ -239,7 +244,17 @@ class Settings(BaseSettings):
         default=12, ge=1, le=512, description="Held-out images of concepts that must stay in each round's check."
     )
     round_check_max_images: int = Field(default=72, ge=1, le=2048,
-                                        description=f"A round's check {_SEQUENTIAL_SAMPLE}")
+                                        description="A round's check " + _sequential_sample(
+                                            "a failing verdict could still pass (its 95 % interval still reaches "
+                                            "above the threshold; with LETHE_ROUND_CHECK_SETTLE_PASSES also while a "
+                                            "pass could still fail)"))
+    round_check_settle_passes: bool = Field(
+        default=False,
+        description="A round's check also draws more images for a verdict that passes but could still fail. Off: "
+        "it draws more only for a failure that could still pass (so as not to escalate on bad luck); a pass goes "
+        "to the verification, whose own sequential sample settles it (a round it refuses counts as short or is "
+        "rolled back), instead of being settled twice on different seeds.",
+    )
     surrogate_screen_images: int = Field(
         default=8, ge=0, le=256,
         description="Before the first round, the judge labels this many base-model images of each surrogate the "

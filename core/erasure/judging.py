@@ -98,7 +98,7 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
                     forget_images=settings.judge_forget_images * scale,
                     retain_images=settings.judge_retain_images * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=VERIFY_SEED + DRAW_SEED_STRIDE * k,
-                    progress=(lambda f: progress("judge", f)) if progress else None, only=only,
+                    progress=(lambda f: progress("judge", f)) if progress else None, only=only, extension=k,
                     base_memo=base_memo.setdefault(id(base), {}),
                 )
 
@@ -122,8 +122,10 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
                 progress: Callable[[str, float], None] | None = None) -> Any:
     """check(erased, base) -> RoundCheck for erase-until-verified: the job's judge on a few held-out images
     (settings.round_check_*), on other seeds than the final verification's, against its thresholds; while a
-    verdict is uncertain either way (a failure that could still pass, a pass that could still fail) the sample
-    doubles (pooled, up to settings.round_check_max_images).
+    failure could still pass (and, with settings.round_check_settle_passes, while a pass could still fail) the
+    sample doubles (pooled, up to settings.round_check_max_images). A pass it leaves uncertain goes to the
+    verification, whose own sequential sample settles it; a round that verification refuses counts as short or
+    is rolled back.
     `judge`: the job's judge (`shared_judge`, one for the surrogate screen and every round); a judge that cannot
     run makes every round's check fail (the job then fails as unverified)."""
     from core.evaluation.evidence import gather_evidence, sequential_evidence
@@ -150,11 +152,12 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
                     forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=CHECK_SEED + DRAW_SEED_STRIDE * k,
                     progress=(lambda f: progress("check", f)) if progress else None,
-                    base_memo=base_memo.setdefault(id(base), {}), only=only,
+                    base_memo=base_memo.setdefault(id(base), {}), only=only, extension=k,
                 )
 
             evidence, extensions = sequential_evidence(draw, min_unlearning_accuracy, min_retention,
-                                                       settings.round_check_max_images)
+                                                       settings.round_check_max_images,
+                                                       settle_passes=settings.round_check_settle_passes)
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could run the round check", reason=str(exc))
             return RoundCheck(ua={}, retention={}, passed=False, retention_ok=True,

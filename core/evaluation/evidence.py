@@ -48,10 +48,17 @@ def _spread(items: Sequence[str], n: int) -> list[str]:
     return [items[i % len(items)] for i in range(n)] if items else []
 
 
-def _pairs(prompts: list[str], per: int, seed0: int) -> tuple[list[str], list[int]]:
-    """`per` images over `prompts`: cycle the prompts, each image its own seed."""
-    chosen = _spread(prompts, per)
+def _pairs(prompts: list[str], per: int, seed0: int, block: int = 0) -> tuple[list[str], list[int]]:
+    """`per` images over `prompts`: cycle the prompts from block `block` of `per` on, each image its own seed."""
+    chosen = _spread(prompts, (block + 1) * per)[block * per:]
     return chosen, [seed0 + i for i in range(len(chosen))]
+
+
+def _block(extension: int) -> int:
+    """Which block of its own size a sequential sample's draw takes in every prompt list's spread order. Each
+    extension is as large as all earlier draws together (1, 1, 2, 4, ... first draws), so draw k >= 1 takes the
+    second block of its size: the prompts right after those of every earlier draw."""
+    return 1 if extension > 0 else 0
 
 
 class HeldoutImages(BaseModel):
@@ -87,6 +94,7 @@ def draw_heldout(
     progress: ProgressFn | None = None,
     base_memo: dict[tuple[str, int], np.ndarray] | None = None,
     only: set[str] | None = None,
+    extension: int = 0,
 ) -> HeldoutImages:
     """Both models draw the held-out prompts of the erased concepts and of the concepts that must stay.
 
@@ -95,7 +103,10 @@ def draw_heldout(
     one, so the base draws each check image once.
     `only`: the verdicts to draw images for (names as `uncertain_verdicts` gives them: `ua:<concept>`,
     `retention:<group>:<kind>`); the others get no images here (a sequential sample's extension draws only what
-    is still open). Group sizes stay those of a full draw."""
+    is still open). Group sizes stay those of a full draw.
+    `extension`: this draw's place in a sequential sample (0: the first draw); an extension continues every
+    prompt list where the earlier draws left it, so that pooled evidence covers more held-out phrasings rather
+    than the first ones again on new seeds."""
     started = time.perf_counter()
     erased_names = {c for c, _, _ in targets}
     vocab = vocabulary
@@ -116,7 +127,7 @@ def draw_heldout(
 
     plan: list[tuple[str, str, str, str, int]] = []
     for ci, (concept, kind, _) in enumerate(targets):
-        prompts, seeds = _pairs(heldout(kind, concept), forget_images, seed + 10_000 * ci)
+        prompts, seeds = _pairs(heldout(kind, concept), forget_images, seed + 10_000 * ci, _block(extension))
         plan += [(f"forget:{concept}", kind, concept, p, s) for p, s in zip(prompts, seeds, strict=True)]
     erased_kinds = sorted({k for _, k, _ in targets})
     groups: list[tuple[str, str, list[str]]] = []
@@ -131,8 +142,9 @@ def draw_heldout(
         # Interleave concepts so that any count covers every concept of the group; each concept starts at its
         # own place in its (balanced) phrasings, so that the group's first images do not share one context.
         prompt_lists = [heldout(kind, c) for c in concepts]
-        rows = [(c, lst[(i + ci) % len(lst)]) for i in range(per_group)
-                for ci, (c, lst) in enumerate(zip(concepts, prompt_lists, strict=True)) if lst][:per_group]
+        first = _block(extension) * per_group
+        rows = [(c, lst[(i + ci) % len(lst)]) for i in range(first + per_group)
+                for ci, (c, lst) in enumerate(zip(concepts, prompt_lists, strict=True)) if lst][first:first + per_group]
         plan += [(f"{group}:{kind}", kind, c, p, seed + 500_000 + 1000 * gi + i) for i, (c, p) in enumerate(rows)]
 
     if only is not None:
@@ -274,17 +286,19 @@ def pool_evidence(first: JudgeEvidence, more: JudgeEvidence) -> JudgeEvidence:
     })
 
 
-def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: float) -> list[str]:
+def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: float, *,
+                       passes: bool = True) -> list[str]:
     """The verdicts a larger sample could still turn, either way: the point estimate on one side of its threshold
     while the 95 % interval reaches the other. A round's outcome rests on two decisions, every UA at its threshold
     and every retention at its threshold; once one verdict of a decision fails clearly (interval wholly below),
-    more images cannot change that decision and its other verdicts are not listed."""
+    more images cannot change that decision and its other verdicts are not listed. `passes` False: only failures
+    that could still pass are listed (a pass that could still fail is left to a later, larger sample)."""
 
     def unsettled(verdicts: list[tuple[str, float, tuple[float, float]]], threshold: float) -> list[str]:
         if any(value < threshold and high < threshold for _, value, (_, high) in verdicts):
             return []
         return [name for name, value, (low, high) in verdicts
-                if (value < threshold <= high) or (low < threshold <= value)]
+                if (value < threshold <= high) or (passes and low < threshold <= value)]
 
     ua = [(f"ua:{c.concept}", c.ua, c.ua_interval) for c in evidence.concepts if c.images]
     kept = [(f"retention:{r.group}:{r.kind}", r.retention, r.retention_interval) for r in evidence.retention
@@ -295,19 +309,23 @@ def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: fl
 Draw = Callable[[int, int, "set[str] | None"], JudgeEvidence]  # (extension k, scale, only) -> evidence
 
 
-def sequential_evidence(draw: Draw, min_ua: float, min_retention: float, max_images: int) -> tuple[JudgeEvidence, int]:
+def sequential_evidence(draw: Draw, min_ua: float, min_retention: float, max_images: int, *,
+                        settle_passes: bool = True) -> tuple[JudgeEvidence, int]:
     """Evidence that keeps drawing while a verdict could still turn -> (pooled evidence, extensions).
 
     `draw(k, scale, only)`: draw k (0 first) on seeds of its own, `scale` times the first draw's images, for the
-    verdicts `only` (None: all). A small sample cannot tell a broken erasure from bad luck on a model that is
-    often wrong even before it, nor a sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61):
-    while a verdict is uncertain either way (`uncertain_verdicts`) and the images so far (both models) do not
-    exceed `max_images` per erased concept, as many images again are drawn for the open verdicts only and pooled.
-    The budget grows with the concepts because the first draw does: a fixed one would leave a request erasing
-    several concepts with the first draw only, each concept's verdict on a dozen images."""
+    verdicts `only` (None: all), on the held-out prompts after the earlier draws' (`draw_heldout(extension=k)`). A
+    small sample cannot tell a broken erasure from bad luck on a model that is often wrong even before it, nor a
+    sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61): while a verdict is uncertain either way
+    (`uncertain_verdicts`) and the images so far (both models) do not exceed `max_images` per erased concept, as
+    many images again are drawn for the open verdicts only and pooled. The budget grows with the concepts because
+    the first draw does: a fixed one would leave a request erasing several concepts with the first draw only, each
+    concept's verdict on a dozen images. `settle_passes` False: only failures that could still pass draw more
+    (`uncertain_verdicts(passes=False)`), for a check whose passes a larger sample settles afterwards anyway.
+    """
     evidence, drawn, extensions = draw(0, 1, None), 1, 0
     budget = max_images * max(1, len(evidence.concepts))
-    while ((open_verdicts := uncertain_verdicts(evidence, min_ua, min_retention))
+    while ((open_verdicts := uncertain_verdicts(evidence, min_ua, min_retention, passes=settle_passes))
            and evidence.images <= budget):
         evidence = pool_evidence(evidence, draw(extensions + 1, drawn, set(open_verdicts)))
         drawn, extensions = drawn * 2, extensions + 1

@@ -1,5 +1,6 @@
-"""The round check's sequential sample on the shipped testbed: an uncertain verdict, failing or passing, draws more
-held-out images on new seeds and pools them; a settled verdict does not, and gets no images in the extensions."""
+"""The round check's sequential sample on the shipped testbed: an uncertain failure (and, when the setting asks,
+an uncertain pass) draws more held-out images on new seeds and the next held-out phrasings, and pools them; a
+settled verdict does not, and gets no images in the extensions."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def testbed() -> object:
     return load_pipeline(paths.testbed_dir() / "pipeline")
 
 
-def _check(min_ua: float, monkeypatch: pytest.MonkeyPatch, min_retention: float = 0.1) -> object:
+def _check(min_ua: float, monkeypatch: pytest.MonkeyPatch, min_retention: float = 0.1,
+           settle_passes: bool = False) -> object:
+    monkeypatch.setenv("LETHE_ROUND_CHECK_SETTLE_PASSES", str(settle_passes).lower())
     monkeypatch.setenv("LETHE_ROUND_CHECK_FORGET_IMAGES", "6")
     monkeypatch.setenv("LETHE_ROUND_CHECK_RETAIN_IMAGES", "2")
     monkeypatch.setenv("LETHE_ROUND_CHECK_MAX_IMAGES", "40")
@@ -47,6 +50,10 @@ def test_an_uncertain_failure_doubles_the_sample(testbed: object, monkeypatch: p
     assert triangle["images"] == 6 * 2 ** verdict.metrics["extensions"]
     assert len(set(triangle["seeds"])) == triangle["images"], "every extension draws on new seeds"
     assert min(triangle["seeds"]) >= 700_000 and not set(triangle["seeds"]) & set(range(900_000, 910_000))
+    # ... and on the held-out phrasings after the earlier draws' (the pooled prompts cover the list in its order).
+    phrasings = list(dict.fromkeys(triangle["prompts"]))
+    assert len(phrasings) > 6, "an extension shows phrasings the first draw did not"
+    assert triangle["prompts"][:len(phrasings)] == phrasings, "no phrasing again before every one was shown"
 
 
 def test_a_clear_failure_is_not_resampled(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,10 +62,19 @@ def test_a_clear_failure_is_not_resampled(testbed: object, monkeypatch: pytest.M
     assert verdict.metrics["judge"]["concepts"][0]["images"] == 6
 
 
-def test_an_uncertain_pass_doubles_the_sample(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_uncertain_pass_goes_on_as_it_is(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As below: retention passes on one image per group, with an interval reaching below 0.5. By default the
+    # check leaves that pass to the verification's own larger sample.
+    verdict = _check(0.99, monkeypatch, min_retention=0.5)(testbed, testbed)
+    assert verdict.retention_ok and verdict.metrics["extensions"] == 0
+    assert all(r["images"] == 1 for r in verdict.metrics["judge"]["retention"])
+
+
+def test_an_uncertain_pass_doubles_the_sample_when_passes_are_settled(testbed: object,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # UA fails clearly (the base still draws triangles), but retention passes on one image per group: the base
     # against itself keeps 1 of 1, whose interval (from 0.21) reaches below 0.5 — the rollback decision is open.
-    verdict = _check(0.99, monkeypatch, min_retention=0.5)(testbed, testbed)
+    verdict = _check(0.99, monkeypatch, min_retention=0.5, settle_passes=True)(testbed, testbed)
     evidence = verdict.metrics["judge"]
     assert not verdict.passed and verdict.retention_ok and verdict.metrics["extensions"] >= 1
     kept = [r for r in evidence["retention"] if r["retention"] is not None]

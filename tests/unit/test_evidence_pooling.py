@@ -55,6 +55,18 @@ def test_an_uncertain_pass_is_listed_and_a_settled_one_is_not() -> None:
     assert uncertain_verdicts(_evidence(60, 0, 6, 1, 2, 0), 0.9, 0.9) == ["retention:same-kind:object"]
 
 
+def test_uncertain_passes_can_be_left_to_a_later_sample() -> None:
+    # passes=False lists failures that could still pass, and no pass that could still fail.
+    assert uncertain_verdicts(_evidence(6, 0, 60, 60, 60, 0), 0.9, 0.9, passes=False) == []
+    assert uncertain_verdicts(_evidence(60, 0, 6, 1, 2, 0), 0.9, 0.9, passes=False) == []
+    assert uncertain_verdicts(_evidence(60, 0, 4, 4, 3, 0), 0.9, 0.9, passes=False) == ["retention:same-kind:object"]
+    assert uncertain_verdicts(_evidence(6, 1, 60, 60, 60, 0), 0.95, 0.9, passes=False) == ["ua:circle"]
+    # A sequential sample that settles failures only stops at once on a clean-looking first draw.
+    model = _Model()
+    evidence, extensions = sequential_evidence(model.draw, 0.9, 0.5, max_images=10_000, settle_passes=False)
+    assert extensions == 0 and model.calls == [(0, 1, None)] and evidence.concepts[0].images == 6
+
+
 def test_a_clear_failure_settles_its_decision() -> None:
     # Circle is still drawn in all 60 images: the UA decision has failed whatever star's 6 images would show.
     failed = _evidence(60, 60, 60, 60, 60, 0)
