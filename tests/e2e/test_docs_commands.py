@@ -47,6 +47,7 @@ import pytest
 import yaml
 
 from tests import pace
+from tests.children import tied_to_test
 from tests.services import postgres_database
 from tests.tools import dev_tool
 
@@ -168,7 +169,7 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsServer
     log = root / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            tied_to_test([sys.executable, "-m", "core.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]),
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"

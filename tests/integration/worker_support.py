@@ -28,6 +28,7 @@ from core.jobs.states import JobKind
 from core.migrate import upgrade
 from core.registry.models import ModelStatus, RegisteredModel
 from core.tenancy.models import Tenant
+from tests.children import tied_to_test
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,7 +179,7 @@ class Processes:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        proc = subprocess.Popen(tied_to_test(args), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                 start_new_session=True)
         self.procs.append(proc)
         return proc

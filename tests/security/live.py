@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.children import tied_to_test
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,8 +32,8 @@ def uvicorn_server(env: dict[str, str], *, workers: int = 1, log_path: Path | No
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "LETHE_LOG_LEVEL": "WARNING", **env}
     out = log_path.open("wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"],
+        tied_to_test([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host", "127.0.0.1",
+                      "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]),
         env=full_env, cwd=ROOT, start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
