@@ -24,9 +24,9 @@ def _split_paths(value: Any) -> Any:
 # How verification and each round's check grow their held-out sample (core.evaluation.evidence.sequential_evidence).
 def _sequential_sample(uncertain: str) -> str:
     return (
-        "draws more held-out images (doubling, on new seeds and the next held-out phrasings, pooled with the first "
-        f"draw) while {uncertain}, for the uncertain verdicts only, until the images of both models together "
-        "exceed this many per erased concept. Only the first draw when it already does."
+        f"draws more held-out images (doubling, on new seeds, pooled with the first draw) while {uncertain}, for "
+        "the uncertain verdicts only, until the images of both models together exceed this many per erased "
+        "concept. Only the first draw when it already does."
     )
 
 

@@ -98,7 +98,7 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
                     forget_images=settings.judge_forget_images * scale,
                     retain_images=settings.judge_retain_images * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=VERIFY_SEED + DRAW_SEED_STRIDE * k,
-                    progress=(lambda f: progress("judge", f)) if progress else None, only=only, extension=k,
+                    progress=(lambda f: progress("judge", f)) if progress else None, only=only,
                     base_memo=base_memo.setdefault(id(base), {}),
                 )
 
@@ -152,7 +152,7 @@ def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, 
                     forget_images=forget * scale, retain_images=retain * scale, steps=settings.judge_steps,
                     guidance_scale=getattr(config, "guidance_scale", 5.0), seed=CHECK_SEED + DRAW_SEED_STRIDE * k,
                     progress=(lambda f: progress("check", f)) if progress else None,
-                    base_memo=base_memo.setdefault(id(base), {}), only=only, extension=k,
+                    base_memo=base_memo.setdefault(id(base), {}), only=only,
                 )
 
             evidence, extensions = sequential_evidence(draw, min_unlearning_accuracy, min_retention,

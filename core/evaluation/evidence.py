@@ -48,17 +48,10 @@ def _spread(items: Sequence[str], n: int) -> list[str]:
     return [items[i % len(items)] for i in range(n)] if items else []
 
 
-def _pairs(prompts: list[str], per: int, seed0: int, block: int = 0) -> tuple[list[str], list[int]]:
-    """`per` images over `prompts`: cycle the prompts from block `block` of `per` on, each image its own seed."""
-    chosen = _spread(prompts, (block + 1) * per)[block * per:]
+def _pairs(prompts: list[str], per: int, seed0: int) -> tuple[list[str], list[int]]:
+    """`per` images over `prompts`: cycle the prompts, each image its own seed."""
+    chosen = _spread(prompts, per)
     return chosen, [seed0 + i for i in range(len(chosen))]
-
-
-def _block(extension: int) -> int:
-    """Which block of its own size a sequential sample's draw takes in every prompt list's spread order. Each
-    extension is as large as all earlier draws together (1, 1, 2, 4, ... first draws), so draw k >= 1 takes the
-    second block of its size: the prompts right after those of every earlier draw."""
-    return 1 if extension > 0 else 0
 
 
 class HeldoutImages(BaseModel):
@@ -94,7 +87,6 @@ def draw_heldout(
     progress: ProgressFn | None = None,
     base_memo: dict[tuple[str, int], np.ndarray] | None = None,
     only: set[str] | None = None,
-    extension: int = 0,
 ) -> HeldoutImages:
     """Both models draw the held-out prompts of the erased concepts and of the concepts that must stay.
 
@@ -103,10 +95,7 @@ def draw_heldout(
     one, so the base draws each check image once.
     `only`: the verdicts to draw images for (names as `uncertain_verdicts` gives them: `ua:<concept>`,
     `retention:<group>:<kind>`); the others get no images here (a sequential sample's extension draws only what
-    is still open). Group sizes stay those of a full draw.
-    `extension`: this draw's place in a sequential sample (0: the first draw); an extension continues every
-    prompt list where the earlier draws left it, so that pooled evidence covers more held-out phrasings rather
-    than the first ones again on new seeds."""
+    is still open). Group sizes stay those of a full draw."""
     started = time.perf_counter()
     erased_names = {c for c, _, _ in targets}
     vocab = vocabulary
@@ -127,7 +116,7 @@ def draw_heldout(
 
     plan: list[tuple[str, str, str, str, int]] = []
     for ci, (concept, kind, _) in enumerate(targets):
-        prompts, seeds = _pairs(heldout(kind, concept), forget_images, seed + 10_000 * ci, _block(extension))
+        prompts, seeds = _pairs(heldout(kind, concept), forget_images, seed + 10_000 * ci)
         plan += [(f"forget:{concept}", kind, concept, p, s) for p, s in zip(prompts, seeds, strict=True)]
     erased_kinds = sorted({k for _, k, _ in targets})
     groups: list[tuple[str, str, list[str]]] = []
@@ -142,9 +131,8 @@ def draw_heldout(
         # Interleave concepts so that any count covers every concept of the group; each concept starts at its
         # own place in its (balanced) phrasings, so that the group's first images do not share one context.
         prompt_lists = [heldout(kind, c) for c in concepts]
-        first = _block(extension) * per_group
-        rows = [(c, lst[(i + ci) % len(lst)]) for i in range(first + per_group)
-                for ci, (c, lst) in enumerate(zip(concepts, prompt_lists, strict=True)) if lst][first:first + per_group]
+        rows = [(c, lst[(i + ci) % len(lst)]) for i in range(per_group)
+                for ci, (c, lst) in enumerate(zip(concepts, prompt_lists, strict=True)) if lst][:per_group]
         plan += [(f"{group}:{kind}", kind, c, p, seed + 500_000 + 1000 * gi + i) for i, (c, p) in enumerate(rows)]
 
     if only is not None:
@@ -314,7 +302,7 @@ def sequential_evidence(draw: Draw, min_ua: float, min_retention: float, max_ima
     """Evidence that keeps drawing while a verdict could still turn -> (pooled evidence, extensions).
 
     `draw(k, scale, only)`: draw k (0 first) on seeds of its own, `scale` times the first draw's images, for the
-    verdicts `only` (None: all), on the held-out prompts after the earlier draws' (`draw_heldout(extension=k)`). A
+    verdicts `only` (None: all). A
     small sample cannot tell a broken erasure from bad luck on a model that is often wrong even before it, nor a
     sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61): while a verdict is uncertain either way
     (`uncertain_verdicts`) and the images so far (both models) do not exceed `max_images` per erased concept, as

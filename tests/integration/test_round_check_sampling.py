@@ -1,6 +1,6 @@
 """The round check's sequential sample on the shipped testbed: an uncertain failure (and, when the setting asks,
-an uncertain pass) draws more held-out images on new seeds and the next held-out phrasings, and pools them; a
-settled verdict does not, and gets no images in the extensions."""
+an uncertain pass) draws more held-out images on new seeds and pools them; a settled verdict does not, and gets
+no images in the extensions."""
 
 from __future__ import annotations
 
@@ -50,10 +50,6 @@ def test_an_uncertain_failure_doubles_the_sample(testbed: object, monkeypatch: p
     assert triangle["images"] == 6 * 2 ** verdict.metrics["extensions"]
     assert len(set(triangle["seeds"])) == triangle["images"], "every extension draws on new seeds"
     assert min(triangle["seeds"]) >= 700_000 and not set(triangle["seeds"]) & set(range(900_000, 910_000))
-    # ... and on the held-out phrasings after the earlier draws' (the pooled prompts cover the list in its order).
-    phrasings = list(dict.fromkeys(triangle["prompts"]))
-    assert len(phrasings) > 6, "an extension shows phrasings the first draw did not"
-    assert triangle["prompts"][:len(phrasings)] == phrasings, "no phrasing again before every one was shown"
 
 
 def test_a_clear_failure_is_not_resampled(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
