@@ -15,7 +15,6 @@ The factor is measured once per process that collects a long test (each xdist wo
 from __future__ import annotations
 
 import os
-import time
 
 ENV = "LETHE_TEST_SLOWDOWN"
 MAX_SLOWDOWN = 4.0
@@ -30,13 +29,12 @@ def reference() -> tuple[str, float]:
 
 
 def measure_seconds(testbed: str, repeats: int = 2) -> float:
-    """Best of `repeats` samplings of the reference batch by the shipped `testbed` folder's pipeline on this box,
-    in one torch thread (after one warm-up)."""
+    """Best of `repeats` runs of the benchmark's sampling reference (`bench.erasure.sampling_reference`) by the
+    shipped `testbed` folder's pipeline on this box, in one torch thread (after one warm-up)."""
     import torch
 
+    from bench.erasure import sampling_reference
     from core.spare.loading import pipeline_dir
-    from core.spare.samples import generate_latents
-    from core.testbed.canvas import OBJECTS, STYLES, prompt
     from core.testbed.loading import load_pipeline
     from core.testbed.paths import SHIPPED
 
@@ -44,13 +42,7 @@ def measure_seconds(testbed: str, repeats: int = 2) -> float:
     torch.set_num_threads(1)
     try:
         pipe = load_pipeline(pipeline_dir(SHIPPED.parent / testbed))
-        prompts = [prompt(OBJECTS[i % len(OBJECTS)], STYLES[i % len(STYLES)]) for i in range(8)]
-        best = float("inf")
-        for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            generate_latents(pipe, prompts, seed=0, steps=20, guidance=5.0, per_prompt=1)
-            best = min(best, time.perf_counter() - t0)
-        return best
+        return min(sampling_reference(pipe)["seconds"] for _ in range(repeats + 1))
     finally:
         torch.set_num_threads(threads)
 

@@ -302,15 +302,14 @@ def sequential_evidence(draw: Draw, min_ua: float, min_retention: float, max_ima
     """Evidence that keeps drawing while a verdict could still turn -> (pooled evidence, extensions).
 
     `draw(k, scale, only)`: draw k (0 first) on seeds of its own, `scale` times the first draw's images, for the
-    verdicts `only` (None: all). A
-    small sample cannot tell a broken erasure from bad luck on a model that is often wrong even before it, nor a
-    sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61): while a verdict is uncertain either way
-    (`uncertain_verdicts`) and the images so far (both models) do not exceed `max_images` per erased concept, as
-    many images again are drawn for the open verdicts only and pooled. The budget grows with the concepts because
-    the first draw does: a fixed one would leave a request erasing several concepts with the first draw only, each
-    concept's verdict on a dozen images. `settle_passes` False: only failures that could still pass draw more
-    (`uncertain_verdicts(passes=False)`), for a check whose passes a larger sample settles afterwards anyway.
-    """
+    verdicts `only` (None: all). A small sample cannot tell a broken erasure from bad luck on a model that is
+    often wrong even before it, nor a sound one from a lucky draw (6 of 6 erased still allows a UA of 0.61):
+    while a verdict is uncertain either way (`uncertain_verdicts`) and the images so far (both models) do not
+    exceed `max_images` per erased concept, as many images again are drawn for the open verdicts only and pooled.
+    The budget grows with the concepts because the first draw does: a fixed one would leave a request erasing
+    several concepts with the first draw only, each concept's verdict on a dozen images. `settle_passes` False:
+    only failures that could still pass draw more (`uncertain_verdicts(passes=False)`), for a check whose passes
+    a larger sample settles afterwards anyway."""
     evidence, drawn, extensions = draw(0, 1, None), 1, 0
     budget = max_images * max(1, len(evidence.concepts))
     while ((open_verdicts := uncertain_verdicts(evidence, min_ua, min_retention, passes=settle_passes))

@@ -36,4 +36,3 @@ def test_a_retention_group_starts_each_concept_in_another_context() -> None:
     assert forget == ["solid circle", "striped circle", "dotted circle"]
     same_kind = [row[3] for row in held.plan if row[0] == "same-kind:object"]
     assert same_kind == ["solid square", "striped star"], same_kind
-
