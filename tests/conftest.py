@@ -68,6 +68,25 @@ def _scale_time_limits(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(limit * factor), append=False)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker hands the factor it measured (if any) to the controller, which reports it."""
+    if hasattr(session.config, "workeroutput") and os.environ.get(pace.ENV):
+        session.config.workeroutput[pace.ENV] = os.environ[pace.ENV]
+
+
+def pytest_testnodedown(node: object, error: object) -> None:
+    """The controller keeps each worker's factor for the summary (xdist hook; unused without xdist)."""
+    factor = getattr(node, "workeroutput", {}).get(pace.ENV)
+    if factor:
+        os.environ.setdefault(pace.ENV, factor)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line saying how much the long time limits were stretched on this box, so that a run's log shows it."""
+    if os.environ.get(pace.ENV):
+        terminalreporter.write_line(pace.summary())
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts from default settings in a private data dir."""

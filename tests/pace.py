@@ -9,7 +9,8 @@ the limits as written) and at most `MAX_SLOWDOWN` (a box slower than that fails 
 limits stay hang detectors).
 
 The factor is measured once per process that collects a long test (each xdist worker, about 5 s) and kept in
-`LETHE_TEST_SLOWDOWN`, which a developer may also set by hand; a run of short tests never measures it.
+`LETHE_TEST_SLOWDOWN`, which a developer may also set by hand; a run of short tests never measures it. A run that
+scaled its limits ends with a line giving the factor (`summary`; xdist workers hand theirs to the controller).
 """
 
 from __future__ import annotations
@@ -60,3 +61,10 @@ def slowdown() -> float:
 def scaled(seconds: float) -> float:
     """A limit written for the benchmark's box, on this box."""
     return seconds * slowdown()
+
+
+def summary() -> str:
+    """The line a test run ends with when its limits were scaled (or the factor was set by hand)."""
+    testbed, seconds = reference()
+    return (f"time limits x{float(os.environ[ENV]):.2f} ({ENV}; measured as this box's sampling of {testbed} over "
+            f"{seconds:.3f} s, within [1, {MAX_SLOWDOWN:g}])")

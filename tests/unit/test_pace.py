@@ -56,3 +56,31 @@ def test_a_test_slower_than_its_limit_passes_only_on_a_box_slow_enough(tmp_path:
                            str(tmp_path / "test_sleeps.py")], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert outcome in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_the_run_reports_the_factor_its_tests_measured(tmp_path: Path, workers: str) -> None:
+    # The test stands in for the measurement (which a collected long test triggers in the process running it):
+    # on two xdist workers the factor is found in a worker and must reach the controller's summary.
+    (tmp_path / "test_measures.py").write_text(textwrap.dedent(f"""
+        import os
+
+        def test_measures():
+            os.environ["{pace.ENV}"] = "2.50"
+    """))
+    env = {k: v for k, v in os.environ.items() if k != pace.ENV} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
+                           "-n", workers, str(tmp_path / "test_measures.py")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "1 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"time limits x2.50 ({pace.ENV}" in proc.stdout
+
+
+def test_a_run_that_measured_nothing_reports_nothing(tmp_path: Path) -> None:
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    env = {k: v for k, v in os.environ.items() if k != pace.ENV} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
+                           "-n", "2", str(tmp_path / "test_plain.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert "1 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "time limits x" not in proc.stdout
