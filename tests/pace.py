@@ -66,5 +66,5 @@ def scaled(seconds: float) -> float:
 def summary() -> str:
     """The line a test run ends with when its limits were scaled (or the factor was set by hand)."""
     testbed, seconds = reference()
-    return (f"time limits x{float(os.environ[ENV]):.2f} ({ENV}; measured as this box's sampling of {testbed} over "
-            f"{seconds:.3f} s, within [1, {MAX_SLOWDOWN:g}])")
+    return (f"time limits x{float(os.environ[ENV]):.2f} ({ENV}: this box's sampling of {testbed} over "
+            f"{seconds:.3f} s, within [1, {MAX_SLOWDOWN:g}], unless set by hand)")

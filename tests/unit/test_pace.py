@@ -51,10 +51,7 @@ def test_a_test_slower_than_its_limit_passes_only_on_a_box_slow_enough(tmp_path:
         def test_sleeps():
             time.sleep(2)
     """))
-    env = {**os.environ, pace.ENV: factor, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
-                           str(tmp_path / "test_sleeps.py")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = _pytest(tmp_path / "test_sleeps.py", factor=factor)
     assert outcome in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
@@ -68,19 +65,23 @@ def test_the_run_reports_the_factor_its_tests_measured(tmp_path: Path, workers: 
         def test_measures():
             os.environ["{pace.ENV}"] = "2.50"
     """))
-    env = {k: v for k, v in os.environ.items() if k != pace.ENV} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
-                           "-n", workers, str(tmp_path / "test_measures.py")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = _pytest(tmp_path / "test_measures.py", "-n", workers)
     assert "1 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"time limits x2.50 ({pace.ENV}" in proc.stdout
 
 
 def test_a_run_that_measured_nothing_reports_nothing(tmp_path: Path) -> None:
     (tmp_path / "test_plain.py").write_text("def test_plain():\n    pass\n")
-    env = {k: v for k, v in os.environ.items() if k != pace.ENV} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
-                           "-n", "2", str(tmp_path / "test_plain.py")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = _pytest(tmp_path / "test_plain.py", "-n", "2")
     assert "1 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "time limits x" not in proc.stdout
+
+
+def _pytest(test_file: Path, *args: str, factor: str | None = None) -> subprocess.CompletedProcess[str]:
+    """A real pytest run of `test_file` with the suite's conftest, the factor set by hand or left unset."""
+    env = {k: v for k, v in os.environ.items() if k != pace.ENV} | {"PYTHONPATH": str(ROOT)}
+    if factor is not None:
+        env[pace.ENV] = factor
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-p", "no:cacheprovider",
+                           *args, str(test_file)], cwd=test_file.parent, env=env, capture_output=True, text=True,
+                          timeout=120)
