@@ -74,8 +74,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.workeroutput[pace.ENV] = os.environ[pace.ENV]
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: object, error: object) -> None:
-    """The controller keeps each worker's factor for the summary (xdist hook; unused without xdist)."""
+    """The controller keeps each worker's factor for the summary (an xdist hook: optional, so that a run with
+    `-p no:xdist` still loads this conftest)."""
     factor = getattr(node, "workeroutput", {}).get(pace.ENV)
     if factor:
         os.environ.setdefault(pace.ENV, factor)
