@@ -267,6 +267,9 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "surrogate_screen": rounds.get("surrogates") if rounds else None,
         "verification": kept_verification,
         "verify_s": round(sum(s for _, s in verified.values()), 2) if verified else None,
+        # The rounds' held-out checks, extensions included: with verify_s (less the kept round's verification),
+        # the part of erase_s that is not training.
+        "check_s": round(sum(r["timings_s"].get("check", 0.0) for r in rounds["history"]), 2) if rounds else None,
     }
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,6 +108,10 @@ def _run_grid(
     return res, feats
 
 
+# (id of the base pipeline, id of the classifier, seeds, steps, guidance) -> (that pipeline, its verdicts)
+BaseGridMemo = dict[tuple[int, int, tuple[int, ...], int, float], tuple[Any, GridResult]]
+
+
 @lru_cache(maxsize=8)
 def _base_grid_cached(
     testbed: str, seeds: tuple[int, ...], steps: int, guidance_scale: float
@@ -166,6 +171,7 @@ def evaluate(
     attack_budget: int = 30,
     rest_only: bool = False,
     base_testbed: Path | None = None,
+    base_memo: BaseGridMemo | None = None,
 ) -> Metrics:
     """Generate the answer grid with `pipeline` (and the base, for *_rel) and score each forgotten concept.
 
@@ -173,7 +179,8 @@ def evaluate(
     `rest_only`: IRA/CRA over the cells that show none of the forgotten concepts (a model that lost several,
     of both kinds: a lineage of erasures), instead of every cell but the target's.
     The base defaults to the testbed's own pipeline (its verdicts are cached per process): `base_testbed`'s, else
-    the default testbed's.
+    the default testbed's. `base_memo`: verdicts of `base_pipeline` an earlier call drew (one caller evaluating
+    several erasures of the same base weights); what this call draws of it is added.
     """
     from core.testbed.loading import load_classifier
     from core.testbed.paths import testbed_dir
@@ -195,14 +202,22 @@ def evaluate(
 
     grid, feats = _run_grid(pipeline, clf, seeds, steps, guidance_scale, progress, "model")
     misses = 0
+    drew_base = base_pipeline is not None
     if base_pipeline is not None:
-        base_grid, _ = _run_grid(base_pipeline, clf, seeds, steps, guidance_scale, progress, "base")
+        key = (id(base_pipeline), id(clf), seeds, steps, guidance_scale)
+        if base_memo is not None and key in base_memo:
+            base_grid, drew_base = base_memo[key][1], False
+        else:
+            base_grid, _ = _run_grid(base_pipeline, clf, seeds, steps, guidance_scale, progress, "base")
+            if base_memo is not None:
+                # The pipeline itself is held too, so that its id cannot pass to another object while the memo lives.
+                base_memo[key] = (base_pipeline, base_grid)
     else:
         misses = _base_grid_cached.cache_info().misses
         base_grid, _ = _base_grid_cached(str(base_testbed or testbed_dir()), seeds, steps, guidance_scale)
     # Count every image this call generated: the model grid, the base grid unless it came from the cache, attacks.
     n_images = len(grid.objs)
-    if base_pipeline is not None or _base_grid_cached.cache_info().misses > misses:
+    if drew_base or (base_pipeline is None and _base_grid_cached.cache_info().misses > misses):
         n_images += len(base_grid.objs)
 
     objs, styles, po, ps = grid.arrays()

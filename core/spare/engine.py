@@ -99,12 +99,15 @@ def erase(
     provenance: Provenance | None = None,
     verifier: Verifier | None = None,
     base_outputs: BaseOutputs | None = None,
+    grid_wanted: Callable[[], bool] | None = None,
 ) -> ErasureResult:
     """Erase the spec's concepts from `pipeline`; write adapter/, fused/, README.md, report.json and grid.png.
 
     `provenance` (request id, base fingerprint and source) goes into the adapter metadata and the model card;
     `verifier(metrics)` is the caller's acceptance rule, whose checks the model card lists. `base_outputs`:
     what earlier rounds of the job drew from the same base weights (teacher samples, the grid's base half).
+    `grid_wanted()`, asked once the evaluator has run: False leaves grid.png out (a round of erase-until-verified
+    that will not be kept; `core.spare.rounds` draws it for a kept round that lacks it). None: always drawn.
     """
     provenance = provenance or Provenance()
     method = method_for(config.method if config is not None else spec.method)
@@ -135,7 +138,7 @@ def erase(
             if config.gradient_checkpointing:
                 unet.enable_gradient_checkpointing()
             report = _erase_inner(pipeline, arch, spec, config, method, out_dir, clock, device, dtype, evaluator,
-                                  originals, provenance, verifier, base_outputs)
+                                  originals, provenance, verifier, base_outputs, grid_wanted)
         finally:
             if getattr(unet, "_hf_peft_config_loaded", False) and lora.ADAPTER_NAME in getattr(unet, "peft_config", {}):
                 lora.detach(unet)
@@ -169,7 +172,7 @@ def _erase_inner(
     pipeline: Any, arch: str, spec: ErasureSpec, config: SpareConfig | EsdConfig, method: ErasureMethod,
     out_dir: Path, clock: StageClock, device: str, dtype: torch.dtype | None, evaluator: Evaluator | None,
     originals: dict[str, torch.Tensor], provenance: Provenance, verifier: Verifier | None,
-    base_outputs: BaseOutputs | None,
+    base_outputs: BaseOutputs | None, grid_wanted: Callable[[], bool] | None,
 ) -> ErasureReport:
     unet = pipeline.unet
     dev = torch.device(device)
@@ -193,9 +196,13 @@ def _erase_inner(
     probe = probe_metrics(unet, pipeline.scheduler, prepared.data, originals, dtype, config.seed,
                           [c.target for c in spec.concepts], repel=repel)
     clock.tick(0.2)
-    after = generate_images(pipeline, grid.prompts, grid.seeds, steps=config.sample_steps,
-                            guidance=config.guidance_scale)
-    clock.tick(0.4)
+
+    def draw_after(erased: Any) -> list[list[Any]] | None:
+        if grid_wanted is not None and not grid_wanted():
+            return None
+        return generate_images(erased, grid.prompts, grid.seeds, steps=config.sample_steps,
+                               guidance=config.guidance_scale)
+
     evaluated: dict[str, Any] = {}
     if evaluator is not None:
         erased_unet = copy.deepcopy(unet)
@@ -203,12 +210,17 @@ def _erase_inner(
         erased_pipe = type(pipeline)(**{**pipeline.components, "unet": erased_unet})
         erased_pipe.set_progress_bar_config(disable=True)
         evaluated = evaluator(erased_pipe, pipeline)
+        clock.tick(0.8)
+        after = draw_after(erased_pipe)  # after the evaluator: it decides whether this erasure is kept
         del erased_pipe, erased_unet
+    else:
+        after = draw_after(pipeline)
     metrics = EngineMetrics.model_validate({**evaluated, "probe": probe})
 
     # --- write ---------------------------------------------------------------------------------------------
     clock.begin("write")
-    write_grid(grid.prompts, grid.kinds, grid.seeds, before, after, out_dir / "grid.png")
+    if after is not None:
+        write_grid(grid.prompts, grid.kinds, grid.seeds, before, after, out_dir / "grid.png")
     unet_bytes = _unet_bytes(unet)
     adapter_path = out_dir / ADAPTER_DIR / DIFFUSERS_ADAPTER
     adapter_bytes = adapter_path.stat().st_size if adapter_path.exists() else None

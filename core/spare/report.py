@@ -85,6 +85,10 @@ class RoundSummary(BaseModel):
     surrogates: dict[str, str] = Field(default_factory=dict,
                                        description="Per erased concept, the surrogate this round trained toward.")
     seconds: float
+    timings_s: dict[str, float] = Field(default_factory=dict, description="Where the round's seconds went: `check` "
+                                        "(the cheap held-out check, its extensions included), `evaluate` (the full "
+                                        "evaluation of a round whose check passed, or of the last one), `other` "
+                                        "(training, samples, the before/after grid, writing).")
     ua: dict[str, float] | None
     retention: dict[str, float | None] | None
     passed: bool

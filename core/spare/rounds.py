@@ -39,7 +39,7 @@ from core.spare.base_outputs import BaseOutputs
 from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
 from core.spare.levers import ESD_LEVERS, RETENTION_FIELDS, SPARE_LEVERS, lever_change, retain_more
-from core.spare.outputs import list_files, write_report
+from core.spare.outputs import generate_images, list_files, write_grid, write_report
 from core.spare.report import (
     EngineMetrics,
     ErasureResult,
@@ -88,6 +88,8 @@ class _Round:
     result: ErasureResult | None = None
     check: RoundCheck | None = None
     seconds: float = 0.0
+    check_s: float = 0.0
+    evaluate_s: float = 0.0
     evaluated: bool = False
     refused: str | None = None  # why the acceptance rule refused a round whose check passed
 
@@ -95,6 +97,8 @@ class _Round:
         c = self.check
         return RoundSummary(
             round=self.index, levers=self.levers, changed=self.changed, seconds=round(self.seconds, 3),
+            timings_s={"check": round(self.check_s, 3), "evaluate": round(self.evaluate_s, 3),
+                       "other": round(max(0.0, self.seconds - self.check_s - self.evaluate_s), 3)},
             surrogates={c.target: c.surrogate_text() for c in self.spec.concepts},
             ua=c.ua if c else None, retention=c.retention if c else None,
             passed=c.passed if c else False, retention_ok=c.retention_ok if c else False,
@@ -120,17 +124,18 @@ def erase_until_verified(
 ) -> ErasureResult:
     """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
 
-    `evaluator` (the job's full, final evaluation) runs on the round that passes, or when none does on the
-    best round (reloaded from its fused/ weights when it is not the last); the other rounds report their check
-    only. `erase_fn` is the single-round engine; `engine` passes on to it (provenance, verifier). `screened`:
-    the surrogate screen that chose `spec`'s surrogates (`core.evaluation.surrogates`), reported with the rounds
-    and counted in their time. `accept`: the caller's acceptance rule on a passing round's full metrics (the
-    verification a job applies); a round it refuses does not end the loop while the budget lasts — it then
-    reports the rule's numbers (more images than the check's) and why it refused. `switch`: another surrogate
-    for a target whose surrogate took a round's lost images (None: surrogates stay as `spec` has them); the
-    check and the evaluator read the round's surrogates from `core.spare.round_spec.in_force`. `erase_fn` gets
-    `base_outputs` (`core.spare.base_outputs`): the base model's draws of earlier rounds, which every round
-    shares because it starts from the same base weights."""
+    `evaluator` (the job's full, final evaluation) runs on the round that passes, or when none does on the best
+    round (reloaded from its fused/ weights when it is not the last); the other rounds report their check only.
+    Likewise only a round that passes its check or is the last draws the erased half of grid.png; a kept round
+    without one gets it from its fused/ weights. `erase_fn` is the single-round engine; `engine` passes on to it
+    (provenance, verifier). `screened`: the surrogate screen that chose `spec`'s surrogates
+    (`core.evaluation.surrogates`), reported with the rounds and counted in their time. `accept`: the caller's
+    acceptance rule on a passing round's full metrics (the verification a job applies); a round it refuses does not
+    end the loop while the budget lasts — it then reports the rule's numbers (more images than the check's) and why
+    it refused. `switch`: another surrogate for a target whose surrogate took a round's lost images (None:
+    surrogates stay as `spec` has them); the check and the evaluator read the round's surrogates from
+    `core.spare.round_spec.in_force`. `erase_fn` gets `base_outputs` (`core.spare.base_outputs`): the base model's
+    draws of earlier rounds, which every round shares because it starts from the same base weights."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -162,24 +167,34 @@ def erase_until_verified(
 
         state: dict[str, Any] = {}
 
-        def round_evaluator(erased: Any, base: Any, _last: bool = last_possible,
-                            state: dict[str, Any] = state) -> dict[str, Any]:
+        def round_evaluator(erased: Any, base: Any, _last: bool = last_possible, state: dict[str, Any] = state,
+                            _round: _Round = current) -> dict[str, Any]:
+            t = time.monotonic()
             verdict = check(erased, base)
+            _round.check_s = time.monotonic() - t
             state["check"] = verdict
             metrics: dict[str, Any] = {"round_check": verdict.metrics}
             if (verdict.passed or _last) and evaluator is not None:
+                t = time.monotonic()
                 full = evaluator(erased, base)
+                _round.evaluate_s = time.monotonic() - t
                 state["evaluated"] = True
                 metrics = {**full, "round_check": verdict.metrics}
             elif "judge" in verdict.metrics:
                 metrics["judge"] = verdict.metrics["judge"]
             return metrics
 
+        def grid_wanted(_last: bool = last_possible, state: dict[str, Any] = state) -> bool:
+            # Only a round that can be kept gets its before/after grid now (a round refused after its check
+            # passed has one it will not use); `_complete_saved` draws it for a kept round that has none.
+            verdict = state.get("check")
+            return _last or verdict is None or verdict.passed
+
         t0 = time.monotonic()
         with training_toward(_switched(spec, current.spec)):
             current.result = erase_fn(pipeline, current.spec, current.config, out_dir=work / str(k),
                                       progress=round_progress, should_stop=should_stop, evaluator=round_evaluator,
-                                      base_outputs=base_outputs, **engine)
+                                      base_outputs=base_outputs, grid_wanted=grid_wanted, **engine)
         current.check = state.get("check")
         current.evaluated = bool(state.get("evaluated"))
         if current.check is not None and current.check.passed and current.evaluated and accept is not None:
@@ -250,9 +265,8 @@ def erase_until_verified(
         else:
             outcome = "short"
         outcomes.append(r.summary(outcome))
-    if not chosen.evaluated and evaluator is not None:
-        with training_toward(_switched(spec, chosen.spec)):
-            _evaluate_saved(pipeline, chosen, evaluator)
+    with training_toward(_switched(spec, chosen.spec)):
+        _complete_saved(pipeline, chosen, evaluator, base_outputs)
     return _finish(chosen, out_dir, work, outcomes, started - sum(r.seconds for r in screened or []), config,
                    [*(screened or []), *switches])
 
@@ -281,20 +295,30 @@ def _spreading(spec: ErasureSpec, verdict: RoundCheck, set_aside: set[str]) -> s
     return None
 
 
-def _evaluate_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator) -> None:
-    """The full evaluation of a kept round that did not get it while it ran: its erased UNet is reloaded from
-    the round's fused/ folder (its weights no longer live in the pipeline)."""
+def _complete_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator | None, base_outputs: BaseOutputs) -> None:
+    """What a kept round did not get while it ran — the full evaluation, the before/after grid (both only for a
+    round that could be kept at the time) — from its erased UNet, reloaded from the round's fused/ folder (its
+    weights no longer live in the pipeline)."""
     assert chosen.result is not None
-    unet_dir = chosen.result.out_dir / "fused" / "unet"
-    if not unet_dir.is_dir():
-        return  # an engine that writes no fused weights: the round's check evidence stands
+    report, out = chosen.result.report, chosen.result.out_dir
+    evaluate = not chosen.evaluated and evaluator is not None
+    grid = bool(report.grid.prompts) and not (out / "grid.png").exists()
+    unet_dir = out / "fused" / "unet"
+    if not (evaluate or grid) or not unet_dir.is_dir():
+        return  # nothing missing, or an engine that writes no fused weights: the round's check evidence stands
     unet = type(pipeline.unet).from_pretrained(str(unet_dir), dtype=pipeline.unet.dtype).to(pipeline.unet.device)
     erased = type(pipeline)(**{**pipeline.components, "unet": unet})
     erased.set_progress_bar_config(disable=True)
-    full = evaluator(erased, pipeline)
-    report = chosen.result.report
-    report.metrics = EngineMetrics.model_validate({**report.metrics.model_dump(exclude_unset=True), **full})
-    chosen.evaluated = True
+    if evaluate:
+        assert evaluator is not None
+        full = evaluator(erased, pipeline)
+        report.metrics = EngineMetrics.model_validate({**report.metrics.model_dump(exclude_unset=True), **full})
+        chosen.evaluated = True
+    if grid:
+        drawn = [generate_images(model, report.grid.prompts, report.grid.seeds, steps=chosen.config.sample_steps,
+                                 guidance=chosen.config.guidance_scale, memo=memo)
+                 for model, memo in ((pipeline, base_outputs.images), (erased, None))]
+        write_grid(report.grid.prompts, report.grid.kinds, report.grid.seeds, *drawn, out / "grid.png")
 
 
 def _finish(chosen: _Round, out_dir: Path, work: Path, rounds: list[RoundSummary], started: float,

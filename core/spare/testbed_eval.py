@@ -101,8 +101,9 @@ def testbed_evaluator(
     `cached_base`: score the base from the evaluator's per-process cache of the testbed's shipped pipeline
     (benchmarks erasing many targets from one testbed) instead of regenerating it from the base pipeline each time.
     `rest_only`: targets of both kinds (a lineage of erasures), retention over the cells showing none of them.
+    The base pipeline's grid is drawn once per evaluator and base (the rounds of a job share their base weights).
     """
-    from core.evaluation.metrics import evaluate
+    from core.evaluation.metrics import BaseGridMemo, evaluate
     from core.testbed.loading import load_classifier
 
     kinds = {concept_kind(t) for t in targets}
@@ -110,13 +111,15 @@ def testbed_evaluator(
         raise ErasureInputError("the testbed evaluator scores one kind per run (all objects or all styles)")
     kind = kinds.pop() if len(kinds) == 1 else None
     classifier = load_classifier(testbed)
+    # Rounds of one job evaluate erasures of the same base weights on the same seeds: the base grid is drawn once.
+    base_memo: BaseGridMemo = {}
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
         metrics = evaluate(
             erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps,
             base_pipeline=None if cached_base else base,
             classifier=classifier, attacks=attacks, attack_budget=attack_budget, rest_only=rest_only,
-            base_testbed=testbed if cached_base else None,
+            base_testbed=testbed if cached_base else None, base_memo=base_memo,
         ).model_dump(mode="json")
         summary = {
             t["forget"]: {k: t[k] for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success")}

@@ -85,6 +85,21 @@ def test_base_model_forgets_nothing(base: StableDiffusionPipeline, clf: Classifi
     assert {t.kind for t in m.targets} == {"object", "style"}
 
 
+def test_a_base_memo_draws_the_base_grid_once_per_base(base: StableDiffusionPipeline, clf: Classifier) -> None:
+    # Rounds of one job evaluate several erasures against the same base weights: the second evaluation takes
+    # the base's verdicts from the memo (same verdicts, half the images); another base object is drawn anew.
+    erased = _swap_token(load_pipeline(), "circle", "square")
+    memo: dict[Any, Any] = {}
+    first = evaluate(erased, ["circle"], seeds=(0,), steps=4, classifier=clf, base_pipeline=base, base_memo=memo)
+    again = evaluate(erased, ["circle"], seeds=(0,), steps=4, classifier=clf, base_pipeline=base, base_memo=memo)
+    assert first.images == 60 and again.images == 30
+    assert again.base == first.base and again.targets == first.targets
+    other = load_pipeline()
+    other.set_progress_bar_config(disable=True)
+    fresh = evaluate(erased, ["circle"], seeds=(0,), steps=4, classifier=clf, base_pipeline=other, base_memo=memo)
+    assert fresh.images == 60 and len(memo) == 2
+
+
 @pytest.mark.parametrize(("concept", "surrogate"), [("circle", "square"), ("striped", "solid")])
 def test_removed_concept_has_high_ua_and_untouched_retention(clf: Classifier, concept: str, surrogate: str) -> None:
     erased = _swap_token(load_pipeline(), concept, surrogate)

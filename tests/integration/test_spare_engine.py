@@ -182,6 +182,46 @@ def test_a_later_round_reuses_the_base_draws_and_trains_as_a_fresh_run(tmp_path:
     assert ta.keys() == tb.keys() and all(torch.allclose(ta[k], tb[k], rtol=1e-4, atol=1e-6) for k in ta)
 
 
+def test_only_a_round_that_can_be_kept_draws_its_grid_and_a_kept_earlier_round_gets_one(tmp_path: Path) -> None:
+    """A round the loop will not keep skips the erased half of grid.png (the check decides before it is drawn);
+    when the best round is an earlier one, the loop draws its grid from the round's saved weights."""
+    from core.spare.rounds import RoundCheck, erase_until_verified
+
+    plain = erase(tiny_sd1(), _spec(), SpareConfig(steps=8, lr=5e-2, **FAST), out_dir=tmp_path / "plain",
+                  evaluator=lambda erased, base: {}, grid_wanted=lambda: False)
+    assert "grid.png" not in plain.files and "report.json" in plain.files
+    drawn_now = erase(tiny_sd1(), _spec(), SpareConfig(steps=8, lr=5e-2, **FAST), out_dir=tmp_path / "now",
+                      evaluator=lambda erased, base: {})
+
+    uas = iter([0.8, 0.5])  # round 1 short, round 2 (the last) worse: round 1 is kept
+
+    def check(erased: Any, base: Any) -> RoundCheck:
+        return RoundCheck(ua={"circle": next(uas)}, retention={"kept:object": 1.0}, passed=False,
+                          retention_ok=True, ua_ok=False)
+
+    evaluated: list[int] = []
+    drawn: list[str] = []
+    engine = erase
+
+    def erase_fn(*a: Any, grid_wanted: Any, **kw: Any) -> Any:
+        result = engine(*a, grid_wanted=grid_wanted, **kw)
+        drawn.append("grid" if (kw["out_dir"] / "grid.png").exists() else "none")
+        return result
+
+    result = erase_until_verified(tiny_sd1(), _spec(), SpareConfig(steps=8, lr=5e-2, max_rounds=2, **FAST),
+                                  out_dir=tmp_path / "out", check=check, erase_fn=erase_fn,
+                                  evaluator=lambda erased, base: evaluated.append(1) or {})
+    assert drawn == ["none", "grid"], "round 1 failed its check: no grid; round 2 was the last: drawn"
+    assert result.report.rounds is not None and result.report.rounds.chosen == 1
+    assert len(evaluated) == 2, "round 2 as it ran, round 1 (kept) from its saved weights"
+    assert "grid.png" in result.files and result.report.files["grid.png"].bytes > 0
+    # The same round (same config and seed) drawn while its weights were in place: the same picture.
+    later = np.asarray(Image.open(result.files["grid.png"]), dtype=np.float32)
+    now = np.asarray(Image.open(drawn_now.files["grid.png"]), dtype=np.float32)
+    # (A grid whose erased half the base drew differs by over ten levels in places.)
+    assert later.shape == now.shape and np.abs(later - now).max() <= 1.0
+
+
 def test_forget_anchor_trains_on_the_teachers_surrogate_generations(tmp_path: Path) -> None:
     """forget_anchor=surrogate noises the forget term from generations of the surrogate prompts (one per
     distinct prompt), so with the same seed its forget loss differs from noising the concept's samples."""

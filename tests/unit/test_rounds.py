@@ -9,6 +9,7 @@ the testbed runs in tests/integration/test_rounds_testbed.py.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ class Script:
         self.specs: list[ErasureSpec] = []
         self.full_evaluations: list[int] = []
         self.stages: list[str] = []
+        self.grids: list[bool] = []
 
     def erase(self, pipeline: Any, spec: ErasureSpec, config: Any, *, out_dir: Path, progress: Any = None,
-              should_stop: Any = None, evaluator: Any = None, **_: Any) -> ErasureResult:
+              should_stop: Any = None, evaluator: Any = None, grid_wanted: Any = None, **_: Any) -> ErasureResult:
         self.configs.append(config)
         self.specs.append(spec)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +48,7 @@ class Script:
         if progress:
             progress("distill", 0.5)
         made = report(config, evaluator("erased", "base"))
+        self.grids.append(grid_wanted())  # asked, as the engine does, once the evaluator has run
         (out_dir / "report.json").write_text(json.dumps(made.dump()))
         return ErasureResult(out_dir=out_dir, report=made, files={})
 
@@ -76,6 +79,38 @@ def test_the_loop_stops_on_the_first_round_that_passes(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "adapter.bin").read_text().startswith("round 1")
     assert not (tmp_path / "out" / ".rounds").exists()
     assert json.loads((tmp_path / "out" / "report.json").read_text())["rounds"]["chosen"] == 1
+
+
+def test_each_round_reports_where_its_seconds_went(tmp_path: Path) -> None:
+    # A short round (check only) then a passing one (check, then the full evaluation): the split is measured
+    # around the calls, so a slow check or evaluation shows in its own column.
+    script = Script([(0.5, 1.0), (1.0, 1.0)])
+    check, full = script.check, script.evaluator
+
+    def slow_check(erased: Any, base: Any) -> RoundCheck:
+        time.sleep(0.05)
+        return check(erased, base)
+
+    def slow_evaluator(erased: Any, base: Any) -> dict[str, Any]:
+        time.sleep(0.1)
+        return full(erased, base)
+
+    result = erase_until_verified(None, SPEC, SpareConfig(max_rounds=2), out_dir=tmp_path / "out",
+                                  check=slow_check, evaluator=slow_evaluator, erase_fn=script.erase)
+    short, kept = result.report.dump()["rounds"]["history"]
+    assert short["timings_s"]["check"] >= 0.05 and short["timings_s"]["evaluate"] == 0.0
+    assert kept["timings_s"]["check"] >= 0.05 and kept["timings_s"]["evaluate"] >= 0.1
+    for row in (short, kept):
+        assert sum(row["timings_s"].values()) == pytest.approx(row["seconds"], abs=0.01)
+
+
+def test_only_a_round_that_passes_its_check_or_is_the_last_wants_its_grid(tmp_path: Path) -> None:
+    script = Script([(0.5, 1.0), (0.5, 0.5), (1.0, 1.0)])
+    script.run(tmp_path / "a", SpareConfig(max_rounds=3))
+    assert script.grids == [False, False, True]
+    last = Script([(0.5, 1.0), (0.6, 1.0)])
+    last.run(tmp_path / "b", SpareConfig(max_rounds=2))
+    assert last.grids == [False, True]
 
 
 def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> None:
