@@ -70,5 +70,6 @@ def test_testbed_path_by_name(name: str) -> None:
     run = [sys.executable, "-m", "core.cli", "testbed", "path"]
     ok = subprocess.run([*run, "--name", name], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and Path(ok.stdout.strip()) == folder
+    assert "torchvision" not in ok.stderr, "the image processor's fallback notice is filtered"
     bad = subprocess.run([*run, "--name", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no testbed named 'nope'" in bad.stderr and "Traceback" not in bad.stderr
