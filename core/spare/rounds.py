@@ -135,7 +135,8 @@ def erase_until_verified(
     it refused. `switch`: another surrogate for a target whose surrogate took a round's lost images (None:
     surrogates stay as `spec` has them); the check and the evaluator read the round's surrogates from
     `core.spare.round_spec.in_force`. `erase_fn` gets `base_outputs` (`core.spare.base_outputs`): the base model's
-    draws of earlier rounds, which every round shares because it starts from the same base weights."""
+    draws of earlier rounds, which every round shares because it starts from the same base weights, and
+    `grid_wanted` (whether the round can still be kept once its check has run)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
