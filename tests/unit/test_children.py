@@ -40,6 +40,11 @@ def test_a_child_started_for_a_test_dies_when_the_test_process_is_killed() -> No
     child = int(parent.stdout.readline())
     try:
         assert _alive(child)
+        # setpriv asks for the signal, then becomes the command: until the child runs `sleep`, killing the
+        # parent would test a child that has not asked yet.
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
         deadline = time.monotonic() + 10
