@@ -186,8 +186,9 @@ def erase_until_verified(
             return metrics
 
         def grid_wanted(_last: bool = last_possible, state: dict[str, Any] = state) -> bool:
-            # Only a round that can be kept gets its before/after grid now (a round refused after its check
-            # passed has one it will not use); `_complete_saved` draws it for a kept round that has none.
+            # Only a round that can be kept gets its before/after grid now (one whose check passed and which the
+            # verification then refuses has drawn it for nothing); `_complete_saved` draws it for a kept round
+            # that has none.
             verdict = state.get("check")
             return _last or verdict is None or verdict.passed
 
