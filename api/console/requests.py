@@ -184,6 +184,31 @@ def _verification(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _rounds(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Erase until verified's rounds as the request page lists them: levers, UA per concept, the lowest retention,
+    seconds (with the check's and the evaluation's share), outcome and why the verification refused a round."""
+    history = ((metrics or {}).get("rounds") or {}).get("history")
+    rows = []
+    for row in history if isinstance(history, list) else ():
+        if not isinstance(row, dict):
+            continue
+        ua = {k: v for k, v in (row.get("ua") or {}).items() if isinstance(v, int | float)}
+        kept = [v for v in (row.get("retention") or {}).values() if isinstance(v, int | float)]
+        split = row.get("timings_s") or {}
+        rows.append({
+            "round": row.get("round"),
+            "levers": " + ".join(row.get("levers") or []) or "defaults",
+            "ua": ", ".join(f"{k} {v:.3f}" for k, v in ua.items()) or "—",
+            "retention": f"{min(kept):.3f}" if kept else "—",
+            "seconds": f"{float(row.get('seconds') or 0):.0f} s",
+            "split": (f"check {split['check']:.0f} s, evaluation {split['evaluate']:.0f} s"
+                      if {"check", "evaluate"} <= split.keys() else ""),
+            "outcome": row.get("outcome") or "—",
+            "refused": row.get("refused"),
+        })
+    return rows
+
+
 def _certificate_check(request: Request, certificate: dict[str, Any] | None) -> dict[str, Any] | None:
     if certificate is None:
         return None
@@ -214,7 +239,8 @@ def request_page(request: Request, request_id: uuid.UUID, session: SessionDep, w
             model = None
     return render(request, "request.html", who, r=live["out"], terminal=live["terminal"], model=model,
                   artifacts=artifacts, has_grid=any(a.name == GRID for a in artifacts),
-                  checks=_verification(found.metrics), certificate=_certificate_check(request, found.certificate))
+                  checks=_verification(found.metrics), rounds=_rounds(found.metrics),
+                  certificate=_certificate_check(request, found.certificate))
 
 
 @router.get("/requests/{request_id}/live", response_class=HTMLResponse)

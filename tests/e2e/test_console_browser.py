@@ -227,6 +227,8 @@ def test_console_in_a_real_browser(browser: object, pg_url: str, data_dir: Path,
         assert rows.count() >= 1
         for i in range(rows.count()):
             assert "pass" in rows.nth(i).inner_text()
+        rounds = page.locator("section[aria-labelledby=rounds-heading] tbody tr")
+        assert rounds.count() >= 1 and "kept" in page.locator("section[aria-labelledby=rounds-heading]").inner_text()
         assert page.get_by_role("link", name="grid.png").count() == 1
         assert "Signature verified" in page.locator("#certificate-status").inner_text()
         shots.take(page, "request")
