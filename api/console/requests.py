@@ -201,7 +201,7 @@ def _rounds(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
             "ua": ", ".join(f"{k} {v:.3f}" for k, v in ua.items()) or "—",
             "retention": f"{min(kept):.3f}" if kept else "—",
             "seconds": f"{float(row.get('seconds') or 0):.0f} s",
-            "split": (f"check {split['check']:.0f} s, evaluation {split['evaluate']:.0f} s"
+            "split": (f"check {split['check']:.1f} s, evaluation {split['evaluate']:.1f} s"
                       if {"check", "evaluate"} <= split.keys() else ""),
             "outcome": row.get("outcome") or "—",
             "refused": row.get("refused"),

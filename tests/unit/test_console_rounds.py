@@ -19,7 +19,7 @@ def test_each_round_reads_as_levers_ua_lowest_retention_time_and_outcome() -> No
     ]}}
     short, kept = _rounds(metrics)
     assert short == {"round": 1, "levers": "defaults", "ua": "circle 0.896", "retention": "0.950", "seconds": "32 s",
-                     "split": "check 2 s, evaluation 23 s", "outcome": "short",
+                     "split": "check 2.4 s, evaluation 23.1 s", "outcome": "short",
                      "refused": "verification failed: ua[circle] 0.896 is below the required 0.900"}
     assert kept["levers"] == "capacity + anchor" and kept["ua"] == "circle 1.000" and kept["outcome"] == "kept"
     assert kept["split"] == "" and kept["refused"] is None, "a report from before the split shows the total only"
