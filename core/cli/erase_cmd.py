@@ -171,7 +171,9 @@ def erase(
     for row in result.report.rounds.history if result.report.rounds else []:
         ua = ", ".join(f"{k} {v:.3f}" for k, v in (row.ua or {}).items())
         kept = ", ".join(f"{k} {v:.3f}" for k, v in (row.retention or {}).items() if v is not None)
-        typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s): "
+        split = (f" — check {row.timings_s['check']:.1f} s, evaluation {row.timings_s['evaluate']:.1f} s"
+                 if {"check", "evaluate"} <= row.timings_s.keys() else "")
+        typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s{split}): "
                    f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}"
                    + (f" ({row.refused})" if row.refused else "")
                    + (f"; trained toward {', '.join(f'{s} for {t}' for t, s in row.surrogates.items())}"

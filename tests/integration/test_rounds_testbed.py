@@ -34,4 +34,6 @@ def test_a_short_round_escalates_for_real(tmp_path: Path, real_verification: Non
     expected_rank = second["changed"]["rank"] if rounds["chosen"] == 2 else rounds["requested_config"]["rank"]
     assert report["config"]["rank"] == expected_rank, "the kept round's files and report are delivered"
     assert "round 1 (defaults" in res.output and "round 2 (capacity" in res.output
+    assert all(r["timings_s"]["check"] > 0 for r in rounds["history"]), "every round ran its check"
+    assert res.output.count(" s, evaluation ") == 2, "each round's line splits its seconds"
     assert (out / "adapter" / "pytorch_lora_weights.safetensors").is_file() and not (out / ".rounds").exists()
