@@ -30,6 +30,7 @@ from core.idempotency import service as idempotency
 from core.pagination import DEFAULT_LIMIT
 from core.registry import service as registry
 from core.registry.models import ModelStatus
+from core.spare.report import seconds_split
 from core.storage import get_store
 from core.storage.base import CHUNK
 from core.tenancy.schemas import Scope
@@ -194,15 +195,13 @@ def _rounds(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
             continue
         ua = {k: v for k, v in (row.get("ua") or {}).items() if isinstance(v, int | float)}
         kept = [v for v in (row.get("retention") or {}).values() if isinstance(v, int | float)]
-        split = row.get("timings_s") or {}
         rows.append({
             "round": row.get("round"),
             "levers": " + ".join(row.get("levers") or []) or "defaults",
             "ua": ", ".join(f"{k} {v:.3f}" for k, v in ua.items()) or "—",
             "retention": f"{min(kept):.3f}" if kept else "—",
             "seconds": f"{float(row.get('seconds') or 0):.0f} s",
-            "split": (f"check {split['check']:.1f} s, evaluation {split['evaluate']:.1f} s"
-                      if {"check", "evaluate"} <= split.keys() else ""),
+            "split": seconds_split(row.get("timings_s")),
             "outcome": row.get("outcome") or "—",
             "refused": row.get("refused"),
         })

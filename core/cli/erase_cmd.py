@@ -133,6 +133,7 @@ def erase(
 
     from core.erasure.verification import Thresholds
     from core.erasure.verified import verified_erasure
+    from core.spare.report import seconds_split
     from core.spare.rounds import erase_until_verified
 
     try:
@@ -171,8 +172,8 @@ def erase(
     for row in result.report.rounds.history if result.report.rounds else []:
         ua = ", ".join(f"{k} {v:.3f}" for k, v in (row.ua or {}).items())
         kept = ", ".join(f"{k} {v:.3f}" for k, v in (row.retention or {}).items() if v is not None)
-        split = (f" — check {row.timings_s['check']:.1f} s, evaluation {row.timings_s['evaluate']:.1f} s"
-                 if {"check", "evaluate"} <= row.timings_s.keys() else "")
+        split = seconds_split(row.timings_s)
+        split = f" — {split}" if split else ""
         typer.echo(f"round {row.round} ({'+'.join(row.levers) or 'defaults'}, {row.seconds:.0f} s{split}): "
                    f"UA {ua or 'n/a'}; retention {kept or 'n/a'} → {row.outcome}"
                    + (f" ({row.refused})" if row.refused else "")

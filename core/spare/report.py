@@ -76,6 +76,13 @@ class EngineMetrics(BaseModel):
     round_check: RoundCheckMetrics | None = None
 
 
+def seconds_split(timings_s: Any) -> str:
+    """A round's `timings_s` in words ("check 2.4 s, evaluation 23.1 s"); "" for a report from before the split."""
+    if not isinstance(timings_s, dict) or not {"check", "evaluate"} <= timings_s.keys():
+        return ""
+    return f"check {timings_s['check']:.1f} s, evaluation {timings_s['evaluate']:.1f} s"
+
+
 class RoundSummary(BaseModel):
     """One round of erase-until-verified: what changed, what the check saw, what became of it."""
 
