@@ -14,7 +14,8 @@ from typing import Any
 def add_target_options(parser: argparse.ArgumentParser, testbeds: str, sampling: bool = True) -> None:
     """--testbeds (default `testbeds`), --objects, --styles, --threads; with `sampling` (benchmarks that erase)
     also --sample-steps and --seed."""
-    parser.add_argument("--testbeds", default=testbeds, help="Comma-separated testbed names.")
+    parser.add_argument("--testbeds", default=testbeds,
+                        help="Comma-separated testbeds: names (full, subword, dev) or built testbed folders.")
     parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
     parser.add_argument("--styles", default="striped,dotted,checkered", help="Comma-separated style targets.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
@@ -31,6 +32,18 @@ def add_eval_seeds(parser: argparse.ArgumentParser, what: str = "Seeds per grid 
     seeds = get_settings().verify_grid_seeds
     parser.add_argument("--eval-seeds", type=int, default=seeds,
                         help=f"{what} (default: LETHE_VERIFY_GRID_SEEDS, the verification's; now {seeds}).")
+
+
+def testbed_dirs(names: str) -> list[Path]:
+    """The testbeds a comma-separated list names: each a name `lethe testbed path --name` knows, or the folder of a
+    built testbed (one holding manifest.json, e.g. `lethe testbed build --profile dev --seed 23 --out DIR`)."""
+    from core.testbed.paths import named_testbed_dir
+
+    out = []
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        folder = Path(name)
+        out.append(folder if (folder / "manifest.json").is_file() else named_testbed_dir(name))
+    return out
 
 
 def targets(args: argparse.Namespace) -> list[str]:

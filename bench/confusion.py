@@ -114,7 +114,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_target_options
+    from bench.cli import add_target_options, testbed_dirs
     from bench.cli import targets as target_names
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "confusion.json")
     args = parser.parse_args(argv)
 
-    from core.testbed.paths import named_testbed_dir
-
     torch.set_num_threads(args.threads)
-    testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
+    testbeds = testbed_dirs(args.testbeds)
     targets = target_names(args)
     result: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "confusion": {},
                               "targets": []}

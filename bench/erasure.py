@@ -473,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
     parser.add_argument("--testbed", type=Path, default=None, help="Testbed folder (default: core.testbed).")
     parser.add_argument("--testbeds", default=None,
-                        help="Comma-separated testbed names (full, subword): every method on each, in one run.")
+                        help="Comma-separated testbeds, names (full, subword, dev) or built testbed folders: every "
+                        "method on each, in one run.")
     parser.add_argument("--diffusion-judge", action=argparse.BooleanOptionalAction, default=True,
                         help="Also score UA with the diffusion classifier on held-out prompts (any model's judge).")
     parser.add_argument("--objects", default="circle,triangle,heart", help="Comma-separated object targets.")
@@ -522,14 +523,15 @@ def main(argv: list[str] | None = None) -> int:
         return merge(args.merge, args.out)
 
     from bench.cli import targets as target_names
+    from bench.cli import testbed_dirs
     from core.spare.loading import pipeline_dir
     from core.testbed.loading import load_pipeline
-    from core.testbed.paths import named_testbed_dir, testbed_dir
+    from core.testbed.paths import testbed_dir
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     if args.testbeds:
-        testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
+        testbeds = testbed_dirs(args.testbeds)
     else:
         testbeds = [args.testbed or testbed_dir()]
     testbed = testbeds[0]

@@ -200,7 +200,7 @@ def _known(lever: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_eval_seeds, add_target_options, run_targets
+    from bench.cli import add_eval_seeds, add_target_options, run_targets, testbed_dirs
     from bench.cli import targets as target_names
     from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS
 
@@ -219,11 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown levers: {sorted(unknown)}")
 
-    from core.testbed.paths import named_testbed_dir
-
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
+    testbeds = testbed_dirs(args.testbeds)
     targets = target_names(args)
     result: dict[str, Any] = {
         "testbeds": [str(tb) for tb in testbeds], "targets": targets, "levers": levers, "start": args.start,

@@ -157,7 +157,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_target_options, run_targets
+    from bench.cli import add_target_options, run_targets, testbed_dirs
     from bench.cli import targets as target_names
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,12 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from core.config import get_settings
-    from core.testbed.paths import named_testbed_dir
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     settings = get_settings()
-    testbeds = [named_testbed_dir(n) for n in args.testbeds.split(",") if n]
+    testbeds = testbed_dirs(args.testbeds)
     targets = target_names(args)
     result: dict[str, Any] = {
         "testbeds": [str(tb) for tb in testbeds], "targets": targets, "threads": args.threads,
