@@ -35,7 +35,7 @@ def confusion(testbed: Path, seeds: int) -> dict[str, Any]:
     from core.evaluation.metrics import base_grid, sampling_defaults
     from core.testbed.canvas import OBJECTS, STYLES
 
-    steps, guidance = sampling_defaults()
+    steps, guidance = sampling_defaults(testbed)
     objs, styles, pred_obj, pred_style = base_grid(testbed, range(seeds)).arrays()
 
     def matrix(prompted: np.ndarray, judged: np.ndarray, names: tuple[str, ...]) -> list[list[int]]:

@@ -54,15 +54,20 @@ def concept_kind(name: str) -> Kind:
     raise ValueError(f"unknown concept {name!r}; objects: {', '.join(OBJECTS)}; styles: {', '.join(STYLES)}")
 
 
-def sampling_defaults() -> tuple[int, float]:
-    """(steps, guidance) the shipped/built testbed was measured with; library defaults if there is no manifest."""
-    from core.testbed.loading import load_manifest
+def sampling_defaults(testbed: Path | None = None) -> tuple[int, float]:
+    """(steps, guidance) a testbed's grid is drawn with: what its build measured its adherence with (its
+    manifest.json, found in `testbed` or beside it: a testbed's classifier/ or pipeline/ folder may be given).
+    None: the default testbed's. Library defaults where there is no manifest (a model folder that is no testbed):
+    a grid is never drawn with another model's settings."""
+    from core.testbed.loading import MANIFEST, load_manifest
+    from core.testbed.paths import testbed_dir
 
-    try:
-        s = load_manifest().get("sampling", {})
-        return int(s.get("steps", DEFAULT_STEPS)), float(s.get("guidance_scale", DEFAULT_GUIDANCE))
-    except FileNotFoundError:
-        return DEFAULT_STEPS, DEFAULT_GUIDANCE
+    folder = Path(testbed) if testbed is not None else testbed_dir()
+    for candidate in (folder, folder.parent):
+        if (candidate / MANIFEST).is_file():
+            s = load_manifest(candidate).get("sampling", {})
+            return int(s.get("steps", DEFAULT_STEPS)), float(s.get("guidance_scale", DEFAULT_GUIDANCE))
+    return DEFAULT_STEPS, DEFAULT_GUIDANCE
 
 
 def _to_unit(images: np.ndarray) -> torch.Tensor:
@@ -125,8 +130,8 @@ def _base_grid_cached(
 
 
 def base_grid(testbed: Path, seeds: Sequence[int]) -> GridResult:
-    """A testbed's shipped base pipeline's verdicts on the grid at the sampling defaults (cached per process)."""
-    steps, guidance_scale = sampling_defaults()
+    """A testbed's shipped base pipeline's verdicts on the grid at its own sampling (cached per process)."""
+    steps, guidance_scale = sampling_defaults(testbed)
     return _base_grid_cached(str(testbed), tuple(int(s) for s in seeds), steps, guidance_scale)[0]
 
 

@@ -102,8 +102,9 @@ def testbed_evaluator(
     (benchmarks erasing many targets from one testbed) instead of regenerating it from the base pipeline each time.
     `rest_only`: targets of both kinds (a lineage of erasures), retention over the cells showing none of them.
     The base pipeline's grid is drawn once per evaluator and base (the rounds of a job share their base weights).
+    The grid's sampling (steps unless given, guidance) is the testbed's own (`sampling_defaults(testbed)`).
     """
-    from core.evaluation.metrics import BaseGridMemo, evaluate
+    from core.evaluation.metrics import BaseGridMemo, evaluate, sampling_defaults
     from core.testbed.loading import load_classifier
 
     kinds = {concept_kind(t) for t in targets}
@@ -111,12 +112,15 @@ def testbed_evaluator(
         raise ErasureInputError("the testbed evaluator scores one kind per run (all objects or all styles)")
     kind = kinds.pop() if len(kinds) == 1 else None
     classifier = load_classifier(testbed)
+    # The grid is drawn as the testbed's own build measured it (its manifest), not with the default testbed's.
+    own_steps, guidance = sampling_defaults(testbed)
+    steps = steps if steps is not None else own_steps
     # Rounds of one job evaluate erasures of the same base weights on the same seeds: the base grid is drawn once.
     base_memo: BaseGridMemo = {}
 
     def evaluator(erased: Any, base: Any) -> dict[str, Any]:
         metrics = evaluate(
-            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps,
+            erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps, guidance_scale=guidance,
             base_pipeline=None if cached_base else base,
             classifier=classifier, attacks=attacks, attack_budget=attack_budget, rest_only=rest_only,
             base_testbed=testbed if cached_base else None, base_memo=base_memo,
