@@ -21,8 +21,9 @@ RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placement", "steps")
 # Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
 RETENTION_LEVERS = ("neighbours", "retain")
-# The saliency pool a "placement" escalation widens to.
+# The saliency pool a "placement" escalation widens to, and the one "narrow" confines the adapter to.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
+_NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)
 
 
@@ -49,6 +50,9 @@ def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
     if name == "placement":
         wider = _WIDER_POOL.get(config.saliency_pool)
         return {"saliency_pool": wider} if wider else {}
+    if name == "narrow":
+        narrower = _NARROWER_POOL.get(config.saliency_pool)
+        return {"saliency_pool": narrower} if narrower else {}
     if name == "timesteps":
         if config.timesteps != "concept" or config.timestep_gamma >= 4:
             return {}

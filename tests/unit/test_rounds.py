@@ -508,3 +508,14 @@ def test_repel_grows_by_one_up_to_two() -> None:
     assert lever_change("repel", SpareConfig(forget_repel=1.0)) == {"forget_repel": 2.0}
     assert lever_change("repel", SpareConfig(forget_repel=2.0)) == {}
     assert lever_change("repel", EsdConfig()) == {}
+
+
+def test_narrow_confines_the_adapter_one_pool_at_a_time_and_is_not_in_the_loops_order() -> None:
+    from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS, lever_change
+
+    assert lever_change("narrow", SpareConfig(saliency_pool="attention")) == {"saliency_pool": "cross_attention"}
+    assert lever_change("narrow", SpareConfig()) == {"saliency_pool": "cross_kv"}
+    assert lever_change("narrow", SpareConfig(saliency_pool="cross_kv")) == {}
+    assert lever_change("narrow", SpareConfig(saliency_pool="all")) == {}
+    assert lever_change("narrow", EsdConfig()) == {}
+    assert "narrow" not in SPARE_LEVERS + RETENTION_LEVERS
