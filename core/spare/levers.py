@@ -21,7 +21,10 @@ RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placement", "steps")
 # Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
 RETENTION_LEVERS = ("neighbours", "retain")
-# The saliency pool a "placement" escalation widens to, and the one "narrow" confines the adapter to.
+# The saliency pool a "placement" escalation widens to, and the one "narrow" confines the adapter to. Narrow is
+# in neither order: applied alone to a default round on a development model (bench/levers.py,
+# levers_dev_seed23_defaults.json) it lowered UA by 0.05 on average and moved retention either way (IRA -7.3
+# points for triangle, +9.5 for heart).
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 _NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)
