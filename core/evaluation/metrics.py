@@ -191,9 +191,10 @@ def evaluate(
     from core.testbed.paths import testbed_dir
 
     t0 = time.perf_counter()
-    d_steps, d_guidance = sampling_defaults()
-    steps = steps if steps is not None else d_steps
-    guidance_scale = guidance_scale if guidance_scale is not None else d_guidance
+    if steps is None or guidance_scale is None:  # the default testbed's manifest, read only when it is needed
+        d_steps, d_guidance = sampling_defaults()
+        steps = steps if steps is not None else d_steps
+        guidance_scale = guidance_scale if guidance_scale is not None else d_guidance
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("need at least one seed")
