@@ -60,6 +60,7 @@ def distill(
     repel: float = 0.0,
     should_stop: Callable[[], bool] | None = None,
     tick: Callable[[int, float], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> TrainLog:
     params = [p for p in unet.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -120,6 +121,8 @@ def distill(
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
+        if after_step is not None:
+            after_step()  # e.g. the retain-span projection of the text-side factors
         log.loss.append(loss.item())
         log.forget_loss.append(loss_f.item())
         log.retain_loss.append(loss_r.item())

@@ -63,6 +63,9 @@ def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
                 "timestep_uniform_mix": round(config.timestep_uniform_mix / 2, 4)}
     if name == "contexts":
         return {"samples_per_prompt": config.samples_per_prompt + 1} if config.samples_per_prompt < 4 else {}
+    if name == "project":
+        following = {0.0: 0.99, 0.99: 0.999}.get(config.retain_projection)
+        return {"retain_projection": following} if following else {}
     if name == "neighbours":
         return {"retain_neighbours": 1} if config.retain_neighbours == 0 else {}
     if name == "retain":

@@ -180,6 +180,8 @@ class AdapterInfo(BaseModel):
     trainable_parameters: int
     weight_mask: bool
     portable_adapter_note: str
+    # The retain-span projection of the text-side layers (core.spare.projection), when configured.
+    retain_projection: dict[str, Any] | None = None
 
 
 class EsdInfo(BaseModel):

@@ -187,6 +187,12 @@ class SpareConfig(_RunConfig):
         "for a neighbouring concept of its kind (round-robin): the surrogate is then learnt for the target's word, "
         "not for the phrasings it appears in. 0 = none; erase-until-verified sets 1 when a round breaks retention.",
     )
+    retain_projection: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="Confine the text side of the adapter (cross-attention key/value) to what the retain prompts' "
+        "states leave out: the share of their energy it may not touch (e.g. 0.99); 0 = off "
+        "(core.spare.projection).",
+    )
     timesteps: Literal["concept", "uniform"] = Field(
         default="concept", description="concept: sample t where the teacher tells concept and surrogate apart."
     )

@@ -15,6 +15,7 @@ from core.spare.distill import distill
 from core.spare.errors import ErasureInputError
 from core.spare.methods.base import MethodOutcome, MethodRun, curve
 from core.spare.outputs import adapter_metadata, write_adapters
+from core.spare.projection import RetainProjection
 from core.spare.report import AdapterInfo
 from core.spare.saliency import candidate_modules, compute_saliency
 from core.spare.specs import SpareConfig
@@ -54,7 +55,16 @@ class SpareMethod:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # LoRA A init draws from the global RNG: seed it, leave the caller's
             lora_cfg = lora.attach(unet, sal.selected, config.rank, config.alpha, ranks)
-        layers = list(lora.lora_layers(unet).values())
+        named_layers = lora.lora_layers(unet)
+        layers = list(named_layers.values())
+        projection = None
+        if config.retain_projection > 0:
+            # What must stay, as the text encoder states it: the retain prompts, the surrogate prompts (the
+            # surrogate is drawn for itself too) and the empty prompt classifier-free guidance draws with.
+            states = torch.cat([data.retain_cond.hidden, data.surrogate_cond.hidden,
+                                run.encoder.encode([""]).hidden]).cpu()
+            projection = RetainProjection.build(named_layers, states, config.retain_projection)
+            projection.apply()
         masks = lora.WeightMasks(unet, sal.masks) if sal.masks else None
         trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
         adversary = None
@@ -66,6 +76,7 @@ class SpareMethod:
             w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
             adversary=adversary, repel=config.forget_repel,
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
+            after_step=projection.apply if projection is not None else None,
         )
         loss_curve = {"total": curve(log.loss), "forget": curve(log.forget_loss), "retain": curve(log.retain_loss)}
         if log.adversarial_loss:
@@ -81,6 +92,7 @@ class SpareMethod:
                 "adapter/ holds the unmasked low-rank factors; the per-weight mask is merged only into fused/"
                 if sal.masks else "adapter/ + base equals fused/ (to float tolerance)"
             ),
+            retain_projection=projection.report(config.retain_projection) if projection is not None else None,
         )
 
         stages.begin("fuse")
