@@ -37,13 +37,9 @@ def add_eval_seeds(parser: argparse.ArgumentParser, what: str = "Seeds per grid 
 def testbed_dirs(names: str) -> list[Path]:
     """The testbeds a comma-separated list names: each a name `lethe testbed path --name` knows, or the folder of a
     built testbed (one holding manifest.json, e.g. `lethe testbed build --profile dev --seed 23 --out DIR`)."""
-    from core.testbed.paths import named_testbed_dir
+    from core.testbed.paths import resolve_testbed
 
-    out = []
-    for name in filter(None, (n.strip() for n in names.split(","))):
-        folder = Path(name)
-        out.append(folder if (folder / "manifest.json").is_file() else named_testbed_dir(name))
-    return out
+    return [resolve_testbed(name) for name in filter(None, (n.strip() for n in names.split(",")))]
 
 
 def targets(args: argparse.Namespace) -> list[str]:

@@ -123,17 +123,25 @@ def eval_cmd(
     forget: list[str] = typer.Option([], "--forget", help="An erased concept (object or style); repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     seeds: int = typer.Option(8, "--seeds", min=1, help="Seeds per object × style prompt."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="DDIM steps. Default: the testbed manifest's."),
-    guidance: float | None = typer.Option(None, "--guidance", help="Guidance scale. Default: the manifest's."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="DDIM steps. Default: the --testbed manifest's."),
+    guidance: float | None = typer.Option(None, "--guidance",
+                                          help="Guidance scale. Default: the --testbed manifest's."),
     attack: bool = typer.Option(True, "--attack/--no-attack", help="Run the robustness probe per target."),
     attack_budget: int = typer.Option(30, "--attack-budget", min=1, help="Gradient steps of the soft-prompt search."),
+    testbed: str | None = typer.Option(
+        None, "--testbed",
+        help="The testbed whose classifier scores the images, whose manifest gives the default steps and guidance "
+             "and whose pipeline is the base of IRA/CRA rel: a name (full, subword, dev) or a built testbed's "
+             "folder. Default: the testbed --model belongs to (the folder or its parent holds manifest.json), "
+             "else the first testbed."),
 ) -> None:
     """Prompt adherence of a model over the whole grid, and UA/IRA/CRA/attack success per forgotten concept."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from core.evaluation.metrics import concept_kind, evaluate
+    from core.evaluation.metrics import concept_kind, evaluate, sampling_defaults
     from core.testbed.loading import load_classifier, load_pipeline
+    from core.testbed.paths import resolve_testbed, testbed_dir, testbed_of
 
     torch.set_flush_denormal(True)
     for name in forget:
@@ -141,6 +149,11 @@ def eval_cmd(
             concept_kind(name)
         except ValueError as e:
             _fail(str(e))
+    try:
+        scored_by = resolve_testbed(testbed) if testbed else (testbed_of(model) or testbed_dir())
+    except FileNotFoundError as e:
+        _fail(str(e))
+    d_steps, d_guidance = sampling_defaults(scored_by)
     try:
         pipe = load_pipeline(model)
     except (FileNotFoundError, OSError, ValueError) as e:
@@ -153,18 +166,19 @@ def eval_cmd(
         except (OSError, ValueError, KeyError) as e:
             _fail(f"cannot load LoRA adapter {adapter}: {e}")
     try:
-        clf = load_classifier()
+        clf = load_classifier(scored_by)
     except FileNotFoundError as e:
         _fail(str(e))
     metrics = evaluate(
         pipe,
         forget,
         seeds=range(seeds),
-        steps=steps,
-        guidance_scale=guidance,
+        steps=steps if steps is not None else d_steps,
+        guidance_scale=guidance if guidance is not None else d_guidance,
         classifier=clf,
         attacks=attack,
         attack_budget=attack_budget,
+        base_testbed=scored_by,
     )
     result = {
         "model": {"object_accuracy": metrics.model.object_accuracy, "style_accuracy": metrics.model.style_accuracy},

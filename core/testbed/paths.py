@@ -46,3 +46,19 @@ def named_testbed_dir(name: str | None = None) -> Path:
         if (candidate / "manifest.json").is_file():
             return candidate
     raise FileNotFoundError(f"no testbed named {name!r}: build it with lethe testbed build --profile {name}")
+
+
+def resolve_testbed(value: str) -> Path:
+    """A testbed given as a name `named_testbed_dir` knows, or as the folder of a built testbed (one holding
+    manifest.json, e.g. `lethe testbed build --profile dev --seed 23 --out DIR`). Raises FileNotFoundError."""
+    folder = Path(value)
+    return folder if (folder / "manifest.json").is_file() else named_testbed_dir(value)
+
+
+def testbed_of(model: Path) -> Path | None:
+    """The testbed a model folder belongs to: the folder itself or the one above it (a testbed's pipeline/)
+    when it holds manifest.json; None for a model folder that is no testbed's."""
+    for candidate in (Path(model), Path(model).parent):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    return None

@@ -73,3 +73,19 @@ def test_testbed_path_by_name(name: str) -> None:
     assert "torchvision" not in ok.stderr, "the image processor's fallback notice is filtered"
     bad = subprocess.run([*run, "--name", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no testbed named 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow(minutes=0.4)
+def test_eval_scores_a_named_testbed_against_itself(tmp_path: Path) -> None:
+    """`lethe testbed eval --model <a testbed's pipeline>` scores with that testbed's classifier, sampling and base:
+    the model is its own base, so every relative retention is exactly 1."""
+    run = [sys.executable, "-m", "core.cli", "testbed", "eval", "--forget", "circle", "--seeds", "1",
+           "--no-attack", "--json"]
+    for flags in (["--model", str(SECOND / "pipeline")], ["--model", str(SECOND / "pipeline"), "--testbed", "subword"]):
+        r = subprocess.run([*run, *flags], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        target = json.loads(r.stdout)["targets"][0]
+        assert target["ira_rel"] == 1.0 and target["cra_rel"] == 1.0, target
+    r = subprocess.run([*run, "--model", str(SECOND / "pipeline"), "--testbed", str(tmp_path)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "no testbed named" in r.stderr and "Traceback" not in r.stderr
