@@ -25,6 +25,11 @@ RETENTION_LEVERS = ("neighbours", "retain")
 # in neither order: applied alone to a default round on a development model (bench/levers.py,
 # levers_dev_seed23_defaults.json) it lowered UA by 0.05 on average and moved retention either way (IRA -7.3
 # points for triangle, +9.5 for heart).
+# The retain-span projection (core.spare.projection) is on by default at 0.99: against the defaults without it
+# (bench/levers.py --start '{"retain_projection": 0}' … --levers project: levers_dev_project.json,
+# levers_dev_seed23_project.json, levers_full_project.json) it moved the development models' means by UA +0.00 /
+# +0.06, IRA +0.7 / +1.5 and CRA +0.7 / +1.1 points and left the first testbed at 1.000 / 100 % / 100 %; 0.999
+# (`project` from 0.99) lowered them again (levers_*_proj99.json); `project` is in neither order.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 _NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)

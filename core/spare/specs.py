@@ -188,10 +188,9 @@ class SpareConfig(_RunConfig):
         "not for the phrasings it appears in. 0 = none; erase-until-verified sets 1 when a round breaks retention.",
     )
     retain_projection: float = Field(
-        default=0.0, ge=0, lt=1,
+        default=0.99, ge=0, lt=1,
         description="Confine the text side of the adapter (cross-attention key/value) to what the retain prompts' "
-        "states leave out: the share of their energy it may not touch (e.g. 0.99); 0 = off "
-        "(core.spare.projection).",
+        "states leave out: the share of their energy it may not touch; 0 = off (core.spare.projection).",
     )
     timesteps: Literal["concept", "uniform"] = Field(
         default="concept", description="concept: sample t where the teacher tells concept and surrogate apart."

@@ -524,8 +524,9 @@ def test_narrow_confines_the_adapter_one_pool_at_a_time_and_is_not_in_the_loops_
 def test_project_confines_the_text_side_in_two_steps() -> None:
     from core.spare.levers import lever_change
 
-    assert lever_change("project", SpareConfig()) == {"retain_projection": 0.99}
-    assert lever_change("project", SpareConfig(retain_projection=0.99)) == {"retain_projection": 0.999}
+    assert SpareConfig().retain_projection == 0.99
+    assert lever_change("project", SpareConfig(retain_projection=0)) == {"retain_projection": 0.99}
+    assert lever_change("project", SpareConfig()) == {"retain_projection": 0.999}
     assert lever_change("project", SpareConfig(retain_projection=0.999)) == {}
     assert lever_change("project", SpareConfig(retain_projection=0.9)) == {}
     assert lever_change("project", EsdConfig()) == {}
