@@ -59,15 +59,14 @@ def sampling_defaults(testbed: Path | None = None) -> tuple[int, float]:
     manifest.json, found in `testbed` or beside it: a testbed's classifier/ or pipeline/ folder may be given).
     None: the default testbed's. Library defaults where there is no manifest (a model folder that is no testbed):
     a grid is never drawn with another model's settings."""
-    from core.testbed.loading import MANIFEST, load_manifest
-    from core.testbed.paths import testbed_dir
+    from core.testbed.loading import load_manifest
+    from core.testbed.paths import testbed_dir, testbed_of
 
-    folder = Path(testbed) if testbed is not None else testbed_dir()
-    for candidate in (folder, folder.parent):
-        if (candidate / MANIFEST).is_file():
-            s = load_manifest(candidate).get("sampling", {})
-            return int(s.get("steps", DEFAULT_STEPS)), float(s.get("guidance_scale", DEFAULT_GUIDANCE))
-    return DEFAULT_STEPS, DEFAULT_GUIDANCE
+    found = testbed_of(Path(testbed) if testbed is not None else testbed_dir())
+    if found is None:
+        return DEFAULT_STEPS, DEFAULT_GUIDANCE
+    s = load_manifest(found).get("sampling", {})
+    return int(s.get("steps", DEFAULT_STEPS)), float(s.get("guidance_scale", DEFAULT_GUIDANCE))
 
 
 def _to_unit(images: np.ndarray) -> torch.Tensor:

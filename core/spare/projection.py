@@ -20,8 +20,7 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from core.spare.adapters import ADAPTER_NAME
-
-_TEXT_SIDE = (".attn2.to_k", ".attn2.to_v")
+from core.spare.saliency import is_text_side
 
 
 def retain_complement(states: torch.Tensor, energy: float) -> tuple[torch.Tensor, int]:
@@ -40,7 +39,8 @@ def retain_complement(states: torch.Tensor, energy: float) -> tuple[torch.Tensor
 class RetainProjection:
     """The down-projections of the adapter's text-side LoRA layers, held to the retain states' complement."""
 
-    projector: torch.Tensor  # d x d
+    energy: float
+    projector: torch.Tensor  # d x d, on the factors' device and in their dtype
     directions: int  # the retain subspace's dimension (what the adapter cannot change)
     weights: dict[str, torch.Tensor]  # module name -> its LoRA A weight (rank x d)
 
@@ -48,20 +48,19 @@ class RetainProjection:
     def build(cls, layers: dict[str, LoraLayer], states: torch.Tensor, energy: float) -> RetainProjection:
         projector, k = retain_complement(states, energy)
         width = projector.shape[0]
-        weights = {}
-        for name, layer in layers.items():
-            if not f".{name}".endswith(_TEXT_SIDE) or ADAPTER_NAME not in layer.lora_A:
-                continue
-            a = layer.lora_A[ADAPTER_NAME].weight
-            if a.shape[-1] == width:
-                weights[name] = a
-        return cls(projector, k, weights)
+        weights = {name: layer.lora_A[ADAPTER_NAME].weight for name, layer in layers.items()
+                   if is_text_side(name) and ADAPTER_NAME in layer.lora_A
+                   and layer.lora_A[ADAPTER_NAME].weight.shape[-1] == width}
+        first = next(iter(weights.values()), None)
+        if first is not None:
+            projector = projector.to(first.device, first.dtype)  # once, not on every step
+        return cls(energy, projector, k, weights)
 
     @torch.no_grad()
     def apply(self) -> None:
         for a in self.weights.values():
-            a.copy_(a @ self.projector.to(a.device, a.dtype))
+            a.copy_(a @ self.projector)
 
-    def report(self, energy: float) -> dict[str, float | int | list[str]]:
-        return {"energy": energy, "directions": self.directions, "width": int(self.projector.shape[0]),
+    def report(self) -> dict[str, float | int | list[str]]:
+        return {"energy": self.energy, "directions": self.directions, "width": int(self.projector.shape[0]),
                 "modules": sorted(self.weights)}

@@ -31,6 +31,12 @@ _ATTN_PROJ = ("to_q", "to_k", "to_v", "to_out.0")
 _BLOCK_PREFIXES = ("down_blocks.", "mid_block.", "up_blocks.")
 
 
+def is_text_side(name: str) -> bool:
+    """Whether a UNet module (full name) is a cross-attention key or value projection: the text pathway, the
+    only layers whose input is nothing but the text encoder's states."""
+    return ".attn2." in f".{name}" and name.split(".attn2.")[-1] in ("to_k", "to_v")
+
+
 def candidate_modules(unet: nn.Module, pool: str) -> dict[str, nn.Module]:
     """Full module names (as peft's target_modules take them) of the modules in the saliency pool."""
     out: dict[str, nn.Module] = {}
@@ -45,9 +51,8 @@ def candidate_modules(unet: nn.Module, pool: str) -> dict[str, nn.Module]:
         if not is_attn:
             continue
         cross = ".attn2." in f".{name}"
-        proj = name.split(".attn2.")[-1] if cross else ""
         if (
-            (pool == "cross_kv" and cross and proj in ("to_k", "to_v"))
+            (pool == "cross_kv" and is_text_side(name))
             or (pool == "cross_attention" and cross)
             or pool == "attention"
         ):

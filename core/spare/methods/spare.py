@@ -92,7 +92,7 @@ class SpareMethod:
                 "adapter/ holds the unmasked low-rank factors; the per-weight mask is merged only into fused/"
                 if sal.masks else "adapter/ + base equals fused/ (to float tolerance)"
             ),
-            retain_projection=projection.report(config.retain_projection) if projection is not None else None,
+            retain_projection=projection.report() if projection is not None else None,
         )
 
         stages.begin("fuse")
