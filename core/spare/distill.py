@@ -31,6 +31,8 @@ class DistillData:
     # Teacher generations for each forget sample's surrogate prompt (aligned with `forget`), when used.
     anchors: torch.Tensor | None = None
     anchor_share: float = 0.0
+    # Share of the retain term's latents taken from the forget samples (still under retain prompts).
+    retain_on_forget: float = 0.0
 
 
 @dataclass
@@ -82,6 +84,13 @@ def distill(
             use = (torch.rand(batch_size, generator=generator) < data.anchor_share).to(device)
             x_f = torch.where(use[:, None, None, None], data.anchors[fi.to(device)], x_f)
         x_r = data.retain.latents[ri.to(device)]
+        if data.retain_on_forget > 0:
+            # A kept prompt over an image of the concept must still get the teacher's prediction: the adapter
+            # then changes the prediction for what the forget prompt says, not for what the image looks like
+            # (a kept concept whose draft drifts toward the concept stays itself).
+            use = (torch.rand(batch_size, generator=generator) < data.retain_on_forget).to(device)
+            fj = torch.randint(0, n_f, (batch_size,), generator=generator)
+            x_r = torch.where(use[:, None, None, None], data.forget.latents[fj.to(device)], x_r)
         noise = torch.randn((2 * batch_size, *x_f.shape[1:]), generator=generator).to(device)
         t = torch.cat([t_f, t_r]).to(device)
         x_t = scheduler.add_noise(torch.cat([x_f, x_r]), noise, t)  # type: ignore[attr-defined]

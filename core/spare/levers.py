@@ -19,7 +19,11 @@ RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 # +0.01, placement -0.07. Steps (+0.46) come last: they cost the most retention there, double the round's
 # training time, and repeat while the budget lasts, so a lever after them would never be reached.
 SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placement", "steps")
-# Tried, in this order, on a round that broke retention (rolled back to the last round that kept it).
+# Tried, in this order, on a round that broke retention (rolled back to the last round that kept it). A surrogate
+# switch comes first only where the lost images became the surrogate (core.spare.rounds). Switching as well where
+# they did not (after the neighbours, before the weight) was measured on the development models
+# (bench/results/erasure_dev_switch_on_loss.json): each of its three switches broke retention further (dev
+# circle, seed-23 triangle and heart; same-kind retention down to 0.60-0.88) where more weight had recovered two.
 RETENTION_LEVERS = ("neighbours", "retain")
 # The saliency pool a "placement" escalation widens to, and the one "narrow" confines the adapter to. Narrow is
 # in neither order: applied alone to a default round on a development model (bench/levers.py,
@@ -30,6 +34,11 @@ RETENTION_LEVERS = ("neighbours", "retain")
 # levers_dev_seed23_project.json, levers_full_project.json) it moved the development models' means by UA +0.00 /
 # +0.06, IRA +0.7 / +1.5 and CRA +0.7 / +1.1 points and left the first testbed at 1.000 / 100 % / 100 %; 0.999
 # (`project` from 0.99) lowered them again (levers_*_proj99.json); `project` is in neither order.
+# Retain prompts over the concept's images (`cross`: retain_on_forget 0 -> 0.25 -> 0.5) are in neither order:
+# from the first round, in the loop on the development models (erasure_dev_retain_on_forget.json against
+# erasure_dev_projection.json), they certified the development testbed in one round each (6/6, 1.00 rounds against
+# 1.33) but the seed-23 build 2/6 against 5/6 (striped's grid UA 0.58, circle's 0.80: kept prompts over the
+# concept's look hold back the erasure of a style), and the retention it misses (heart, triangle) stayed missed.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 _NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)
@@ -71,6 +80,9 @@ def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
     if name == "project":
         following = {0.0: 0.99, 0.99: 0.999}.get(config.retain_projection)
         return {"retain_projection": following} if following else {}
+    if name == "cross":
+        following = {0.0: 0.25, 0.25: 0.5}.get(config.retain_on_forget)
+        return {"retain_on_forget": following} if following is not None else {}
     if name == "neighbours":
         return {"retain_neighbours": 1} if config.retain_neighbours == 0 else {}
     if name == "retain":

@@ -187,6 +187,12 @@ class SpareConfig(_RunConfig):
         "for a neighbouring concept of its kind (round-robin): the surrogate is then learnt for the target's word, "
         "not for the phrasings it appears in. 0 = none; erase-until-verified sets 1 when a round breaks retention.",
     )
+    retain_on_forget: float = Field(
+        default=0.0, ge=0, le=1.0,
+        description="Share of the retain term's noisy latents taken from the forget samples: the student matches "
+        "the teacher for the retain prompts on images of the concept too, so the adapter answers the forget "
+        "prompt's words rather than the concept's look. 0 = retain latents only.",
+    )
     retain_projection: float = Field(
         default=0.99, ge=0, lt=1,
         description="Confine the text side of the adapter (cross-attention key/value) to what the retain prompts' "

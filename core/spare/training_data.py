@@ -97,6 +97,7 @@ def prepare(pipeline: Any, spec: ErasureSpec, config: SpareConfig | EsdConfig, c
     data = DistillData(
         forget, encoder.encode(forget.prompts), encoder.encode(forget.surrogates),
         retain_set, encoder.encode(retain_set.prompts),
+        retain_on_forget=getattr(config, "retain_on_forget", 0.0),
     )
     if anchor != "concept":
         # One teacher generation per distinct surrogate prompt: where the erased model should end up.

@@ -530,3 +530,14 @@ def test_project_confines_the_text_side_in_two_steps() -> None:
     assert lever_change("project", SpareConfig(retain_projection=0.999)) == {}
     assert lever_change("project", SpareConfig(retain_projection=0.9)) == {}
     assert lever_change("project", EsdConfig()) == {}
+
+
+def test_cross_puts_retain_prompts_over_the_concepts_images_in_two_steps() -> None:
+    from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS, lever_change
+
+    assert SpareConfig().retain_on_forget == 0.0
+    assert lever_change("cross", SpareConfig()) == {"retain_on_forget": 0.25}
+    assert lever_change("cross", SpareConfig(retain_on_forget=0.25)) == {"retain_on_forget": 0.5}
+    assert lever_change("cross", SpareConfig(retain_on_forget=0.5)) == {}
+    assert lever_change("cross", EsdConfig()) == {}
+    assert "cross" not in SPARE_LEVERS + RETENTION_LEVERS
