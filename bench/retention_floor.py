@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.cli import add_eval_seeds
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--testbed", default="full", help="Testbed name (full, subword, dev): its grid and classifier.")
+    parser.add_argument("--testbed", default="full",
+                        help="Testbed name (full, subword, dev) or a built testbed's folder: its grid and classifier.")
     parser.add_argument("--run", type=Path, required=True, help="Output folder of `lethe erase` on that testbed.")
     parser.add_argument("--target", required=True, help="The concept the run erased.")
     parser.add_argument("--draws", type=int, default=3, help="Random changes of the erasure's size.")
@@ -101,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from core.spare.loading import pipeline_dir
     from core.spare.testbed_eval import testbed_evaluator
     from core.testbed.loading import load_pipeline
-    from core.testbed.paths import named_testbed_dir
+    from core.testbed.paths import resolve_testbed
 
     torch.set_num_threads(args.threads)
-    testbed = named_testbed_dir(args.testbed)
+    testbed = resolve_testbed(args.testbed)
     out = args.out or RESULTS / f"retention_floor_{testbed.name}_{args.target}.json"
     report = json.loads((args.run / "report.json").read_text())
     modules = list(report["adapter"]["target_modules"])
