@@ -268,6 +268,13 @@ class Settings(BaseSettings):
         "images, both ways, above 1 - the verification's retention threshold) is replaced like a confused one, "
         "since training toward it moves a boundary the base model barely holds.",
     )
+    surrogate_screen_order: Literal["vocabulary", "nearest"] = Field(
+        default="vocabulary",
+        description="Which surrogates the screen and a later switch try first. vocabulary: the folder's pick, kept "
+        "while it is within both allowances, then the declared concepts after the target. nearest: every declared "
+        "concept of the kind, nearest first by the base model's noise-space gap to the target "
+        "(core.evaluation.surrogate_gap), the first within both allowances; the folder's pick has no precedence.",
+    )
     verify_min_gap_closure: float | None = Field(
         default=0.5, ge=0, le=1,
         description="Verification (any model): share of the noise-space gap between the forget prompts' prediction and "

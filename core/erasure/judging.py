@@ -227,6 +227,7 @@ def screenings(model_dir: Path, settings: Settings, *, judge: JudgeFn, min_unlea
             made[key] = Screening(
                 base=base, judge=judge(base), vocabulary=load_vocabulary(model_dir),
                 max_confusion=round(1 - min_unlearning_accuracy, 6), avoid=tuple(avoid), max_tangle=max_tangle,
+                order=settings.surrogate_screen_order,
                 sampling=ScreenSampling(images=settings.surrogate_screen_images, steps=settings.judge_steps,
                                         guidance_scale=guidance_scale))
         return made[key]

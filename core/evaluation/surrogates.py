@@ -90,8 +90,10 @@ class Screening:
     avoid: Sequence[str] = ()
     sampling: ScreenSampling = field(default_factory=ScreenSampling)
     max_tangle: float | None = None
+    order: str = "vocabulary"  # or "nearest": candidates by the base model's noise-space gap to the target
     _rows: dict[tuple[str, tuple[str, ...], str], tuple[Counter[str], int]] = field(
         default_factory=dict, init=False, repr=False)
+    _gaps: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict, init=False, repr=False)
 
     def row(self, kind: str, labels: tuple[str, ...], concept: str) -> tuple[Counter[str], int]:
         """The judge's labels of the base model's images of `concept` (drawn once; each concept its own seeds)."""
@@ -141,12 +143,29 @@ class Screening:
         return (tried.confused > self.max_confusion, tried.tangled or 0.0, tried.confused)
 
     def alternatives(self, spec: ErasureSpec, kind: str, target: str, used: set[str]) -> list[str]:
-        """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping), minus surrogates
-        already used and anything being erased (the spec's targets, `avoid`)."""
+        """The declared concepts of `kind` after `target` in the vocabulary's order (wrapping) — nearest first
+        by the noise-space gap with `order` "nearest" — minus surrogates already used and anything being erased
+        (the spec's targets, `avoid`)."""
         names = self.vocabulary.concepts.get(kind, [])
         start = names.index(target) + 1 if target in names else 0
         erased = {c.target for c in spec.concepts} | set(self.avoid)
-        return [n for n in names[start:] + names[:start] if n not in erased and n not in used and n != target]
+        out = [n for n in names[start:] + names[:start] if n not in erased and n not in used and n != target]
+        if self.order == "nearest" and out:
+            gaps = self.gaps(kind, target)
+            out.sort(key=lambda n: gaps.get(n, float("inf")))
+        return out
+
+    def gaps(self, kind: str, target: str) -> dict[str, float]:
+        """The base model's noise-space gap from `target` to every other declared concept of `kind` (measured
+        once per screening)."""
+        from core.evaluation.surrogate_gap import noise_gaps
+
+        key = (kind, target)
+        if key not in self._gaps:
+            others = [n for n in self.vocabulary.concepts.get(kind, []) if n != target]
+            self._gaps[key] = noise_gaps(self.base, self.vocabulary, kind=kind, target=target, candidates=others,
+                                         steps=self.sampling.steps, guidance_scale=self.sampling.guidance_scale)
+        return self._gaps[key]
 
 
 def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str],
@@ -167,17 +186,22 @@ def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str
                                            tried=[], switched=False, seconds=0.0))
             concepts.append(concept)
             continue
-        first, hits = measure(current)
-        tried = [first]
-        chosen = first
-        # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one confused
-        # image in eight is not enough to drop a surrogate; six are.
-        confused = wilson(hits, first.images)[0] > screening.max_confusion
-        if target not in named and (confused or screening.too_tangled(first)):
-            found, more = _search(screening, measure, screening.alternatives(spec, kind, target, {current}),
-                                  best=first)
-            tried += more
-            chosen = found or first
+        if screening.order == "nearest" and target not in named:
+            # Nearest first: the folder's pick is one candidate among the others.
+            found, tried = _search(screening, measure, screening.alternatives(spec, kind, target, set()))
+            chosen = found or measure(current)[0]
+        else:
+            first, hits = measure(current)
+            tried = [first]
+            chosen = first
+            # Confused beyond sampling noise (the 95 % interval's lower end is above the allowance): one confused
+            # image in eight is not enough to drop a surrogate; six are.
+            confused = wilson(hits, first.images)[0] > screening.max_confusion
+            if target not in named and (confused or screening.too_tangled(first)):
+                found, more = _search(screening, measure, screening.alternatives(spec, kind, target, {current}),
+                                      best=first)
+                tried += more
+                chosen = found or first
         records.append(SurrogateScreen(
             concept=target, kind=kind, chosen=chosen.surrogate, named=target in named, tried=tried,
             switched=chosen.surrogate != current, seconds=round(time.perf_counter() - started, 3),

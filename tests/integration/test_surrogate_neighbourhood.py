@@ -122,3 +122,41 @@ def test_the_base_images_are_labelled_once_per_screening(dev: tuple[Any, Any],
     surrogate_switch(pipe, chosen, screening=screening, named=set())(screened, "heart")
     assert len(drawn) == len(set(drawn)), "the switch reuses the screen's labelled images"
     assert "heart" not in drawn, "the target's own images are not needed"
+
+
+@pytest.mark.parametrize("target", ["heart", "striped"])
+def test_nearest_order_takes_the_nearest_candidate_within_both_allowances(dev: tuple[Any, Any], target: str) -> None:
+    # LETHE_SURROGATE_SCREEN_ORDER=nearest: every declared concept of the kind, nearest first by the base model's
+    # noise-space gap, the folder's pick one candidate among them; the first within both allowances is taken.
+    model_dir, pipe = dev
+    chosen, screening = _tools(model_dir, surrogate_screen_order="nearest")
+    spec, _ = fit_request(ErasureSpec(concepts=[ConceptSpec(target=target)]), SpareConfig(),
+                          load_vocabulary(model_dir))
+    kind = spec.concepts[0].kind
+    screened, (record,) = surrogate_screen(chosen, screening=screening)(pipe, spec, set())
+    measured = screening(pipe, ())  # the Screening the screen used (one per base model)
+    gaps = measured.gaps(kind, target)
+    others = [c for c in load_vocabulary(model_dir).concepts[kind] if c != target]
+    assert sorted(gaps) == sorted(others) and all(g > 0 for g in gaps.values())
+    names = [t.surrogate for t in record.tried]
+    assert names == sorted(names, key=gaps.__getitem__), "measured nearest first"
+    assert names[0] == min(others, key=gaps.__getitem__), "the folder's pick has no precedence"
+    within = [t for t in record.tried if measured.within(t)]
+    if within:
+        assert record.chosen == within[0].surrogate and within[0] == record.tried[-1], "stops at the first within"
+    else:
+        assert record.chosen == min(record.tried, key=measured.rank).surrogate
+    assert screened.concepts[0].surrogate == record.chosen
+
+
+def test_nearest_order_also_orders_a_switch(dev: tuple[Any, Any]) -> None:
+    model_dir, pipe = dev
+    chosen, screening = _tools(model_dir, surrogate_screen_order="nearest")
+    spec, _ = fit_request(ErasureSpec(concepts=[ConceptSpec(target="heart", surrogate="triangle")]), SpareConfig(),
+                          load_vocabulary(model_dir))
+    _, record = surrogate_switch(pipe, chosen, screening=screening, named=set())(spec, "heart")
+    gaps = screening(pipe, ()).gaps("object", "heart")
+    names = [t.surrogate for t in record.tried]
+    assert "triangle" not in names and names == sorted(names, key=gaps.__getitem__)
+    _, vocabulary_order = _tools(model_dir)
+    assert vocabulary_order(pipe, ()).alternatives(spec, "object", "heart", {"triangle"})[:2] == ["circle", "square"]
