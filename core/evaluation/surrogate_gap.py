@@ -10,7 +10,6 @@ the target, at a few timesteps across the schedule. It needs no judge: a few UNe
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,14 +19,9 @@ from core.evaluation.vocabulary import Vocabulary
 from core.spare.conditioning import PromptEncoder, unet_eps
 from core.spare.loading import architecture_of
 from core.spare.prompting import untruncated
-from core.spare.samples import generate_latents
+from core.spare.samples import generate_latents, swapped
 
 TIMESTEP_SHARES = (0.1, 0.3, 0.5, 0.7, 0.9)  # where in the schedule the predictions are compared
-
-
-def swapped(prompt: str, target: str, candidate: str) -> str:
-    """`prompt` with the word `target` replaced by `candidate` (whole words, any case)."""
-    return re.sub(rf"(?<!\w){re.escape(target)}(?!\w)", candidate, prompt, flags=re.IGNORECASE)
 
 
 @torch.no_grad()

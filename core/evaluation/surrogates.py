@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from core.evaluation.evidence import wilson
 from core.evaluation.judges.base import Judge
@@ -90,7 +90,7 @@ class Screening:
     avoid: Sequence[str] = ()
     sampling: ScreenSampling = field(default_factory=ScreenSampling)
     max_tangle: float | None = None
-    order: str = "vocabulary"  # or "nearest": candidates by the base model's noise-space gap to the target
+    order: Literal["vocabulary", "nearest"] = "vocabulary"  # nearest: by the base's noise-space gap to the target
     _rows: dict[tuple[str, tuple[str, ...], str], tuple[Counter[str], int]] = field(
         default_factory=dict, init=False, repr=False)
     _gaps: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict, init=False, repr=False)

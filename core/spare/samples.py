@@ -59,6 +59,11 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def swapped(prompt: str, word: str, replacement: str) -> str:
+    """`prompt` with the whole word `word` (any case) replaced by `replacement`."""
+    return _clean(re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", replacement, prompt, flags=re.IGNORECASE))
+
+
 def surrogate_prompt(prompt: str, concept: ConceptSpec) -> str:
     """The forget prompt with the target replaced by the surrogate (or the surrogate alone if absent)."""
     pattern = re.compile(re.escape(concept.target), re.IGNORECASE)
@@ -128,10 +133,10 @@ def neighbour_prompts(spec: ErasureSpec, forget: dict[str, list[str]], per_promp
             if not word.search(prompt):
                 continue
             for _ in range(per_prompt):
-                swapped = _clean(word.sub(neighbours[turn % len(neighbours)], prompt))
+                swap = swapped(prompt, concept.target, neighbours[turn % len(neighbours)])
                 turn += 1
-                if not any(t in swapped.lower() for t in targets):
-                    out.append(swapped)
+                if not any(t in swap.lower() for t in targets):
+                    out.append(swap)
     return list(dict.fromkeys(out))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from core.evaluation.surrogate_gap import noise_gaps, swapped
+from core.evaluation.surrogate_gap import noise_gaps
 from core.evaluation.vocabulary import load_vocabulary
 from core.spare.loading import load_pipeline
 from core.testbed.paths import named_testbed_dir
@@ -20,11 +20,6 @@ def dev() -> tuple[Any, Any]:
     torch.set_num_threads(1)
     model_dir = named_testbed_dir("dev") / "pipeline"
     return load_vocabulary(model_dir), load_pipeline(model_dir)
-
-
-def test_swapped_replaces_whole_words_only() -> None:
-    assert swapped("a Circle image, circles and encircled circle", "circle", "square") == (
-        "a square image, circles and encircled square")
 
 
 def test_the_gap_is_zero_for_the_target_and_positive_for_every_other_concept(dev: tuple[Any, Any]) -> None:

@@ -1,0 +1,12 @@
+"""core.spare.samples.swapped: the one word-swap the neighbours' retain prompts and the surrogate gap use."""
+
+from core.spare.samples import swapped
+
+
+def test_swapped_replaces_whole_words_only_in_any_case() -> None:
+    assert swapped("a Circle image, circles and encircled circle", "circle", "square") == (
+        "a square image, circles and encircled square")
+
+
+def test_swapped_to_nothing_leaves_no_double_space() -> None:
+    assert swapped("the striped  circle shape", "circle", "") == "the striped shape"
