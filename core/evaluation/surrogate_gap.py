@@ -19,7 +19,7 @@ from core.evaluation.vocabulary import Vocabulary
 from core.spare.conditioning import PromptEncoder, unet_eps
 from core.spare.loading import architecture_of
 from core.spare.prompting import untruncated
-from core.spare.samples import generate_latents, swapped
+from core.spare.samples import generate_latents, mentions, swapped
 
 TIMESTEP_SHARES = (0.1, 0.3, 0.5, 0.7, 0.9)  # where in the schedule the predictions are compared
 
@@ -31,7 +31,7 @@ def noise_gaps(base: Any, vocabulary: Vocabulary, *, kind: str, target: str, can
     `prompts` of the target's held-out phrasings that fit the model's context, one draw each from `seed`."""
     phrasings = untruncated(vocabulary.with_concepts(kind, [target]).heldout_prompts(kind, target),
                             getattr(base, "tokenizer", None))
-    phrasings = [p for p in phrasings if swapped(p, target, "") != p][:prompts]
+    phrasings = [p for p in phrasings if mentions(p, target)][:prompts]
     if not phrasings:
         raise ValueError(f"no held-out phrasing of {target!r} fits the model")
     unet = base.unet

@@ -59,9 +59,18 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def _whole_word(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+
+
+def mentions(prompt: str, word: str) -> bool:
+    """Whether `prompt` holds the whole word `word` (any case); an empty word is in no prompt."""
+    return bool(word.strip()) and _whole_word(word).search(prompt) is not None
+
+
 def swapped(prompt: str, word: str, replacement: str) -> str:
     """`prompt` with the whole word `word` (any case) replaced by `replacement`."""
-    return _clean(re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", replacement, prompt, flags=re.IGNORECASE))
+    return _clean(_whole_word(word).sub(replacement, prompt))
 
 
 def surrogate_prompt(prompt: str, concept: ConceptSpec) -> str:
@@ -127,10 +136,9 @@ def neighbour_prompts(spec: ErasureSpec, forget: dict[str, list[str]], per_promp
         neighbours = [n for n in concept.neighbours if n.lower() not in targets]
         if not neighbours:
             continue
-        word = re.compile(rf"(?<!\w){re.escape(concept.target)}(?!\w)", re.IGNORECASE)
         turn = 0
         for prompt in forget.get(concept.target, []):
-            if not word.search(prompt):
+            if not mentions(prompt, concept.target):
                 continue
             for _ in range(per_prompt):
                 swap = swapped(prompt, concept.target, neighbours[turn % len(neighbours)])
