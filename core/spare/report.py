@@ -119,6 +119,8 @@ class SurrogateTried(BaseModel):
                                   "boundary between the surrogate and the concept that must stay it is most mixed "
                                   "up with (both concepts' images, both ways); None: not measured.")
     tangled_with: str | None = Field(default=None, description="That concept.")
+    tangle_images: int | None = Field(default=None, description="The images `tangled` is a share of (both "
+                                      "concepts' base images); None: not measured.")
 
 
 class SurrogateScreen(BaseModel):

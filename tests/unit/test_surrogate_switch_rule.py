@@ -1,12 +1,12 @@
-"""The surrogate switch's rule on its own: which candidate a switch takes, given what the judge labelled the base
-model's images of each concept (label counts stand in for drawn and judged images)."""
+"""The surrogate screen's and switch's rules on their own: which candidate each takes, given what the judge
+labelled the base model's images of each concept (label counts stand in for drawn and judged images)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
-from core.evaluation.surrogates import Screening, switch_surrogate
+from core.evaluation.surrogates import Screening, screen_surrogates, switch_surrogate
 from core.evaluation.vocabulary import Vocabulary
 from core.spare.specs import ConceptSpec, ErasureSpec
 
@@ -64,3 +64,37 @@ def test_a_confused_candidate_is_passed_over_for_a_tangled_one() -> None:
     chosen, tried = _switch({"square": {"heart": 3}, "star": {"triangle": 3}, "triangle": {"star": 3}})
     assert [t.tangled for t in tried] == [0.0, 0.1875, 0.1875]
     assert chosen == "star", "within the confusion allowance beats least tangled; ties go by the vocabulary's order"
+
+
+def _screen(labels: dict[str, dict[str, int]]) -> tuple[str | None, list[Any]]:
+    screening = _Labelled(labels, max_confusion=0.05, max_tangle=0.10)
+    spec = ErasureSpec(concepts=[ConceptSpec(target="heart", surrogate="circle")])  # the folder's pick
+    screened, (record,) = screen_surrogates(screening, spec, named=set())
+    assert screened.concepts[0].surrogate == record.chosen
+    return record.chosen, record.tried
+
+
+def test_the_screen_keeps_a_pick_whose_tangle_is_within_sampling_noise() -> None:
+    # circle crosses with square in 4 of 32 images: 0.125 is above the allowance of 0.10, but its 95 % interval
+    # (0.050-0.281) is not, so the folder's pick stays and nothing else is measured.
+    chosen, tried = _screen({"circle": {"square": 2}, "square": {"circle": 2}})
+    assert chosen == "circle" and len(tried) == 1
+    assert tried[0].tangled == 0.125 and tried[0].tangle_images == 32 and tried[0].tangled_with == "square"
+
+
+def test_the_screen_replaces_a_pick_tangled_beyond_sampling_noise() -> None:
+    # 8 of 32 crossing images: the interval (0.133-0.419) lies above the allowance. square is the other side of
+    # the same boundary; star keeps apart from everything.
+    chosen, tried = _screen({"circle": {"square": 4}, "square": {"circle": 4}})
+    assert [t.surrogate for t in tried] == ["circle", "square", "star"] and chosen == "star"
+    assert [t.tangled for t in tried] == [0.25, 0.25, 0.0]
+
+
+def test_a_replacement_must_be_within_the_allowance_itself() -> None:
+    # The pick is tangled beyond noise (with square, 8 of 32); star crosses with triangle in 4 of 32 - within
+    # noise, but a replacement is held to the allowance itself, so the search goes on to triangle (the same
+    # boundary) and then takes the least tangled of those measured.
+    chosen, tried = _screen({"circle": {"square": 8}, "star": {"triangle": 4}})
+    assert [t.surrogate for t in tried] == ["circle", "square", "star", "triangle"]
+    assert [t.tangled for t in tried] == [0.25, 0.25, 0.125, 0.125]
+    assert chosen == "star", "least tangled; ties go by the vocabulary's order"
