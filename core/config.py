@@ -258,21 +258,23 @@ class Settings(BaseSettings):
     surrogate_screen_images: int = Field(
         default=8, ge=0, le=256,
         description="Before the first round, the judge labels this many base-model images of each surrogate the "
-        "model's vocabulary picked; one it confuses with the concept more often than the UA threshold allows is "
-        "replaced by the declared concept it confuses least. 0 turns the screen off.",
+        "model's vocabulary picked; one it confuses with the concept more often than the UA threshold allows, beyond "
+        "sampling noise (the 95 % interval of the share lies above it), is replaced by the first declared concept "
+        "within the allowances. 0 turns the screen off.",
     )
     surrogate_screen_neighbours: bool = Field(
         default=True,
         description="The surrogate screen also labels LETHE_SURROGATE_SCREEN_IMAGES base-model images of every "
         "declared concept of the kind: a surrogate the base model mixes up with a concept that must stay (crossing "
-        "images, both ways, above 1 - the verification's retention threshold) is replaced like a confused one, "
-        "since training toward it moves a boundary the base model barely holds.",
+        "images, both ways, above 1 - the verification's retention threshold; a folder's pick beyond sampling "
+        "noise, a replacement at all) is replaced like a confused one, since training toward it moves a boundary "
+        "the base model barely holds.",
     )
     surrogate_screen_order: Literal["vocabulary", "nearest"] = Field(
         default="vocabulary",
         description="Which surrogates the screen and a later switch try first. vocabulary: the folder's pick, kept "
-        "while it is within both allowances, then the declared concepts after the target. nearest: every declared "
-        "concept of the kind, nearest first by the base model's noise-space gap to the target "
+        "unless confused or tangled beyond sampling noise, then the declared concepts after the target. nearest: "
+        "every declared concept of the kind, nearest first by the base model's noise-space gap to the target "
         "(core.evaluation.surrogate_gap), the first within both allowances; the folder's pick has no precedence.",
     )
     verify_min_gap_closure: float | None = Field(
