@@ -1,8 +1,9 @@
 """Does the surrogate screen's neighbourhood measure predict what an erasure toward a candidate costs retention?
 
-Joins what screens measured of each (target, candidate) on a base model — the share of base images crossing the
-candidate's worst boundary with a kept concept (`tangled`, from the `surrogate_screen` records of
-`bench/erasure.py` results, `--screens`) — with what one round toward that candidate did (`--against`: a
+Joins what the screen measures of each (target, candidate) on a base model — the share of base images crossing
+the candidate's worst boundary with a kept concept (`tangled`: from the `surrogate_screen` records of
+`bench/erasure.py` results, `--screens`, or measured here on a testbed's base model with the job's judge and the
+service's allowances, `--measure DIR`) — with what one round toward that candidate did (`--against`: a
 `bench/erasure.py` result holding one round toward each candidate, e.g. `surrogates_dev_seed23.json`). Candidates
 the judge confuses with the target beyond the confusion allowance are left out (the screen never takes them for
 their tangle). The rest fall in three bands by the screen's rule at `--max-tangle`: within the allowance; above it
@@ -13,7 +14,9 @@ band: how many, and the lower of IRA and CRA % of base (mean, min, max).
         --screens bench/results/erasure_dev_projection.json,bench/results/erasure_dev_nearest.json \\
         --out bench/results/tangle_retention_dev_seed23.json
 
-Prints a table, writes JSON (`--out`) and a chart beside it. Reads results only: no model is loaded.
+    python bench/tangle_retention.py --testbed testbed-dev29 --measure DIR --against ROUNDS.json --out …
+
+Prints a table, writes JSON (`--out`) and a chart beside it. With `--screens` it reads results only.
 """
 
 from __future__ import annotations
@@ -42,6 +45,38 @@ def screened(paths: list[Path], testbed: str) -> dict[tuple[str, str], dict[str,
                 for tried in screen["tried"]:
                     if tried.get("tangled") is not None:
                         found[(screen["concept"], tried["surrogate"])] = tried
+    return found
+
+
+def measure(testbed_dir: Path, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(target, candidate) -> the screen's measure of that candidate on the testbed's base model, as a job's
+    screen takes it (the testbed's own classifier as the judge, the service's allowances and screen settings)."""
+    from core.config import get_settings
+    from core.erasure.judging import screenings, shared_judge
+    from core.erasure.verification import Thresholds
+    from core.evaluation.vocabulary import load_vocabulary
+    from core.spare.loading import pipeline_dir
+    from core.spare.specs import ConceptSpec, ErasureSpec, SpareConfig
+    from core.testbed.loading import load_pipeline
+
+    settings = get_settings()
+    thresholds = Thresholds.for_request(settings)
+    model_dir = pipeline_dir(testbed_dir)
+    pipe = load_pipeline(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    judge = shared_judge(model_dir, settings, judge_name="model-classifier", fingerprint=None)
+    screening = screenings(model_dir, settings, judge=judge,
+                           min_unlearning_accuracy=thresholds.min_unlearning_accuracy,
+                           min_retention=thresholds.min_retention,
+                           guidance_scale=getattr(SpareConfig(), "guidance_scale", 5.0))(pipe, ())
+    vocabulary = load_vocabulary(model_dir)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for target, candidate in pairs:
+        kind = vocabulary.kind_of(target)
+        if kind is None:
+            raise SystemExit(f"{target!r} is not a concept {testbed_dir} declares")
+        spec = ErasureSpec(concepts=[ConceptSpec(target=target)])
+        found[(target, candidate)] = screening.measurer(spec, kind, target)(candidate)[0].model_dump()
     return found
 
 
@@ -91,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--testbed", required=True, help="The testbed name the result rows carry (e.g. testbed-dev23).")
     parser.add_argument("--against", type=Path, required=True,
                         help="bench/erasure.py result with one round toward each candidate (target/surrogate rows).")
-    parser.add_argument("--screens", required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--screens",
                         help="Comma-separated bench/erasure.py results whose surrogate_screen records measured the "
                         "candidates on that testbed.")
+    source.add_argument("--measure", type=Path,
+                        help="A testbed (name or built folder): measure each candidate's tangle on its base model.")
     parser.add_argument("--max-tangle", type=float, default=0.10,
                         help="The neighbourhood allowance (1 - the verification's retention threshold).")
     parser.add_argument("--max-confusion", type=float, default=0.10,
@@ -101,11 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "tangle_retention.json")
     args = parser.parse_args(argv)
 
-    screens = screened([Path(p) for p in args.screens.split(",")], args.testbed)
+    rounds = [row for row in json.loads(args.against.read_text())["rows"] if row["testbed"] == args.testbed]
+    if args.measure is not None:
+        from core.testbed.paths import resolve_testbed
+
+        screens = measure(resolve_testbed(str(args.measure)), [(r["target"], r["surrogate"]) for r in rounds])
+    else:
+        screens = screened([Path(p) for p in args.screens.split(",")], args.testbed)
     rows: list[dict[str, Any]] = []
-    for row in json.loads(args.against.read_text())["rows"]:
+    for row in rounds:
         tried = screens.get((row["target"], row["surrogate"]))
-        if row["testbed"] != args.testbed or tried is None or tried["confused"] > args.max_confusion:
+        if tried is None or tried.get("tangled") is None or tried["confused"] > args.max_confusion:
             continue
         rows.append({"target": row["target"], "surrogate": row["surrogate"], "tangled": tried["tangled"],
                      "tangled_with": tried["tangled_with"], "band": band(tried, args.max_tangle), "ua": row["ua"],
@@ -127,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in summary.items():
         print(f"{name:24s} {s['n']:3d} " + (f"{100 * s['mean']:19.1f} {100 * s['min']:6.1f} {100 * s['max']:6.1f}"
                                             if s["n"] else f"{'-':>19s}"))
-    result = {"testbed": args.testbed, "against": str(args.against), "screens": args.screens.split(","),
+    result = {"testbed": args.testbed, "against": str(args.against),
+              "screens": args.screens.split(",") if args.screens else [], "measured_on": str(args.measure or ""),
               "max_tangle": args.max_tangle, "max_confusion": args.max_confusion,
               "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows, "bands": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
