@@ -81,13 +81,13 @@ def measure(testbed_dir: Path, pairs: list[tuple[str, str]]) -> dict[tuple[str, 
 
 
 def band(tried: dict[str, Any], max_tangle: float) -> str:
-    """Which of BANDS the screen's rule puts a candidate's tangle in."""
-    from core.evaluation.evidence import wilson
+    """Which of BANDS the screen's rule (`core.evaluation.surrogates.beyond_noise`) puts a candidate's tangle in."""
+    from core.evaluation.surrogates import beyond_noise
 
     if tried["tangled"] <= max_tangle:
         return BANDS[0]
     images = tried.get("tangle_images") or 2 * tried["images"]  # both concepts' base images
-    return BANDS[2] if wilson(round(tried["tangled"] * images), images)[0] > max_tangle else BANDS[1]
+    return BANDS[2] if beyond_noise(tried["tangled"], images, max_tangle) else BANDS[1]
 
 
 def chart(result: dict[str, Any], path: Path) -> None:

@@ -142,13 +142,15 @@ class Screening:
     def too_tangled(self, tried: SurrogateTried) -> bool:
         return self.max_tangle is not None and tried.tangled is not None and tried.tangled > self.max_tangle
 
-    def tangled_beyond_noise(self, tried: SurrogateTried) -> bool:
-        """Tangled above the allowance beyond sampling noise: the 95 % interval of its crossing share lies above
-        `max_tangle`, as the confusion that drops a folder's pick must be."""
-        if not self.too_tangled(tried) or not tried.tangle_images:
-            return self.too_tangled(tried)
-        crossings = round((tried.tangled or 0.0) * tried.tangle_images)
-        return wilson(crossings, tried.tangle_images)[0] > (self.max_tangle or 0.0)
+    def drops_pick(self, tried: SurrogateTried) -> bool:
+        """Whether the folder's pick is replaced: confused with the target, or tangled with a kept neighbour,
+        above its allowance beyond sampling noise (the share's 95 % interval lies above the allowance). At the
+        default allowances (0.10) two confused images in eight do not drop a pick, three do; three crossing
+        images in sixteen do not, four do."""
+        if beyond_noise(tried.confused, tried.images, self.max_confusion):
+            return True
+        return (self.max_tangle is not None and tried.tangled is not None
+                and beyond_noise(tried.tangled, tried.tangle_images or 0, self.max_tangle))
 
     def rank(self, tried: SurrogateTried) -> tuple[bool, float, float]:
         """Better first: within the confusion allowance, then least tangled, then least confused."""
@@ -180,6 +182,14 @@ class Screening:
         return self._gaps[key]
 
 
+def beyond_noise(share: float, images: int, allowance: float) -> bool:
+    """A share of `images` (a count of them, rounded back from the share) above `allowance` beyond sampling
+    noise: its 95 % Wilson interval lies wholly above it. With no images, the share itself decides."""
+    if share <= allowance:
+        return False
+    return images <= 0 or wilson(round(share * images), images)[0] > allowance
+
+
 def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str],
                       progress: ProgressFn | None = None) -> tuple[ErasureSpec, list[SurrogateScreen]]:
     """The spec with every vocabulary-picked surrogate the judge confuses with its target (share above
@@ -203,14 +213,10 @@ def screen_surrogates(screening: Screening, spec: ErasureSpec, *, named: set[str
             found, tried = _search(screening, measure, screening.alternatives(spec, kind, target, set()))
             chosen = found or measure(current)[0]
         else:
-            first, hits = measure(current)
+            first, _ = measure(current)
             tried = [first]
             chosen = first
-            # Confused or tangled beyond sampling noise (the 95 % interval's lower end is above the allowance):
-            # at the default allowances (0.10) two confused images in eight do not drop a surrogate, three do;
-            # three crossing images in sixteen do not, four do.
-            confused = wilson(hits, first.images)[0] > screening.max_confusion
-            if target not in named and (confused or screening.tangled_beyond_noise(first)):
+            if target not in named and screening.drops_pick(first):
                 found, more = _search(screening, measure, screening.alternatives(spec, kind, target, {current}),
                                       best=first)
                 tried += more
