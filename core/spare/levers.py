@@ -7,12 +7,11 @@ lever's name becomes a config change (the loop and `bench/levers.py` both go thr
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from core.spare.specs import EsdConfig, SpareConfig
 
-# Fields a rollback sets to win retention back: kept by every later round.
-RETENTION_FIELDS = ("w_retain", "retain_neighbours")
 # Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds). The
 # order is what each did alone to a short round on the first testbed (bench/levers.py, bench/results/levers.json
 # and levers_repel.json): mean UA change capacity +0.46, anchor +0.18, repel +0.14, timesteps +0.13, contexts
@@ -24,7 +23,16 @@ SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placeme
 # they did not (after the neighbours, before the weight) was measured on the development models
 # (bench/results/erasure_dev_switch_on_loss.json): each of its three switches broke retention further (dev
 # circle, seed-23 triangle and heart; same-kind retention down to 0.60-0.88) where more weight had recovered two.
-RETENTION_LEVERS = ("neighbours", "retain")
+# Then the forget term anchored on the surrogate's own generations (as the "anchor" escalation) and, on every
+# further rollback, double the retain weight. Measured on the development models, each alone on a default round
+# (bench/levers.py --start '{}' --levers neighbours,retain,anchor: levers_dev_retention.json,
+# levers_dev_seed29_retention.json), mean IRA / CRA change in points: anchor +0.4 / +1.5 and +1.0 / 0.0, retain
+# -0.4 / +1.5 and +0.9 / -0.8, retain prompts in the forget prompts' phrasings with the target swapped for its
+# neighbours (`neighbours`, retain_neighbours 0 -> 1, the first retention lever before) -1.1 / -1.5 and -4.0 /
+# -2.3 (seed-29 checkered CRA 97.1 -> 85.7, heart IRA 91.4 -> 82.9 where anchor and retain gave 97.1):
+# `neighbours` is in neither order. Anchoring escalates UA as well; where it broke retention it is not applied
+# again to win it back (`retain_more`).
+RETENTION_LEVERS = ("anchor", "retain")
 # The saliency pool a "placement" escalation widens to, and the one "narrow" confines the adapter to. Narrow is
 # in neither order: applied alone to a default round on a development model (bench/levers.py,
 # levers_dev_seed23_defaults.json) it lowered UA by 0.05 on average and moved retention either way (IRA -7.3
@@ -90,9 +98,14 @@ def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
     raise ValueError(f"unknown lever {name!r}")
 
 
-def retain_more(config: SpareConfig | EsdConfig, neighbours: bool) -> tuple[str, dict[str, Any]]:
-    """The change that wins retention back after a round broke it, and its lever's name: first retain prompts
-    in the forget prompts' phrasings (where the spec names neighbours), then more weight on the retain term."""
-    if neighbours and (change := lever_change("neighbours", config)):
-        return "neighbours", change
-    return "retain", lever_change("retain", config)
+def retain_more(config: SpareConfig | EsdConfig, set_aside: Collection[str] = ()) -> tuple[str, dict[str, Any]]:
+    """The change that wins retention back after a round broke it, and its lever's name: the first lever of
+    `RETENTION_LEVERS` that can still go further from `config`, skipping those in `set_aside` (an escalation
+    that broke retention is not applied again to win it back). The retain weight, last, doubles again on every
+    further rollback ({} once it cannot)."""
+    for name in RETENTION_LEVERS:
+        if name in set_aside:
+            continue
+        if change := lever_change(name, config):
+            return name, change
+    return "retain", {}

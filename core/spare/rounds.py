@@ -11,8 +11,9 @@ retention per group of concepts that must stay). Then:
 - retention broke → the round is rolled back: the next round starts again from the last round that kept
   retention, with the lever that broke it set aside. When at least half of the images it took from concepts
   that must stay became a target's surrogate (the surrogate spreads over its neighbours), the next round trains
-  toward another surrogate (`switch`, once per concept); otherwise it adds (once) retain prompts in the forget
-  prompts' own phrasings with the target swapped for its neighbours, after that more weight on the retain term;
+  toward another surrogate (`switch`, once per concept); otherwise it anchors the forget term on the teacher's
+  generations for the surrogate (unless anchoring is what broke it), after that more weight on the retain term
+  (`core.spare.levers.RETENTION_LEVERS`);
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
   surrogate anchoring of the forget term, repulsion (the forget target pushed past the surrogate, away from the
   concept), timestep focus, more contexts per prompt, placement (a wider saliency pool: self-attention as well;
@@ -38,7 +39,7 @@ from core.filehash import file_sha256
 from core.spare.base_outputs import BaseOutputs
 from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
-from core.spare.levers import ESD_LEVERS, RETENTION_FIELDS, SPARE_LEVERS, lever_change, retain_more
+from core.spare.levers import ESD_LEVERS, SPARE_LEVERS, lever_change, retain_more
 from core.spare.outputs import generate_images, list_files, write_grid, write_report
 from core.spare.report import (
     EngineMetrics,
@@ -144,9 +145,9 @@ def erase_until_verified(
     max_rounds = config.max_rounds
     budget = config.time_budget_s
     levers = list(SPARE_LEVERS if isinstance(config, SpareConfig) else ESD_LEVERS)
-    neighbours = any(c.neighbours for c in spec.concepts)
     set_aside: set[str] = set()
     good, good_spec = config, spec  # the last round that kept retention (rollback target)
+    won_back: dict[str, Any] = {}  # what rollbacks changed to win retention back: kept by every later round
     switches: list[SurrogateScreen] = []  # surrogates the loop switched after a round
     rounds: list[_Round] = []
     work = out_dir / ".rounds"
@@ -223,9 +224,8 @@ def erase_until_verified(
             # Roll back: the escalation lever that broke retention is not tried again. (Retention levers and
             # surrogate switches have their own limits: a lever_change that cannot go further, once per concept.)
             set_aside.update(name for name in current.levers if name in levers)
-            # The rollback target keeps what earlier rollbacks added for retention.
-            base_cfg = good.model_copy(update={k: v for k, v in current.config.model_dump().items()
-                                               if k in RETENTION_FIELDS})
+            # The rollback target keeps what earlier rollbacks changed for retention.
+            base_cfg = good.model_copy(update=won_back)
             next_spec, switched = good_spec, None
             spreading = _spreading(current.spec, verdict, set_aside)
             if spreading and switch is not None and isinstance(config, SpareConfig):
@@ -237,7 +237,8 @@ def erase_until_verified(
             if switched is not None:
                 lever, changed, next_spec = "surrogate", {}, switched
             else:
-                lever, changed = retain_more(base_cfg, neighbours)
+                lever, changed = retain_more(base_cfg, set_aside)
+                won_back.update(changed)
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
         used: list[str] = [lever] if changed or noted else []
         for name in candidates:

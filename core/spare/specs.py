@@ -185,7 +185,7 @@ class SpareConfig(_RunConfig):
         default=0, ge=0, le=8,
         description="Per forget prompt, this many more retain prompts in the same phrasing with the target swapped "
         "for a neighbouring concept of its kind (round-robin): the surrogate is then learnt for the target's word, "
-        "not for the phrasings it appears in. 0 = none; erase-until-verified sets 1 when a round breaks retention.",
+        "not for the phrasings it appears in. 0 = none (erase-until-verified leaves it as requested).",
     )
     retain_on_forget: float = Field(
         default=0.0, ge=0, le=1.0,

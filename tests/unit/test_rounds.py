@@ -164,39 +164,40 @@ def test_a_pool_that_is_already_wide_skips_placement(tmp_path: Path) -> None:
 
 
 def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
-    # Round 2 (more capacity) breaks retention and is still short: round 3 starts again from round 1's config
-    # with more retain weight and the next lever, never capacity again.
+    # Round 2 (more capacity) breaks retention and is still short: round 3 starts again from round 1's config,
+    # wins retention back by anchoring the forget term on the surrogate, and escalates by the next lever left
+    # (repel: anchoring is in force already), never capacity again.
     script = Script([(0.5, 1.0), (0.85, 0.6), (0.92, 0.95)])
     result = script.run(tmp_path, SpareConfig(max_rounds=3))
     first, second, third = script.configs
     assert second.rank == first.rank * 2
     assert third.rank == first.rank and third.max_modules == first.max_modules, "rolled back to round 1"
-    assert third.w_retain == first.w_retain * 2 and third.forget_anchor == "surrogate"
+    assert third.forget_anchor == "surrogate" and third.forget_repel == 1.0 and third.w_retain == first.w_retain
     history = result.report.dump()["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
     assert [r["lost"] for r in history] == [{}, {"square": 10}, {"square": 1}], "what each round broke"
-    assert history[2]["changed"] == {"w_retain": 2.0, "forget_anchor": "surrogate"}
-    assert history[2]["levers"] == ["retain", "anchor"]
+    assert history[2]["changed"] == {"forget_anchor": "surrogate", "forget_repel": 1.0}
+    assert history[2]["levers"] == ["anchor", "repel"]
 
 
 def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path) -> None:
-    # Round 1 breaks retention and is short: round 2 = more retain weight + capacity; round 2 keeps retention
-    # but is still short: round 3 escalates by the next lever, not by capacity a second time.
+    # Round 1 breaks retention and is short: round 2 = anchoring + capacity; round 2 keeps retention but is
+    # still short: round 3 escalates by the next lever, neither capacity nor anchoring a second time.
     script = Script([(0.5, 0.5), (0.6, 1.0), (0.95, 1.0)])
     result = script.run(tmp_path, SpareConfig(max_rounds=3))
     first, second, third = script.configs
     assert second.rank == 2 * first.rank and third.rank == second.rank
-    assert third.forget_anchor == "surrogate"
-    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["retain", "capacity"], ["anchor"]]
+    assert second.forget_anchor == third.forget_anchor == "surrogate" and third.forget_repel == 1.0
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["anchor", "capacity"], ["repel"]]
 
 
 def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
     script = Script([(1.0, 0.5), (1.0, 0.95)])
     result = script.run(tmp_path, SpareConfig(max_rounds=2))
     first, second = script.configs
-    assert second.model_dump(exclude={"w_retain"}) == first.model_dump(exclude={"w_retain"})
-    assert second.w_retain == 2.0
-    assert result.report.dump()["rounds"]["history"][1]["levers"] == ["retain"]
+    assert second.model_dump(exclude={"forget_anchor"}) == first.model_dump(exclude={"forget_anchor"})
+    assert (first.forget_anchor, second.forget_anchor) == ("both", "surrogate")
+    assert result.report.dump()["rounds"]["history"][1]["levers"] == ["anchor"]
 
 
 def test_when_the_budget_is_spent_the_best_round_is_kept_and_not_passed(tmp_path: Path) -> None:
@@ -292,25 +293,39 @@ def test_a_best_round_that_was_not_the_last_is_evaluated_from_its_saved_weights(
 
 
 def test_repeated_rollbacks_keep_what_the_last_one_added(tmp_path: Path) -> None:
-    # Two rounds in a row break retention: the second rollback doubles the retain weight again instead of
-    # running the first rollback's config a second time.
-    script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.95)])
-    script.run(tmp_path, SpareConfig(max_rounds=3))
-    assert [c.w_retain for c in script.configs] == [1.0, 2.0, 4.0]
+    # Three rounds in a row break retention: each rollback keeps what the one before added (the anchoring, then
+    # the retain weight) and goes further, instead of running an earlier rollback's config a second time.
+    script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.6), (1.0, 0.95)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    assert [(c.forget_anchor, c.w_retain) for c in script.configs] == [
+        ("both", 1.0), ("surrogate", 1.0), ("surrogate", 2.0), ("surrogate", 4.0)]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["anchor"], ["retain"], ["retain"]]
 
 
-def test_a_rollback_first_adds_neighbour_prompts_where_the_spec_names_neighbours(tmp_path: Path) -> None:
+def test_an_anchoring_that_broke_retention_is_not_applied_again_to_win_it_back(tmp_path: Path) -> None:
+    # Round 3 escalates by anchoring and breaks retention (UA met): round 4 starts again from round 2's config
+    # with more retain weight, not with the anchoring that broke it.
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.95, 0.5), (0.95, 0.95)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    second, third, fourth = script.configs[1:]
+    assert third.forget_anchor == "surrogate"
+    assert fourth == second.model_copy(update={"w_retain": 2.0}), "round 2's config, more retain weight"
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["retain"]]
+    assert [r["outcome"] for r in history] == ["short", "short", "rolled back (retention)", "kept"]
+
+
+def test_neighbour_prompts_are_no_rollback_lever_even_where_the_spec_names_neighbours(tmp_path: Path) -> None:
+    # Retain prompts in the forget phrasings (retain_neighbours) cost retention on the development models: a
+    # rollback anchors, then weighs the retain term, and leaves them as the request set them.
     spec = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square", neighbours=["square", "heart"])])
     script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.95)])
     result = erase_until_verified(None, spec, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase)
-    first, second, third = script.configs
-    assert (first.retain_neighbours, first.w_retain) == (0, 1.0)
-    assert (second.retain_neighbours, second.w_retain) == (1, 1.0), "phrasings first"
-    assert (third.retain_neighbours, third.w_retain) == (1, 2.0), "kept, then more weight"
+    assert {c.retain_neighbours for c in script.configs} == {0}
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["neighbours"], ["retain"]]
-    assert history[1]["changed"] == {"retain_neighbours": 1}
+    assert [r["levers"] for r in history] == [[], ["anchor"], ["retain"]]
+    assert history[1]["changed"] == {"forget_anchor": "surrogate"} and history[2]["changed"] == {"w_retain": 2.0}
 
 
 THRESHOLDS = Thresholds(min_unlearning_accuracy=0.9, min_retention=0.9, min_gap_closure=None, max_retain_drift=0.5)
@@ -349,7 +364,7 @@ def test_a_passing_round_whose_verification_breaks_retention_is_rolled_back(tmp_
                                   check=script.check, evaluator=_finals([(1.0, 0.75), (1.0, 0.95)], script),
                                   erase_fn=script.erase, accept=acceptance(THRESHOLDS, ["circle"]))
     first, second = script.configs
-    assert second.w_retain == 2 * first.w_retain and second.rank == first.rank, "retention won back, no escalation"
+    assert second == first.model_copy(update={"forget_anchor": "surrogate"}), "retention won back, no escalation"
     history = result.report.dump()["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["rolled back (retention)", "kept"]
     assert "retention[same-kind:object] 0.750" in history[0]["refused"] and history[0]["lost"] == {"square": 6}
@@ -446,19 +461,19 @@ def test_losses_that_did_not_become_the_surrogate_win_retention_back_as_before(t
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
                                   switch=switches)
     assert switches.calls == [] and [s.concepts[0].surrogate for s in script.specs] == ["heart", "heart"]
-    assert result.report.dump()["rounds"]["history"][1]["levers"] == ["retain"]
+    assert result.report.dump()["rounds"]["history"][1]["levers"] == ["anchor"]
 
 
 def test_the_surrogate_is_switched_once_and_a_switch_with_no_candidate_falls_back(tmp_path: Path) -> None:
-    # No candidate left: more retain weight instead, and the switch is not asked again for that concept.
+    # No candidate left: the retention levers instead, and the switch is not asked again for that concept.
     script = Script([(1.0, 0.5), (1.0, 0.5), (1.0, 1.0)], lost_as="heart")
     switches = Switches()
     result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
                                   switch=switches)
-    assert len(switches.calls) == 1 and [c.w_retain for c in script.configs] == [1.0, 2.0, 4.0]
+    assert len(switches.calls) == 1 and [c.w_retain for c in script.configs] == [1.0, 1.0, 2.0]
     rounds = result.report.dump()["rounds"]
-    assert [r["levers"] for r in rounds["history"]] == [[], ["retain"], ["retain"]]
+    assert [r["levers"] for r in rounds["history"]] == [[], ["anchor"], ["retain"]]
     assert rounds["surrogates"][-1]["switched"] is False and rounds["surrogates"][-1]["after_round"] == 1
 
 
@@ -469,7 +484,7 @@ def test_a_switched_surrogate_that_breaks_retention_again_is_rolled_back_with_it
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
                                   switch=switches)
     assert [s.concepts[0].surrogate for s in script.specs] == ["heart", "triangle", "heart"]
-    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["surrogate"], ["retain"]]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["surrogate"], ["anchor"]]
 
 
 def test_each_concept_whose_surrogate_spreads_gets_its_own_switch(tmp_path: Path) -> None:
