@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_target_options(parser, testbeds="full,subword")
-    parser.add_argument("--levers", default=",".join(SPARE_LEVERS + RETENTION_LEVERS),
+    parser.add_argument("--levers", default=",".join(dict.fromkeys(SPARE_LEVERS + RETENTION_LEVERS)),
                         help="Comma-separated levers, each applied alone to the start config.")
     parser.add_argument("--start", default='{"steps": 8}',
                         help="JSON of SpareConfig fields the start round changes from the service's defaults "
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     add_eval_seeds(parser)
     parser.add_argument("--out", type=Path, default=RESULTS / "levers.json")
     args = parser.parse_args(argv)
-    levers = [n for n in args.levers.split(",") if n]
+    levers = list(dict.fromkeys(n for n in args.levers.split(",") if n))  # a lever in both orders runs once
     unknown = [n for n in levers if not _known(n)]
     if unknown:
         parser.error(f"unknown levers: {sorted(unknown)}")

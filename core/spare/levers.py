@@ -28,7 +28,7 @@ SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placeme
 # (bench/levers.py --start '{}' --levers neighbours,retain,anchor: levers_dev_retention.json,
 # levers_dev_seed29_retention.json), mean IRA / CRA change in points: anchor +0.4 / +1.5 and +1.0 / 0.0, retain
 # -0.4 / +1.5 and +0.9 / -0.8, retain prompts in the forget prompts' phrasings with the target swapped for its
-# neighbours (`neighbours`, retain_neighbours 0 -> 1, the first retention lever before) -1.1 / -1.5 and -4.0 /
+# neighbours (`neighbours`, retain_neighbours 0 -> 1) -1.1 / -1.5 and -4.0 /
 # -2.3 (seed-29 checkered CRA 97.1 -> 85.7, heart IRA 91.4 -> 82.9 where anchor and retain gave 97.1):
 # `neighbours` is in neither order. Anchoring escalates UA as well; where it broke retention it is not applied
 # again to win it back (`retain_more`).

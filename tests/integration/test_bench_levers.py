@@ -21,9 +21,11 @@ TOY = ('{"steps": 2, "max_forget_prompts": 4, "max_retain_prompts": 4, "saliency
 def test_levers_bench_measures_each_lever_against_the_start(tmp_path: Path) -> None:
     out = tmp_path / "levers.json"
     rc = levers.main(["--testbeds", "full", "--objects", "circle", "--styles", "", "--sample-steps", "2",
-                      "--eval-seeds", "1", "--levers", "capacity,steps,contexts", "--start", TOY, "--out", str(out)])
+                      "--eval-seeds", "1", "--levers", "capacity,steps,contexts,capacity", "--start", TOY,
+                      "--out", str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
+    assert [r["lever"] for r in result["rows"]] == ["start", "capacity", "steps"], "a lever named twice runs once"
     rows = {r["lever"]: r for r in result["rows"]}
     # contexts cannot go past 4 samples per prompt: no round for it.
     assert set(rows) == {"start", "capacity", "steps"}
