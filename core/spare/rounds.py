@@ -12,12 +12,12 @@ retention per group of concepts that must stay). Then:
   retention, with the lever that broke it set aside. When at least half of the images it took from concepts
   that must stay became a target's surrogate (the surrogate spreads over its neighbours), the next round trains
   toward another surrogate (`switch`, once per concept); otherwise it anchors the forget term on the teacher's
-  generations for the surrogate (unless anchoring is what broke it), after that more weight on the retain term
-  (`core.spare.levers.RETENTION_LEVERS`);
+  generations for the surrogate (unless anchoring is what broke it, or the config anchors it fully already, as
+  the default does), after that more weight on the retain term (`core.spare.levers.RETENTION_LEVERS`);
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
-  surrogate anchoring of the forget term, repulsion (the forget target pushed past the surrogate, away from the
-  concept), timestep focus, more contexts per prompt, placement (a wider saliency pool: self-attention as well;
-  it acts whatever the prompt says), more steps.
+  surrogate anchoring of the forget term (where not full already), repulsion (the forget target pushed past
+  the surrogate, away from the concept), timestep focus, more contexts per prompt, placement (a wider saliency
+  pool: self-attention as well; it acts whatever the prompt says), more steps.
 
 The loop stops on an accepted pass, after `max_rounds`, on a refusal no lever addresses, or when another round
 would not fit `time_budget_s` (measured from the start, estimated from the last round's time). The result is the

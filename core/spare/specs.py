@@ -154,10 +154,12 @@ class SpareConfig(_RunConfig):
         "is merged into fused/; the portable adapter holds the unmasked low-rank factors.",
     )
     forget_anchor: Literal["concept", "surrogate", "both"] = Field(
-        default="both",
+        default="surrogate",
         description="Clean latents the forget term is noised from: the concept's samples, the teacher's "
         "generations for the surrogate prompts (the states an erased model passes through when it draws the "
-        "surrogate), or each half the time.",
+        "surrogate), or each half the time. The default, the surrogate's generations, kept retention best on the "
+        "development models; with `concept` or `both` erase-until-verified can still anchor further as an "
+        "escalation (lever `anchor`).",
     )
     forget_repel: float = Field(
         default=0.0, ge=0, le=4.0,

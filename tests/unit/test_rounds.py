@@ -26,6 +26,12 @@ from tests.unit.reports import evidence, report
 SPEC = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square")])
 
 
+def half_anchored(**params: Any) -> SpareConfig:
+    """A first round whose forget term is anchored on the surrogate's generations half the time, so that the
+    anchor lever still has a step to take (the default anchors it fully from the first round)."""
+    return SpareConfig(forget_anchor="both", **params)
+
+
 class Script:
     """A fake single-round engine and a check that answers from a list of (ua, retention)."""
 
@@ -115,7 +121,7 @@ def test_only_a_round_that_passes_its_check_or_is_the_last_wants_its_grid(tmp_pa
 
 def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.8, 1.0), (0.95, 0.97)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    result = script.run(tmp_path, half_anchored(max_rounds=4))
     first, second, third = script.configs
     assert (second.rank, second.max_modules) == (first.rank * 2, first.max_modules * 2)
     assert third.rank == second.rank and third.forget_anchor == "surrogate" and first.forget_anchor == "both"
@@ -131,7 +137,7 @@ def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> Non
 
 def test_a_fourth_round_repels_the_forget_target_from_the_concept(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    result = script.run(tmp_path, half_anchored(max_rounds=4))
     assert [c.forget_repel for c in script.configs] == [0.0, 0.0, 0.0, 1.0]
     history = result.report.dump()["rounds"]["history"]
     assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["repel"]]
@@ -139,15 +145,9 @@ def test_a_fourth_round_repels_the_forget_target_from_the_concept(tmp_path: Path
     assert script.configs[3].forget_anchor == "surrogate", "earlier levers stay in force"
 
 
-def test_the_default_three_rounds_never_reach_repel(tmp_path: Path) -> None:
-    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0)])
-    script.run(tmp_path, SpareConfig(max_rounds=3))
-    assert {c.forget_repel for c in script.configs} == {0.0}
-
-
 def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_levers(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.72, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=7))
+    result = script.run(tmp_path, half_anchored(max_rounds=7))
     pools = [c.saliency_pool for c in script.configs]
     assert pools == ["cross_attention"] * 6 + ["attention"]
     history = result.report.dump()["rounds"]["history"]
@@ -158,7 +158,7 @@ def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_lev
 
 def test_a_pool_that_is_already_wide_skips_placement(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.72, 1.0), (0.75, 1.0), (0.8, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=7, saliency_pool="attention"))
+    result = script.run(tmp_path, half_anchored(max_rounds=7, saliency_pool="attention"))
     assert {c.saliency_pool for c in script.configs} == {"attention"}
     assert [r["levers"] for r in result.report.dump()["rounds"]["history"]][6] == ["steps"]
 
@@ -168,7 +168,7 @@ def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     # wins retention back by anchoring the forget term on the surrogate, and escalates by the next lever left
     # (repel: anchoring is in force already), never capacity again.
     script = Script([(0.5, 1.0), (0.85, 0.6), (0.92, 0.95)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    result = script.run(tmp_path, half_anchored(max_rounds=3))
     first, second, third = script.configs
     assert second.rank == first.rank * 2
     assert third.rank == first.rank and third.max_modules == first.max_modules, "rolled back to round 1"
@@ -184,7 +184,7 @@ def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path
     # Round 1 breaks retention and is short: round 2 = anchoring + capacity; round 2 keeps retention but is
     # still short: round 3 escalates by the next lever, neither capacity nor anchoring a second time.
     script = Script([(0.5, 0.5), (0.6, 1.0), (0.95, 1.0)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    result = script.run(tmp_path, half_anchored(max_rounds=3))
     first, second, third = script.configs
     assert second.rank == 2 * first.rank and third.rank == second.rank
     assert second.forget_anchor == third.forget_anchor == "surrogate" and third.forget_repel == 1.0
@@ -193,11 +193,29 @@ def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path
 
 def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
     script = Script([(1.0, 0.5), (1.0, 0.95)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=2))
+    result = script.run(tmp_path, half_anchored(max_rounds=2))
     first, second = script.configs
     assert second.model_dump(exclude={"forget_anchor"}) == first.model_dump(exclude={"forget_anchor"})
     assert (first.forget_anchor, second.forget_anchor) == ("both", "surrogate")
     assert result.report.dump()["rounds"]["history"][1]["levers"] == ["anchor"]
+
+
+def test_at_the_default_anchoring_a_short_round_escalates_capacity_then_repel(tmp_path: Path) -> None:
+    # The default anchors the forget term fully from the first round: the anchor lever has no step left and is
+    # passed over.
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.95, 1.0)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    assert {c.forget_anchor for c in script.configs} == {"surrogate"}
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["capacity"], ["repel"]]
+
+
+def test_at_the_default_anchoring_a_rollback_weighs_the_retain_term(tmp_path: Path) -> None:
+    script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.95)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    first = script.configs[0]
+    assert [c.w_retain for c in script.configs] == [1.0, 2.0, 4.0]
+    assert script.configs[2] == first.model_copy(update={"w_retain": 4.0}), "nothing else changes"
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["retain"], ["retain"]]
 
 
 def test_when_the_budget_is_spent_the_best_round_is_kept_and_not_passed(tmp_path: Path) -> None:
@@ -296,7 +314,7 @@ def test_repeated_rollbacks_keep_what_the_last_one_added(tmp_path: Path) -> None
     # Three rounds in a row break retention: each rollback keeps what the one before added (the anchoring, then
     # the retain weight) and goes further, instead of running an earlier rollback's config a second time.
     script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.6), (1.0, 0.95)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    result = script.run(tmp_path, half_anchored(max_rounds=4))
     assert [(c.forget_anchor, c.w_retain) for c in script.configs] == [
         ("both", 1.0), ("surrogate", 1.0), ("surrogate", 2.0), ("surrogate", 4.0)]
     assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["anchor"], ["retain"], ["retain"]]
@@ -306,7 +324,7 @@ def test_an_anchoring_that_broke_retention_is_not_applied_again_to_win_it_back(t
     # Round 3 escalates by anchoring and breaks retention (UA met): round 4 starts again from round 2's config
     # with more retain weight, not with the anchoring that broke it.
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.95, 0.5), (0.95, 0.95)])
-    result = script.run(tmp_path, SpareConfig(max_rounds=4))
+    result = script.run(tmp_path, half_anchored(max_rounds=4))
     second, third, fourth = script.configs[1:]
     assert third.forget_anchor == "surrogate"
     assert fourth == second.model_copy(update={"w_retain": 2.0}), "round 2's config, more retain weight"
@@ -320,7 +338,7 @@ def test_neighbour_prompts_are_no_rollback_lever_even_where_the_spec_names_neigh
     # rollback anchors, then weighs the retain term, and leaves them as the request set them.
     spec = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="square", neighbours=["square", "heart"])])
     script = Script([(1.0, 0.5), (1.0, 0.6), (1.0, 0.95)])
-    result = erase_until_verified(None, spec, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+    result = erase_until_verified(None, spec, half_anchored(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase)
     assert {c.retain_neighbours for c in script.configs} == {0}
     history = result.report.dump()["rounds"]["history"]
@@ -360,7 +378,7 @@ def test_a_passing_round_the_verification_refuses_escalates_instead_of_stopping(
 
 def test_a_passing_round_whose_verification_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
     script = Script([(1.0, 1.0), (1.0, 1.0)])
-    result = erase_until_verified(None, SPEC, SpareConfig(max_rounds=2), out_dir=tmp_path / "out",
+    result = erase_until_verified(None, SPEC, half_anchored(max_rounds=2), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=_finals([(1.0, 0.75), (1.0, 0.95)], script),
                                   erase_fn=script.erase, accept=acceptance(THRESHOLDS, ["circle"]))
     first, second = script.configs
@@ -457,7 +475,7 @@ def test_a_round_whose_lost_images_became_the_surrogate_trains_toward_another(tm
 def test_losses_that_did_not_become_the_surrogate_win_retention_back_as_before(tmp_path: Path) -> None:
     script = Script([(1.0, 0.5), (1.0, 1.0)], lost_as="circle")
     switches = Switches("triangle")
-    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+    result = erase_until_verified(None, HEART, half_anchored(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
                                   switch=switches)
     assert switches.calls == [] and [s.concepts[0].surrogate for s in script.specs] == ["heart", "heart"]
@@ -468,7 +486,7 @@ def test_the_surrogate_is_switched_once_and_a_switch_with_no_candidate_falls_bac
     # No candidate left: the retention levers instead, and the switch is not asked again for that concept.
     script = Script([(1.0, 0.5), (1.0, 0.5), (1.0, 1.0)], lost_as="heart")
     switches = Switches()
-    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+    result = erase_until_verified(None, HEART, half_anchored(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
                                   switch=switches)
     assert len(switches.calls) == 1 and [c.w_retain for c in script.configs] == [1.0, 1.0, 2.0]
@@ -480,7 +498,7 @@ def test_the_surrogate_is_switched_once_and_a_switch_with_no_candidate_falls_bac
 def test_a_switched_surrogate_that_breaks_retention_again_is_rolled_back_with_it(tmp_path: Path) -> None:
     script = Script([(1.0, 0.5), (1.0, 0.5), (1.0, 1.0)], lost_as="heart")
     switches = Switches("triangle", "star")
-    result = erase_until_verified(None, HEART, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
+    result = erase_until_verified(None, HEART, half_anchored(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=script.evaluator, erase_fn=script.erase,
                                   switch=switches)
     assert [s.concepts[0].surrogate for s in script.specs] == ["heart", "triangle", "heart"]
