@@ -34,9 +34,8 @@ SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placeme
 # again to win it back (`retain_more`).
 # The default config anchors the forget term fully from the first round (`forget_anchor` "surrogate"), so the
 # anchor lever only acts on a request that sets "concept" or "both"; at the default a short round goes from
-# capacity to repel and a rollback to the retain weight. Measured in the loop on the development models with
-# anchoring from the first round against half of it (bench/erasure.py --methods spare-loop, the full anchoring
-# as --spare-params '{"forget_anchor": "surrogate"}' while "both" was the default: erasure_dev_anchored.json
+# capacity to repel and a rollback to the retain weight. Measured in the loop on the development models,
+# forget_anchor "surrogate" against "both" (bench/erasure.py --methods spare-loop: erasure_dev_anchored.json
 # against erasure_dev_half_anchored.json and erasure_dev_anchor_first.json): as many certified (6/6, 5/6) in fewer
 # rounds (1.17 -> 1.00, 2.00 -> 1.83); the rounds it saved were retention rollbacks (development circle, seed-29
 # dotted and checkered), the one it added an escalation (seed-29 striped: capacity, then repel).
