@@ -19,7 +19,7 @@ from core.logging import get_logger
 from core.spare.errors import ErasureInputError
 
 log = get_logger(__name__)
-Evaluator = Callable[[Any, Any], dict[str, Any]]
+Evaluator = Callable[..., dict[str, Any]]  # (erased, base) -> metrics members
 # Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each
 # further draw of a sequential sample starts a stride on.
 CHECK_SEED, VERIFY_SEED, DRAW_SEED_STRIDE = 700_000, 900_000, 3_000_000
@@ -67,26 +67,32 @@ def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Sequence[int
 def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge_name: str,
                   fingerprint: str | None, progress: Callable[[str, float], None] | None = None,
                   diagnostics: Evaluator | None = None, thresholds: Thresholds | None = None) -> Evaluator:
-    """evaluator(erased, base) -> metrics: {"judge": JudgeEvidence} or {"judge_error": why}, plus the
-    `diagnostics` evaluator's metrics (workers pass `grid_diagnostics`; the CLI its own settings of it).
+    """evaluator(erased, base, complete=False) -> metrics: {"judge": JudgeEvidence} or {"judge_error": why},
+    plus the `diagnostics` evaluator's metrics (workers pass `grid_diagnostics`; the CLI its own settings of it).
     `thresholds`: the verification's; while a verdict against them is uncertain the judge draws more held-out
     images (`sequential_evidence`, up to settings.judge_max_images), so that a certificate does not rest on a
-    lucky first draw. None: the first draw only."""
+    lucky first draw. None: the first draw only.
+
+    With `thresholds`, the judge goes first and the diagnostics run only when its held-out evidence passes them
+    (or no judge could run): diagnostics can only fail a verification, so on evidence that already refuses it
+    they would change neither the verdict nor which side it refused, and they cost as much as the judge (on a
+    canvas grid: both models' grids, with the attack probe for workers). `diagnostics_skipped` then says so.
+    `complete=True` runs them whatever the judge says (a version's start, measured against its source, needs
+    every retention-side value: `core.erasure.lineage.against_source`)."""
     from core.evaluation.evidence import gather_evidence, sequential_evidence
     from core.evaluation.evidence_schema import JudgeEvidence
+    from core.spare.report import EngineMetrics
     from core.spare.round_spec import in_force
 
     # Every round it evaluates is judged against the same base weights on the same seeds: the base draws each
     # verification image once per job.
     base_memo: dict[int, dict[tuple[str, int], Any]] = {}
 
-    def evaluate(erased: Any, base: Any) -> dict[str, Any]:
+    def evaluate(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
         judged = in_force(spec)  # the surrogates the evaluated round trained toward
         targets = [(c.target, c.kind, c.surrogate) for c in judged.concepts]
         trained = training_prompts(judged, config, getattr(base, "tokenizer", None))
         metrics: dict[str, Any] = {}
-        if diagnostics is not None:
-            metrics.update(diagnostics(erased, base))
         try:
             vocabulary = load_vocabulary(model_dir)
             judge = select_judge(judge_name, base_pipeline=base, vocabulary=vocabulary,
@@ -110,11 +116,20 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
         except (JudgeUnavailable, VocabularyError) as exc:
             log.warning("no judge could run", reason=str(exc))
             metrics["judge_error"] = f"no judge could run: {exc}"
-            return metrics
+            return {**_diagnose(diagnostics, erased, base), **metrics}
         metrics["judge"] = evidence.model_dump(mode="json")
+        if complete or thresholds is None or verify(EngineMetrics(judge=evidence), thresholds).ok:
+            return {**_diagnose(diagnostics, erased, base), **metrics}
+        if diagnostics is not None:
+            metrics["diagnostics_skipped"] = ("the judge's held-out evidence refused the erasure; diagnostics can "
+                                              "only fail a verification, so they were not drawn")
         return metrics
 
     return evaluate
+
+
+def _diagnose(diagnostics: Evaluator | None, erased: Any, base: Any) -> dict[str, Any]:
+    return diagnostics(erased, base) if diagnostics is not None else {}
 
 
 def round_check(model_dir: Path, spec: Any, config: Any, settings: Settings, *, judge: JudgeFn,

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.config import Settings
 
-Evaluator = Callable[[Any, Any], dict[str, Any]]
+Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False) -> metrics members
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,11 @@ def against_source(evaluator: Evaluator, source: Callable[[], Any], *, min_reten
     """`evaluator` called with the source pipeline (v1) in place of the version the erasure started from.
 
     When a retention-side check (held-out retention, grid IRA/CRA) falls below `min_retention`, the version
-    itself is measured against v1 too — once per job, same evaluator, same held-out seeds (v1's images are drawn
-    once for both) — and its values of those checks go with the result as `start_retention`: a retention the
-    version had lost already is not this erasure's doing, and no round trained from the version (its outputs
-    are the retain teacher) can win it back. A round that keeps retention costs nothing more."""
+    itself is measured against v1 too — once per job, same evaluator with every diagnostic (`complete`), same
+    held-out seeds (v1's images are drawn once for both) — and its values of those checks go with the result as
+    `start_retention`: a retention the version had lost already is not this erasure's doing, and no round
+    trained from the version (its outputs are the retain teacher) can win it back. A round that keeps
+    retention costs nothing more."""
     from core.erasure.verification import retention_side
     from core.spare.report import EngineMetrics
 
@@ -76,11 +77,11 @@ def against_source(evaluator: Evaluator, source: Callable[[], Any], *, min_reten
         return retention_side(EngineMetrics.model_validate(
             {k: v for k, v in metrics.items() if k in EngineMetrics.model_fields}))
 
-    def evaluate(erased: Any, version: Any) -> dict[str, Any]:
+    def evaluate(erased: Any, version: Any, complete: bool = False) -> dict[str, Any]:
         v1 = source()
-        metrics = evaluator(erased, v1)
+        metrics = evaluator(erased, v1, complete=complete)
         if "checks" not in start and any(v < min_retention for v in side(metrics).values()):
-            start["checks"] = side(evaluator(version, v1))
+            start["checks"] = side(evaluator(version, v1, complete=True))
         return {**metrics, "start_retention": start["checks"]} if "checks" in start else metrics
 
     return evaluate

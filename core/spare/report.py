@@ -67,6 +67,9 @@ class EngineMetrics(BaseModel):
         "prompts, seeds, images, UA with its 95 % interval; retention groups; seconds.",
     )
     judge_error: str | None = Field(default=None, description="Why no judge could run (the job is then unverified).")
+    diagnostics_skipped: str | None = Field(
+        default=None, description="Why the diagnostics (`testbed`, `summary`) are absent: the judge's held-out "
+        "evidence refused the erasure before they were drawn.")
     testbed: GridMetrics | None = Field(default=None, description="Canvas-grid diagnostics (a folder declaring them).")
     summary: dict[str, GridSummary] | None = Field(default=None, description="Per erased concept: grid UA/IRA/CRA.")
     start_retention: dict[str, float] | None = Field(

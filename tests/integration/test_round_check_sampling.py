@@ -12,6 +12,7 @@ import torch
 
 from core.config import get_settings
 from core.erasure.judging import job_evaluator, round_check, shared_judge
+from core.erasure.verification import Thresholds
 from core.spare.specs import ConceptSpec, ErasureSpec, SpareConfig
 from core.testbed import paths
 from core.testbed.loading import load_pipeline
@@ -139,3 +140,49 @@ def test_lost_images_name_what_the_erasure_broke(testbed: object, monkeypatch: p
         for image in r["lost"]:
             assert image["concept"] in r["concepts"] and image["erased_label"] != image["concept"]
             assert (image["prompt"], image["seed"]) in drawn
+
+
+def _diagnosed_verification(monkeypatch: pytest.MonkeyPatch, min_ua: float) -> tuple[Callable[..., dict], list]:
+    """The job's final evaluator with the verification's thresholds and a diagnostics evaluator that records its
+    calls."""
+    monkeypatch.setenv("LETHE_JUDGE_FORGET_IMAGES", "4")
+    monkeypatch.setenv("LETHE_JUDGE_RETAIN_IMAGES", "2")
+    monkeypatch.setenv("LETHE_JUDGE_MAX_IMAGES", "8")
+    monkeypatch.setenv("LETHE_JUDGE_STEPS", "6")
+    get_settings.cache_clear()
+    diagnosed: list[object] = []
+
+    def diagnostics(erased: object, base: object) -> dict:
+        diagnosed.append(erased)
+        return {"summary": {"triangle": {"ua": 0.5, "ira": 1.0, "cra": 1.0, "ira_rel": 1.0, "cra_rel": 1.0}}}
+
+    spec = ErasureSpec(concepts=[ConceptSpec(target="triangle", kind="object", surrogate="square")])
+    evaluate = job_evaluator(paths.testbed_dir() / "pipeline", spec, SpareConfig(), get_settings(),
+                             judge_name="model-classifier", fingerprint=None, thresholds=_ua_at_least(min_ua),
+                             diagnostics=diagnostics)
+    return evaluate, diagnosed
+
+
+def test_the_diagnostics_wait_for_the_judges_pass(testbed: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base judged as its own erasure still draws triangles: against a UA threshold of 0.99 the judge
+    refuses it, and the diagnostics (which can only fail it further) are not drawn unless asked for; against
+    a threshold of 0 the judge passes it and they run."""
+    from core.erasure.verification import verify
+    from core.spare.report import EngineMetrics
+
+    refusing, diagnosed = _diagnosed_verification(monkeypatch, min_ua=0.99)
+    metrics = refusing(testbed, testbed)
+    assert diagnosed == [] and "summary" not in metrics and metrics["diagnostics_skipped"]
+    verdict = verify(EngineMetrics.model_validate(metrics), _ua_at_least(0.99))
+    assert not verdict.ok and "ua[triangle]" in verdict.reason
+    complete = refusing(testbed, testbed, complete=True)
+    assert diagnosed == [testbed] and "summary" in complete and "diagnostics_skipped" not in complete
+    assert complete["judge"]["concepts"] == metrics["judge"]["concepts"], "the same held-out evidence"
+
+    passing, diagnosed = _diagnosed_verification(monkeypatch, min_ua=0.0)
+    metrics = passing(testbed, testbed)
+    assert diagnosed == [testbed] and "summary" in metrics and "diagnostics_skipped" not in metrics
+
+
+def _ua_at_least(min_ua: float) -> Thresholds:
+    return Thresholds(min_unlearning_accuracy=min_ua, min_retention=0.0, min_gap_closure=None, max_retain_drift=1.0)

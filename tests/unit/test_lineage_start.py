@@ -12,11 +12,12 @@ GRID = {"circle": {"ua": 1.0, "ira": 1.0, "cra": 1.0, "ira_rel": 1.0, "cra_rel":
 
 
 def _scripted(retention: dict[str, float]) -> tuple[Any, list[tuple[str, str]]]:
-    """An evaluator whose held-out retention depends on the pipeline it judges; it records its calls."""
+    """An evaluator whose held-out retention depends on the pipeline it judges; it records its calls, and which
+    asked for every diagnostic (`complete`)."""
     calls: list[tuple[str, str]] = []
 
-    def evaluate(judged: str, base: str) -> dict[str, Any]:
-        calls.append((judged, base))
+    def evaluate(judged: str, base: str, complete: bool = False) -> dict[str, Any]:
+        calls.append((judged, base) if not complete else (judged, base, "complete"))  # type: ignore[arg-type]
         return {"judge": evidence(retention=retention[judged]).model_dump(mode="json"), "summary": GRID}
 
     return evaluate, calls
@@ -33,7 +34,7 @@ def test_a_lost_retention_measures_the_start_once() -> None:
     evaluate, calls = _scripted({"round 1": 0.8, "round 2": 1.0, "v3": 0.8})
     verified = against_source(evaluate, lambda: "v1", min_retention=0.9)
     first = verified("round 1", "v3")
-    assert calls == [("round 1", "v1"), ("v3", "v1")], "the start, against the same source"
+    assert calls == [("round 1", "v1"), ("v3", "v1", "complete")], "the start, on the same source, fully diagnosed"
     assert first["start_retention"] == {"retention[same-kind:object]": 0.8, "grid_ira_rel[circle]": 1.0,
                                         "grid_cra_rel[circle]": 1.0}
     second = verified("round 2", "v3")
