@@ -99,15 +99,16 @@ def erase(
     provenance: Provenance | None = None,
     verifier: Verifier | None = None,
     base_outputs: BaseOutputs | None = None,
-    grid_wanted: Callable[[], bool] | None = None,
+    grid_wanted: Callable[[EngineMetrics], bool] | None = None,
 ) -> ErasureResult:
     """Erase the spec's concepts from `pipeline`; write adapter/, fused/, README.md, report.json and grid.png.
 
     `provenance` (request id, base fingerprint and source) goes into the adapter metadata and the model card;
     `verifier(metrics)` is the caller's acceptance rule, whose checks the model card lists. `base_outputs`:
     what earlier rounds of the job drew from the same base weights (teacher samples, the grid's base half).
-    `grid_wanted()`, asked once the evaluator has run: False leaves grid.png out (a round of erase-until-verified
-    that will not be kept; `core.spare.rounds` draws it for a kept round that lacks it). None: always drawn.
+    `grid_wanted(metrics)`, asked with the round's metrics once the evaluator has run: False leaves grid.png out
+    (a round of erase-until-verified that will not be kept; `core.spare.rounds` draws it for a kept round that
+    lacks it). None: always drawn.
     """
     provenance = provenance or Provenance()
     method = method_for(config.method if config is not None else spec.method)
@@ -172,7 +173,7 @@ def _erase_inner(
     pipeline: Any, arch: str, spec: ErasureSpec, config: SpareConfig | EsdConfig, method: ErasureMethod,
     out_dir: Path, clock: StageClock, device: str, dtype: torch.dtype | None, evaluator: Evaluator | None,
     originals: dict[str, torch.Tensor], provenance: Provenance, verifier: Verifier | None,
-    base_outputs: BaseOutputs | None, grid_wanted: Callable[[], bool] | None,
+    base_outputs: BaseOutputs | None, grid_wanted: Callable[[EngineMetrics], bool] | None,
 ) -> ErasureReport:
     unet = pipeline.unet
     dev = torch.device(device)
@@ -197,25 +198,24 @@ def _erase_inner(
                           [c.target for c in spec.concepts], repel=repel)
     clock.tick(0.2)
 
-    def draw_after(erased: Any) -> list[list[Any]] | None:
-        if grid_wanted is not None and not grid_wanted():
+    def draw_after(erased: Any, metrics: EngineMetrics) -> list[list[Any]] | None:
+        if grid_wanted is not None and not grid_wanted(metrics):
             return None
         return generate_images(erased, grid.prompts, grid.seeds, steps=config.sample_steps,
                                guidance=config.guidance_scale)
 
-    evaluated: dict[str, Any] = {}
     if evaluator is not None:
         erased_unet = copy.deepcopy(unet)
         _restore(unet, originals)
         erased_pipe = type(pipeline)(**{**pipeline.components, "unet": erased_unet})
         erased_pipe.set_progress_bar_config(disable=True)
-        evaluated = evaluator(erased_pipe, pipeline)
+        metrics = EngineMetrics.model_validate({**evaluator(erased_pipe, pipeline), "probe": probe})
         clock.tick(0.8)
-        after = draw_after(erased_pipe)  # after the evaluator: it decides whether this erasure is kept
+        after = draw_after(erased_pipe, metrics)  # after the evaluator: it decides whether this erasure is kept
         del erased_pipe, erased_unet
     else:
-        after = draw_after(pipeline)
-    metrics = EngineMetrics.model_validate({**evaluated, "probe": probe})
+        metrics = EngineMetrics.model_validate({"probe": probe})
+        after = draw_after(pipeline, metrics)
 
     # --- write ---------------------------------------------------------------------------------------------
     clock.begin("write")

@@ -137,7 +137,8 @@ def erase_until_verified(
     surrogates stay as `spec` has them); the check and the evaluator read the round's surrogates from
     `core.spare.round_spec.in_force`. `erase_fn` gets `base_outputs` (`core.spare.base_outputs`): the base model's
     draws of earlier rounds, which every round shares because it starts from the same base weights, and
-    `grid_wanted` (whether the round can still be kept once its check has run)."""
+    `grid_wanted` (whether the round can still be kept, asked with its metrics once the evaluator has run: the
+    acceptance rule's verdict is read there, before the round's erased half of grid.png would be drawn)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ErasureInputError(f"output folder {out_dir} is not empty")
@@ -186,11 +187,14 @@ def erase_until_verified(
                 metrics["judge"] = verdict.metrics["judge"]
             return metrics
 
-        def grid_wanted(_last: bool = last_possible, state: dict[str, Any] = state) -> bool:
-            # Only a round that can be kept gets its before/after grid now (one whose check passed and which the
-            # verification then refuses has drawn it for nothing); `_complete_saved` draws it for a kept round
-            # that has none.
+        def grid_wanted(metrics: EngineMetrics, _last: bool = last_possible, state: dict[str, Any] = state) -> bool:
+            # Only a round that can be kept gets its before/after grid now: one whose check passed and which the
+            # acceptance rule (read here, on the round's metrics) accepts, or the last; `_complete_saved` draws
+            # it for a kept round that has none.
             verdict = state.get("check")
+            if verdict is not None and verdict.passed and state.get("evaluated") and accept is not None:
+                state["accepted"] = accept(metrics)
+                return _last or state["accepted"].passed
             return _last or verdict is None or verdict.passed
 
         t0 = time.monotonic()
@@ -201,7 +205,7 @@ def erase_until_verified(
         current.check = state.get("check")
         current.evaluated = bool(state.get("evaluated"))
         if current.check is not None and current.check.passed and current.evaluated and accept is not None:
-            final = accept(current.result.report.metrics)
+            final = state.get("accepted") or accept(current.result.report.metrics)
             if not final.passed:
                 current.refused = str(final.metrics.get("reason") or "refused by the acceptance rule")
                 current.check = replace(final, metrics={**current.check.metrics, "accept": final.metrics})

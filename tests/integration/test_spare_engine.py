@@ -188,7 +188,7 @@ def test_only_a_round_that_can_be_kept_draws_its_grid_and_a_kept_earlier_round_g
     from core.spare.rounds import RoundCheck, erase_until_verified
 
     plain = erase(tiny_sd1(), _spec(), SpareConfig(steps=8, lr=5e-2, **FAST), out_dir=tmp_path / "plain",
-                  evaluator=lambda erased, base: {}, grid_wanted=lambda: False)
+                  evaluator=lambda erased, base: {}, grid_wanted=lambda metrics: False)
     assert "grid.png" not in plain.files and "report.json" in plain.files
     drawn_now = erase(tiny_sd1(), _spec(), SpareConfig(steps=8, lr=5e-2, **FAST), out_dir=tmp_path / "now",
                       evaluator=lambda erased, base: {})

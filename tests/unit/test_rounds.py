@@ -54,7 +54,7 @@ class Script:
         if progress:
             progress("distill", 0.5)
         made = report(config, evaluator("erased", "base"))
-        self.grids.append(grid_wanted())  # asked, as the engine does, once the evaluator has run
+        self.grids.append(grid_wanted(made.metrics))  # asked, as the engine does, once the evaluator has run
         (out_dir / "report.json").write_text(json.dumps(made.dump()))
         return ErasureResult(out_dir=out_dir, report=made, files={})
 
@@ -366,6 +366,7 @@ def test_a_passing_round_the_verification_refuses_escalates_instead_of_stopping(
                                   check=script.check, evaluator=_finals([(0.85, 1.0), (0.96, 1.0)], script),
                                   erase_fn=script.erase, accept=acceptance(THRESHOLDS, ["circle"]))
     assert len(script.configs) == 2 and script.full_evaluations == [1, 2]
+    assert script.grids == [False, True], "the refused round drew no grid: the rule is read before it is drawn"
     assert script.configs[1].rank == 2 * script.configs[0].rank
     rounds = result.report.dump()["rounds"]
     assert rounds["passed"] is True and rounds["chosen"] == 2
