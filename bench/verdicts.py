@@ -80,6 +80,8 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
                 "retention": {f"{r['group']}:{r['kind']}": [r["retention"], r["images"]]
                               for r in metrics["judge"]["retention"]},
                 "grid": metrics.get("summary", {}).get(target),
+                # The worker's verification draws its grid only on judge evidence that passes.
+                "grid_skipped": bool(metrics.get("diagnostics_skipped")),
             }
         return metrics
 

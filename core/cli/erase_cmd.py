@@ -180,6 +180,8 @@ def erase(
                    + (f"; trained toward {', '.join(f'{s} for {t}' for t, s in row.surrogates.items())}"
                       if "surrogate" in row.levers else ""))
     _print_verdict(metrics, settings)
+    if metrics.diagnostics_skipped:
+        typer.echo(f"grid diagnostics not drawn: {metrics.diagnostics_skipped}")
     for target, grid in (metrics.summary or {}).items():
         base = "n/a" if grid.base_ua is None else f"{grid.base_ua:.3f}"
         typer.echo(

@@ -19,7 +19,7 @@ from core.logging import get_logger
 from core.spare.errors import ErasureInputError
 
 log = get_logger(__name__)
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base) -> metrics members
+Evaluator = Callable[..., dict[str, Any]]  # (erased, base[, complete]) -> metrics members
 # Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each
 # further draw of a sequential sample starts a stride on.
 CHECK_SEED, VERIFY_SEED, DRAW_SEED_STRIDE = 700_000, 900_000, 3_000_000
@@ -75,8 +75,9 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
 
     With `thresholds`, the judge goes first and the diagnostics run only when its held-out evidence passes them
     (or no judge could run): diagnostics can only fail a verification, so on evidence that already refuses it
-    they would change neither the verdict nor which side it refused, and they cost as much as the judge (on a
-    canvas grid: both models' grids, with the attack probe for workers). `diagnostics_skipped` then says so.
+    they would change neither the verdict nor which side it refused, and they cost images (on a canvas grid:
+    both models' grids on the training wordings, with the attack probe for workers). `diagnostics_skipped` then
+    says so.
     `complete=True` runs them whatever the judge says (a version's start, measured against its source, needs
     every retention-side value: `core.erasure.lineage.against_source`)."""
     from core.evaluation.evidence import gather_evidence, sequential_evidence
