@@ -184,15 +184,19 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     verified: dict[int, tuple[dict[str, Any], float]] = {}
     rounds_run = RoundTracker()
 
-    def evaluator(erased: Any, base: Any) -> dict[str, Any]:
+    def evaluator(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
         if run is not None:
             t0 = time.perf_counter()
-            verified[rounds_run.key()] = (run.evaluator(erased, base), time.perf_counter() - t0)
+            verified[rounds_run.key()] = (run.evaluator(erased, base, complete=complete), time.perf_counter() - t0)
         t0 = time.perf_counter()
         try:
-            return judged(erased, base)
+            metrics = judged(erased, base)
         finally:
             evaluation_s[0] += time.perf_counter() - t0
+        # Where the worker's verification skipped its diagnostics, say so as it does: the loop then completes a
+        # kept round's evaluation as in a job.
+        skipped = run is not None and verified[rounds_run.key()][0].get("diagnostics_skipped")
+        return {**metrics, "diagnostics_skipped": skipped} if skipped else metrics
 
     def accept(metrics: Any) -> Any:
         assert run is not None
