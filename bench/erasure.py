@@ -224,9 +224,11 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     kept_verification: dict[str, Any] | None = None
     if method == "spare-loop" and rounds:
         # Every round (with its held-out check, and the verification of a round the rule then refused) is the
-        # loop's cost; the benchmark's evaluation and the kept round's verification are left out.
+        # loop's cost; the benchmark's evaluation and the kept round's verification are left out — both its
+        # evaluations where it had two (during the loop, then complete from its saved weights: 0).
         kept = 0 if 0 in verified else rounds["chosen"]
-        kept_metrics, kept_s = verified.get(kept, ({}, 0.0))
+        kept_metrics = verified.get(kept, ({}, 0.0))[0]
+        kept_s = sum(verified[k][1] for k in {0, rounds["chosen"]} if k in verified)
         erase_s = rounds["total_seconds"] - evaluation_s[0] - kept_s
         if kept_metrics:
             assert run is not None

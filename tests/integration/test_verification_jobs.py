@@ -1,7 +1,8 @@
 """Image-level verification through the worker's job path on the shipped testbed (its classifier is the judge).
 
-A weak erasure (3 steps) must end `failed` with the judge's numbers in the reason and no certificate; a real
-one must succeed with the judge's held-out evidence in metrics and in the signed certificate.
+A weak erasure (3 steps) must end `failed` with the judge's numbers in the reason (and the grid's in its metrics)
+and no certificate; a real one must succeed with the judge's held-out evidence in metrics and in the signed
+certificate.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def test_weak_erasure_fails_verification_without_a_certificate(testbed_model: tu
     # The evidence behind the refusal stays on the request for the user to read.
     assert req.metrics["judge"]["concepts"][0]["ua"] < 0.9
     assert req.metrics["verification"]["ua[triangle]"]["passed"] is False
+    # Its verification refused on the judge and skipped the grid diagnostics; as the round the job keeps, it was
+    # evaluated once more with all of them, so the failed job reports the grid's numbers and checks too.
+    assert req.metrics.get("diagnostics_skipped") is None and "triangle" in req.metrics["summary"]
+    assert "grid_ua[triangle]" in req.metrics["verification"]
 
 
 def test_real_erasure_succeeds_with_judge_evidence_in_the_certificate(testbed_model: tuple) -> None:
