@@ -40,6 +40,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 FILE = "lethe.json"
 KINDS = ("object", "style", "identity", "custom")
+# How many prompts a folder's default retain set holds unless a config's `max_retain_prompts` asks for more.
+DEFAULT_RETAIN_LIMIT = 30
 
 
 class VocabularyError(ValueError):
@@ -69,7 +71,7 @@ class Vocabulary(BaseModel):
         templates = self.prompt_templates.get(kind)
         return self._fill(templates, kind, concept) if templates else []
 
-    def default_retain(self, targets: list[str], limit: int = 30) -> list[str]:
+    def default_retain(self, targets: list[str], limit: int = DEFAULT_RETAIN_LIMIT) -> list[str]:
         """The retain templates filled with every declared concept except the targets, spread so that a cap
         keeps every concept represented; [] when the folder declares none."""
         templates = list(dict.fromkeys(t for group in self.retain_templates.values() for t in group))

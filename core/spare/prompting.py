@@ -108,13 +108,13 @@ def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any,
       when distilled towards it (testbed: UA 0.000 towards "object", 1.000 towards "square").
     - Forget prompts: the request's own, then the folder's declared contexts for the concept; unless the
       caller set `max_forget_prompts`, they are all the forget prompts (no generic templates are added).
-    - Retain: the request's, else the folder's default retain set.
+    - Retain: the request's, else the folder's default retain set (up to the config's `max_retain_prompts`).
     - Neighbours (what `retain_neighbours` swaps in): the folder's other declared concepts of the kind.
 
     `erased`: concepts the model (a later version) has already lost: never a default surrogate — the model no
     longer draws them — but they stay in the default retain set, where matching the version keeps them erased.
     """
-    from core.evaluation.vocabulary import VocabularyError
+    from core.evaluation.vocabulary import DEFAULT_RETAIN_LIMIT, VocabularyError
 
     targets = [c.target for c in spec.concepts]
     concepts = []
@@ -137,7 +137,10 @@ def fit_request(spec: ErasureSpec, config: Any, vocabulary: Any,
         neighbours = c.neighbours or [n for n in vocabulary.concepts.get(kind, []) if n not in targets]
         concepts.append(c.model_copy(update={"kind": kind, "surrogate": surrogate, "prompts": prompts,
                                              "neighbours": neighbours[:64]}))
-    retain = list(spec.retain) or vocabulary.default_retain(targets)
+    # The folder's default retain set, at least as long as the config's cap (which retain_prompts applies): a cap
+    # raised above default_retain's own limit gets the further prompts.
+    cap = getattr(config, "max_retain_prompts", 0)
+    retain = list(spec.retain) or vocabulary.default_retain(targets, limit=max(DEFAULT_RETAIN_LIMIT, cap))
     spec = spec.model_copy(update={"concepts": concepts, "retain": retain})
     fields = type(config).model_fields
     if declared_any and "max_forget_prompts" in fields and "max_forget_prompts" not in config.model_fields_set:

@@ -103,7 +103,8 @@ class _RunConfig(BaseModel):
     batch_size: int = Field(default=4, ge=1, le=64, description="Noisy latents per loss term and step.")
     samples_per_prompt: int = Field(default=1, ge=1, le=16, description="Generated latents per forget/retain prompt.")
     max_forget_prompts: int = Field(default=24, ge=1, le=256, description="Cap on forget prompts per concept.")
-    max_retain_prompts: int = Field(default=24, ge=1, le=256, description="Cap on retain prompts.")
+    max_retain_prompts: int = Field(default=24, ge=1, le=256, description="Cap on retain prompts: the request's, else "
+                                    "the model folder's default retain set, filled up to it.")
     sample_steps: int = Field(default=20, ge=1, le=200, description="Denoising steps when generating samples.")
     guidance_scale: float = Field(default=5.0, ge=1.0, le=30.0, description="CFG scale when generating samples.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for memory on large UNets.")

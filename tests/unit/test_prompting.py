@@ -108,6 +108,23 @@ def test_a_declared_vocabulary_phrases_the_request() -> None:
     assert fit_request(plain, SpareConfig(), Vocabulary()) == (plain, SpareConfig())
 
 
+def test_a_raised_retain_cap_gets_more_of_the_folders_default_retain_set() -> None:
+    # Two retain phrasings of five kept objects in five styles: 50 default retain prompts.
+    vocab = Vocabulary(
+        concepts={"object": ["mug", "vase", "lamp", "cup", "bowl", "jar"],
+                  "style": ["ink", "clay", "wood", "glass", "tin"]},
+        retain_templates={"object": ["a {object} made of {style}", "{style} {object}"]},
+    )
+    spec = ErasureSpec(concepts=[ConceptSpec(target="mug", surrogate="lamp")])
+    default, _ = fit_request(spec, SpareConfig(), vocab)
+    assert len(default.retain) == 30, "the folder's default length; the config's cap of 24 then applies"
+    assert retain_prompts(default, SpareConfig().max_retain_prompts)[:-1] == default.retain[:23]
+    raised, config = fit_request(spec, SpareConfig(max_retain_prompts=64), vocab)
+    assert len(raised.retain) == 50 and raised.retain[:30] == default.retain
+    assert not any("mug" in r for r in raised.retain)
+    assert len(retain_prompts(raised, config.max_retain_prompts)) > 50, "all of them, the neutral ones, the empty"
+
+
 def test_the_testbed_declares_its_phrasing_in_lethe_json() -> None:
     vocab = load_vocabulary(SHIPPED / "pipeline")
     spec, config = fit_request(
