@@ -177,20 +177,22 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
                              attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
                              cached_base=cached)
-    judged = job_evaluator(model_dir, spec, config, settings, judge_name="diffusion-classifier", fingerprint=None,
-                           diagnostics=grid) if args.diffusion_judge else grid
+    scoring = job_evaluator(model_dir, spec, config, settings, judge_name="diffusion-classifier", fingerprint=None,
+                            diagnostics=grid) if args.diffusion_judge else grid
     evaluation_s = [0.0]
     # The worker's verification of each evaluated round (0: the kept round, reloaded after the loop) and its time.
     verified: dict[int, tuple[dict[str, Any], float]] = {}
     rounds_run = RoundTracker()
 
-    def evaluator(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluator(erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
+        # `judged` (a kept round's evidence handed back) is the benchmark's own judge's here, not the worker's:
+        # the worker's verification draws its own again (the same images: same weights, seeds, CPU).
         if run is not None:
             t0 = time.perf_counter()
             verified[rounds_run.key()] = (run.evaluator(erased, base, complete=complete), time.perf_counter() - t0)
         t0 = time.perf_counter()
         try:
-            metrics = judged(erased, base)
+            metrics = scoring(erased, base)
         finally:
             evaluation_s[0] += time.perf_counter() - t0
         # Where the worker's verification skipped its diagnostics, say so as it does: the loop then completes a

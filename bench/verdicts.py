@@ -65,12 +65,15 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     by_round: dict[int, dict[str, Any]] = {}
     rounds_run = RoundTracker()
 
-    def evaluate(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluate(erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         modes = by_round.setdefault(rounds_run.key(), {})
         for mode in MODES:
             t0 = time.perf_counter()
-            metrics = (run.evaluator if mode == "sequential" else first)(erased, base, complete=complete)
+            # The loop's metrics are the sequential verification's (the last mode's): `judged`, a kept round's
+            # evidence handed back, is that evaluator's own.
+            metrics = (run.evaluator(erased, base, complete=complete, judged=judged) if mode == "sequential"
+                       else first(erased, base, complete=complete))
             verdict = run.verify(EngineMetrics.model_validate(metrics))
             concept = metrics["judge"]["concepts"][0]
             modes[mode] = {

@@ -19,7 +19,7 @@ from core.logging import get_logger
 from core.spare.errors import ErasureInputError
 
 log = get_logger(__name__)
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base[, complete]) -> metrics members
+Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False, judged=None) -> metrics members
 # Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each
 # further draw of a sequential sample starts a stride on.
 CHECK_SEED, VERIFY_SEED, DRAW_SEED_STRIDE = 700_000, 900_000, 3_000_000
@@ -79,7 +79,9 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
     both models' grids on the training wordings, with the attack probe for workers). `diagnostics_skipped` then
     says so.
     `complete=True` runs them whatever the judge says (a version's start, measured against its source, needs
-    every retention-side value: `core.erasure.lineage.against_source`)."""
+    every retention-side value: `core.erasure.lineage.against_source`; the round a job keeps is reported with all
+    of them: `core.spare.rounds`). `judged`: the held-out evidence this evaluator drew for the same erased weights
+    before (as JSON): reused as the judge's part instead of drawing it again."""
     from core.evaluation.evidence import gather_evidence, sequential_evidence
     from core.evaluation.evidence_schema import JudgeEvidence
     from core.spare.report import EngineMetrics
@@ -89,10 +91,14 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
     # verification image once per job.
     base_memo: dict[int, dict[tuple[str, int], Any]] = {}
 
-    def evaluate(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
-        judged = in_force(spec)  # the surrogates the evaluated round trained toward
-        targets = [(c.target, c.kind, c.surrogate) for c in judged.concepts]
-        trained = training_prompts(judged, config, getattr(base, "tokenizer", None))
+    def evaluate(erased: Any, base: Any, complete: bool = False,
+                 judged: dict[str, Any] | None = None) -> dict[str, Any]:
+        if judged is not None:
+            evidence = JudgeEvidence.model_validate(judged)
+            return _after_judge(evidence, erased, base, complete)
+        in_round = in_force(spec)  # the surrogates the evaluated round trained toward
+        targets = [(c.target, c.kind, c.surrogate) for c in in_round.concepts]
+        trained = training_prompts(in_round, config, getattr(base, "tokenizer", None))
         metrics: dict[str, Any] = {}
         try:
             vocabulary = load_vocabulary(model_dir)
@@ -118,7 +124,10 @@ def job_evaluator(model_dir: Path, spec: Any, config: Any, settings: Settings, *
             log.warning("no judge could run", reason=str(exc))
             metrics["judge_error"] = f"no judge could run: {exc}"
             return {**_diagnose(diagnostics, erased, base), **metrics}
-        metrics["judge"] = evidence.model_dump(mode="json")
+        return _after_judge(evidence, erased, base, complete)
+
+    def _after_judge(evidence: JudgeEvidence, erased: Any, base: Any, complete: bool) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"judge": evidence.model_dump(mode="json")}
         if complete or thresholds is None or verify(EngineMetrics(judge=evidence), thresholds).ok:
             return {**_diagnose(diagnostics, erased, base), **metrics}
         if diagnostics is not None:

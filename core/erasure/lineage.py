@@ -16,7 +16,7 @@ from typing import Any
 
 from core.config import Settings
 
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False) -> metrics members
+Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False, judged=None) -> metrics members
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,10 @@ def against_source(evaluator: Evaluator, source: Callable[[], Any], *, min_reten
         return retention_side(EngineMetrics.model_validate(
             {k: v for k, v in metrics.items() if k in EngineMetrics.model_fields}))
 
-    def evaluate(erased: Any, version: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluate(erased: Any, version: Any, complete: bool = False,
+                 judged: dict[str, Any] | None = None) -> dict[str, Any]:
         v1 = source()
-        metrics = evaluator(erased, v1, complete=complete)
+        metrics = evaluator(erased, v1, complete=complete, judged=judged)
         if "checks" not in start and any(v < min_retention for v in side(metrics).values()):
             start["checks"] = side(evaluator(version, v1, complete=True))
         return {**metrics, "start_retention": start["checks"]} if "checks" in start else metrics

@@ -16,7 +16,7 @@ from core.jobs.retry import retry_db
 from core.logging import get_logger
 
 log = get_logger(__name__)
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False) -> metrics members
+Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False, judged=None) -> metrics members
 
 
 def enter_verifying(held: Lease) -> bool:
@@ -40,11 +40,12 @@ def verifying_from_here(held: Lease, evaluator: Evaluator) -> Evaluator:
     """The job's evaluator, moving the request to `verifying` the first time it is called."""
     entered: list[bool] = []
 
-    def evaluate(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluate(erased: Any, base: Any, complete: bool = False,
+                 judged: dict[str, Any] | None = None) -> dict[str, Any]:
         if not entered:
             entered.append(True)
             if enter_verifying(held):
                 log.info("verifying", job_id=str(held.job_id))
-        return evaluator(erased, base, complete=complete)
+        return evaluator(erased, base, complete=complete, judged=judged)
 
     return evaluate

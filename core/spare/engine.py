@@ -57,9 +57,10 @@ from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
 from core.spare.stages import STAGES, ProgressFn, StageClock, StopFn
 from core.spare.training_data import prepare
 
-# evaluator(erased_pipeline, base_pipeline, complete=False) -> metrics members (core.spare.report.EngineMetrics
-# fields). The engine calls it with two arguments; erase-until-verified evaluates the round it keeps once more
-# with complete=True where that round's evaluation left something out (core.spare.rounds._complete_saved).
+# evaluator(erased_pipeline, base_pipeline, complete=False, judged=None) -> metrics members
+# (core.spare.report.EngineMetrics fields). The engine calls it with two arguments; erase-until-verified evaluates
+# the round it keeps once more with complete=True where that round's evaluation left something out, handing back
+# the judge's evidence it drew then as `judged` (core.spare.rounds._complete_saved).
 Evaluator = Callable[..., dict[str, Any]]
 
 __all__ = ["STAGES", "ErasureResult", "Evaluator", "ProgressFn", "StopFn", "erase"]

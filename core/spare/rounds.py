@@ -125,10 +125,10 @@ def erase_until_verified(
 ) -> ErasureResult:
     """Run rounds until `check` passes or the budget (config.max_rounds, config.time_budget_s) is spent.
 
-    `evaluator` (the job's full, final evaluation: `evaluator(erased, base, complete=False)`) runs on the round
-    that passes, or when none does on the best round (reloaded from its fused/ weights when it is not the last, and
-    again with `complete=True` where its evaluation skipped diagnostics); the other rounds report their check
-    only.
+    `evaluator` (the job's full, final evaluation: `evaluator(erased, base, complete=False, judged=None)`) runs on
+    the round that passes, or when none does on the best round (reloaded from its fused/ weights when it is not
+    the last, and again with `complete=True` and its judge evidence as `judged` where its evaluation skipped
+    diagnostics); the other rounds report their check only.
     Likewise only a round that passes its check or is the last draws the erased half of grid.png; a kept round
     without one gets it from its fused/ weights. `erase_fn` is the single-round engine; `engine` passes on to it
     (provenance, verifier). `screened`: the surrogate screen that chose `spec`'s surrogates
@@ -308,8 +308,9 @@ def _complete_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator | None, 
     """What a kept round did not get while it ran — the full evaluation, the before/after grid (both only for a
     round that could be kept at the time), the diagnostics a refused verification skipped — from its erased UNet,
     reloaded from the round's fused/ folder (its weights no longer live in the pipeline). The evaluator runs with
-    `complete=True`: a job that fails reports every number of the round it keeps. (The reloaded weights are the
-    evaluated ones, so a judge on fixed seeds draws the same evidence again.)"""
+    `complete=True`: a job that fails reports every number of the round it keeps; a round evaluated before hands
+    its judge evidence back (`judged`), so the verdict the loop read stays the one reported and is not drawn
+    twice."""
     assert chosen.result is not None
     report, out = chosen.result.report, chosen.result.out_dir
     evaluate = evaluator is not None and (not chosen.evaluated or bool(report.metrics.diagnostics_skipped))
@@ -322,7 +323,9 @@ def _complete_saved(pipeline: Any, chosen: _Round, evaluator: Evaluator | None, 
     erased.set_progress_bar_config(disable=True)
     if evaluate:
         assert evaluator is not None
-        full = evaluator(erased, pipeline, complete=True)
+        judged = report.metrics.judge if chosen.evaluated else None
+        full = evaluator(erased, pipeline, complete=True,
+                         judged=judged.model_dump(mode="json") if judged is not None else None)
         kept = report.metrics.model_dump(exclude_unset=True, exclude={"diagnostics_skipped"})
         report.metrics = EngineMetrics.model_validate({**kept, **full})
         chosen.evaluated = True

@@ -178,6 +178,10 @@ def test_the_diagnostics_wait_for_the_judges_pass(testbed: object, monkeypatch: 
     complete = refusing(testbed, testbed, complete=True)
     assert diagnosed == [testbed] and "summary" in complete and "diagnostics_skipped" not in complete
     assert complete["judge"]["concepts"] == metrics["judge"]["concepts"], "the same held-out evidence"
+    # Evidence drawn before for the same weights is handed back and reused, not drawn again (a new draw would
+    # have its own seconds); the diagnostics run on top of it.
+    reused = refusing(testbed, testbed, complete=True, judged=metrics["judge"])
+    assert reused["judge"] == metrics["judge"] and diagnosed == [testbed, testbed] and "summary" in reused
 
     passing, diagnosed = _diagnosed_verification(monkeypatch, min_ua=0.0)
     metrics = passing(testbed, testbed)

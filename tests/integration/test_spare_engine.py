@@ -210,7 +210,7 @@ def test_only_a_round_that_can_be_kept_draws_its_grid_and_a_kept_earlier_round_g
 
     result = erase_until_verified(tiny_sd1(), _spec(), SpareConfig(steps=8, lr=5e-2, max_rounds=2, **FAST),
                                   out_dir=tmp_path / "out", check=check, erase_fn=erase_fn,
-                                  evaluator=lambda erased, base, complete=False: evaluated.append(1) or {})
+                                  evaluator=lambda erased, base, **_: evaluated.append(1) or {})
     assert drawn == ["none", "grid"], "round 1 failed its check: no grid; round 2 was the last: drawn"
     assert result.report.rounds is not None and result.report.rounds.chosen == 1
     assert len(evaluated) == 2, "round 2 as it ran, round 1 (kept) from its saved weights"

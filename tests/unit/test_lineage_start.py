@@ -16,9 +16,9 @@ def _scripted(retention: dict[str, float]) -> tuple[Any, list[tuple[str, str]]]:
     asked for every diagnostic (`complete`)."""
     calls: list[tuple[str, str]] = []
 
-    def evaluate(judged: str, base: str, complete: bool = False) -> dict[str, Any]:
-        calls.append((judged, base) if not complete else (judged, base, "complete"))  # type: ignore[arg-type]
-        return {"judge": evidence(retention=retention[judged]).model_dump(mode="json"), "summary": GRID}
+    def evaluate(erased: str, base: str, complete: bool = False, judged: Any = None) -> dict[str, Any]:
+        calls.append((erased, base) if not complete else (erased, base, "complete"))  # type: ignore[arg-type]
+        return {"judge": judged or evidence(retention=retention[erased]).model_dump(mode="json"), "summary": GRID}
 
     return evaluate, calls
 
@@ -40,3 +40,12 @@ def test_a_lost_retention_measures_the_start_once() -> None:
     second = verified("round 2", "v3")
     assert calls[2:] == [("round 2", "v1")], "once per job"
     assert second["start_retention"] == first["start_retention"]
+
+
+def test_evidence_handed_back_reaches_the_evaluator() -> None:
+    # A kept round evaluated again for its skipped diagnostics hands back its judge evidence; judged against v1
+    # as before, it is reused as it is.
+    evaluate, calls = _scripted({"round": 1.0})
+    handed = evidence(ua=0.85, retention=1.0).model_dump(mode="json")
+    metrics = against_source(evaluate, lambda: "v1", min_retention=0.9)("round", "v3", complete=True, judged=handed)
+    assert calls == [("round", "v1", "complete")] and metrics["judge"] == handed

@@ -64,7 +64,7 @@ class Script:
         shown = evidence(ua, retention, lost_as=lost_as).model_dump(mode="json")
         return check_from_evidence(shown, self.min_ua, self.min_retention)
 
-    def evaluator(self, erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluator(self, erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
         self.full_evaluations.append(len(self.configs))
         return {"judge": evidence(judge="full")}
 
@@ -296,7 +296,7 @@ def test_a_best_round_that_was_not_the_last_is_evaluated_from_its_saved_weights(
         (kw["out_dir"] / "fused" / "unet" / "weights").write_text(f"round {len(script.configs) + 1}")
         return script.erase(pipeline, spec, config, **kw)
 
-    def evaluator(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluator(erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
         source = erased.unet.source if isinstance(erased, _Pipe) else "in place"  # the fake engine passes a name
         seen.append(source)
         return {"judge": evidence(judge=source)}
@@ -314,9 +314,10 @@ def test_a_kept_round_whose_verification_skipped_its_diagnostics_gets_them_befor
         tmp_path: Path) -> None:
     # Both rounds pass their check and are refused by the verification's judge, which then skips the diagnostics
     # (as core.erasure.judging.job_evaluator does). The job fails keeping round 1 (retention kept), and reports
-    # its diagnostics: the loop evaluates it once more from its saved weights with complete=True.
+    # its diagnostics: the loop evaluates it once more from its saved weights with complete=True, handing back
+    # the judge evidence it drew for that round (`judged`) rather than having it drawn again.
     script = Script([(1.0, 1.0), (1.0, 1.0)])
-    calls: list[tuple[str, bool]] = []
+    calls: list[tuple[str, bool, float | None]] = []
     verdicts = {"round 1": (0.85, 1.0), "round 2": (0.8, 0.5)}
 
     def erase_writing_weights(pipeline: Any, spec: ErasureSpec, config: Any, **kw: Any) -> ErasureResult:
@@ -324,22 +325,22 @@ def test_a_kept_round_whose_verification_skipped_its_diagnostics_gets_them_befor
         (kw["out_dir"] / "fused" / "unet" / "weights").write_text(f"round {len(script.configs) + 1}")
         return script.erase(pipeline, spec, config, **kw)
 
-    def evaluator(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluator(erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
         source = erased.unet.source if isinstance(erased, _Pipe) else f"round {len(script.configs)}"
-        calls.append((source, complete))
+        calls.append((source, complete, judged["concepts"][0]["ua"] if judged else None))
         ua, retention = verdicts[source]
-        judged = {"judge": evidence(ua, retention, images=48).model_dump(mode="json")}
+        drawn = {"judge": judged or evidence(ua, retention, images=48).model_dump(mode="json")}
         if not complete:
-            return {**judged, "diagnostics_skipped": "the judge refused"}
-        return {**judged, "summary": {"circle": {"ua": 1.0, "ira": 0.8, "cra": 0.9, "base_ua": 0.0,
-                                                 "ira_rel": 0.8, "cra_rel": 0.9}}}
+            return {**drawn, "diagnostics_skipped": "the judge refused"}
+        return {**drawn, "summary": {"circle": {"ua": 1.0, "ira": 0.8, "cra": 0.9, "base_ua": 0.0,
+                                                "ira_rel": 0.8, "cra_rel": 0.9}}}
 
     result = erase_until_verified(_Pipe(_Unet()), SPEC, SpareConfig(max_rounds=2), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=evaluator, erase_fn=erase_writing_weights,
                                   accept=acceptance(THRESHOLDS, ["circle"]))
     rounds = result.report.dump()["rounds"]
     assert rounds["passed"] is False and rounds["chosen"] == 1
-    assert calls == [("round 1", False), ("round 2", False), ("round 1", True)]
+    assert calls == [("round 1", False, None), ("round 2", False, None), ("round 1", True, 0.85)]
     metrics = result.metrics
     assert metrics.diagnostics_skipped is None and metrics.summary is not None and metrics.summary["circle"].ira == 0.8
     assert metrics.judge is not None and metrics.judge.concepts[0].ua == 0.85, "the kept round's own evidence"
@@ -388,7 +389,7 @@ THRESHOLDS = Thresholds(min_unlearning_accuracy=0.9, min_retention=0.9, min_gap_
 
 def _finals(verdicts: list[tuple[float, float]], script: Script) -> Any:
     """A full evaluator whose judge evidence (more images than the check's) is scripted per round."""
-    def evaluator(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def evaluator(erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
         script.full_evaluations.append(len(script.configs))
         ua, retention = verdicts[len(script.configs) - 1]
         return {"judge": evidence(ua, retention, images=48, judge="full").model_dump(mode="json")}
@@ -430,7 +431,7 @@ def test_a_refusal_no_lever_addresses_ends_the_loop(tmp_path: Path) -> None:
     # No judge produced evidence for the final verdict: another round would not change that.
     script = Script([(1.0, 1.0), (1.0, 1.0)])
 
-    def no_judge(erased: Any, base: Any, complete: bool = False) -> dict[str, Any]:
+    def no_judge(erased: Any, base: Any, complete: bool = False, judged: Any = None) -> dict[str, Any]:
         script.full_evaluations.append(len(script.configs))
         return {"judge_error": "no judge could run: the CLIP model is not installed"}
 
