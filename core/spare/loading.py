@@ -43,7 +43,7 @@ def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | Non
         # Weights saved in fp16 (the shipped testbed, many hub checkpoints) cannot run on a CPU: upcast.
         dtype = torch.float32
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs["dtype"] = dtype
     if arch != "sdxl":
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
