@@ -17,9 +17,9 @@ from core.evaluation.judges.base import Judge
 from core.evaluation.vocabulary import VocabularyError, load_vocabulary
 from core.logging import get_logger
 from core.spare.errors import ErasureInputError
+from core.spare.evaluator import Evaluator
 
 log = get_logger(__name__)
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False, judged=None) -> metrics members
 # Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each
 # further draw of a sequential sample starts a stride on.
 CHECK_SEED, VERIFY_SEED, DRAW_SEED_STRIDE = 700_000, 900_000, 3_000_000

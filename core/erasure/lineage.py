@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False, judged=None) -> metrics members
+from core.spare.evaluator import Evaluator
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.erasure.judging import Evaluator, acceptance, grid_diagnostics, job_evaluator, verified_rounds
+from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
 from core.erasure.lineage import against_source, erased_targets, with_lineage
 from core.erasure.verification import Thresholds, Verdict, verify
+from core.spare.evaluator import Evaluator
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ the judge labels images, the verdict is reached, artifacts are uploaded and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from core.db import unit_of_work
@@ -14,9 +13,9 @@ from core.errors import StaleAttempt
 from core.jobs.lifecycle import Lease, fenced
 from core.jobs.retry import retry_db
 from core.logging import get_logger
+from core.spare.evaluator import Evaluator
 
 log = get_logger(__name__)
-Evaluator = Callable[..., dict[str, Any]]  # (erased, base, complete=False, judged=None) -> metrics members
 
 
 def enter_verifying(held: Lease) -> bool:

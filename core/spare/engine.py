@@ -24,6 +24,7 @@ from core.spare import adapters as lora
 from core.spare.base_outputs import BaseOutputs
 from core.spare.conditioning import PromptEncoder
 from core.spare.errors import ErasureInputError
+from core.spare.evaluator import Evaluator
 from core.spare.loading import architecture_of, resolve_device
 from core.spare.memory import PeakMemory
 from core.spare.methods import ErasureMethod, MethodRun, method_for
@@ -57,13 +58,7 @@ from core.spare.specs import ErasureSpec, EsdConfig, SpareConfig
 from core.spare.stages import STAGES, ProgressFn, StageClock, StopFn
 from core.spare.training_data import prepare
 
-# evaluator(erased_pipeline, base_pipeline, complete=False, judged=None) -> metrics members
-# (core.spare.report.EngineMetrics fields). The engine calls it with two arguments; erase-until-verified evaluates
-# the round it keeps once more with complete=True where that round's evaluation left something out, handing back
-# the judge's evidence it drew then as `judged` (core.spare.rounds._complete_saved).
-Evaluator = Callable[..., dict[str, Any]]
-
-__all__ = ["STAGES", "ErasureResult", "Evaluator", "ProgressFn", "StopFn", "erase"]
+__all__ = ["STAGES", "ErasureResult", "ProgressFn", "StopFn", "erase"]
 
 
 def _resolve_dtype(config: SpareConfig | EsdConfig, device: str) -> torch.dtype | None:

@@ -37,8 +37,9 @@ from typing import Any
 
 from core.filehash import file_sha256
 from core.spare.base_outputs import BaseOutputs
-from core.spare.engine import Evaluator, ProgressFn, StopFn, erase
+from core.spare.engine import ProgressFn, StopFn, erase
 from core.spare.errors import ErasureInputError
+from core.spare.evaluator import Evaluator
 from core.spare.levers import ESD_LEVERS, SPARE_LEVERS, lever_change, retain_more
 from core.spare.outputs import generate_images, list_files, write_grid, write_report
 from core.spare.report import (
