@@ -12,12 +12,22 @@ from typing import Any
 
 from core.spare.specs import EsdConfig, SpareConfig
 
-# Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds). The
-# order is what each did alone to a short round on the first testbed (bench/levers.py, bench/results/levers.json
-# and levers_repel.json): mean UA change capacity +0.46, anchor +0.18, repel +0.14, timesteps +0.13, contexts
-# +0.01, placement -0.07. Steps (+0.46) come last: they cost the most retention there, double the round's
-# training time, and repeat while the budget lasts, so a lever after them would never be reached.
-SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placement", "steps")
+# Escalation levers, tried in this order on a round whose UA is short (each is kept while retention holds).
+# Repulsion comes first: on the development models, at the defaults, it is the lever that erases what a round left
+# (bench/results/levers_dev_seed23_defaults.json: alone on a default round it lifted UA on each of four targets,
+# mean 0.713 -> 1.000, where capacity gave +0.10), and in the loop (erasure_dev_seed{23,29}_{capacity,repel}_first
+# .json) capacity erased less than repulsion from the same first round on all three targets that escalated:
+# seed-23 circle and striped stayed short with capacity (the verification's grid UA 0.60, 0.67) — circle then
+# certified in two rounds instead of three, striped certified (UA 1.000, CRA 93.0 %) instead of three rounds ending
+# at UA 0.75 (repulsion on top of capacity had broken CRA there) —, and seed-29 striped's kept round went from grid
+# UA 0.917 to 1.000. Repulsion costs retention (IRA -10.9 points
+# alone on those four seed-23 targets), and a round it breaks rolls back to the retain levers with capacity next.
+# The rest keep the order of what each did alone to a short round on the first testbed (bench/levers.py,
+# bench/results/levers.json: 8 of 100 steps, so that round 1 falls short; mean UA change capacity +0.46, anchor
+# +0.18, timesteps +0.13, contexts +0.01, placement -0.07). Steps (+0.46) come last: they cost the most retention
+# there, double the round's training time, and repeat while the budget lasts, so a lever after them would never
+# be reached.
+SPARE_LEVERS = ("repel", "capacity", "anchor", "timesteps", "contexts", "placement", "steps")
 # Tried, in this order, on a round that broke retention (rolled back to the last round that kept it). A surrogate
 # switch comes first only where the lost images became the surrogate (core.spare.rounds). Switching as well where
 # they did not (after the neighbours, before the weight) was measured on the development models
@@ -34,7 +44,7 @@ SPARE_LEVERS = ("capacity", "anchor", "repel", "timesteps", "contexts", "placeme
 # again to win it back (`retain_more`).
 # The default config anchors the forget term fully from the first round (`forget_anchor` "surrogate"), so the
 # anchor lever only acts on a request that sets "concept" or "both"; at the default a short round goes from
-# capacity to repel and a rollback to the retain weight. Measured in the loop on the development models,
+# repel to capacity and a rollback to the retain weight. Measured in the loop on the development models,
 # forget_anchor "surrogate" against "both" (bench/erasure.py --methods spare-loop: erasure_dev_anchored.json
 # against erasure_dev_half_anchored.json and erasure_dev_anchor_first.json): as many certified (6/6, 5/6) in fewer
 # rounds (1.17 -> 1.00, 2.00 -> 1.83); the rounds it saved were retention rollbacks (development circle, seed-29

@@ -1,6 +1,6 @@
 """Erase until verified, for real: `lethe erase` on the shipped testbed with the service's verification
 minimums. A deliberately short first round (3 steps) falls short on the judge's held-out check, so the loop
-escalates (more adapter capacity) and records both rounds; the kept round is the better one."""
+escalates (the forget target repelled from the concept) and records both rounds; the kept round is the better one."""
 
 from __future__ import annotations
 
@@ -27,16 +27,16 @@ def test_a_short_round_escalates_for_real(tmp_path: Path, real_verification: Non
     rounds = report["rounds"]
     first, second = rounds["history"]
     assert first["levers"] == [] and first["ua"]["triangle"] < 0.9, "3 steps do not erase the triangle"
-    assert second["levers"] == ["capacity"] and second["changed"]["rank"] == 2 * rounds["requested_config"]["rank"]
+    assert second["levers"] == ["repel"] and second["changed"] == {"forget_repel": 1.0}
     assert all(r["seconds"] > 0 and r["retention"] for r in rounds["history"])
     def score(r: dict) -> tuple[bool, float]:
         return r["retention_ok"], r["ua"]["triangle"]
 
     best = max(score(r) for r in rounds["history"])
     assert score(rounds["history"][rounds["chosen"] - 1]) == best, "the best round is kept (a tie: either)"
-    expected_rank = second["changed"]["rank"] if rounds["chosen"] == 2 else rounds["requested_config"]["rank"]
-    assert report["config"]["rank"] == expected_rank, "the kept round's files and report are delivered"
-    assert "round 1 (defaults" in res.output and "round 2 (capacity" in res.output
+    expected_repel = 1.0 if rounds["chosen"] == 2 else 0.0
+    assert report["config"]["forget_repel"] == expected_repel, "the kept round's files and report are delivered"
+    assert "round 1 (defaults" in res.output and "round 2 (repel" in res.output
     assert all(r["timings_s"]["check"] > 0 for r in rounds["history"]), "every round ran its check"
     assert res.output.count(" s, evaluation ") == 2, "each round's line splits its seconds"
     assert (out / "adapter" / "pytorch_lora_weights.safetensors").is_file() and not (out / ".rounds").exists()

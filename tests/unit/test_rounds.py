@@ -119,14 +119,15 @@ def test_only_a_round_that_passes_its_check_or_is_the_last_wants_its_grid(tmp_pa
     assert last.grids == [False, True]
 
 
-def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> None:
+def test_a_short_round_escalates_repulsion_then_capacity(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.8, 1.0), (0.95, 0.97)])
     result = script.run(tmp_path, half_anchored(max_rounds=4))
     first, second, third = script.configs
-    assert (second.rank, second.max_modules) == (first.rank * 2, first.max_modules * 2)
-    assert third.rank == second.rank and third.forget_anchor == "surrogate" and first.forget_anchor == "both"
+    assert (first.forget_repel, second.forget_repel, third.forget_repel) == (0.0, 1.0, 1.0)
+    assert second.rank == first.rank and (third.rank, third.max_modules) == (first.rank * 2, first.max_modules * 2)
+    assert {c.forget_anchor for c in script.configs} == {"both"}
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"]]
+    assert [r["levers"] for r in history] == [[], ["repel"], ["capacity"]]
     assert [r["outcome"] for r in history] == ["short", "short", "kept"]
     assert [r["ua"]["circle"] for r in history] == [0.5, 0.8, 0.95]
     assert all(r["seconds"] >= 0 for r in history)
@@ -135,14 +136,15 @@ def test_a_short_round_escalates_capacity_then_the_anchor(tmp_path: Path) -> Non
     assert "round 2/4: distill" in script.stages
 
 
-def test_a_fourth_round_repels_the_forget_target_from_the_concept(tmp_path: Path) -> None:
+def test_a_fourth_round_anchors_the_forget_term_on_the_surrogate(tmp_path: Path) -> None:
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 1.0)])
     result = script.run(tmp_path, half_anchored(max_rounds=4))
-    assert [c.forget_repel for c in script.configs] == [0.0, 0.0, 0.0, 1.0]
+    assert [c.forget_anchor for c in script.configs] == ["both", "both", "both", "surrogate"]
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["repel"]]
-    assert history[3]["changed"] == {"forget_repel": 1.0}
-    assert script.configs[3].forget_anchor == "surrogate", "earlier levers stay in force"
+    assert [r["levers"] for r in history] == [[], ["repel"], ["capacity"], ["anchor"]]
+    assert history[3]["changed"] == {"forget_anchor": "surrogate"}
+    last = script.configs[3]
+    assert last.forget_repel == 1.0 and last.rank == 2 * script.configs[0].rank, "earlier levers stay in force"
 
 
 def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_levers(tmp_path: Path) -> None:
@@ -151,7 +153,7 @@ def test_placement_widens_the_pool_to_self_attention_after_the_other_adapter_lev
     pools = [c.saliency_pool for c in script.configs]
     assert pools == ["cross_attention"] * 6 + ["attention"]
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["repel"], ["timesteps"],
+    assert [r["levers"] for r in history] == [[], ["repel"], ["capacity"], ["anchor"], ["timesteps"],
                                                ["contexts"], ["placement"]]
     assert history[6]["changed"] == {"saliency_pool": "attention"}
 
@@ -164,31 +166,32 @@ def test_a_pool_that_is_already_wide_skips_placement(tmp_path: Path) -> None:
 
 
 def test_a_round_that_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
-    # Round 2 (more capacity) breaks retention and is still short: round 3 starts again from round 1's config,
-    # wins retention back by anchoring the forget term on the surrogate, and escalates by the next lever left
-    # (repel: anchoring is in force already), never capacity again.
+    # Round 2 (repulsion) breaks retention and is still short: round 3 starts again from round 1's config, wins
+    # retention back by anchoring the forget term on the surrogate, and escalates by the next lever left
+    # (capacity), never repulsion again.
     script = Script([(0.5, 1.0), (0.85, 0.6), (0.92, 0.95)])
     result = script.run(tmp_path, half_anchored(max_rounds=3))
     first, second, third = script.configs
-    assert second.rank == first.rank * 2
-    assert third.rank == first.rank and third.max_modules == first.max_modules, "rolled back to round 1"
-    assert third.forget_anchor == "surrogate" and third.forget_repel == 1.0 and third.w_retain == first.w_retain
+    assert second.forget_repel == 1.0
+    assert third.forget_repel == 0.0, "rolled back to round 1"
+    assert third.forget_anchor == "surrogate" and third.rank == 2 * first.rank and third.w_retain == first.w_retain
     history = result.report.dump()["rounds"]["history"]
     assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
     assert [r["lost"] for r in history] == [{}, {"square": 10}, {"square": 1}], "what each round broke"
-    assert history[2]["changed"] == {"forget_anchor": "surrogate", "forget_repel": 1.0}
-    assert history[2]["levers"] == ["anchor", "repel"]
+    assert history[2]["changed"] == {"forget_anchor": "surrogate", "rank": 2 * first.rank,
+                                     "max_modules": 2 * first.max_modules, "saliency_fraction": 0.98}
+    assert history[2]["levers"] == ["anchor", "capacity"]
 
 
 def test_a_lever_applied_in_a_rollback_round_is_not_applied_again(tmp_path: Path) -> None:
-    # Round 1 breaks retention and is short: round 2 = anchoring + capacity; round 2 keeps retention but is
-    # still short: round 3 escalates by the next lever, neither capacity nor anchoring a second time.
+    # Round 1 breaks retention and is short: round 2 = anchoring + repulsion; round 2 keeps retention but is
+    # still short: round 3 escalates by the next lever, neither repulsion nor anchoring a second time.
     script = Script([(0.5, 0.5), (0.6, 1.0), (0.95, 1.0)])
     result = script.run(tmp_path, half_anchored(max_rounds=3))
     first, second, third = script.configs
-    assert second.rank == 2 * first.rank and third.rank == second.rank
-    assert second.forget_anchor == third.forget_anchor == "surrogate" and third.forget_repel == 1.0
-    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["anchor", "capacity"], ["repel"]]
+    assert second.forget_repel == third.forget_repel == 1.0 and third.rank == 2 * first.rank
+    assert second.forget_anchor == third.forget_anchor == "surrogate"
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["anchor", "repel"], ["capacity"]]
 
 
 def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_path: Path) -> None:
@@ -200,13 +203,13 @@ def test_a_round_that_only_broke_retention_wins_it_back_without_escalating(tmp_p
     assert result.report.dump()["rounds"]["history"][1]["levers"] == ["anchor"]
 
 
-def test_at_the_default_anchoring_a_short_round_escalates_capacity_then_repel(tmp_path: Path) -> None:
+def test_at_the_default_anchoring_a_short_round_escalates_repel_then_capacity(tmp_path: Path) -> None:
     # The default anchors the forget term fully from the first round: the anchor lever has no step left and is
     # passed over.
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.95, 1.0)])
     result = script.run(tmp_path, SpareConfig(max_rounds=3))
     assert {c.forget_anchor for c in script.configs} == {"surrogate"}
-    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["capacity"], ["repel"]]
+    assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["repel"], ["capacity"]]
 
 
 def test_at_the_default_anchoring_a_rollback_weighs_the_retain_term(tmp_path: Path) -> None:
@@ -359,16 +362,16 @@ def test_repeated_rollbacks_keep_what_the_last_one_added(tmp_path: Path) -> None
 
 
 def test_an_anchoring_that_broke_retention_is_not_applied_again_to_win_it_back(tmp_path: Path) -> None:
-    # Round 3 escalates by anchoring and breaks retention (UA met): round 4 starts again from round 2's config
+    # Round 4 escalates by anchoring and breaks retention (UA met): round 5 starts again from round 3's config
     # with more retain weight, not with the anchoring that broke it.
-    script = Script([(0.5, 1.0), (0.6, 1.0), (0.95, 0.5), (0.95, 0.95)])
-    result = script.run(tmp_path, half_anchored(max_rounds=4))
-    second, third, fourth = script.configs[1:]
-    assert third.forget_anchor == "surrogate"
-    assert fourth == second.model_copy(update={"w_retain": 2.0}), "round 2's config, more retain weight"
+    script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 0.5), (0.95, 0.95)])
+    result = script.run(tmp_path, half_anchored(max_rounds=5))
+    third, fourth, fifth = script.configs[2:]
+    assert fourth.forget_anchor == "surrogate"
+    assert fifth == third.model_copy(update={"w_retain": 2.0}), "round 3's config, more retain weight"
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["capacity"], ["anchor"], ["retain"]]
-    assert [r["outcome"] for r in history] == ["short", "short", "rolled back (retention)", "kept"]
+    assert [r["levers"] for r in history] == [[], ["repel"], ["capacity"], ["anchor"], ["retain"]]
+    assert [r["outcome"] for r in history] == ["short", "short", "short", "rolled back (retention)", "kept"]
 
 
 def test_neighbour_prompts_are_no_rollback_lever_even_where_the_spec_names_neighbours(tmp_path: Path) -> None:
@@ -398,21 +401,21 @@ def _finals(verdicts: list[tuple[float, float]], script: Script) -> Any:
 
 def test_a_passing_round_the_verification_refuses_escalates_instead_of_stopping(tmp_path: Path) -> None:
     # Round 1 passes its 6-image check, but the verification on 48 images finds UA 0.85: the loop does not stop
-    # there; round 2 adds capacity, passes both, and is kept.
+    # there; round 2 repels the forget target from the concept, passes both, and is kept.
     script = Script([(1.0, 1.0), (1.0, 1.0)])
     result = erase_until_verified(None, SPEC, SpareConfig(max_rounds=3), out_dir=tmp_path / "out",
                                   check=script.check, evaluator=_finals([(0.85, 1.0), (0.96, 1.0)], script),
                                   erase_fn=script.erase, accept=acceptance(THRESHOLDS, ["circle"]))
     assert len(script.configs) == 2 and script.full_evaluations == [1, 2]
     assert script.grids == [False, True], "the refused round drew no grid: the rule is read before it is drawn"
-    assert script.configs[1].rank == 2 * script.configs[0].rank
+    assert script.configs[1].forget_repel == 1.0
     rounds = result.report.dump()["rounds"]
     assert rounds["passed"] is True and rounds["chosen"] == 2
     first, second = rounds["history"]
     assert first["outcome"] == "short" and first["passed"] is False and first["retention_ok"] is True
     assert first["ua"] == {"circle": 0.85}, "a refused round reports the verification's numbers"
     assert first["refused"].startswith("verification failed: ua[circle] 0.850 is below the required 0.900")
-    assert second["levers"] == ["capacity"] and second["refused"] is None and second["outcome"] == "kept"
+    assert second["levers"] == ["repel"] and second["refused"] is None and second["outcome"] == "kept"
 
 
 def test_a_passing_round_whose_verification_breaks_retention_is_rolled_back(tmp_path: Path) -> None:
@@ -546,8 +549,8 @@ def test_a_switched_surrogate_that_breaks_retention_again_is_rolled_back_with_it
 
 def test_each_concept_whose_surrogate_spreads_gets_its_own_switch(tmp_path: Path) -> None:
     # Round 1's losses became hearts (circle's surrogate): round 2 trains circle toward triangle, keeps retention
-    # but is short, so round 3 adds capacity; its losses became crosses (star's surrogate): round 4 starts again
-    # from round 2 (capacity rolled back, circle's switch kept) and trains star toward square.
+    # but is short, so round 3 repels; its losses became crosses (star's surrogate): round 4 starts again
+    # from round 2 (repulsion rolled back, circle's switch kept) and trains star toward square.
     two = ErasureSpec(concepts=[ConceptSpec(target="circle", surrogate="heart"),
                                 ConceptSpec(target="star", surrogate="cross")])
     script = Script([(1.0, 0.5), (0.5, 1.0), (1.0, 0.5), (1.0, 1.0)], lost_as=["heart", "circle", "cross", "circle"])
@@ -558,9 +561,9 @@ def test_each_concept_whose_surrogate_spreads_gets_its_own_switch(tmp_path: Path
     assert switches.calls == [("circle", "heart"), ("star", "cross")]
     assert [[c.surrogate for c in s.concepts] for s in script.specs] == [
         ["heart", "cross"], ["triangle", "cross"], ["triangle", "cross"], ["triangle", "square"]]
-    assert script.configs[3] == script.configs[1] == script.configs[0], "capacity was rolled back"
+    assert script.configs[3] == script.configs[1] == script.configs[0], "repulsion was rolled back"
     rounds = result.report.dump()["rounds"]
-    assert [r["levers"] for r in rounds["history"]] == [[], ["surrogate"], ["capacity"], ["surrogate"]]
+    assert [r["levers"] for r in rounds["history"]] == [[], ["surrogate"], ["repel"], ["surrogate"]]
     assert [r["changed"] for r in rounds["history"]][3] == {"surrogate[star]": "square"}
     assert rounds["chosen"] == 4 and [s["after_round"] for s in rounds["surrogates"]] == [1, 3]
 
