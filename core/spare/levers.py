@@ -20,8 +20,8 @@ from core.spare.specs import EsdConfig, SpareConfig
 # seed-23 circle and striped stayed short with capacity (the verification's grid UA 0.60, 0.67) — circle then
 # certified in two rounds instead of three, striped certified (UA 1.000, CRA 93.0 %) instead of three rounds ending
 # at UA 0.75 (repulsion on top of capacity had broken CRA there) —, and seed-29 striped's kept round went from grid
-# UA 0.917 to 1.000. Repulsion costs retention (IRA -10.9 points
-# alone on those four seed-23 targets), and a round it breaks rolls back to the retain levers with capacity next.
+# UA 0.917 to 1.000. Repulsion costs retention (IRA -10.9 points alone on those four seed-23 targets); a round it
+# breaks rolls back to the retain levers, with capacity next.
 # The rest keep the order of what each did alone to a short round on the first testbed (bench/levers.py,
 # bench/results/levers.json: 8 of 100 steps, so that round 1 falls short; mean UA change capacity +0.46, anchor
 # +0.18, timesteps +0.13, contexts +0.01, placement -0.07). Steps (+0.46) come last: they cost the most retention
