@@ -8,7 +8,10 @@ what workers run: rounds with the testbed classifier's cheap held-out check and 
 (core.spare.rounds), the verification a worker applies (its judge, its 2-seed grid, the service thresholds) as
 the acceptance rule of a round whose check passed, the service's default budget (LETHE_ERASE_MAX_ROUNDS);
 `spare` is one round. Every row also has the diffusion classifier's UA on held-out prompts (the judge any model
-gets); the benchmark's own grid (`--eval-seeds`) scores the kept round and never decides a round.
+gets); the benchmark's own grid (`--eval-seeds` seeds from `--eval-seed-start`) scores the kept round and never
+decides a round. Its seeds start after the verification's by default: the loop keeps the round that the
+verification's grid passed, so scoring it on those same images would grade it on what it was selected on. A
+loop row also reports the verification's own grid numbers of the kept round (`verification.grid`).
 
 For each target (objects and styles) and method: UA, IRA, CRA (absolute and % of base), the FID analogue,
 attack success, wall time of the erasure (evaluation excluded), peak RSS vs sampling alone (in-process per row,
@@ -18,6 +21,7 @@ Prints a table, writes bench/results/erasure.json (rewritten after every run) an
 
     python bench/erasure.py                          # defaults: 3 objects + 3 styles, all four methods
     python bench/erasure.py --objects circle --styles '' --methods spare,esd --eval-seeds 2
+    python bench/erasure.py --testbeds subword,full --methods spare-loop,spare,esd --eval-seeds 4   # the record
 """
 
 from __future__ import annotations
@@ -166,15 +170,17 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
     thresholds = Thresholds.for_request(settings)
+    verification_seeds = list(range(settings.verify_grid_seeds))  # as workers verify
     run: VerifiedErasure | None = None
     if method == "spare-loop":
         # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's), and the
         # worker's verification read on a round whose check passed.
         run = verified_erasure(pipe, model_dir, requested, spec, config, settings, judge_name="model-classifier",
-                               fingerprint=None, thresholds=thresholds, attacks=False)
+                               fingerprint=None, thresholds=thresholds, grid_seeds=verification_seeds,
+                               attacks=False)
         spec = run.spec
     concept = spec.concepts[0]
-    grid = testbed_evaluator([target], testbed=testbed, seeds=list(range(args.eval_seeds)),
+    grid = testbed_evaluator([target], testbed=testbed, seeds=eval_seeds(args),
                              attacks=args.attack_budget > 0, attack_budget=max(1, args.attack_budget),
                              cached_base=cached)
     scoring = job_evaluator(model_dir, spec, config, settings, judge_name="diffusion-classifier", fingerprint=None,
@@ -235,8 +241,11 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         if kept_metrics:
             assert run is not None
             verdict = run.verify(EngineMetrics.model_validate({**kept_metrics, "probe": metrics["probe"]}))
-            kept_verification = {"certified": verdict.ok, "reason": verdict.reason,
-                                 "seconds": round(kept_s, 1)}
+            # The verification's grid (its own seeds, where the loop chose the round), beside the benchmark's.
+            seen = kept_metrics.get("summary", {}).get(target) or {}
+            kept_verification = {"certified": verdict.ok, "reason": verdict.reason, "seconds": round(kept_s, 1),
+                                 "grid": {"seeds": verification_seeds,
+                                          **{k: seen.get(k) for k in ("ua", "ira_rel", "cra_rel")}}}
     stage_rss = rep["memory"]["stage_peak_rss_bytes"]
     peak = max(v for k, v in stage_rss.items() if k in stages)
     row = metrics["summary"][target]
@@ -279,6 +288,11 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         # the part of erase_s that is not training.
         "check_s": round(sum(r["timings_s"].get("check", 0.0) for r in rounds["history"]), 2) if rounds else None,
     }
+
+
+def eval_seeds(args: argparse.Namespace) -> list[int]:
+    """The seeds of the benchmark's grid: `--eval-seeds` of them from `--eval-seed-start`."""
+    return list(range(args.eval_seed_start, args.eval_seed_start + args.eval_seeds))
 
 
 def named_surrogates(pairs: str) -> dict[str, str]:
@@ -343,8 +357,15 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, Any]]:
             # Rows the worker's verification certified (spare-loop only: the others are not verified here).
             "certified": (sum(bool(r["verification"]["certified"]) for r in rs)
                           if all(r.get("verification") for r in rs) else None),
+            # The same minima on the verification's own grid, where the loop chose its rounds (spare-loop only).
+            **{f"verified_min_{k}": _verified_min(rs, k) for k in ("ua", "ira_rel", "cra_rel")},
         }
     return out
+
+
+def _verified_min(rows: list[dict], key: str) -> float | None:
+    values = [((r.get("verification") or {}).get("grid") or {}).get(key) for r in rows]
+    return min(values) if values and all(v is not None for v in values) else None
 
 
 def targets_check(summary: dict[str, dict[str, Any]], probe: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -458,6 +479,12 @@ def finish(result: dict[str, Any], out: Path) -> None:
         m = result["memory_probe"]
         print(f"memory probe (fresh processes): SPARE on {m['target']} {m['spare']['peak_rss_bytes'] / 2**20:.0f} MiB"
               f" vs sampling alone {m['sampling']['peak_rss_bytes'] / 2**20:.0f} MiB = {m['ratio']:.2f}x")
+    for m, s in result["summary"].items():
+        if s.get("verified_min_ua") is not None:
+            ira, cra = (s[f"verified_min_{k}"] for k in ("ira_rel", "cra_rel"))
+            print(f"{m}: on the verification's own grid (where the loop chose its rounds) min UA "
+                  f"{s['verified_min_ua']:.3f}, min IRA {'-' if ira is None else f'{100 * ira:.1f} %'}, "
+                  f"min CRA {'-' if cra is None else f'{100 * cra:.1f} %'}")
     for k, v in result["targets_check"].items():
         print(f"  {k:<24} {v['value']}  {'met' if v['met'] else 'NOT met'}")
 
@@ -477,6 +504,7 @@ def merge(paths: list[Path], out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.cli import add_eval_seeds
+    from core.config import get_settings
 
     parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
     parser.add_argument("--testbed", type=Path, default=None, help="Testbed folder (default: core.testbed).")
@@ -492,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="Comma-separated target=surrogate pairs: the request names that surrogate (kept by the "
                              "surrogate screen, as a requester's choice is); other targets get the vocabulary's.")
     add_eval_seeds(parser)
+    verification_seeds = get_settings().verify_grid_seeds
+    parser.add_argument("--eval-seed-start", type=int, default=verification_seeds,
+                        help="First seed of the benchmark's grid (default: LETHE_VERIFY_GRID_SEEDS, the first after "
+                        f"the verification's grid, seeds 0..{verification_seeds - 1} now: the loop keeps a round that "
+                        "grid passed, so the benchmark scores it on other images).")
     parser.add_argument("--attack-budget", type=int, default=CALIBRATED_BUDGET,
                         help="Soft-prompt attack steps; 0 = no attacks. Default: the calibrated budget "
                         "(docs/robustness.md).")
@@ -553,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     sampling = sampling_reference(pipe)
     result: dict[str, Any] = {
         "testbed": str(testbed), "testbeds": [str(tb) for tb in testbeds], "targets": targets, "methods": methods,
-        "eval_seeds": args.eval_seeds, "surrogates_named": args.surrogates,
+        "eval_seeds": args.eval_seeds, "eval_seed_list": eval_seeds(args), "surrogates_named": args.surrogates,
         "attack_budget": args.attack_budget, "threads": args.threads, "sampling_reference": sampling,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": [],
     }

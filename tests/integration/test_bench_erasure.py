@@ -41,3 +41,22 @@ def test_erasure_bench_refuses_a_malformed_surrogate(pairs: str, tmp_path: Path)
     with pytest.raises(SystemExit) as exc:
         erasure.main(["--surrogate", pairs, "--out", str(tmp_path / "x.json")])
     assert exc.value.code == 2
+
+
+@pytest.mark.slow(minutes=1.0)
+def test_erasure_bench_scores_the_loop_on_seeds_its_verification_never_saw(tmp_path: Path) -> None:
+    from core.config import get_settings
+
+    out = tmp_path / "loop.json"
+    rc = erasure.main(["--testbeds", "full", "--objects", "circle", "--styles", "", "--methods", "spare-loop",
+                       "--eval-seeds", "1", "--attack-budget", "0", "--no-diffusion-judge", "--spare-steps", "2",
+                       "--sample-steps", "2", "--spare-params", TOY, "--memory-target", "", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    verification = list(range(get_settings().verify_grid_seeds))
+    assert result["eval_seed_list"] == [len(verification)], "the benchmark's grid starts after the verification's"
+    row = result["rows"][0]
+    grid = row["verification"]["grid"]
+    assert grid["seeds"] == verification and not set(grid["seeds"]) & set(result["eval_seed_list"])
+    assert 0.0 <= grid["ua"] <= 1.0 and 0.0 <= row["ua"] <= 1.0
+    assert result["summary"]["spare-loop"]["verified_min_ua"] == grid["ua"]
