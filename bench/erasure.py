@@ -151,7 +151,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     from core.config import get_settings
     from core.erasure.judging import job_evaluator
     from core.erasure.verification import Thresholds
-    from core.erasure.verified import VerifiedErasure, verified_erasure
+    from core.erasure.verified import VerifiedErasure, verification_grid_seeds, verified_erasure
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec, erase
     from core.spare.loading import pipeline_dir
@@ -170,7 +170,7 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
     spec, config = fit_request(requested, config, load_vocabulary(model_dir))
     settings = get_settings()
     thresholds = Thresholds.for_request(settings)
-    verification_seeds = list(range(settings.verify_grid_seeds))  # as workers verify
+    verification_seeds = verification_grid_seeds(settings)  # as workers verify
     run: VerifiedErasure | None = None
     if method == "spare-loop":
         # As workers run it: the surrogate screen, then rounds (the screen's time counts in the loop's), and the

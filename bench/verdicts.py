@@ -40,7 +40,7 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     from core.config import get_settings
     from core.erasure.judging import grid_diagnostics, job_evaluator
     from core.erasure.verification import Thresholds
-    from core.erasure.verified import verified_erasure
+    from core.erasure.verified import verification_grid_seeds, verified_erasure
     from core.evaluation.vocabulary import load_vocabulary
     from core.spare import ErasureSpec
     from core.spare.loading import pipeline_dir
@@ -59,7 +59,7 @@ def verdicts(pipe: Any, testbed: Path, target: str, args: argparse.Namespace) ->
     spec = run.spec
     # The worker's evaluator (sequential), and the same judge and grid reading the first draw only.
     first = job_evaluator(model_dir, spec, config, settings, judge_name="model-classifier", fingerprint=None,
-                          diagnostics=grid_diagnostics(model_dir, [target], seeds=range(settings.verify_grid_seeds),
+                          diagnostics=grid_diagnostics(model_dir, [target], seeds=verification_grid_seeds(settings),
                                                         attacks=False))
     # Both verdicts of every evaluated round, by round (0: the kept round, reloaded after the loop).
     by_round: dict[int, dict[str, Any]] = {}

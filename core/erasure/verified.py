@@ -22,6 +22,11 @@ from core.erasure.verification import Thresholds, Verdict, verify
 from core.spare.evaluator import Evaluator
 
 
+def verification_grid_seeds(settings: Settings) -> list[int]:
+    """The seeds per cell of the grid a worker's verification draws (its diagnostics): 0..LETHE_VERIFY_GRID_SEEDS-1."""
+    return list(range(settings.verify_grid_seeds))
+
+
 @dataclass(frozen=True)
 class VerifiedErasure:
     spec: Any  # the request as the engine trains it: screened surrogates
@@ -62,7 +67,7 @@ def verified_erasure(base: Any, model_dir: Path, requested: Any, spec: Any, conf
                                                     thresholds=thresholds, erased=erased, progress=progress)
     judged = with_lineage(spec, list(lineage))
     targets = [c.target for c in judged.concepts]
-    seeds = range(settings.verify_grid_seeds) if grid_seeds is None else grid_seeds
+    seeds = verification_grid_seeds(settings) if grid_seeds is None else grid_seeds
     diagnostics = grid_diagnostics(model_dir, targets, seeds=seeds, attacks=attacks, rest_only=bool(lineage))
     evaluator = job_evaluator(model_dir, judged, config, settings, judge_name=judge_name, fingerprint=fingerprint,
                               progress=progress, thresholds=thresholds, diagnostics=diagnostics)
