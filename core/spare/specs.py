@@ -208,6 +208,12 @@ class SpareConfig(_RunConfig):
     timestep_uniform_mix: float = Field(
         default=0.3, ge=0, le=1.0, description="Share of uniform sampling so that no timestep range starves."
     )
+    retain_timesteps: Literal["uniform", "forget"] = Field(
+        default="forget",
+        description="Where the retain term is noised: from the forget term's timestep distribution (pooled over "
+        "the concepts), so that what must stay is held where the adapter changes most, or uniformly over every "
+        "timestep.",
+    )
     timestep_grid: int = Field(default=20, ge=2, le=200, description="Timesteps probed to estimate d(t).")
 
     @model_validator(mode="after")

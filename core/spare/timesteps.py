@@ -31,6 +31,10 @@ class TimestepSampler:
     def uniform(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randint(0, self.probs.shape[1], (n,), generator=generator)
 
+    def pooled(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n timesteps from the concepts' distributions averaged: where the forget term trains, whatever concept."""
+        return torch.multinomial(self.probs.mean(0), n, replacement=True, generator=generator)
+
     def report(self, drawn: list[int], bins: int = 20) -> dict[str, Any]:
         total = self.probs.shape[1]
         hist = torch.histc(torch.tensor(drawn, dtype=torch.float32), bins=bins, min=0, max=total) if drawn else None

@@ -74,7 +74,7 @@ class SpareMethod:
         log = distill(
             unet, pipeline.scheduler, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
             w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
-            adversary=adversary, repel=config.forget_repel,
+            adversary=adversary, repel=config.forget_repel, retain_timesteps=config.retain_timesteps,
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
             after_step=projection.apply if projection is not None else None,
         )
