@@ -8,10 +8,9 @@ attention too) erased it, but an adapter on self-attention acts on image feature
 held-out phrasings it turned neighbouring concepts into the surrogate as well (testbed, circle → square: hearts
 drawn as squares, same-kind retention 0.79–0.83 of base). All cross-attention projections (query, key, value,
 output) act only where the text conditions the image and erase as fully there (bench/results/
-erasure_testbeds.json: UA 1.000 on all six first-testbed targets, each verified in one round), so they are the
-default pool, of which the
-modules holding 95 % of the saliency get a low-rank (3) adapter. Erase until verified widens the pool to every
-attention projection when a round's UA falls short (core.spare.rounds).
+erasure_testbeds.json: UA 1.000 on all six first-testbed targets, on grid seeds the verification never drew), so
+they are the default pool, of which the modules holding 95 % of the saliency get a low-rank (3) adapter. Erase
+until verified widens the pool to every attention projection when a round's UA falls short (core.spare.rounds).
 """
 
 from __future__ import annotations

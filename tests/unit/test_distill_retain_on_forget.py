@@ -10,32 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDPMScheduler
-from torch import nn
 
 from core.spare.conditioning import Cond
 from core.spare.distill import DistillData, distill
 from core.spare.samples import SampleSet
+from tests.unit.recording_unet import RecordingUnet
 
 CHANNELS, N, BATCH, STEPS = 4, 8, 4, 200
 CONCEPT, KEPT = 3.0, -3.0  # every pixel of a forget / a retain sample
-
-
-class RecordingUnet(nn.Module):
-    """Predicts a trainable constant; records, per student call, each retain-prompt row's mean input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.delta = nn.Parameter(torch.zeros(CHANNELS))
-        self.retain_rows: list[float] = []
-
-    def enable_adapters(self, enabled: bool) -> None:
-        pass
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, *, encoder_hidden_states: torch.Tensor,
-                added_cond_kwargs: object = None, return_dict: bool = False) -> tuple[torch.Tensor]:
-        if torch.is_grad_enabled():  # the student's call: rows BATCH.. are the retain block
-            self.retain_rows.extend(x[BATCH:2 * BATCH].mean(dim=(1, 2, 3)).tolist())
-        return (x * 0 + self.delta[None, :, None, None],)
 
 
 class AtZero:
@@ -49,7 +31,7 @@ class AtZero:
 
 
 def _retain_inputs(share: float) -> list[float]:
-    unet = RecordingUnet()
+    unet = RecordingUnet(CHANNELS, BATCH)
     cond = Cond(torch.ones(N, 2, 6))
     data = DistillData(
         forget=SampleSet(torch.full((N, CHANNELS, 2, 2), CONCEPT), ["c"] * N, ["s"] * N,

@@ -9,34 +9,16 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import DDPMScheduler
-from torch import nn
 
 from core.spare.conditioning import Cond
 from core.spare.distill import DistillData, distill
 from core.spare.samples import SampleSet
 from core.spare.specs import SpareConfig
 from core.spare.timesteps import TimestepSampler
+from tests.unit.recording_unet import RecordingUnet
 
 CHANNELS, N, BATCH, STEPS, T = 4, 8, 4, 100, 1000
 BAND = range(700, 720)  # where both concepts' forget timesteps lie
-
-
-class RecordingUnet(nn.Module):
-    """Predicts a trainable constant; records the timesteps of the retain block of each student call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.delta = nn.Parameter(torch.zeros(CHANNELS))
-        self.retain_t: list[int] = []
-
-    def enable_adapters(self, enabled: bool) -> None:
-        pass
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, *, encoder_hidden_states: torch.Tensor,
-                added_cond_kwargs: object = None, return_dict: bool = False) -> tuple[torch.Tensor]:
-        if torch.is_grad_enabled():  # the student's call: rows BATCH.. are the retain block
-            self.retain_t.extend(int(v) for v in t[BATCH:2 * BATCH].tolist())
-        return (x * 0 + self.delta[None, :, None, None],)
 
 
 def _banded_sampler() -> TimestepSampler:
@@ -47,7 +29,7 @@ def _banded_sampler() -> TimestepSampler:
 
 
 def _retain_timesteps(mode: str) -> list[int]:
-    unet = RecordingUnet()
+    unet = RecordingUnet(CHANNELS, BATCH)
     cond = Cond(torch.ones(N, 2, 6))
     data = DistillData(
         forget=SampleSet(torch.zeros(N, CHANNELS, 2, 2), ["c"] * N, ["s"] * N, torch.arange(N) % 2),
