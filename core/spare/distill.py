@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -60,7 +61,7 @@ def distill(
     tuner_layers: list,
     adversary: ForgetAdversary | None = None,
     repel: float = 0.0,
-    retain_timesteps: str = "uniform",
+    retain_timesteps: Literal["uniform", "forget"] = "uniform",
     should_stop: Callable[[], bool] | None = None,
     tick: Callable[[int, float], None] | None = None,
     after_step: Callable[[], None] | None = None,
