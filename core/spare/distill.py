@@ -78,10 +78,12 @@ def distill(
         fi = torch.randint(0, n_f, (batch_size,), generator=generator)
         ri = torch.randint(0, n_r, (batch_size,), generator=generator)
         t_f = sampler.sample(data.forget.concept_index[fi], generator)
-        # "forget": the retain term trains where the forget term does, so what the adapter changes there for the
-        # concept is held in place for the rest; "uniform": every timestep alike.
-        t_r = sampler.pooled(batch_size, generator) if retain_timesteps == "forget" else sampler.uniform(
-            batch_size, generator)
+        if retain_timesteps == "forget":
+            # The retain term trains where the forget term does: what the adapter changes there for the concept
+            # is held in place for the rest.
+            t_r = sampler.pooled(batch_size, generator)
+        else:
+            t_r = sampler.uniform(batch_size, generator)
         x_f = data.forget.latents[fi.to(device)]
         if data.anchors is not None and data.anchor_share > 0:
             # The erased model, prompted with the concept, should follow the teacher's surrogate trajectory:
