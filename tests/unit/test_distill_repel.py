@@ -60,7 +60,7 @@ def _distilled(repel: float) -> tuple[ToyUnet, DistillData]:
     )
     log = distill(unet, DDPMScheduler(num_train_timesteps=1000), data, uniform_sampler(1, 1000), steps=400,
                   lr=0.05, batch_size=2, w_forget=1.0, w_retain=1.0, generator=torch.Generator().manual_seed(0),
-                  dtype=None, tuner_layers=[unet], repel=repel)
+                  dtype=None, tuner_layers=[unet], repel=repel, retain_timesteps="uniform")
     assert log.forget_loss[-1] < 1e-4
     return unet, data
 

@@ -42,7 +42,7 @@ def _retain_inputs(share: float) -> list[float]:
     )
     distill(unet, DDPMScheduler(num_train_timesteps=1000), data, AtZero(), steps=STEPS, lr=0.01,  # type: ignore[arg-type]
             batch_size=BATCH, w_forget=1.0, w_retain=1.0, generator=torch.Generator().manual_seed(0), dtype=None,
-            tuner_layers=[unet])
+            tuner_layers=[unet], retain_timesteps="uniform")
     return unet.retain_rows
 
 
