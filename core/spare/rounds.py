@@ -13,7 +13,9 @@ retention per group of concepts that must stay). Then:
   that must stay became a target's surrogate (the surrogate spreads over its neighbours), the next round trains
   toward another surrogate (`switch`, once per concept); otherwise it anchors the forget term on the teacher's
   generations for the surrogate (unless anchoring is what broke it, or the config anchors it fully already, as
-  the default does), after that more weight on the retain term (`core.spare.levers.RETENTION_LEVERS`);
+  the default does), after that more weight on the retain term (`core.spare.levers.RETENTION_LEVERS`). A round
+  that broke retention but erased enough by the escalation lever it added keeps that lever: the next round
+  wins retention back on top of it (without it, it would be as short as the round it escalated);
 - UA is short → the next round escalates by the next lever: adapter capacity (rank, max_modules), the
   surrogate anchoring of the forget term (where not full already), repulsion (the forget target pushed past
   the surrogate, away from the concept), timestep focus, more contexts per prompt, placement (a wider saliency
@@ -87,6 +89,7 @@ class _Round:
     changed: dict[str, Any]
     levers: list[str]
     spec: ErasureSpec  # the job's, or with a surrogate the loop switched
+    escalations: list[str] = field(default_factory=list)  # the escalation levers in `levers` (not retention's)
     result: ErasureResult | None = None
     check: RoundCheck | None = None
     seconds: float = 0.0
@@ -224,11 +227,12 @@ def erase_until_verified(
             # another round would not help.
             break
         next_spec, noted = current.spec, {}
+        escalated: list[str] = []  # the next round's escalation levers: kept by a rollback (below) or added
         if verdict.retention_ok:
             good, good_spec = current.config, current.spec
             base_cfg, changed, candidates, lever = good, {}, levers, ""
         else:
-            # Roll back: the escalation lever that broke retention is not tried again. (Retention levers and
+            # Roll back: the escalation lever that broke retention is not escalated again. (Retention levers and
             # surrogate switches have their own limits: a lever_change that cannot go further, once per concept.)
             set_aside.update(name for name in current.levers if name in levers)
             # The rollback target keeps what earlier rollbacks changed for retention.
@@ -246,8 +250,16 @@ def erase_until_verified(
             else:
                 lever, changed = retain_more(base_cfg, set_aside)
                 won_back.update(changed)
+                if changed and verdict.ua_ok:
+                    # An escalation lever is only added to a short round: where it erased enough, the round
+                    # without it would be short again. Keep it and win retention back on top of it.
+                    escalated = list(current.escalations)
+                if escalated:
+                    base_cfg, next_spec = current.config.model_copy(update=won_back), current.spec
+                    fields = type(current.config).model_fields
+                    changed = {**{key: v for key, v in current.changed.items() if key in fields}, **changed}
             candidates = levers if not verdict.ua_ok else []  # erasure was enough: only win retention back
-        used: list[str] = [lever] if changed or noted else []
+        used: list[str] = [*escalated, lever] if changed or noted else []
         for name in candidates:
             if name in set_aside:
                 continue
@@ -255,12 +267,14 @@ def erase_until_verified(
             if change:
                 changed = {**changed, **change}
                 used.append(name)
+                escalated.append(name)
                 break
         if not changed and not noted:
             break  # nothing left to escalate
         # Each escalation lever once; steps may double again (as the retain weight may grow).
         set_aside.update(name for name in used if name in levers and name != "steps")
-        current = _Round(k + 1, base_cfg.model_copy(update=changed), {**changed, **noted}, used, next_spec)
+        current = _Round(k + 1, base_cfg.model_copy(update=changed), {**changed, **noted}, used, next_spec,
+                         escalations=escalated)
 
     chosen = next((r for r in rounds if r.check and r.check.passed), None) or max(
         rounds, key=lambda r: (r.check.score() if r.check else (False, False, 0.0, 0.0), r.evaluated)

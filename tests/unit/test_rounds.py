@@ -361,17 +361,58 @@ def test_repeated_rollbacks_keep_what_the_last_one_added(tmp_path: Path) -> None
     assert [r["levers"] for r in result.report.dump()["rounds"]["history"]] == [[], ["anchor"], ["retain"], ["retain"]]
 
 
-def test_an_anchoring_that_broke_retention_is_not_applied_again_to_win_it_back(tmp_path: Path) -> None:
-    # Round 4 escalates by anchoring and breaks retention (UA met): round 5 starts again from round 3's config
-    # with more retain weight, not with the anchoring that broke it.
+def test_an_anchoring_that_erased_but_broke_retention_is_kept_and_not_applied_again_to_win_it_back(
+        tmp_path: Path) -> None:
+    # Round 4 escalates by anchoring and breaks retention (UA met): round 5 keeps the anchoring (round 3 without
+    # it was short) and wins retention back with more retain weight, not by anchoring a second time.
     script = Script([(0.5, 1.0), (0.6, 1.0), (0.7, 1.0), (0.95, 0.5), (0.95, 0.95)])
     result = script.run(tmp_path, half_anchored(max_rounds=5))
-    third, fourth, fifth = script.configs[2:]
+    fourth, fifth = script.configs[3:]
     assert fourth.forget_anchor == "surrogate"
-    assert fifth == third.model_copy(update={"w_retain": 2.0}), "round 3's config, more retain weight"
+    assert fifth == fourth.model_copy(update={"w_retain": 2.0}), "round 4's config, more retain weight"
     history = result.report.dump()["rounds"]["history"]
-    assert [r["levers"] for r in history] == [[], ["repel"], ["capacity"], ["anchor"], ["retain"]]
+    assert [r["levers"] for r in history] == [[], ["repel"], ["capacity"], ["anchor"], ["anchor", "retain"]]
+    assert history[4]["changed"] == {"forget_anchor": "surrogate", "w_retain": 2.0}
     assert [r["outcome"] for r in history] == ["short", "short", "short", "rolled back (retention)", "kept"]
+
+
+def test_a_repulsion_that_erased_but_broke_retention_is_kept_with_more_retain_weight(tmp_path: Path) -> None:
+    # Round 1 is short; round 2's repulsion erases but breaks retention. Without the repulsion round 3 would be
+    # round 1 again, short: it keeps the repulsion (not grown further) and doubles the retain weight.
+    script = Script([(0.85, 1.0), (1.0, 0.8), (0.95, 0.95)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=3))
+    first, second, third = script.configs
+    assert second == first.model_copy(update={"forget_repel": 1.0})
+    assert third == second.model_copy(update={"w_retain": 2.0})
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["repel"], ["repel", "retain"]]
+    assert history[2]["changed"] == {"forget_repel": 1.0, "w_retain": 2.0}
+    assert [r["outcome"] for r in history] == ["short", "rolled back (retention)", "kept"]
+
+
+def test_a_kept_escalation_that_breaks_retention_again_gets_more_retain_weight_and_then_escalates_on(
+        tmp_path: Path) -> None:
+    # Round 3 (repulsion kept, retain weight 2) breaks retention again with UA met: round 4 keeps the repulsion at
+    # retain weight 4. That round keeps retention but falls short: round 5 escalates from it by the next lever
+    # (capacity), with the repulsion and the weight it won.
+    script = Script([(0.85, 1.0), (1.0, 0.8), (1.0, 0.85), (0.8, 1.0), (0.95, 0.95)])
+    result = script.run(tmp_path, SpareConfig(max_rounds=5))
+    first, _, _, fourth, fifth = script.configs
+    assert fourth == first.model_copy(update={"forget_repel": 1.0, "w_retain": 4.0})
+    assert fifth == fourth.model_copy(update={"rank": 2 * first.rank, "max_modules": 2 * first.max_modules,
+                                              "saliency_fraction": 0.98})
+    history = result.report.dump()["rounds"]["history"]
+    assert [r["levers"] for r in history] == [[], ["repel"], ["repel", "retain"], ["repel", "retain"], ["capacity"]]
+
+
+def test_a_rollback_from_a_round_that_was_short_as_well_drops_its_escalation(tmp_path: Path) -> None:
+    # Round 2's repulsion breaks retention and is still short: nothing it erased is worth keeping, so round 3
+    # starts again from round 1 and escalates by the next lever (capacity) at more retain weight.
+    script = Script([(0.5, 1.0), (0.7, 0.6), (0.95, 0.95)])
+    script.run(tmp_path, SpareConfig(max_rounds=3))
+    first, _, third = script.configs
+    assert third == first.model_copy(update={"w_retain": 2.0, "rank": 2 * first.rank,
+                                             "max_modules": 2 * first.max_modules, "saliency_fraction": 0.98})
 
 
 def test_neighbour_prompts_are_no_rollback_lever_even_where_the_spec_names_neighbours(tmp_path: Path) -> None:
