@@ -1,8 +1,9 @@
 """Escalation levers of the erase-until-verified loop: the config change each makes, and their order.
 
 A round whose UA is short escalates by the next lever in `SPARE_LEVERS` (or `ESD_LEVERS`); a round that broke
-retention is rolled back and retried with the next change in `RETENTION_LEVERS`. `lever_change` is the one place a
-lever's name becomes a config change (the loop and `bench/levers.py` both go through it).
+retention is rolled back and retried with the next change in `RETENTION_LEVERS` (keeping the escalation it added
+where that erased enough). `lever_change` is the one place a lever's name becomes a config change (the loop and
+`bench/levers.py` both go through it).
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from core.spare.specs import EsdConfig, SpareConfig
 # seed-23 circle and striped stayed short with capacity (the verification's grid UA 0.60, 0.67) — circle then
 # certified in two rounds instead of three, striped certified (UA 1.000, CRA 93.0 %) instead of three rounds ending
 # at UA 0.75 (repulsion on top of capacity had broken CRA there) —, and seed-29 striped's kept round went from grid
-# UA 0.917 to 1.000. Repulsion costs retention (IRA -10.9 points alone on those four seed-23 targets); a round it
-# breaks rolls back to the retain levers, with capacity next.
+# UA 0.917 to 1.000. Repulsion costs retention (IRA -10.9 points alone on those four seed-23 targets). A round it
+# breaks while erasing enough keeps it, at double retain weight (core.spare.rounds): on the seed-23 build striped's
+# round 3 was then certified where the former rollback, without repulsion, left it short (the verification's grid
+# UA 0.833; with capacity instead, 0.667: erasure_dev_seed23_striped_round_{retain2,repel1_retain2}.json,
+# erasure_dev_seed23_rollback_capacity.json). A round it breaks while still short rolls back to the retain
+# levers, with capacity next.
 # The rest keep the order of what each did alone to a short round on the first testbed (bench/levers.py,
 # bench/results/levers.json: 8 of 100 steps, so that round 1 falls short; mean UA change capacity +0.46, anchor
 # +0.18, timesteps +0.13, contexts +0.01, placement -0.07). Steps (+0.46) come last: they cost the most retention
