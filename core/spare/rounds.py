@@ -250,11 +250,10 @@ def erase_until_verified(
             else:
                 lever, changed = retain_more(base_cfg, set_aside)
                 won_back.update(changed)
-                if changed and verdict.ua_ok:
+                if changed and verdict.ua_ok and current.escalations:
                     # An escalation lever is only added to a short round: where it erased enough, the round
                     # without it would be short again. Keep it and win retention back on top of it.
                     escalated = list(current.escalations)
-                if escalated:
                     base_cfg, next_spec = current.config.model_copy(update=won_back), current.spec
                     fields = type(current.config).model_fields
                     changed = {**{key: v for key, v in current.changed.items() if key in fields}, **changed}
