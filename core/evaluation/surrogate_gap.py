@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from core.evaluation.vocabulary import Vocabulary
-from core.spare.conditioning import PromptEncoder, unet_eps
+from core.spare.conditioning import PromptEncoder, training_scheduler, unet_eps
 from core.spare.loading import architecture_of
 from core.spare.prompting import untruncated
 from core.spare.samples import generate_latents, mentions, swapped
@@ -39,13 +39,14 @@ def noise_gaps(base: Any, vocabulary: Vocabulary, *, kind: str, target: str, can
     latents = generate_latents(base, phrasings, seed=seed, steps=steps, guidance=guidance_scale, per_prompt=1)
     encoder = PromptEncoder(base, architecture_of(base), device)
     own = encoder.encode(phrasings)
-    n_train = int(base.scheduler.config.num_train_timesteps)
+    noising = training_scheduler(base.scheduler)
+    n_train = int(noising.config.num_train_timesteps)
     generator = torch.Generator().manual_seed(seed)
     noisy = []
     for share in TIMESTEP_SHARES:
         t = torch.full((latents.shape[0],), int(share * (n_train - 1)), dtype=torch.long, device=device)
         noise = torch.randn(latents.shape, generator=generator).to(device, latents.dtype)
-        x_t = base.scheduler.add_noise(latents, noise, t)
+        x_t = noising.add_noise(latents, noise, t)
         noisy.append((x_t, t, unet_eps(unet, x_t, t, own).float()))
     gaps: dict[str, float] = {}
     for candidate in candidates:

@@ -85,6 +85,17 @@ def unet_eps(unet: Any, x: torch.Tensor, t: torch.Tensor, cond: Cond, dtype: tor
     return unet(x, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=added, return_dict=False)[0]
 
 
+def training_scheduler(scheduler: Any) -> Any:
+    """The forward process the UNet was trained with: a DDPM scheduler on the folder scheduler's betas and
+    prediction type, whatever sampler the folder ships. A sampler's own `add_noise` is not q(x_t | x_0) at an
+    arbitrary training timestep: Euler-type samplers (SDXL's default, DPM-Solver) noise as x_0 + sigma * eps (the
+    UNet sees that only after `scale_model_input`), and look sigma up in the schedule last set for sampling —
+    after a pipeline call every timestep gets that schedule's current sigma, whatever t is asked for."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(scheduler.config)
+
+
 def denoise_target(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """What the UNet is trained to predict under the scheduler's parameterization."""
     kind = scheduler.config.get("prediction_type", "epsilon")

@@ -22,7 +22,7 @@ from torch import nn
 from core.filehash import file_sha256
 from core.spare import adapters as lora
 from core.spare.base_outputs import BaseOutputs
-from core.spare.conditioning import PromptEncoder
+from core.spare.conditioning import PromptEncoder, training_scheduler
 from core.spare.errors import ErasureInputError
 from core.spare.evaluator import Evaluator
 from core.spare.loading import architecture_of, resolve_device
@@ -192,7 +192,7 @@ def _erase_inner(
     # --- evaluate (erased weights are in place; `originals` holds what they replaced) --------------------
     clock.begin("evaluate")
     repel = config.forget_repel if isinstance(config, SpareConfig) else 0.0
-    probe = probe_metrics(unet, pipeline.scheduler, prepared.data, originals, dtype, config.seed,
+    probe = probe_metrics(unet, training_scheduler(pipeline.scheduler), prepared.data, originals, dtype, config.seed,
                           [c.target for c in spec.concepts], repel=repel)
     clock.tick(0.2)
 

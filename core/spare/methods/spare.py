@@ -32,23 +32,23 @@ class SpareMethod:
 
     def train(self, run: MethodRun, config: SpareConfig) -> MethodOutcome:
         pipeline, data, stages, gen, dtype = run.pipeline, run.data, run.stages, run.generator, run.dtype
-        unet = pipeline.unet
+        unet, noise = pipeline.unet, run.noise
         n_concepts = len(run.spec.concepts)
         stages.begin("saliency")
-        sal = compute_saliency(unet, pipeline.scheduler, data.forget.latents, data.forget_cond, config,
+        sal = compute_saliency(unet, noise, data.forget.latents, data.forget_cond, config,
                                dtype=dtype, generator=gen, tick=stages.tick)
 
         stages.begin("timesteps")
         if config.timesteps == "concept":
             assert data.forget.concept_index is not None
             sampler = concept_sampler(
-                unet, pipeline.scheduler, data.forget.latents, data.forget_cond, data.surrogate_cond,
+                unet, noise, data.forget.latents, data.forget_cond, data.surrogate_cond,
                 data.forget.concept_index.to(data.forget.latents.device), n_concepts,
                 grid_size=config.timestep_grid, gamma=config.timestep_gamma,
                 uniform_mix=config.timestep_uniform_mix, generator=gen, dtype=dtype, tick=stages.tick,
             )
         else:
-            sampler = uniform_sampler(n_concepts, int(pipeline.scheduler.config.num_train_timesteps))
+            sampler = uniform_sampler(n_concepts, int(noise.config.num_train_timesteps))
 
         stages.begin("distill")
         ranks = lora.rank_pattern(sal.selected, sal.shares, config.rank, config.rank_follows_saliency)
@@ -72,7 +72,7 @@ class SpareMethod:
             adversary = ForgetAdversary(data.forget_cond, config.adversarial_steps, config.adversarial_radius,
                                         config.adversarial_step_size)
         log = distill(
-            unet, pipeline.scheduler, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
+            unet, noise, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
             w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
             adversary=adversary, repel=config.forget_repel, retain_timesteps=config.retain_timesteps,
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
