@@ -381,3 +381,37 @@ def test_esd_baseline_writes_full_weights_only(tmp_path: Path) -> None:
     changed = {k for k in base if not torch.equal(fused[k], base[k])}
     assert changed and all(".attn2." in k for k in changed)
     assert all(torch.equal(v, base[k]) for k, v in pipe.unet.state_dict().items())
+
+
+def test_a_rollback_that_keeps_its_escalation_trains_both_changes_for_real(tmp_path: Path) -> None:
+    """Round 1 falls short, round 2 (repulsion) erases but breaks retention: round 3 keeps the repulsion and
+    doubles the retain weight, and the engine trains exactly that config (the same adapter as a fresh run of
+    it), whose files are delivered."""
+    from safetensors.torch import load_file
+
+    from core.spare.rounds import RoundCheck, check_from_evidence, erase_until_verified
+    from tests.unit.reports import evidence
+
+    verdicts = iter([(0.5, 1.0), (1.0, 0.5), (1.0, 1.0)])  # short; erased but broke retention; passes
+
+    def check(erased: Any, base: Any) -> RoundCheck:
+        ua, retention = next(verdicts)
+        shown = evidence(ua, retention, lost_as="star").model_dump(mode="json")
+        return check_from_evidence(shown, 0.9, 0.9)
+
+    cfg = SpareConfig(steps=4, max_rounds=3, **FAST)
+    result = erase_until_verified(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "out", check=check,
+                                  evaluator=lambda erased, base, **_: {})
+    rounds = result.report.rounds
+    assert rounds is not None and rounds.chosen == 3 and rounds.passed
+    third = rounds.history[2]
+    assert third.levers == ["repel", "retain"] and third.changed == {"forget_repel": 1.0, "w_retain": 2.0}
+    assert (result.report.config["forget_repel"], result.report.config["w_retain"]) == (1.0, 2.0)
+
+    fresh = erase(tiny_sd1(), _spec(), cfg.model_copy(update={"forget_repel": 1.0, "w_retain": 2.0}),
+                  out_dir=tmp_path / "fresh")
+    without = erase(tiny_sd1(), _spec(), cfg.model_copy(update={"w_retain": 2.0}), out_dir=tmp_path / "without")
+    name = "adapter/pytorch_lora_weights.safetensors"
+    kept, same, other = (load_file(r.files[name]) for r in (result, fresh, without))
+    assert kept.keys() == same.keys() and all(torch.allclose(kept[k], same[k], rtol=1e-4, atol=1e-6) for k in kept)
+    assert any(not torch.allclose(kept[k], other[k], rtol=1e-4, atol=1e-6) for k in kept), "repulsion was trained"
