@@ -14,7 +14,7 @@ from core.filehash import update_with_file
 from core.spare.errors import UnsupportedModelError
 
 __all__ = ["UnsupportedModelError", "check_safetensors", "detect_architecture", "fingerprint", "pipeline_dir",
-           "weight_files"]
+           "weight_files", "weights_variant"]
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 _SD_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
@@ -91,6 +91,34 @@ def check_safetensors(model_dir: Path) -> None:
             raise UnsupportedModelError(
                 f"{component}/ holds pickle weights only; Lethe loads .safetensors only (convert the checkpoint)"
             )
+
+
+def _variant_of(name: str) -> str | None:
+    """`fp16` for `diffusion_pytorch_model.fp16.safetensors` or `model.fp16-00001-of-00002.safetensors`; None
+    for a plain name."""
+    stem = name.removesuffix(".safetensors")
+    parts = stem.split(".")
+    return parts[1].split("-")[0] if len(parts) == 2 and parts[1] else None
+
+
+def weights_variant(model_dir: Path) -> str | None:
+    """The weights variant to load (diffusers' `variant`, e.g. "fp16") where a component holds its safetensors
+    only as that variant (a folder downloaded with `variant="fp16"`), else None. Several variants and no plain
+    weights in one component: it is ambiguous which to load."""
+    model_dir = pipeline_dir(model_dir)
+    wanted: set[str] = set()
+    for component in _WEIGHT_COMPONENTS:
+        folder = model_dir / component
+        if not folder.is_dir():
+            continue
+        names = [p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(".safetensors")]
+        variants = {_variant_of(n) for n in names}
+        if not names or None in variants:
+            continue
+        wanted |= {v for v in variants if v is not None}
+    if len(wanted) > 1:
+        raise UnsupportedModelError(f"{model_dir} holds weights only as several variants ({', '.join(sorted(wanted))})")
+    return next(iter(wanted), None)
 
 
 def weight_files(model_dir: Path) -> list[Path]:

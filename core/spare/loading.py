@@ -15,6 +15,7 @@ from core.pipeline_folder import (  # noqa: F401  (re-exported: the folder rules
     fingerprint,
     pipeline_dir,
     weight_files,
+    weights_variant,
 )
 from core.spare.errors import UnsupportedModelError
 
@@ -38,6 +39,9 @@ def load_pipeline(model_dir: Path, device: str = "cpu", dtype: torch.dtype | Non
     check_safetensors(model_dir)
     # Never unpickle: a .bin/.ckpt checkpoint can run code when loaded.
     kwargs: dict[str, Any] = {"local_files_only": True, "use_safetensors": True}
+    variant = weights_variant(model_dir)
+    if variant is not None:
+        kwargs["variant"] = variant
     target = resolve_device(device)
     if dtype is None and str(target) == "cpu":
         # Weights saved in fp16 (the shipped testbed, many hub checkpoints) cannot run on a CPU: upcast.

@@ -59,3 +59,17 @@ def test_fused_folder_is_written_in_one_dtype_whatever_the_pipeline_holds(tmp_pa
     images = _generate(stock, "a photo of a circle", 16)
     # Only the text encoder's float16 rounding separates it from the float32 original.
     assert images.shape == reference.shape and np.abs(images - reference).max() < 0.05
+
+
+def test_a_folder_holding_only_fp16_variant_weights_loads_in_float32(tmp_path: Path) -> None:
+    """A folder downloaded with `variant="fp16"` (only `*.fp16.safetensors`) loads with Lethe's loader, upcast
+    for the CPU, and draws what the same weights draw from a plain folder."""
+    from core.spare.loading import load_pipeline
+
+    pipe = tiny_sd1()
+    pipe.to(torch.float16).save_pretrained(tmp_path / "fp16", variant="fp16")
+    pipe.save_pretrained(tmp_path / "plain")  # the same (fp16-rounded) weights, plain names
+    assert not list((tmp_path / "fp16").rglob("diffusion_pytorch_model.safetensors"))
+    variant, plain = load_pipeline(tmp_path / "fp16"), load_pipeline(tmp_path / "plain")
+    assert _dtypes(variant) == {torch.float32}
+    assert np.array_equal(_generate(variant, "a photo of a circle", 16), _generate(plain, "a photo of a circle", 16))
