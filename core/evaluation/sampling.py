@@ -23,7 +23,8 @@ def generate(
     prompt_embeds: torch.Tensor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Images (N×H×W×3 uint8) for aligned prompts and seeds. Image i depends only on (prompt i, seed i).
+    """Images (N×H×W×3 uint8) for aligned prompts and seeds. Image i depends only on (prompt i, seed i), with
+    any sampler: the initial noise and a stochastic sampler's step noise both come from seed i's generator.
 
     `prompt_embeds` (N×T×D) replaces the prompts' text embeddings (used by the adversarial probe and the
     evaluator's construction tests); prompts are then only labels.
@@ -52,6 +53,8 @@ def generate(
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             latents=latents,
+            # A stochastic sampler (Euler ancestral, DDPM) draws each image's step noise from its own seed.
+            generator=gens,
             output_type="np",
             **kwargs,
         ).images

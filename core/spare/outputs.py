@@ -55,19 +55,20 @@ def generate_images(
     pipeline: Any, prompts: list[str], seeds: list[int], *, steps: int, guidance: float,
     memo: dict[DrawKey, Image.Image] | None = None,
 ) -> list[list[Image.Image]]:
-    """images[prompt][seed] with fixed CPU generators, so before and after see the same noise. `memo`: images
+    """images[prompt][seed] with fixed CPU generators, so before and after see the same noise (a stochastic
+    sampler's step noise too). `memo`: images
     an earlier round drew from the same (base) weights (`core.spare.base_outputs`); only the others are drawn."""
     size = resolution(pipeline)
     shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor, size // pipeline.vae_scale_factor)
 
     def row(prompt: str) -> list[Image.Image]:
         def draw(indices: list[int]) -> list[Image.Image]:
-            init = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seeds[i]))
-                                for i in indices])
+            gens = [torch.Generator().manual_seed(seeds[i]) for i in indices]
+            init = torch.stack([torch.randn(shape, generator=g) for g in gens])
             result = pipeline(
                 [prompt] * len(indices), num_inference_steps=steps, guidance_scale=guidance,
-                latents=init.to(pipeline.unet.device, pipeline.unet.dtype), height=size, width=size,
-                output_type="pil",
+                latents=init.to(pipeline.unet.device, pipeline.unet.dtype), generator=gens, height=size,
+                width=size, output_type="pil",
             )
             return list(result.images)
 

@@ -226,7 +226,7 @@ def generate_latents(
             init = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, pipeline.unet.dtype)
             result = pipeline(
                 [p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
-                latents=init, output_type="latent", height=size, width=size,
+                latents=init, generator=gens, output_type="latent", height=size, width=size,
             )
             latents = result.images.float()
             # Kept latents wait on the CPU for the job's later rounds; the others go straight to training.
