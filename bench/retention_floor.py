@@ -61,24 +61,29 @@ def _changed(pipeline: Any, deltas: dict[str, torch.Tensor]) -> Any:
     return changed
 
 
-def chart(result: dict[str, Any], path: Path) -> None:
-    """IRA and CRA % of base: the erasure beside each random change of its size."""
+IRA_CRA = (("ira_rel", (59, 130, 200)), ("cra_rel", (60, 170, 90)))
+
+
+def chart(result: dict[str, Any], path: Path, series: tuple[tuple[str, tuple[int, int, int]], ...] = IRA_CRA,
+          title: str = "IRA (blue) / CRA (green), share of base") -> None:
+    """One group of bars per row (by default IRA and CRA % of base: the erasure beside each random change of
+    its size)."""
     from PIL import Image, ImageDraw
 
     rows = result["rows"]
-    bar, gap, height, left = 18, 26, 200, 40
-    img = Image.new("RGB", (max(460, left + len(rows) * (2 * bar + gap) + 20), height + 70), "white")
+    bar, gap, height, left = 18, 30, 200, 40
+    width = len(series) * bar + gap
+    img = Image.new("RGB", (max(460, left + len(rows) * width + 20), height + 70), "white")
     d = ImageDraw.Draw(img)
-    d.text((left, 6), f"{result['testbed']}: erased {result['target']} - IRA (blue) / CRA (green), share of base",
-           fill="black")
+    d.text((left, 6), f"{result['testbed']}: erased {result['target']} - {title}", fill="black")
     top = 30
     for i, row in enumerate(rows):
-        x = left + i * (2 * bar + gap)
-        for j, (key, color) in enumerate((("ira_rel", (59, 130, 200)), ("cra_rel", (60, 170, 90)))):
+        x = left + i * width
+        for j, (key, color) in enumerate(series):
             value = min(1.2, row[key] or 0.0)
             h = int(value / 1.2 * height)
             d.rectangle((x + j * bar, top + height - h, x + (j + 1) * bar - 2, top + height), fill=color)
-        d.text((x, top + height + 6), row["model"][:10], fill="black")
+        d.text((x, top + height + 6), row["model"][: width // 6], fill="black")
     y = top + height - int(1 / 1.2 * height)
     d.line((left - 4, y, img.width - 10, y), fill=(200, 0, 0))
     d.text((4, y - 6), "1.0", fill=(200, 0, 0))
