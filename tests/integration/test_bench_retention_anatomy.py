@@ -15,15 +15,10 @@ from PIL import Image
 
 from bench import retention_anatomy
 from core.evaluation.sampling import generate
-from core.spare.loading import pipeline_dir
-from core.testbed.loading import load_pipeline
-from core.testbed.paths import SHIPPED
 from tests.tiny_pipelines import tiny_sd1
+from tests.toy_runs import toy_run
 
 torch.set_num_threads(1)
-
-MODULE = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_v"
-
 
 def _erased_copy(pipe: object) -> object:
     unet = copy.deepcopy(pipe.unet)  # type: ignore[attr-defined]
@@ -57,16 +52,7 @@ def test_routing_everywhere_or_nowhere_draws_the_erased_or_the_base_model() -> N
 
 @pytest.mark.slow(minutes=0.5)
 def test_a_text_side_change_is_all_in_the_text_side_row(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    pipe = load_pipeline(pipeline_dir(SHIPPED))
-    weight = dict(pipe.unet.named_modules())[MODULE].weight
-    generator = torch.Generator().manual_seed(0)
-    low_rank = torch.randn(weight.shape[0], 1, generator=generator) @ torch.randn(1, weight.shape[1],
-                                                                                   generator=generator)
-    with torch.no_grad():
-        weight.add_((3.0 * low_rank / low_rank.norm()).to(weight.dtype))
-    pipe.save_pretrained(str(run / "fused"))
-    (run / "report.json").write_text(json.dumps({"adapter": {"target_modules": [MODULE]}}))
+    run = toy_run(tmp_path / "run", 3.0)
     out = tmp_path / "anatomy.json"
     assert retention_anatomy.main(["--testbed", "full", "--run", str(run), "--target", "circle",
                                    "--eval-seeds", "1", "--out", str(out)]) == 0

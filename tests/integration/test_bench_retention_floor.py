@@ -11,14 +11,9 @@ import torch
 from PIL import Image
 
 from bench import retention_floor
-from core.spare.loading import pipeline_dir
-from core.testbed.loading import load_pipeline
-from core.testbed.paths import SHIPPED
+from tests.toy_runs import toy_run
 
 torch.set_num_threads(1)
-
-MODULE = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_v"
-
 
 def test_a_random_change_keeps_rank_and_norm() -> None:
     generator = torch.Generator().manual_seed(1)
@@ -32,16 +27,7 @@ def test_a_random_change_keeps_rank_and_norm() -> None:
 
 @pytest.mark.slow(minutes=0.5)
 def test_retention_floor_scores_the_erasure_beside_random_changes(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    pipe = load_pipeline(pipeline_dir(SHIPPED))
-    weight = dict(pipe.unet.named_modules())[MODULE].weight
-    generator = torch.Generator().manual_seed(0)
-    low_rank = torch.randn(weight.shape[0], 1, generator=generator) @ torch.randn(1, weight.shape[1],
-                                                                                   generator=generator)
-    with torch.no_grad():
-        weight.add_((0.05 * low_rank / low_rank.norm()).to(weight.dtype))
-    pipe.save_pretrained(str(run / "fused"))
-    (run / "report.json").write_text(json.dumps({"adapter": {"target_modules": [MODULE]}}))
+    run = toy_run(tmp_path / "run", 0.05)
     out = tmp_path / "floor.json"
     assert retention_floor.main(["--testbed", "full", "--run", str(run), "--target", "circle", "--draws", "1",
                                  "--eval-seeds", "1", "--out", str(out)]) == 0
