@@ -89,8 +89,9 @@ def training_scheduler(scheduler: Any) -> Any:
     """The forward process the UNet was trained with: a DDPM scheduler on the folder scheduler's betas and
     prediction type, whatever sampler the folder ships. A sampler's own `add_noise` is not q(x_t | x_0) at an
     arbitrary training timestep: Euler-type samplers (SDXL's default, DPM-Solver) noise as x_0 + sigma * eps (the
-    UNet sees that only after `scale_model_input`), and look sigma up in the schedule last set for sampling —
-    after a pipeline call every timestep gets that schedule's current sigma, whatever t is asked for."""
+    UNet sees that only after `scale_model_input`), and look sigma up in the schedule last set for sampling — a
+    timestep outside it is not found (IndexError), or, once a pipeline has set the sampler's begin index, every
+    timestep gets that schedule's current sigma."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler.from_config(scheduler.config)

@@ -186,13 +186,14 @@ def _erase_inner(
                              guidance=config.guidance_scale,
                              memo=base_outputs.images if base_outputs is not None else None)
 
+    noise = training_scheduler(pipeline.scheduler)  # the forward process, for the method and the probe
     outcome = method.train(MethodRun(pipeline, spec, prepared.data, clock, gen, dtype, out_dir, originals, encoder,
-                                     arch, provenance), config)
+                                     arch, provenance, noise), config)
 
     # --- evaluate (erased weights are in place; `originals` holds what they replaced) --------------------
     clock.begin("evaluate")
     repel = config.forget_repel if isinstance(config, SpareConfig) else 0.0
-    probe = probe_metrics(unet, training_scheduler(pipeline.scheduler), prepared.data, originals, dtype, config.seed,
+    probe = probe_metrics(unet, noise, prepared.data, originals, dtype, config.seed,
                           [c.target for c in spec.concepts], repel=repel)
     clock.tick(0.2)
 

@@ -56,8 +56,8 @@ def generate_images(
     memo: dict[DrawKey, Image.Image] | None = None,
 ) -> list[list[Image.Image]]:
     """images[prompt][seed] with fixed CPU generators, so before and after see the same noise (a stochastic
-    sampler's step noise too). `memo`: images
-    an earlier round drew from the same (base) weights (`core.spare.base_outputs`); only the others are drawn."""
+    sampler's step noise too). `memo`: images an earlier round drew from the same (base) weights
+    (`core.spare.base_outputs`); only the others are drawn."""
     size = resolution(pipeline)
     shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor, size // pipeline.vae_scale_factor)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from pydantic import BaseModel
 
-from core.spare.conditioning import PromptEncoder, training_scheduler
+from core.spare.conditioning import PromptEncoder
 from core.spare.distill import DistillData
 from core.spare.outputs import FUSED_DIR, Provenance, save_fused
 from core.spare.report import AdapterInfo, EsdInfo
@@ -40,11 +40,7 @@ class MethodRun:
     encoder: PromptEncoder
     architecture: str
     provenance: Provenance
-
-    @property
-    def noise(self) -> Any:
-        """The forward (noising) process to train with (`training_scheduler`), not the folder's sampler."""
-        return training_scheduler(self.pipeline.scheduler)
+    noise: Any  # the forward (noising) process to train with (`training_scheduler`), not the folder's sampler
 
     def save_fused(self) -> None:
         self.stages.tick(0.5)
