@@ -75,7 +75,7 @@ def erase(
     from core.evaluation.vocabulary import VocabularyError, load_vocabulary
     from core.spare import ConceptSpec, ErasureInputError, ErasureSpec
     from core.spare import erase as run_erase
-    from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir
+    from core.spare.loading import detect_architecture, fingerprint, load_pipeline, pipeline_dir, weights_variant
     from core.spare.outputs import Provenance
     from core.spare.prompting import fit_request
 
@@ -161,7 +161,8 @@ def erase(
             result = erase_until_verified(pipeline, run.spec, config, out_dir=out, progress=progress,
                                           erase_fn=run_erase, **run.loop_inputs(),
                                           provenance=Provenance(base_fingerprint=fingerprint(model_dir),
-                                                                base_source=str(model.resolve())))
+                                                                base_source=str(model.resolve()),
+                                                                base_variant=weights_variant(model_dir)))
         except ErasureInputError as exc:
             raise _fail(str(exc)) from exc
     typer.echo(f"wrote {len(result.files)} files to {result.out_dir}")

@@ -157,7 +157,7 @@ def _download_examples(data: JobInput, store: ObjectStore, dest: Path) -> dict[s
 
 def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectStore, work: Path,
           uploaded: list[str], erase_fn: EraseFn) -> str:
-    from core.spare.loading import load_pipeline
+    from core.spare.loading import load_pipeline, weights_variant
     from core.spare.rounds import erase_until_verified
 
     keeper.progress("prepare", 0.0)
@@ -187,7 +187,8 @@ def erase(held: Lease, settings: Settings, keeper: LeaseKeeper, store: ObjectSto
     from core.spare.outputs import Provenance
 
     provenance = Provenance(request_id=str(data.request_id) if data.request_id else None,
-                            base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri))
+                            base_fingerprint=base.fingerprint, base_source=redact_url(data.source_uri),
+                            base_variant=weights_variant(base.weights_dir))
     judge_name = data.verification.get("judge") or settings.judge
     thresholds = Thresholds.for_request(settings, data.verification)
     source_key = data.fingerprint or f"path:{model_dir}"

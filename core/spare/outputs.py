@@ -109,6 +109,9 @@ class Provenance:
     request_id: str | None = None
     base_fingerprint: str | None = None
     base_source: str | None = None
+    # The weights variant the base folder holds its files as (e.g. "fp16"), or None for plain files: loading
+    # the adapter's base needs the same `variant=` argument.
+    base_variant: str | None = None
 
 
 def lethe_version() -> str:
@@ -178,6 +181,7 @@ def adapter_metadata(pipeline: Any, arch: str, concepts: list[dict[str, Any]], m
         "lethe.base_architecture": arch,
         "lethe.base_fingerprint": provenance.base_fingerprint or "",
         "lethe.base_source": provenance.base_source or "",
+        "lethe.base_variant": provenance.base_variant or "",
         "lethe.erased_concepts": json.dumps(concepts),
         "lethe.method": method,
         "lethe.rank": str(rank),
@@ -221,6 +225,8 @@ def write_model_card(out_dir: Path, report: ErasureReport, provenance: Provenanc
         f"| request | `{provenance.request_id or '-'}` |",
         f"| base model | `{provenance.base_source or '-'}` |",
         f"| base fingerprint (sha256 of its weight files) | `{provenance.base_fingerprint or '-'}` |",
+        *([f"| base weights | the `{provenance.base_variant}` variant files only |"]
+          if provenance.base_variant else []),
         f"| architecture | {arch} |",
         f"| device, dtype | {report.device}, {report.dtype} |",
         "",
@@ -291,10 +297,16 @@ def write_model_card(out_dir: Path, report: ErasureReport, provenance: Provenanc
               f"from diffusers import {pipeline_cls}", "",
               f'pipe = {pipeline_cls}.from_pretrained("{FUSED_DIR}")', "```"]
     if adapter:
+        # A variant-only base loads only with its variant named; without a dtype its text encoder would stay
+        # in the files' float16, which a CPU cannot run beside a float32 UNet.
+        load_base = (f'pipe = {pipeline_cls}.from_pretrained("path/to/base", variant="{provenance.base_variant}", '
+                     "dtype=torch.float32)  # torch.float16 on a GPU" if provenance.base_variant
+                     else f'pipe = {pipeline_cls}.from_pretrained("path/to/base")')
         lines += [
             "", "diffusers, the adapter on the base model (the base must have the fingerprint above):", "",
-            "```python", f"from diffusers import {pipeline_cls}", "",
-            f'pipe = {pipeline_cls}.from_pretrained("path/to/base")',
+            "```python", *(["import torch"] if provenance.base_variant else []),
+            f"from diffusers import {pipeline_cls}", "",
+            load_base,
             f'pipe.load_lora_weights("{ADAPTER_DIR}", weight_name="{DIFFUSERS_ADAPTER}")',
             f'# or the kohya copy: pipe.load_lora_weights("{ADAPTER_DIR}", weight_name="{KOHYA_ADAPTER}")',
             "```", "",

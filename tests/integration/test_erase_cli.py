@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from core.cli.app import app
-from tests.tiny_pipelines import save_tiny
+from tests.tiny_pipelines import save_tiny, tiny_sd1
 
 torch.set_num_threads(1)
 runner = CliRunner()
@@ -36,6 +36,41 @@ def test_erase_cli_writes_outputs(tiny_dir: Path, tmp_path: Path) -> None:
     assert "a circle on a table" in report["prompts"]["forget"]["circle"]
     assert "a star" in report["prompts"]["retain"]
     assert (out / "adapter" / "pytorch_lora_weights.safetensors").is_file() and (out / "grid.png").is_file()
+
+
+def test_the_model_card_loads_a_variant_only_base_as_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base holding only fp16-variant files: the card's adapter snippet, run as written (the base's path
+    filled in), loads the base and the adapter, and draws what fused/ draws."""
+    import re
+
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+    from safetensors import safe_open
+
+    base = tmp_path / "base"
+    tiny_sd1().to(torch.float16).save_pretrained(base, variant="fp16")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["erase", "--model", str(base), "--concept", "circle", "--surrogate", "square",
+                              "--steps", "3", "--device", "cpu", "--params", FAST, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    card = (out / "README.md").read_text()
+    assert "| base weights | the `fp16` variant files only |" in card
+    with safe_open(str(out / "adapter" / "lora_kohya.safetensors"), "pt") as fh:
+        assert fh.metadata()["lethe.base_variant"] == "fp16"
+    snippet = re.findall(r"```python\n(.*?)```", card, re.S)[1]
+    assert 'variant="fp16"' in snippet
+    monkeypatch.chdir(out)
+    scope: dict[str, object] = {}
+    exec(snippet.replace("path/to/base", str(base)), scope)  # the card's own code, as a user runs it
+    pipe = scope["pipe"]
+    fused = StableDiffusionPipeline.from_pretrained(out / "fused")
+
+    def draw(p: StableDiffusionPipeline) -> np.ndarray:
+        p.set_progress_bar_config(disable=True)
+        return p("a photo of a circle", num_inference_steps=3, height=16, width=16, output_type="np",
+                 generator=torch.Generator().manual_seed(1)).images
+
+    assert np.abs(draw(pipe) - draw(fused)).max() < 1e-3  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
