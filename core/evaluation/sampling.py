@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +37,7 @@ def generate(
     out: list[np.ndarray] = []
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
-        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds[chunk]]
-        latents = torch.stack(
-            [torch.randn(_latent_shape(pipeline), generator=g, dtype=torch.float32) for g in gens]
-        ).to(device=device, dtype=pipeline.unet.dtype)
+        gens, latents = seeded_noise(pipeline, seeds[chunk])
         kwargs: dict = {}
         if prompt_embeds is not None:
             embeds = prompt_embeds[chunk].to(device=device, dtype=pipeline.text_encoder.dtype)
@@ -53,7 +51,6 @@ def generate(
             num_inference_steps=steps,
             guidance_scale=guidance_scale,
             latents=latents,
-            # A stochastic sampler (Euler ancestral, DDPM) draws each image's step noise from its own seed.
             generator=gens,
             output_type="np",
             **kwargs,
@@ -64,6 +61,13 @@ def generate(
     return np.concatenate(out) if out else np.zeros((0, 0, 0, 3), dtype=np.uint8)
 
 
-def _latent_shape(pipeline: StableDiffusionPipeline) -> tuple[int, int, int]:
+def seeded_noise(pipeline: Any, seeds: Sequence[int]) -> tuple[list[torch.Generator], torch.Tensor]:
+    """One CPU generator per image and the initial latents drawn from it, on the UNet's device and dtype. Every
+    seeded draw passes both to the pipeline (`latents=`, `generator=`): image i's starting noise and, with a
+    stochastic sampler (Euler ancestral, DDPM), its step noise then come from seed i alone, whatever else is in
+    the batch."""
+    gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
     size = pipeline.unet.config.sample_size
-    return (pipeline.unet.config.in_channels, size, size)
+    shape = (pipeline.unet.config.in_channels, size, size)
+    latents = torch.stack([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens])
+    return gens, latents.to(device=pipeline.unet.device, dtype=pipeline.unet.dtype)

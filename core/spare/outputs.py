@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.evaluation.sampling import seeded_noise
 from core.spare import adapters as lora
 from core.spare.base_outputs import DrawKey, drawn
 from core.spare.conditioning import resolution
@@ -59,16 +60,13 @@ def generate_images(
     sampler's step noise too). `memo`: images an earlier round drew from the same (base) weights
     (`core.spare.base_outputs`); only the others are drawn."""
     size = resolution(pipeline)
-    shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor, size // pipeline.vae_scale_factor)
 
     def row(prompt: str) -> list[Image.Image]:
         def draw(indices: list[int]) -> list[Image.Image]:
-            gens = [torch.Generator().manual_seed(seeds[i]) for i in indices]
-            init = torch.stack([torch.randn(shape, generator=g) for g in gens])
+            gens, init = seeded_noise(pipeline, [seeds[i] for i in indices])
             result = pipeline(
                 [prompt] * len(indices), num_inference_steps=steps, guidance_scale=guidance,
-                latents=init.to(pipeline.unet.device, pipeline.unet.dtype), generator=gens, height=size,
-                width=size, output_type="pil",
+                latents=init, generator=gens, height=size, width=size, output_type="pil",
             )
             return list(result.images)
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.evaluation.sampling import seeded_noise
 from core.spare.base_outputs import DrawKey, drawn
 from core.spare.conditioning import resolution
 from core.spare.errors import ErasureInputError
@@ -219,11 +220,8 @@ def generate_latents(
         out: list[torch.Tensor] = []
         for start in range(0, len(indices), batch):
             chunk = [jobs[i] for i in indices[start : start + batch]]
-            gens = [torch.Generator(device="cpu").manual_seed(s) for _, s in chunk]
+            gens, init = seeded_noise(pipeline, [s for _, s in chunk])
             size = resolution(pipeline)
-            shape = (pipeline.unet.config.in_channels, size // pipeline.vae_scale_factor,
-                     size // pipeline.vae_scale_factor)
-            init = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device, pipeline.unet.dtype)
             result = pipeline(
                 [p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
                 latents=init, generator=gens, output_type="latent", height=size, width=size,
