@@ -120,6 +120,23 @@ def kohya_state(unet: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def keep_only(unet: nn.Module, modules: list[str], rank: int, alpha: float | None,
+              ranks: dict[str, int]) -> LoraConfig:
+    """Re-attach the adapter on `modules` alone, with the factors it learnt there: the change elsewhere is dropped
+    and the adapter files, the deltas and the fused model then hold only these modules."""
+    layers = lora_layers(unet)
+    factors = {m: (layers[m].lora_A[ADAPTER_NAME].weight.detach().clone(),
+                   layers[m].lora_B[ADAPTER_NAME].weight.detach().clone()) for m in modules}
+    detach(unet)
+    config = attach(unet, modules, rank, alpha, {m: r for m, r in ranks.items() if m in factors})
+    with torch.no_grad():
+        for name, layer in lora_layers(unet).items():
+            down, up = factors[name]
+            layer.lora_A[ADAPTER_NAME].weight.copy_(down)
+            layer.lora_B[ADAPTER_NAME].weight.copy_(up)
+    return config
+
+
 def detach(unet: nn.Module) -> None:
     """Remove the peft layers and restore the plain modules (weights untouched)."""
     unet.unload_lora()

@@ -69,6 +69,13 @@ RETENTION_LEVERS = ("anchor", "retain")
 # erasure_dev_projection.json), they certified the development testbed in one round each (6/6, 1.00 rounds against
 # 1.33) but the seed-23 build 2/6 against 5/6 (striped's grid UA 0.58, circle's 0.80: kept prompts over the
 # concept's look hold back the erasure of a style), and the retention it misses (heart, triangle) stayed missed.
+# Delivering only the text pathway of a round's training (`text`: deliver_pool trained -> cross_kv) is in neither
+# order. The engine's erasure of a shape lives on that pathway, and most of its same-kind loss comes from the
+# image-side modules trained with it (bench/retention_anatomy.py, retention_anatomy_dev_seed23{,b}_heart.json). But
+# tried before the retain weight, in the loop on a rebuilt seed-23 development model, against the order above on
+# that build (erasure_dev_seed23b_text_lever.json against erasure_dev_seed23b.json), it certified 4/6 against 5/6:
+# heart's text round kept its retention (unseen-grid IRA 83.6 -> 93.2 %) but fell short on held-out UA (0.896),
+# and striped (a style) stayed short with it.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 _NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)
@@ -107,6 +114,9 @@ def lever_change(name: str, config: SpareConfig | EsdConfig) -> dict[str, Any]:
                 "timestep_uniform_mix": round(config.timestep_uniform_mix / 2, 4)}
     if name == "contexts":
         return {"samples_per_prompt": config.samples_per_prompt + 1} if config.samples_per_prompt < 4 else {}
+    if name == "text":
+        keep = config.deliver_pool == "trained" and config.saliency_pool != "cross_kv"
+        return {"deliver_pool": "cross_kv"} if keep else {}
     if name == "project":
         following = {0.0: 0.99, 0.99: 0.999}.get(config.retain_projection)
         return {"retain_projection": following} if following else {}

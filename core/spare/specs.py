@@ -139,6 +139,12 @@ class SpareConfig(_RunConfig):
         "cross-attention projections, all attention projections, or every Linear/Conv in the UNet blocks. "
         "Erase until verified widens cross_kv → cross_attention → attention when a round's UA is short.",
     )
+    deliver_pool: Literal["trained", "cross_kv"] = Field(
+        default="trained",
+        description="Which of the trained modules the delivered adapter keeps: all of them, or only the text "
+        "pathway (cross-attention key/value; the rest of what was learnt is dropped after training), which "
+        "keeps more of the other concepts at some cost in erasure (lever `text`, in neither order of the loop).",
+    )
     saliency_fraction: float = Field(
         default=0.95, gt=0, le=1.0,
         description="Keep the smallest set of modules holding this share of the pool's total saliency.",

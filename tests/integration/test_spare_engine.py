@@ -144,6 +144,34 @@ def test_same_seed_same_adapter_on_cpu(tmp_path: Path) -> None:
     assert any(ta[k].shape != tc[k].shape or not torch.allclose(ta[k], tc[k]) for k in ta if k in tc)
 
 
+def test_delivering_the_text_pathway_keeps_its_trained_factors_and_drops_the_rest(tmp_path: Path) -> None:
+    """deliver_pool cross_kv: the same training as the whole adapter (same seed), delivered as its cross-attention
+    key/value modules only; adapter/ holds exactly those factors and, loaded onto the base, draws what fused/
+    draws."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from core.spare.saliency import is_text_side
+
+    cfg = SpareConfig(steps=4, saliency_fraction=1.0, **FAST)
+    whole = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "whole")
+    text = erase(tiny_sd1(), _spec(), cfg.model_copy(update={"deliver_pool": "cross_kv"}), out_dir=tmp_path / "text")
+    trained, delivered = whole.report.adapter.target_modules, text.report.adapter.target_modules
+    assert delivered == [m for m in trained if is_text_side(m)] and 0 < len(delivered) < len(trained)
+    assert set(text.report.adapter.rank_pattern) <= set(delivered)
+    name = "adapter/lora_kohya.safetensors"
+    wa, ta = load_file(whole.files[name]), load_file(text.files[name])
+    assert {k.rsplit(".", 2)[0] for k in ta} == {"lora_unet_" + m.replace(".", "_") for m in delivered}
+    assert all(torch.allclose(ta[k], wa[k], rtol=1e-4, atol=1e-6) for k in ta), "the factors it learnt"
+    base = tiny_sd1()
+    base.load_lora_weights(tmp_path / "text" / "adapter")
+    fused = StableDiffusionPipeline.from_pretrained(tmp_path / "text" / "fused")
+    prompts = ["a photo of a circle", "a photo of a square"]
+    assert np.abs(_images(base, prompts) - _images(fused, prompts)).max() < 1e-4
+    assert np.abs(_images(fused, prompts) - _images(StableDiffusionPipeline.from_pretrained(
+        tmp_path / "whole" / "fused"), prompts)).max() > 1e-3, "the dropped modules changed the outputs"
+
+
 def test_a_later_round_reuses_the_base_draws_and_trains_as_a_fresh_run(tmp_path: Path) -> None:
     """Rounds of one job share what the base weights drew (teacher latents, the grid's base half): a second
     round draws only what the first did not (here the surrogate anchors its config adds) and trains exactly as

@@ -657,3 +657,14 @@ def test_cross_puts_retain_prompts_over_the_concepts_images_in_two_steps() -> No
     assert lever_change("cross", SpareConfig(retain_on_forget=0.5)) == {}
     assert lever_change("cross", EsdConfig()) == {}
     assert "cross" not in SPARE_LEVERS + RETENTION_LEVERS
+
+
+def test_text_delivers_the_text_pathway_once_and_is_not_in_the_loops_order() -> None:
+    from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS, lever_change
+
+    assert SpareConfig().deliver_pool == "trained"
+    assert lever_change("text", SpareConfig()) == {"deliver_pool": "cross_kv"}
+    assert lever_change("text", SpareConfig(deliver_pool="cross_kv")) == {}
+    assert lever_change("text", SpareConfig(saliency_pool="cross_kv")) == {}, "nothing else was trained"
+    assert lever_change("text", EsdConfig()) == {}
+    assert "text" not in SPARE_LEVERS + RETENTION_LEVERS

@@ -17,7 +17,7 @@ from core.spare.methods.base import MethodOutcome, MethodRun, curve
 from core.spare.outputs import adapter_metadata, write_adapters
 from core.spare.projection import RetainProjection
 from core.spare.report import AdapterInfo
-from core.spare.saliency import candidate_modules, compute_saliency
+from core.spare.saliency import candidate_modules, compute_saliency, is_text_side
 from core.spare.specs import SpareConfig
 from core.spare.timesteps import concept_sampler, uniform_sampler
 
@@ -78,14 +78,24 @@ class SpareMethod:
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
             after_step=projection.apply if projection is not None else None,
         )
+        delivered = sal.selected
+        if config.deliver_pool != "trained":
+            # Where saliency put no module on the text pathway, the whole adapter is delivered: nothing else erases.
+            delivered = [m for m in sal.selected if is_text_side(m)] or sal.selected
+        if delivered != sal.selected:
+            if masks is not None:
+                masks.remove()
+            lora_cfg = lora.keep_only(unet, delivered, config.rank, config.alpha, ranks)
+            kept_masks = {m: w for m, w in sal.masks.items() if m in delivered}
+            masks = lora.WeightMasks(unet, kept_masks) if kept_masks else None
         loss_curve = {"total": curve(log.loss), "forget": curve(log.forget_loss), "retain": curve(log.retain_loss)}
         if log.adversarial_loss:
             loss_curve["adversarial"] = curve(log.adversarial_loss)
         adapter = AdapterInfo(
-            target_modules=sal.selected,
+            target_modules=delivered,
             rank=config.rank,
             alpha=lora_cfg.lora_alpha,
-            rank_pattern=ranks,
+            rank_pattern={m: r for m, r in ranks.items() if m in delivered},
             trainable_parameters=trainable,
             weight_mask=bool(sal.masks),
             portable_adapter_note=(
@@ -100,7 +110,7 @@ class SpareMethod:
         metadata = adapter_metadata(pipeline, run.architecture, concepts, config.method, config.rank,
                                     float(lora_cfg.lora_alpha), run.provenance)
         write_adapters(pipeline, unet, run.out_dir, metadata)
-        delta = lora.deltas(unet, sal.masks)
+        delta = lora.deltas(unet, sal.masks)  # masks of dropped modules name no layer and go unused
         if masks is not None:
             masks.remove()
         lora.detach(unet)
