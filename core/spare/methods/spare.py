@@ -85,7 +85,8 @@ class SpareMethod:
         if delivered != sal.selected:
             if masks is not None:
                 masks.remove()
-            lora_cfg = lora.keep_only(unet, delivered, config.rank, config.alpha, ranks)
+            with torch.random.fork_rng(devices=[]):  # re-attaching draws a LoRA init: leave the caller's RNG
+                lora_cfg = lora.keep_only(unet, delivered, config.rank, config.alpha, ranks)
             kept_masks = {m: w for m, w in sal.masks.items() if m in delivered}
             masks = lora.WeightMasks(unet, kept_masks) if kept_masks else None
         loss_curve = {"total": curve(log.loss), "forget": curve(log.forget_loss), "retain": curve(log.retain_loss)}
