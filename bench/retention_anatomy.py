@@ -7,7 +7,9 @@ classifier, `--eval-seeds` seeds per prompt), models that keep only part of that
 - by denoising step: the erased UNet at high-noise steps only (t >= `--split`) or at the rest only, the base
   UNet at the others;
 - by guidance branch: the erased UNet for the prompt's (conditional) prediction only, or for the unconditional
-  one only.
+  one only;
+- by strength (`--strengths`): the whole change and its text pathway scaled down (a LoRA's scale), which traces
+  what each buys in erasure for what it costs in retention.
 Where the parts lose less retention than the whole, the loss comes from their interplay (along the trajectory,
 or between modules); where one part erases on its own with little loss, that part is the erasure.
 
@@ -55,11 +57,26 @@ def _routed(base: Any, erased: Any, use_erased: Callable[[float, int, int], bool
     return erased
 
 
+def strength_variants(base: Any, deltas: dict[str, torch.Tensor],
+                      strengths: list[float]) -> list[tuple[str, Callable[[], Any]]]:
+    """The whole change and its text pathway at each scale (what a LoRA's scale does to its delta)."""
+    from core.spare.saliency import is_text_side
+
+    def scaled(scale: float, keep: Callable[[str], bool]) -> Callable[[], Any]:
+        return lambda: changed(base, {n: scale * d for n, d in deltas.items() if keep(n)})
+
+    return [variant for scale in strengths for variant in (
+        (f"erasure x{scale:g}", scaled(scale, lambda n: True)), (f"text side x{scale:g}", scaled(scale, is_text_side)))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
     parser.add_argument("--split", type=int, default=600,
                         help="The timestep that splits high-noise steps from the rest.")
+    parser.add_argument("--strengths", default="",
+                        help="Comma-separated scales (e.g. 0.8,0.65,0.5) of the whole change and of its text pathway, "
+                        "scored as well.")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default results/retention_anatomy_<testbed>_<target>.json).")
     args = parser.parse_args(argv)
@@ -67,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.evaluation.metrics import sampling_defaults
     from core.spare.saliency import is_text_side
 
+    strengths = [float(s) for s in args.strengths.split(",") if s.strip()]
     run = load_run(args)
     out = args.out or RESULTS / f"retention_anatomy_{run.testbed.name}_{args.target}.json"
     started = started_now()
@@ -86,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         (f"t >= {args.split}", routed(lambda t, h, n: t >= args.split)),
         (f"t < {args.split}", routed(lambda t, h, n: t < args.split)),
     ]
+    variants += strength_variants(base, deltas, strengths)
     # The branch variants split the UNet's batch into its unconditional and conditional halves: only a grid drawn
     # with classifier-free guidance has both.
     if sampling_defaults(run.testbed)[1] > 1.0:
@@ -94,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     finish({
         "testbed": run.testbed.name, "target": args.target, "run": str(args.run), "modules": len(deltas),
         "text_side_modules": sum(is_text_side(n) for n in deltas), "split": args.split,
+        "strengths": strengths,
         "surrogates": run.report.get("prompts", {}).get("surrogates"), "eval_seeds": list(run.seeds),
         "threads": args.threads, "started_at": started, "finished_at": started_now(), "rows": rows,
     }, out, (("ua", (200, 120, 40)), *IRA_CRA), "UA (orange), IRA (blue) / CRA (green) share of base")
