@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from pydantic import BaseModel
 
-from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
+from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate, seeded_noise
 from core.testbed.canvas import OBJECTS, STYLES, heldout_prompts, prompt, synonym_prompts
 from core.testbed.classifier import Classifier
 
@@ -79,8 +79,7 @@ def soft_prompt_attack(
     sched = DDIMScheduler.from_config(pipeline.scheduler.config)
     sched.set_timesteps(chain_steps)
     unet, vae = pipeline.unet, pipeline.vae
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]).to(device)
+    _, noise = seeded_noise(pipeline, seeds)  # the starting noise a seeded draw of the same seeds starts from
     target = torch.full((len(seeds),), concept_idx, dtype=torch.long)
     opt = torch.optim.Adam([emb], lr=lr)
     was = [(m, [p.requires_grad for p in m.parameters()]) for m in (unet, vae, classifier)]
