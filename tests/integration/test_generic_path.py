@@ -5,33 +5,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from core.testbed.paths import SHIPPED
-from tests.integration.worker_support import child_env, seed_model, seed_request, seed_tenant, use_database
+from tests.integration.worker_support import probe_job, seed_model, seed_request, seed_tenant, use_database
 
 pytestmark = pytest.mark.slow(minutes=0.2)
 
-PROBE = """
-import json, sys
-from core import wiring
-from core.erasure import execution
-from core.jobs.runner import execute
-wiring.load()
-seen = {}
-real = execution.default_erase()
+SPY = """
 def spy(pipeline, spec, config, **kw):
     seen["spec"] = spec.model_dump(mode="json")
     seen["config"] = config.model_dump(mode="json")
     return real(pipeline, spec, config, **kw)
-outcome = execute(sys.argv[1], worker_id="probe", erase_fn=spy)
-testbed = sorted(m for m in sys.modules if m.startswith("core.testbed") or m == "core.spare.testbed_eval")
-print("RESULT " + json.dumps({"outcome": outcome, "testbed_modules": testbed, **seen}))
 """
+# The testbed modules the child imported by the end of the job.
+IMPORTED = ('{"testbed_modules": sorted(m for m in sys.modules '
+            'if m.startswith("core.testbed") or m == "core.spare.testbed_eval")}')
 
 
 @pytest.fixture
@@ -58,11 +49,7 @@ def test_declared_vocabulary_runs_the_generic_path_without_the_testbed(pg_url: s
     model = seed_model(tenant, user_model, fingerprint="fp-user")
     params = {"steps": 5, "sample_steps": 2, "grid_seeds": 1, "saliency_batches": 1, "timestep_grid": 2}
     _, job_id = seed_request(tenant, model, target="circle", surrogate="object", params=params)
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(job_id)], env=child_env(), capture_output=True,
-                          text=True, timeout=600)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    assert line is not None, proc.stdout[-2000:] + proc.stderr[-4000:]
-    result = json.loads(line.removeprefix("RESULT "))
+    result = probe_job(job_id, SPY, IMPORTED)
     assert result["outcome"] in ("succeeded", "failed")
     assert result["testbed_modules"] == [], "the worker's erasure path imported the testbed"
     (concept,) = result["spec"]["concepts"]

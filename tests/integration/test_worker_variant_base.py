@@ -3,28 +3,19 @@ variant in what it delivers (the adapter's metadata and the model card's loading
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.integration.worker_support import child_env, seed_model, seed_request, seed_tenant, use_database
+from tests.integration.worker_support import probe_job, seed_model, seed_request, seed_tenant, use_database
 from tests.tiny_pipelines import tiny_sd1
 
 pytestmark = pytest.mark.slow(minutes=0.2)
 
-PROBE = """
-import json, re, sys
+SPY = """
+import re
 from safetensors import safe_open
-from core import wiring
-from core.erasure import execution
-from core.jobs.runner import execute
-wiring.load()
-seen = {}
-real = execution.default_erase()
 def spy(pipeline, spec, config, **kw):
     result = real(pipeline, spec, config, **kw)
     with safe_open(str(result.files["adapter/lora_kohya.safetensors"]), "pt") as fh:
@@ -33,8 +24,6 @@ def spy(pipeline, spec, config, **kw):
     seen["snippet"] = re.findall(r"```python\\n(.*?)```", card, re.S)[1]
     seen["unet_dtype"] = str(pipeline.unet.dtype)
     return result
-outcome = execute(sys.argv[1], worker_id="probe", erase_fn=spy)
-print("RESULT " + json.dumps({"outcome": outcome, **seen}))
 """
 
 
@@ -49,11 +38,7 @@ def test_the_worker_names_a_variant_only_base_in_the_adapter_and_the_card(
     params = {"steps": 3, "sample_steps": 2, "grid_seeds": 1, "saliency_batches": 1, "timestep_grid": 2,
               "max_rounds": 1}
     _, job_id = seed_request(tenant, model, params=params)
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(job_id)], env=child_env(), capture_output=True,
-                          text=True, timeout=600)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    assert line is not None, proc.stdout[-2000:] + proc.stderr[-4000:]
-    result = json.loads(line.removeprefix("RESULT "))
+    result = probe_job(job_id, SPY)
     assert result["outcome"] in ("succeeded", "failed")  # a 3-step erasure of a tiny model may not verify
     assert result["unet_dtype"] == "torch.float32", "loaded upcast for the CPU"
     assert result["metadata_variant"] == "fp16"

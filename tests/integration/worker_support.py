@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -168,6 +169,30 @@ def child_env(**settings: str) -> dict[str, str]:
     env["OMP_NUM_THREADS"] = "1"
     env["LETHE_TORCH_THREADS"] = "1"
     return env
+
+
+def probe_job(job_id: uuid.UUID, spy: str, report: str = "{}") -> dict[str, Any]:
+    """Run the worker's erasure of `job_id` in a child process, with `spy` (Python source defining
+    `spy(pipeline, spec, config, **kw)`, which may call `real`, the engine the worker would run, and record into
+    the dict `seen`) as its engine. Returns `seen`, the job's outcome and the `report` expression's dict,
+    evaluated in the child after the job."""
+    script = "\n".join([
+        "import json, sys",
+        "from core import wiring",
+        "from core.erasure import execution",
+        "from core.jobs.runner import execute",
+        "wiring.load()",
+        "seen = {}",
+        "real = execution.default_erase()",
+        spy,
+        'outcome = execute(sys.argv[1], worker_id="probe", erase_fn=spy)',
+        f'print("RESULT " + json.dumps({{"outcome": outcome, **seen, **({report})}}))',
+    ])
+    proc = subprocess.run([sys.executable, "-c", script, str(job_id)], env=child_env(), capture_output=True,
+                          text=True, timeout=600)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line is not None, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return dict(json.loads(line.removeprefix("RESULT ")))
 
 
 class Processes:
