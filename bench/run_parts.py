@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,7 +125,8 @@ def chart(result: dict[str, Any], path: Path, series: tuple[tuple[str, Color], .
             value = min(1.2, row[key] or 0.0)
             h = int(value / 1.2 * height)
             d.rectangle((x + j * bar, top + height - h, x + (j + 1) * bar - 2, top + height), fill=color)
-        d.text((x, top + height + 6), row["model"][: width // 6], fill="black")
+        for k, line in enumerate(textwrap.wrap(row["model"], width // 6)[:2]):  # two lines at most
+            d.text((x, top + height + 6 + 12 * k), line, fill="black")
     y = top + height - int(1 / 1.2 * height)
     d.line((left - 4, y, img.width - 10, y), fill=(200, 0, 0))
     d.text((4, y - 6), "1.0", fill=(200, 0, 0))
