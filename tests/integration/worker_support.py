@@ -29,6 +29,7 @@ from core.jobs.states import JobKind
 from core.migrate import upgrade
 from core.registry.models import ModelStatus, RegisteredModel
 from core.tenancy.models import Tenant
+from tests import pace
 from tests.children import tied_to_test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,7 +190,7 @@ def probe_job(job_id: uuid.UUID, spy: str, report: str = "{}") -> dict[str, Any]
         f'print("RESULT " + json.dumps({{"outcome": outcome, **seen, **({report})}}))',
     ])
     proc = subprocess.run([sys.executable, "-c", script, str(job_id)], env=child_env(), capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=pace.scaled(600))
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, proc.stdout[-2000:] + proc.stderr[-4000:]
     return dict(json.loads(line.removeprefix("RESULT ")))
