@@ -1,4 +1,5 @@
-"""`lethe erase`: a real run on a tiny SD1 folder, and readable errors (no tracebacks) for bad input."""
+"""`lethe erase`: a real run on a tiny SD1 folder (and on SD1 and SDXL bases stored as fp16 variants), and
+readable errors (no tracebacks) for bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from core.cli.app import app
-from tests.tiny_pipelines import save_tiny, tiny_sd1
+from tests.tiny_pipelines import BUILDERS, save_tiny
 
 torch.set_num_threads(1)
 runner = CliRunner()
@@ -38,17 +39,19 @@ def test_erase_cli_writes_outputs(tiny_dir: Path, tmp_path: Path) -> None:
     assert (out / "adapter" / "pytorch_lora_weights.safetensors").is_file() and (out / "grid.png").is_file()
 
 
-def test_the_model_card_loads_a_variant_only_base_as_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("arch", ["sd1", "sdxl"])
+def test_the_model_card_loads_a_variant_only_base_as_it_says(arch: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A base holding only fp16-variant files: the card's adapter snippet, run as written (the base's path
     filled in), loads the base and the adapter, and draws what fused/ draws."""
     import re
 
     import numpy as np
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
     from safetensors import safe_open
 
     base = tmp_path / "base"
-    tiny_sd1().to(torch.float16).save_pretrained(base, variant="fp16")
+    BUILDERS[arch]().to(torch.float16).save_pretrained(base, variant="fp16")
     out = tmp_path / "out"
     res = runner.invoke(app, ["erase", "--model", str(base), "--concept", "circle", "--surrogate", "square",
                               "--steps", "3", "--device", "cpu", "--params", FAST, "--out", str(out)])
@@ -63,9 +66,10 @@ def test_the_model_card_loads_a_variant_only_base_as_it_says(tmp_path: Path, mon
     scope: dict[str, object] = {}
     exec(snippet.replace("path/to/base", str(base)), scope)  # the card's own code, as a user runs it
     pipe = scope["pipe"]
-    fused = StableDiffusionPipeline.from_pretrained(out / "fused")
+    fused = DiffusionPipeline.from_pretrained(out / "fused")
+    assert type(pipe) is type(fused)
 
-    def draw(p: StableDiffusionPipeline) -> np.ndarray:
+    def draw(p: DiffusionPipeline) -> np.ndarray:
         p.set_progress_bar_config(disable=True)
         return p("a photo of a circle", num_inference_steps=3, height=16, width=16, output_type="np",
                  generator=torch.Generator().manual_seed(1)).images
