@@ -57,16 +57,20 @@ def _routed(base: Any, erased: Any, use_erased: Callable[[float, int, int], bool
     return erased
 
 
+def _part(base: Any, deltas: dict[str, torch.Tensor], keep: Callable[[str], bool],
+          scale: float = 1.0) -> Callable[[], Any]:
+    """Builds the base with `scale` times the change of the modules `keep` names."""
+    return lambda: changed(base, {n: scale * d for n, d in deltas.items() if keep(n)})
+
+
 def strength_variants(base: Any, deltas: dict[str, torch.Tensor],
                       strengths: list[float]) -> list[tuple[str, Callable[[], Any]]]:
     """The whole change and its text pathway at each scale (what a LoRA's scale does to its delta)."""
     from core.spare.saliency import is_text_side
 
-    def scaled(scale: float, keep: Callable[[str], bool]) -> Callable[[], Any]:
-        return lambda: changed(base, {n: scale * d for n, d in deltas.items() if keep(n)})
-
     return [variant for scale in strengths for variant in (
-        (f"erasure x{scale:g}", scaled(scale, lambda n: True)), (f"text side x{scale:g}", scaled(scale, is_text_side)))]
+        (f"erasure x{scale:g}", _part(base, deltas, lambda n: True, scale)),
+        (f"text side x{scale:g}", _part(base, deltas, is_text_side, scale)))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     base, deltas = run.base, run.deltas
 
     def part(keep: Callable[[str], bool]) -> Callable[[], Any]:
-        return lambda: changed(base, {n: d for n, d in deltas.items() if keep(n)})
+        return _part(base, deltas, keep)
 
     def routed(use_erased: Callable[[float, int, int], bool]) -> Callable[[], Any]:
         return lambda: _routed(base, changed(base, deltas), use_erased)

@@ -70,9 +70,11 @@ RETENTION_LEVERS = ("anchor", "retain")
 # 1.33) but the seed-23 build 2/6 against 5/6 (striped's grid UA 0.58, circle's 0.80: kept prompts over the
 # concept's look hold back the erasure of a style), and the retention it misses (heart, triangle) stayed missed.
 # Delivering only the text pathway of a round's training (`text`: deliver_pool trained -> cross_kv) is in neither
-# order. The engine's erasure of a shape lives on that pathway, and most of its same-kind loss comes from the
-# image-side modules trained with it (bench/retention_anatomy.py, retention_anatomy_dev_seed23{,b}_heart.json). But
-# tried before the retain weight, in the loop on a rebuilt seed-23 development model, against the order above on
+# order. The engine's erasure of a shape lives on that pathway, and the image-side modules trained with it add to
+# its same-kind loss (bench/retention_anatomy.py, retention_anatomy_dev_seed23{,b}_heart.json); scaled down, the
+# text pathway alone still trades erasure for retention along one curve (--strengths in the same file: UA 0.95 at
+# IRA 91.8 %, 0.60 at 97.3 %), and trained on alone to a full erasure it loses as much as the whole change. Tried
+# before the retain weight, in the loop on a rebuilt seed-23 development model, against the order above on
 # that build (erasure_dev_seed23b_text_lever.json against erasure_dev_seed23b.json), it certified 4/6 against 5/6:
 # heart's text round kept its retention (unseen-grid IRA 83.6 -> 93.2 %) but fell short on held-out UA (0.896),
 # and striped (a style) stayed short with it. On the seed-29 build (erasure_dev_seed29_text_lever.json against
