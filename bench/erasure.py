@@ -244,8 +244,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
             # The verification's grid (its own seeds, where the loop chose the round), beside the benchmark's.
             seen = kept_metrics.get("summary", {}).get(target) or {}
             kept_verification = {"certified": verdict.ok, "reason": verdict.reason, "seconds": round(kept_s, 1),
-                                 "grid": {"seeds": verification_seeds,
-                                          **{k: seen.get(k) for k in ("ua", "ira_rel", "cra_rel")}}}
+                                 "grid": {"seeds": kept_metrics.get("testbed", {}).get("seeds", verification_seeds),
+                                          **seen}}
     stage_rss = rep["memory"]["stage_peak_rss_bytes"]
     peak = max(v for k, v in stage_rss.items() if k in stages)
     row = metrics["summary"][target]
@@ -280,7 +280,8 @@ def one_run(pipe: Any, testbed: Path, target: str, method: str, args: argparse.N
         "rounds": len(rounds["history"]) if rounds else 1,
         "rounds_passed": rounds["passed"] if rounds else None,
         "round_history": rounds["history"] if rounds else None,
-        **grid_intervals(row, concept_kind(target), args.eval_seeds),
+        "images": {"forget": row["images_forget"], "rest": row["images_rest"]},
+        **{k: row[k] for k in ("ua_interval", "ira_rel_interval", "cra_rel_interval")},
         "surrogate_screen": rounds.get("surrogates") if rounds else None,
         "verification": kept_verification,
         "verify_s": round(sum(s for _, s in verified.values()), 2) if verified else None,
@@ -304,26 +305,6 @@ def named_surrogates(pairs: str) -> dict[str, str]:
             raise ValueError(f"--surrogate wants target=surrogate pairs, got {pair!r}")
         out[target.strip()] = surrogate.strip()
     return out
-
-
-def grid_intervals(row: dict[str, Any], kind: str, seeds: int) -> dict[str, Any]:
-    """How many grid images stand behind a row's UA and IRA/CRA, and their 95 % Wilson intervals (on the erased
-    model's share; the relative ones divided by the base's accuracy on the same images)."""
-    from core.evaluation.evidence import wilson
-    from core.testbed.canvas import OBJECTS, STYLES
-
-    forget = seeds * (len(STYLES) if kind == "object" else len(OBJECTS))
-    rest = seeds * len(OBJECTS) * len(STYLES) - forget
-
-    def rel(value: float, relative: float | None) -> list[float] | None:
-        if relative is None or not value:
-            return None
-        base = value / relative
-        return [round(b / base, 4) for b in wilson(round(value * rest), rest)]
-
-    return {"images": {"forget": forget, "rest": rest},
-            "ua_interval": list(wilson(round(row["ua"] * forget), forget)),
-            "ira_rel_interval": rel(row["ira"], row["ira_rel"]), "cra_rel_interval": rel(row["cra"], row["cra_rel"])}
 
 
 def _key(row: dict) -> str:
@@ -520,11 +501,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="Comma-separated target=surrogate pairs: the request names that surrogate (kept by the "
                              "surrogate screen, as a requester's choice is); other targets get the vocabulary's.")
     add_eval_seeds(parser)
+    from core.erasure.verified import GRID_SETTLING_SEED0
+
     verification_seeds = get_settings().verify_grid_seeds
     parser.add_argument("--eval-seed-start", type=int, default=verification_seeds,
                         help="First seed of the benchmark's grid (default: LETHE_VERIFY_GRID_SEEDS, the first after "
-                        f"the verification's grid, seeds 0..{verification_seeds - 1} now: the loop keeps a round that "
-                        "grid passed, so the benchmark scores it on other images).")
+                        f"the verification's first draw, seeds 0..{verification_seeds - 1} now; its further seeds "
+                        f"start at {GRID_SETTLING_SEED0}: the loop keeps a round that grid passed, so the benchmark "
+                        "scores it on other images).")
     parser.add_argument("--attack-budget", type=int, default=CALIBRATED_BUDGET,
                         help="Soft-prompt attack steps; 0 = no attacks. Default: the calibrated budget "
                         "(docs/robustness.md).")

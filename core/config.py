@@ -225,6 +225,13 @@ class Settings(BaseSettings):
         "diagnostics (its grid UA/IRA/CRA checks); workers, `lethe erase` and the benchmarks verify with the same "
         "count. More seeds steady those estimates and lengthen every verification.",
     )
+    verify_grid_max_seeds: int = Field(
+        default=8, ge=1, le=64,
+        description="Verification: seeds per cell the canvas grid draws at most while one of its verdicts could "
+        "still turn (its 95 % interval reaching across the threshold): after the first LETHE_VERIFY_GRID_SEEDS, as "
+        "many again each time, on seeds from 100 on. A value at or below LETHE_VERIFY_GRID_SEEDS draws the first "
+        "seeds only.",
+    )
     erase_max_rounds: int = Field(
         default=3, ge=1, le=10,
         description="Erase until verified: rounds of train → held-out image check → escalate per job, at most, "

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.erasure.verification import Thresholds, inherited, verify
@@ -18,6 +18,9 @@ from core.evaluation.vocabulary import VocabularyError, load_vocabulary
 from core.logging import get_logger
 from core.spare.errors import ErasureInputError
 from core.spare.evaluator import Evaluator
+
+if TYPE_CHECKING:
+    from core.evaluation.metrics import GridSettling
 
 log = get_logger(__name__)
 # Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each
@@ -44,10 +47,12 @@ def training_prompts(spec: Any, config: Any, tokenizer: Any = None) -> set[str]:
 
 
 def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Sequence[int],
-                     attacks: bool = True, rest_only: bool = False) -> Evaluator | None:
+                     attacks: bool = True, rest_only: bool = False, settle: GridSettling | None = None
+                     ) -> Evaluator | None:
     """UA/IRA/CRA on the canvas grid with the attack probe, scored by the folder's classifier, for a model
     folder whose lethe.json declares `"judge": {"diagnostics": "canvas-grid", "classifier": ...}`.
-    `rest_only`: every concept a model version lost (both kinds), retention over the rest of the grid."""
+    `rest_only`: every concept a model version lost (both kinds), retention over the rest of the grid.
+    `settle`: further seeds while a grid verdict could still turn (the verification's: `grid_settling`)."""
     try:
         vocabulary = load_vocabulary(model_dir)
         declared = vocabulary.judge.get("classifier")
@@ -58,7 +63,7 @@ def grid_diagnostics(model_dir: Path, targets: list[str], *, seeds: Sequence[int
 
         classifier = Path(vocabulary.judge["_dir"]) / str(declared)
         return testbed_evaluator(targets, testbed=classifier, seeds=list(seeds), attacks=attacks,
-                                 attack_budget=CALIBRATED_BUDGET, rest_only=rest_only)
+                                 attack_budget=CALIBRATED_BUDGET, rest_only=rest_only, settle=settle)
     except (ImportError, ErasureInputError, VocabularyError, ValueError, OSError) as exc:
         log.info("no grid diagnostics for this job", reason=str(exc)[:200])
         return None

@@ -88,9 +88,14 @@ def _diagnostic_checks(metrics: EngineMetrics, t: Thresholds, checks: dict[str, 
         _check(checks, "retain_drift_relative", metrics.probe.retain_drift_relative, maximum=t.max_retain_drift,
                evidence="noise-space")
     for target, row in sorted((metrics.summary or {}).items()):
-        _check(checks, f"grid_ua[{target}]", row.ua, minimum=t.min_unlearning_accuracy, evidence="training-wording")
-        _check(checks, f"grid_ira_rel[{target}]", row.ira_rel, minimum=t.min_retention, evidence="training-wording")
-        _check(checks, f"grid_cra_rel[{target}]", row.cra_rel, minimum=t.min_retention, evidence="training-wording")
+        for name, value, interval, images, minimum in (
+            ("grid_ua", row.ua, row.ua_interval, row.images_forget, t.min_unlearning_accuracy),
+            ("grid_ira_rel", row.ira_rel, row.ira_rel_interval, row.images_rest, t.min_retention),
+            ("grid_cra_rel", row.cra_rel, row.cra_rel_interval, row.images_rest, t.min_retention),
+        ):
+            _check(checks, f"{name}[{target}]", value, minimum=minimum, evidence="training-wording")
+            if value is not None and images is not None:
+                checks[f"{name}[{target}]"].update(interval=list(interval) if interval else None, images=images)
 
 
 # Checks of what must stay that a model version's start can already fail (measured against the same source).

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Settings
 from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
@@ -21,10 +21,28 @@ from core.erasure.lineage import against_source, erased_targets, with_lineage
 from core.erasure.verification import Thresholds, Verdict, verify
 from core.spare.evaluator import Evaluator
 
+if TYPE_CHECKING:
+    from core.evaluation.metrics import GridSettling
+
 
 def verification_grid_seeds(settings: Settings) -> list[int]:
     """The seeds per cell of the grid a worker's verification draws (its diagnostics): 0..LETHE_VERIFY_GRID_SEEDS-1."""
     return list(range(settings.verify_grid_seeds))
+
+
+# The grid's further seeds (while a verdict could still turn) start here, away from the seeds that follow its
+# first draw: a benchmark scores the round the loop kept on those (bench/erasure.py --eval-seed-start).
+GRID_SETTLING_SEED0 = 100
+
+
+def grid_settling(settings: Settings, thresholds: Thresholds, first: Sequence[int]) -> GridSettling:
+    """The verification grid's further seeds after a first draw on `first`: up to LETHE_VERIFY_GRID_MAX_SEEDS per
+    cell in all, judged at the verification's thresholds."""
+    from core.evaluation.metrics import GridSettling
+
+    further = max(0, settings.verify_grid_max_seeds - len(first))
+    return GridSettling(min_ua=thresholds.min_unlearning_accuracy, min_retention=thresholds.min_retention,
+                        seeds=tuple(range(GRID_SETTLING_SEED0, GRID_SETTLING_SEED0 + further)))
 
 
 @dataclass(frozen=True)
@@ -59,8 +77,9 @@ def verified_erasure(base: Any, model_dir: Path, requested: Any, spec: Any, conf
     (language, judge, grid classifier); `requested`: the request before `fit_request` (its named surrogates are
     kept), `spec`: after it. `lineage`: the concepts `base` lost before ({"target", "kind", "surrogate"} each);
     `source`: loads v1, the retention baseline of a version's verification (needed with a lineage).
-    `grid_seeds`, `attacks`: the grid diagnostics' seeds (None: settings.verify_grid_seeds, as workers verify)
-    and whether they run the attack probe."""
+    `grid_seeds`, `attacks`: the grid diagnostics' first seeds (None: settings.verify_grid_seeds, as workers
+    verify; further ones while a grid verdict could still turn: `grid_settling`) and whether they run the attack
+    probe."""
     erased = erased_targets(lineage)
     spec, screened, check, switch = verified_rounds(base, model_dir, requested, spec, config, settings,
                                                     judge_name=judge_name, fingerprint=fingerprint,
@@ -68,7 +87,8 @@ def verified_erasure(base: Any, model_dir: Path, requested: Any, spec: Any, conf
     judged = with_lineage(spec, list(lineage))
     targets = [c.target for c in judged.concepts]
     seeds = verification_grid_seeds(settings) if grid_seeds is None else grid_seeds
-    diagnostics = grid_diagnostics(model_dir, targets, seeds=seeds, attacks=attacks, rest_only=bool(lineage))
+    diagnostics = grid_diagnostics(model_dir, targets, seeds=seeds, attacks=attacks, rest_only=bool(lineage),
+                                   settle=grid_settling(settings, thresholds, seeds))
     evaluator = job_evaluator(model_dir, judged, config, settings, judge_name=judge_name, fingerprint=fingerprint,
                               progress=progress, thresholds=thresholds, diagnostics=diagnostics)
     if lineage:

@@ -44,6 +44,15 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4))
 
 
+def relative_interval(correct: int, n: int, base_rate: float) -> tuple[float, float] | None:
+    """The Wilson interval of a share of `n` images, over the base model's rate on the same images (a retention's
+    interval); None where the base rate is 0 (nothing to be relative to)."""
+    if base_rate <= 0:
+        return None
+    low, high = wilson(correct, n)
+    return (round(low / base_rate, 4), round(high / base_rate, 4))
+
+
 def _spread(items: Sequence[str], n: int) -> list[str]:
     return [items[i % len(items)] for i in range(n)] if items else []
 
@@ -231,14 +240,12 @@ def retention_evidence(group: str, kind: str, concepts: list[str], *, prompts: l
     """Retention of one group from the judge's counts: erased accuracy over base accuracy, same prompts and seeds."""
     n = len(prompts)
     acc_base, acc_erased = (correct_base / n, correct_erased / n) if n else (0.0, 0.0)
-    interval = wilson(correct_erased, n)
     return RetentionEvidence(
         group=group, kind=kind, concepts=concepts, prompts=prompts, seeds=seeds, images=n,
         correct_base=correct_base, correct_erased=correct_erased, accuracy_base=round(acc_base, 4),
-        accuracy_erased=round(acc_erased, 4), accuracy_interval=interval,
+        accuracy_erased=round(acc_erased, 4), accuracy_interval=wilson(correct_erased, n),
         retention=round(acc_erased / acc_base, 4) if acc_base > 0 else None,
-        retention_interval=(round(interval[0] / acc_base, 4), round(interval[1] / acc_base, 4))
-        if acc_base > 0 else None,
+        retention_interval=relative_interval(correct_erased, n, acc_base),
         lost=lost or [],
     )
 
@@ -282,16 +289,23 @@ def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: fl
     more images cannot change that decision and its other verdicts are not listed. `passes` False: only failures
     that could still pass are listed (a pass that could still fail is left to a later, larger sample)."""
 
-    def unsettled(verdicts: list[tuple[str, float, tuple[float, float]]], threshold: float) -> list[str]:
-        if any(value < threshold and high < threshold for _, value, (_, high) in verdicts):
-            return []
-        return [name for name, value, (low, high) in verdicts
-                if (value < threshold <= high) or (passes and low < threshold <= value)]
-
     ua = [(f"ua:{c.concept}", c.ua, c.ua_interval) for c in evidence.concepts if c.images]
     kept = [(f"retention:{r.group}:{r.kind}", r.retention, r.retention_interval) for r in evidence.retention
             if r.retention is not None and r.retention_interval is not None]
-    return unsettled(ua, min_ua) + unsettled(kept, min_retention)
+    return unsettled(ua, min_ua, passes=passes) + unsettled(kept, min_retention, passes=passes)
+
+
+Verdict = tuple[str, float, tuple[float, float]]  # (name, estimate, 95 % interval)
+
+
+def unsettled(verdicts: Sequence[Verdict], threshold: float, *, passes: bool = True) -> list[str]:
+    """Of one decision's verdicts (all at `threshold`), those a larger sample could still turn: none once one of
+    them fails clearly (its whole interval below); else each whose estimate and interval lie on both sides of the
+    threshold (`passes` False: only failures that could still pass)."""
+    if any(value < threshold and high < threshold for _, value, (_, high) in verdicts):
+        return []
+    return [name for name, value, (low, high) in verdicts
+            if (value < threshold <= high) or (passes and low < threshold <= value)]
 
 
 Draw = Callable[[int, int, "set[str] | None"], JudgeEvidence]  # (extension k, scale, only) -> evidence

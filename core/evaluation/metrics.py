@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from diffusers import StableDiffusionPipeline
 from pydantic import BaseModel
 
 from core.evaluation.adherence import adherence_from_predictions, grid_prompts
+from core.evaluation.evidence import relative_interval, unsettled, wilson
 from core.evaluation.metrics_schema import Kind, Metrics, TargetMetrics
 from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
 from core.testbed.canvas import OBJECTS, STYLES, render_batch
@@ -40,6 +42,15 @@ class GridResult(BaseModel):
     pred_style: list[int]
     features_mean: list[float]
     seconds: float
+    seeds: list[int] = []  # each image's seed, in grid order
+
+    def pooled(self, more: GridResult) -> GridResult:
+        """One grid from two draws on other seeds: the cells of both, the features' mean weighted by images."""
+        n, m = len(self.objs), len(more.objs)
+        mean = [(a * n + b * m) / (n + m) for a, b in zip(self.features_mean, more.features_mean, strict=True)]
+        return GridResult(objs=self.objs + more.objs, styles=self.styles + more.styles,
+                          pred_obj=self.pred_obj + more.pred_obj, pred_style=self.pred_style + more.pred_style,
+                          features_mean=mean, seconds=self.seconds + more.seconds, seeds=self.seeds + more.seeds)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return np.array(self.objs), np.array(self.styles), np.array(self.pred_obj), np.array(self.pred_style)
@@ -108,6 +119,7 @@ def _run_grid(
         pred_style=ps.tolist(),
         features_mean=feats.mean(0).tolist(),
         seconds=time.perf_counter() - t0,
+        seeds=all_seeds,
     )
     return res, feats
 
@@ -134,9 +146,18 @@ def base_grid(testbed: Path, seeds: Sequence[int]) -> GridResult:
     return _base_grid_cached(str(testbed), tuple(int(s) for s in seeds), steps, guidance_scale)[0]
 
 
-def _target(name: str, kind: Kind, grid: GridResult,
-            forgotten: tuple[list[int], list[int]] | None = None) -> tuple[float, float, float]:
-    """UA, IRA, CRA of one forgotten concept. `forgotten` (object and style indices of every concept the model
+@dataclass(frozen=True)
+class _Counts:
+    own: int  # the target's own cells
+    not_shown: int  # of them, not classified as the target
+    rest: int  # the cells retention is measured on
+    same_kind: int  # of them, the concept of the target's kind classified right (IRA)
+    other_kind: int  # of them, the concept of the other kind classified right (CRA)
+
+
+def _counts(name: str, kind: Kind, grid: GridResult,
+            forgotten: tuple[list[int], list[int]] | None = None) -> _Counts:
+    """One forgotten concept's cells on a grid. `forgotten` (object and style indices of every concept the model
     has lost): retention counts only the cells that show none of them, the rest of the grid."""
     objs, styles, po, ps = grid.arrays()
     rest = np.ones(objs.shape, dtype=bool)
@@ -145,20 +166,59 @@ def _target(name: str, kind: Kind, grid: GridResult,
     if kind == "object":
         c = OBJECTS.index(name)
         mine, other = objs == c, (objs != c) & rest
-        ua = float((po[mine] != c).mean())
-        ira = float((po[other] == objs[other]).mean()) if other.any() else float("nan")
-        cra = float((ps[other] == styles[other]).mean()) if other.any() else float("nan")
+        shown, same, cross = po[mine] == c, po[other] == objs[other], ps[other] == styles[other]
     else:
         c = STYLES.index(name)
         mine, other = styles == c, (styles != c) & rest
-        ua = float((ps[mine] != c).mean())
-        ira = float((ps[other] == styles[other]).mean()) if other.any() else float("nan")
-        cra = float((po[other] == objs[other]).mean()) if other.any() else float("nan")
-    return ua, ira, cra
+        shown, same, cross = ps[mine] == c, ps[other] == styles[other], po[other] == objs[other]
+    return _Counts(own=int(mine.sum()), not_shown=int((~shown).sum()), rest=int(other.sum()),
+                   same_kind=int(same.sum()), other_kind=int(cross.sum()))
+
+
+def _share(k: int, n: int) -> float:
+    return k / n if n else float("nan")
 
 
 def _rel(x: float, base: float) -> float | None:
     return x / base if base > 0 else None
+
+
+def target_metrics(name: str, kind: Kind, grid: GridResult, base_grid: GridResult,
+                   forgotten: tuple[list[int], list[int]] | None = None) -> TargetMetrics:
+    """UA, IRA, CRA of one forgotten concept on `grid`, relative to `base_grid` (the same cells), with the images
+    behind them and their 95 % intervals."""
+    n, b = _counts(name, kind, grid, forgotten), _counts(name, kind, base_grid, forgotten)
+    ira, cra = _share(n.same_kind, n.rest), _share(n.other_kind, n.rest)
+    b_ira, b_cra = _share(b.same_kind, b.rest), _share(b.other_kind, b.rest)
+    return TargetMetrics(
+        forget=name, kind=kind, ua=_share(n.not_shown, n.own), ira=ira, cra=cra,
+        ira_rel=_rel(ira, b_ira), cra_rel=_rel(cra, b_cra), base_ua=_share(b.not_shown, b.own),
+        images_forget=n.own, images_rest=n.rest,
+        ua_interval=wilson(n.not_shown, n.own) if n.own else None,
+        ira_rel_interval=relative_interval(n.same_kind, n.rest, b_ira) if n.rest else None,
+        cra_rel_interval=relative_interval(n.other_kind, n.rest, b_cra) if n.rest else None,
+    )
+
+
+@dataclass(frozen=True)
+class GridSettling:
+    """Further seeds for the grid while one of its verdicts could still turn, as the judge's held-out sample
+    does (`core.evaluation.evidence.unsettled`): each target's UA at `min_ua`, its IRA/CRA relative to the base
+    at `min_retention`. A grid of a few seeds per cell passes a round near a threshold or not by the draw, and a
+    loop that keeps the first round to pass would keep the lucky draws. `seeds` are drawn in order, each time as
+    many as all the seeds drawn before (the sample doubles), until no verdict is open or they run out."""
+
+    min_ua: float
+    min_retention: float
+    seeds: tuple[int, ...]
+
+    def open_verdicts(self, targets: Sequence[TargetMetrics]) -> list[str]:
+        ua = [(f"ua:{t.forget}", t.ua, t.ua_interval) for t in targets if t.ua_interval is not None]
+        kept = [(f"{what}:{t.forget}", value, interval) for t in targets
+                for what, value, interval in (("ira_rel", t.ira_rel, t.ira_rel_interval),
+                                              ("cra_rel", t.cra_rel, t.cra_rel_interval))
+                if value is not None and interval is not None]
+        return unsettled(ua, self.min_ua) + unsettled(kept, self.min_retention)
 
 
 def evaluate(
@@ -176,6 +236,7 @@ def evaluate(
     rest_only: bool = False,
     base_testbed: Path | None = None,
     base_memo: BaseGridMemo | None = None,
+    settle: GridSettling | None = None,
 ) -> Metrics:
     """Generate the answer grid with `pipeline` (and the base, for *_rel) and score each forgotten concept.
 
@@ -184,7 +245,9 @@ def evaluate(
     of both kinds: a lineage of erasures), instead of every cell but the target's.
     The base defaults to the testbed's own pipeline (its verdicts are cached per process): `base_testbed`'s, else
     the default testbed's. `base_memo`: verdicts of `base_pipeline` an earlier call drew (one caller evaluating
-    several erasures of the same base weights); what this call draws of it is added.
+    several erasures of the same base weights); what this call draws of it is added. `settle`: while a target's
+    verdict at its thresholds could still turn, both models draw the grid on further seeds and every number is
+    taken over all the seeds drawn (`Metrics.seeds`, `Metrics.extensions`); the attack probe runs once, after.
     """
     from core.testbed.loading import load_classifier
     from core.testbed.paths import testbed_dir
@@ -205,25 +268,46 @@ def evaluate(
         kinds.append(k)
     clf = classifier if classifier is not None else load_classifier()
 
-    grid, feats = _run_grid(pipeline, clf, seeds, steps, guidance_scale, progress, "model")
-    misses = 0
-    drew_base = base_pipeline is not None
-    if base_pipeline is not None:
-        key = (id(base_pipeline), id(clf), seeds, steps, guidance_scale)
-        if base_memo is not None and key in base_memo:
-            base_grid, drew_base = base_memo[key][1], False
+    def draw(batch: tuple[int, ...]) -> tuple[GridResult, torch.Tensor, GridResult, int]:
+        """Both models' verdicts on the grid's cells at `batch`, and how many images this drew."""
+        grid, feats = _run_grid(pipeline, clf, batch, steps, guidance_scale, progress, "model")
+        drew_base = base_pipeline is not None
+        if base_pipeline is not None:
+            key = (id(base_pipeline), id(clf), batch, steps, guidance_scale)
+            if base_memo is not None and key in base_memo:
+                base_grid, drew_base = base_memo[key][1], False
+            else:
+                base_grid, _ = _run_grid(base_pipeline, clf, batch, steps, guidance_scale, progress, "base")
+                if base_memo is not None:
+                    # The pipeline itself is held too, so that its id cannot pass to another object while the
+                    # memo lives.
+                    base_memo[key] = (base_pipeline, base_grid)
         else:
-            base_grid, _ = _run_grid(base_pipeline, clf, seeds, steps, guidance_scale, progress, "base")
-            if base_memo is not None:
-                # The pipeline itself is held too, so that its id cannot pass to another object while the memo lives.
-                base_memo[key] = (base_pipeline, base_grid)
-    else:
-        misses = _base_grid_cached.cache_info().misses
-        base_grid, _ = _base_grid_cached(str(base_testbed or testbed_dir()), seeds, steps, guidance_scale)
-    # Count every image this call generated: the model grid, the base grid unless it came from the cache, attacks.
-    n_images = len(grid.objs)
-    if drew_base or (base_pipeline is None and _base_grid_cached.cache_info().misses > misses):
-        n_images += len(base_grid.objs)
+            misses = _base_grid_cached.cache_info().misses
+            base_grid, _ = _base_grid_cached(str(base_testbed or testbed_dir()), batch, steps, guidance_scale)
+            drew_base = _base_grid_cached.cache_info().misses > misses
+        # Every image this call generated: the model grid, and the base grid unless a memo or the cache held it.
+        return grid, feats, base_grid, len(grid.objs) + (len(base_grid.objs) if drew_base else 0)
+
+    forgotten = None
+    if rest_only:
+        forgotten = ([OBJECTS.index(n) for n, k in zip(forget, kinds, strict=True) if k == "object"],
+                     [STYLES.index(n) for n, k in zip(forget, kinds, strict=True) if k == "style"])
+
+    def scored(grid: GridResult, base_grid: GridResult) -> list[TargetMetrics]:
+        return [target_metrics(name, k, grid, base_grid, forgotten) for name, k in zip(forget, kinds, strict=True)]
+
+    grid, feats, base_grid, n_images = draw(seeds)
+    drawn, extensions = list(seeds), 0
+    targets = scored(grid, base_grid)
+    further = [s for s in (settle.seeds if settle is not None else ()) if s not in drawn]
+    while settle is not None and further and settle.open_verdicts(targets):
+        batch, further = tuple(further[: len(drawn)]), further[len(drawn):]
+        more, more_feats, more_base, more_images = draw(batch)
+        grid, base_grid = grid.pooled(more), base_grid.pooled(more_base)
+        feats, drawn, extensions = torch.cat([feats, more_feats]), drawn + list(batch), extensions + 1
+        n_images += more_images
+        targets = scored(grid, base_grid)
 
     objs, styles, po, ps = grid.arrays()
     model = adherence_from_predictions(po, ps, objs, styles, seconds=grid.seconds)
@@ -231,39 +315,20 @@ def evaluate(
     base = adherence_from_predictions(bpo, bps, bo, bs, seconds=base_grid.seconds)
 
     real = render_batch(
-        [(OBJECTS[o], STYLES[s]) for o, s in zip(objs, styles, strict=True)], [1_000 + s for s in grid_seeds(seeds)]
+        [(OBJECTS[o], STYLES[s]) for o, s in zip(objs, styles, strict=True)], [1_000 + s for s in grid.seeds]
     )
     fid = frechet_distance(feats, clf.features(_to_unit(real)))
 
-    forgotten = None
-    if rest_only:
-        forgotten = ([OBJECTS.index(n) for n, k in zip(forget, kinds, strict=True) if k == "object"],
-                     [STYLES.index(n) for n, k in zip(forget, kinds, strict=True) if k == "style"])
-    targets: list[TargetMetrics] = []
-    for name, k in zip(forget, kinds, strict=True):
-        ua, ira, cra = _target(name, k, grid, forgotten)
-        b_ua, b_ira, b_cra = _target(name, k, base_grid, forgotten)
-        tm = TargetMetrics(
-            forget=name,
-            kind=k,
-            ua=ua,
-            ira=ira,
-            cra=cra,
-            ira_rel=_rel(ira, b_ira),
-            cra_rel=_rel(cra, b_cra),
-            base_ua=b_ua,
-        )
-        if attacks:
-            from core.evaluation.attacks import attack_success
+    for tm in targets if attacks else ():
+        from core.evaluation.attacks import attack_success
 
-            res = attack_success(
-                pipeline, name, k, clf, steps=steps, guidance_scale=guidance_scale, budget=attack_budget
-            )
-            tm.attack_success = res.attack_success
-            tm.attack_detail = res.detail()
-            tm.attack_budget = res.budget
-            n_images += res.paraphrase_images + res.synonym_images + res.adversarial_images
-        targets.append(tm)
+        res = attack_success(
+            pipeline, tm.forget, tm.kind, clf, steps=steps, guidance_scale=guidance_scale, budget=attack_budget
+        )
+        tm.attack_success = res.attack_success
+        tm.attack_detail = res.detail()
+        tm.attack_budget = res.budget
+        n_images += res.paraphrase_images + res.synonym_images + res.adversarial_images
 
     return Metrics(
         model=model,
@@ -272,12 +337,9 @@ def evaluate(
         fid_analogue=fid,
         steps=steps,
         guidance_scale=guidance_scale,
-        seeds=list(seeds),
+        seeds=drawn,
+        extensions=extensions,
         images=n_images,
         seconds=time.perf_counter() - t0,
     )
 
-
-def grid_seeds(seeds: Sequence[int]) -> list[int]:
-    """The seed of every grid image, in grid order (pairs × seeds)."""
-    return [s for _ in range(len(OBJECTS) * len(STYLES)) for s in seeds]

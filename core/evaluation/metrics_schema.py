@@ -40,6 +40,13 @@ class TargetMetrics(BaseModel):
     ira_rel: float | None
     cra_rel: float | None
     base_ua: float | None
+    # How many grid images stand behind UA (the target's own cells) and IRA/CRA (the rest), and 95 % Wilson
+    # intervals: UA's on the erased model's share, the relative ones over the base's accuracy on the same cells.
+    images_forget: int | None = None
+    images_rest: int | None = None
+    ua_interval: tuple[float, float] | None = None
+    ira_rel_interval: tuple[float, float] | None = None
+    cra_rel_interval: tuple[float, float] | None = None
     attack_success: float | None = None
     attack_detail: dict[str, float] | None = None
     attack_budget: int | None = None  # gradient steps of the soft-prompt search behind attack_success
@@ -52,6 +59,7 @@ class Metrics(BaseModel):
     fid_analogue: float
     steps: int
     guidance_scale: float
-    seeds: list[int]
+    seeds: list[int]  # every seed drawn per cell, the settling's further seeds included
+    extensions: int = 0  # further draws while a verdict could still turn (GridSettling)
     images: int
     seconds: float

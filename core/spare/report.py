@@ -39,6 +39,12 @@ class GridSummary(BaseModel):
     cra_rel: float | None = None
     base_ua: float | None = None
     attack_success: float | None = None
+    # The images behind UA (the concept's own cells) and IRA/CRA (the rest), and their 95 % intervals.
+    images_forget: int | None = None
+    images_rest: int | None = None
+    ua_interval: tuple[float, float] | None = None
+    ira_rel_interval: tuple[float, float] | None = None
+    cra_rel_interval: tuple[float, float] | None = None
 
 
 class RoundThresholds(BaseModel):

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.spare.errors import ErasureInputError
 from core.spare.specs import ConceptSpec, ErasureSpec
+
+if TYPE_CHECKING:
+    from core.evaluation.metrics import GridSettling
 
 
 def concept_kind(target: str) -> str:
@@ -94,6 +97,7 @@ def testbed_evaluator(
     attack_budget: int = 30,
     cached_base: bool = False,
     rest_only: bool = False,
+    settle: GridSettling | None = None,
 ) -> Any:
     """evaluator(erased, base) -> metrics, wrapping core.evaluation.evaluate with the testbed's classifier.
 
@@ -103,8 +107,10 @@ def testbed_evaluator(
     `rest_only`: targets of both kinds (a lineage of erasures), retention over the cells showing none of them.
     The base pipeline's grid is drawn once per evaluator and base (the rounds of a job share their base weights).
     The grid's sampling (steps unless given, guidance) is the testbed's own (`sampling_defaults(testbed)`).
+    `settle`: more seeds while a target's verdict could still turn (`core.evaluation.metrics.GridSettling`).
     """
     from core.evaluation.metrics import BaseGridMemo, evaluate, sampling_defaults
+    from core.spare.report import GridSummary
     from core.testbed.loading import load_classifier
 
     kinds = {concept_kind(t) for t in targets}
@@ -123,12 +129,9 @@ def testbed_evaluator(
             erased, forget=list(targets), kind=kind, seeds=list(seeds), steps=steps, guidance_scale=guidance,
             base_pipeline=None if cached_base else base,
             classifier=classifier, attacks=attacks, attack_budget=attack_budget, rest_only=rest_only,
-            base_testbed=testbed if cached_base else None, base_memo=base_memo,
+            base_testbed=testbed if cached_base else None, base_memo=base_memo, settle=settle,
         ).model_dump(mode="json")
-        summary = {
-            t["forget"]: {k: t[k] for k in ("ua", "ira", "cra", "ira_rel", "cra_rel", "base_ua", "attack_success")}
-            for t in metrics["targets"]
-        }
+        summary = {t["forget"]: {k: t[k] for k in GridSummary.model_fields} for t in metrics["targets"]}
         return {"testbed": metrics, "summary": summary}
 
     return evaluator

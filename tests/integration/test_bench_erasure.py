@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from bench import erasure
+from core.evaluation.metrics import GridSettling
+from core.evaluation.metrics_schema import TargetMetrics
 
 torch.set_num_threads(1)
 
@@ -58,6 +60,15 @@ def test_erasure_bench_scores_the_loop_on_seeds_its_verification_never_saw(tmp_p
     assert result["eval_seed_list"] == [len(verification)], "the benchmark's grid starts after the verification's"
     row = result["rows"][0]
     grid = row["verification"]["grid"]
-    assert grid["seeds"] == verification and not set(grid["seeds"]) & set(result["eval_seed_list"])
+    # Its first draw, then (where a verdict could still turn) further seeds away from the benchmark's.
+    assert grid["seeds"][: len(verification)] == verification
+    assert not set(grid["seeds"]) & set(result["eval_seed_list"])
+    assert row["images"]["rest"] and len(row["ira_rel_interval"]) == 2
+    # The verification's grid stopped where no verdict could turn any more, or where its seeds ran out.
+    settings = get_settings()
+    settle = GridSettling(min_ua=settings.verify_min_unlearning_accuracy, min_retention=settings.verify_min_retention,
+                          seeds=())
+    seen = TargetMetrics.model_validate({"forget": "circle", "kind": "object", **grid})
+    assert len(grid["seeds"]) == settings.verify_grid_max_seeds or not settle.open_verdicts([seen])
     assert 0.0 <= grid["ua"] <= 1.0 and 0.0 <= row["ua"] <= 1.0
     assert result["summary"]["spare-loop"]["verified_min_ua"] == grid["ua"]

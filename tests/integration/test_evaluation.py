@@ -18,8 +18,9 @@ from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from core.evaluation.attacks import attack_success
+from core.evaluation.evidence import wilson
 from core.evaluation.grid import before_after_grid
-from core.evaluation.metrics import evaluate, frechet_distance
+from core.evaluation.metrics import GridSettling, evaluate, frechet_distance
 from core.evaluation.noise_metrics import forget_gap_closure, pipeline_noise_metrics, retain_drift
 from core.testbed import load_classifier, load_pipeline
 from core.testbed.canvas import STYLES, TRAIN_TEMPLATES
@@ -98,6 +99,28 @@ def test_a_base_memo_draws_the_base_grid_once_per_base(base: StableDiffusionPipe
     other.set_progress_bar_config(disable=True)
     fresh = evaluate(erased, ["circle"], seeds=(0,), steps=4, classifier=clf, base_pipeline=other, base_memo=memo)
     assert fresh.images == 60 and len(memo) == 2
+
+
+def test_a_settling_grid_draws_further_seeds_only_while_a_verdict_could_turn(
+        base: StableDiffusionPipeline, clf: Classifier) -> None:
+    erased = _swap_token(load_pipeline(), "circle", "square")
+    erased.set_progress_bar_config(disable=True)
+    memo: dict[Any, Any] = {}
+    # Five circle cells per seed, all erased: 25 images cannot pin UA above 0.9 (Wilson low 0.87), so the grid
+    # draws seed 100, then 101 and 102 (the sample doubles), then the last one, and stops when they run out.
+    strict = GridSettling(min_ua=0.9, min_retention=0.5, seeds=(100, 101, 102, 103))
+    m = evaluate(erased, ["circle"], seeds=(0,), steps=4, classifier=clf, base_pipeline=base, base_memo=memo,
+                 settle=strict)
+    (t,) = m.targets
+    assert m.seeds == [0, 100, 101, 102, 103] and m.extensions == 3
+    assert t.images_forget == 5 * len(m.seeds) and m.images == 2 * 30 * len(m.seeds)
+    assert t.ua_interval is not None and t.ua_interval[0] > wilson(5, 5)[0], "more images, a narrower interval"
+    # At thresholds one seed already settles, nothing more is drawn.
+    loose = GridSettling(min_ua=0.5, min_retention=0.5, seeds=(100, 101))
+    once = evaluate(erased, ["circle"], seeds=(0,), steps=4, classifier=clf, base_pipeline=base, base_memo=memo,
+                    settle=loose)
+    assert once.seeds == [0] and once.extensions == 0 and once.images == 30, "the base grid came from the memo"
+    assert once.targets[0].ua == 1.0 and once.targets[0].ira_rel == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("concept", "surrogate"), [("circle", "square"), ("striped", "solid")])

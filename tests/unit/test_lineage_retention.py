@@ -6,14 +6,15 @@ from __future__ import annotations
 import itertools
 
 from core.erasure.lineage import with_lineage
-from core.evaluation.metrics import GridResult, _target
+from core.evaluation.metrics import GridResult, target_metrics
 from core.testbed.canvas import OBJECTS, STYLES
 
 
-def _grid(lost_object: str, lost_style: str) -> GridResult:
-    """Every cell drawn right, except that the lost object and the lost style are never drawn."""
+def _grid(lost_object: str | None, lost_style: str | None) -> GridResult:
+    """Every cell drawn right, except that the lost object and the lost style (if any) are never drawn."""
     cells = list(itertools.product(range(len(OBJECTS)), range(len(STYLES))))
-    o_lost, s_lost = OBJECTS.index(lost_object), STYLES.index(lost_style)
+    o_lost = OBJECTS.index(lost_object) if lost_object else -1
+    s_lost = STYLES.index(lost_style) if lost_style else -1
     return GridResult(
         objs=[o for o, _ in cells], styles=[s for _, s in cells],
         pred_obj=[(o + 1) % len(OBJECTS) if o == o_lost else o for o, _ in cells],
@@ -24,13 +25,15 @@ def _grid(lost_object: str, lost_style: str) -> GridResult:
 
 def test_rest_of_the_grid_excludes_every_lost_concept() -> None:
     grid = _grid("star", "dotted")
-    ua, ira, cra = _target("star", "object", grid)
-    assert ua == 1.0 and ira == 1.0
-    assert cra < 0.9, "the star's own evaluation counts dotted cells as lost style accuracy"
+    clean = _grid(None, None)
+    t = target_metrics("star", "object", grid, clean)
+    assert t.ua == 1.0 and t.ira == 1.0
+    assert t.cra < 0.9, "the star's own evaluation counts dotted cells as lost style accuracy"
     forgotten = ([OBJECTS.index("star")], [STYLES.index("dotted")])
     for name, kind in (("star", "object"), ("dotted", "style")):
-        ua, ira, cra = _target(name, kind, grid, forgotten)  # type: ignore[arg-type]
-        assert (ua, ira, cra) == (1.0, 1.0, 1.0)
+        t = target_metrics(name, kind, grid, grid, forgotten)  # type: ignore[arg-type]
+        assert (t.ua, t.ira, t.cra) == (1.0, 1.0, 1.0)
+        assert t.images_rest == (len(OBJECTS) - 1) * (len(STYLES) - 1), "the rest: cells showing neither"
 
 
 def test_lineage_joins_the_spec_once() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,19 +46,24 @@ def test_a_switched_off_service_does_not_run(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_the_verification_grid_reads_the_seeds_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Workers and `lethe erase` (no --eval-seeds) build the grid diagnostics of their verification with
-    LETHE_VERIFY_GRID_SEEDS seeds per cell; an explicit count wins."""
+    LETHE_VERIFY_GRID_SEEDS seeds per cell; an explicit count wins. Either way the grid may draw further seeds, up
+    to LETHE_VERIFY_GRID_MAX_SEEDS per cell, at the verification's thresholds."""
     from core.erasure import verified
     from core.erasure.verification import Thresholds
     from core.spare import ConceptSpec, ErasureSpec
 
     monkeypatch.setenv("LETHE_VERIFY_GRID_SEEDS", "3")
+    monkeypatch.setenv("LETHE_VERIFY_GRID_MAX_SEEDS", "5")
     get_settings.cache_clear()
     settings = get_settings()
     spec = ErasureSpec(concepts=[ConceptSpec(target="circle")])
     seen: list[list[int]] = []
+    settling: list[Any] = []
 
-    def grid(model_dir: Path, targets: list[str], *, seeds: range, attacks: bool, rest_only: bool) -> None:
+    def grid(model_dir: Path, targets: list[str], *, seeds: range, attacks: bool, rest_only: bool,
+             settle: Any) -> None:
         seen.append(list(seeds))
+        settling.append(settle)
 
     monkeypatch.setattr(verified, "verified_rounds", lambda *a, **k: (spec, [], None, None))
     monkeypatch.setattr(verified, "grid_diagnostics", grid)
@@ -66,6 +72,8 @@ def test_the_verification_grid_reads_the_seeds_setting(monkeypatch: pytest.Monke
         verified.verified_erasure(None, ROOT, spec, spec, None, settings, judge_name="auto", fingerprint=None,
                                   thresholds=Thresholds.for_request(settings), grid_seeds=given)
     assert seen == [[0, 1, 2], [0]]
+    assert [len(settle.seeds) for settle in settling] == [2, 4]
+    assert settling[0].min_retention == settings.verify_min_retention
 
 
 def test_the_benchmarks_grid_seeds_default_to_the_verification_setting(monkeypatch: pytest.MonkeyPatch) -> None:
