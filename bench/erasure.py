@@ -5,7 +5,8 @@ is for reporting the defaults on a model they were never tuned on — never for 
 recipe, is where the escalation is developed). Requests are phrased by
 each testbed's own lethe.json through the generic path (core.spare.prompting.fit_request). `spare-loop` is
 what workers run: rounds with the testbed classifier's cheap held-out check and escalation
-(core.spare.rounds), the verification a worker applies (its judge, its 2-seed grid, the service thresholds) as
+(core.spare.rounds), the verification a worker applies (its judge, its grid — 2 seeds per cell, more while a grid
+verdict could still turn — the service thresholds) as
 the acceptance rule of a round whose check passed, the service's default budget (LETHE_ERASE_MAX_ROUNDS);
 `spare` is one round. Every row also has the diffusion classifier's UA on held-out prompts (the judge any model
 gets); the benchmark's own grid (`--eval-seeds` seeds from `--eval-seed-start`) scores the kept round and never

@@ -8,19 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.config import Settings
 from core.erasure.verification import Thresholds, inherited, verify
 from core.evaluation.judges import JudgeUnavailable, select_judge
 from core.evaluation.judges.base import Judge
+from core.evaluation.settling import GridSettling
 from core.evaluation.vocabulary import VocabularyError, load_vocabulary
 from core.logging import get_logger
 from core.spare.errors import ErasureInputError
 from core.spare.evaluator import Evaluator
-
-if TYPE_CHECKING:
-    from core.evaluation.metrics import GridSettling
 
 log = get_logger(__name__)
 # Seeds of the held-out images: the rounds' checks and the final verification never draw the same image; each

@@ -13,16 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.config import Settings
 from core.erasure.judging import acceptance, grid_diagnostics, job_evaluator, verified_rounds
 from core.erasure.lineage import against_source, erased_targets, with_lineage
 from core.erasure.verification import Thresholds, Verdict, verify
+from core.evaluation.settling import GridSettling
 from core.spare.evaluator import Evaluator
-
-if TYPE_CHECKING:
-    from core.evaluation.metrics import GridSettling
 
 
 def verification_grid_seeds(settings: Settings) -> list[int]:
@@ -38,8 +36,6 @@ GRID_SETTLING_SEED0 = 100
 def grid_settling(settings: Settings, thresholds: Thresholds, first: Sequence[int]) -> GridSettling:
     """The verification grid's further seeds after a first draw on `first`: up to LETHE_VERIFY_GRID_MAX_SEEDS per
     cell in all, judged at the verification's thresholds."""
-    from core.evaluation.metrics import GridSettling
-
     further = max(0, settings.verify_grid_max_seeds - len(first))
     return GridSettling(min_ua=thresholds.min_unlearning_accuracy, min_retention=thresholds.min_retention,
                         seeds=tuple(range(GRID_SETTLING_SEED0, GRID_SETTLING_SEED0 + further)))

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from core.evaluation.evidence_schema import ConceptEvidence, JudgeEvidence, LostImage, RetentionEvidence
 from core.evaluation.judges.base import Judge
 from core.evaluation.sampling import generate
+from core.evaluation.settling import unsettled
 from core.evaluation.vocabulary import Vocabulary
 from core.spare.base_outputs import drawn
 from core.spare.prompting import untruncated
@@ -293,19 +294,6 @@ def uncertain_verdicts(evidence: JudgeEvidence, min_ua: float, min_retention: fl
     kept = [(f"retention:{r.group}:{r.kind}", r.retention, r.retention_interval) for r in evidence.retention
             if r.retention is not None and r.retention_interval is not None]
     return unsettled(ua, min_ua, passes=passes) + unsettled(kept, min_retention, passes=passes)
-
-
-Verdict = tuple[str, float, tuple[float, float]]  # (name, estimate, 95 % interval)
-
-
-def unsettled(verdicts: Sequence[Verdict], threshold: float, *, passes: bool = True) -> list[str]:
-    """Of one decision's verdicts (all at `threshold`), those a larger sample could still turn: none once one of
-    them fails clearly (its whole interval below); else each whose estimate and interval lie on both sides of the
-    threshold (`passes` False: only failures that could still pass)."""
-    if any(value < threshold and high < threshold for _, value, (_, high) in verdicts):
-        return []
-    return [name for name, value, (low, high) in verdicts
-            if (value < threshold <= high) or (passes and low < threshold <= value)]
 
 
 Draw = Callable[[int, int, "set[str] | None"], JudgeEvidence]  # (extension k, scale, only) -> evidence

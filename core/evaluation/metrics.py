@@ -23,9 +23,10 @@ from diffusers import StableDiffusionPipeline
 from pydantic import BaseModel
 
 from core.evaluation.adherence import adherence_from_predictions, grid_prompts
-from core.evaluation.evidence import relative_interval, unsettled, wilson
+from core.evaluation.evidence import relative_interval, wilson
 from core.evaluation.metrics_schema import Kind, Metrics, TargetMetrics
 from core.evaluation.sampling import DEFAULT_GUIDANCE, DEFAULT_STEPS, generate
+from core.evaluation.settling import GridSettling
 from core.testbed.canvas import OBJECTS, STYLES, render_batch
 from core.testbed.classifier import Classifier
 
@@ -198,27 +199,6 @@ def target_metrics(name: str, kind: Kind, grid: GridResult, base_grid: GridResul
         ira_rel_interval=relative_interval(n.same_kind, n.rest, b_ira) if n.rest else None,
         cra_rel_interval=relative_interval(n.other_kind, n.rest, b_cra) if n.rest else None,
     )
-
-
-@dataclass(frozen=True)
-class GridSettling:
-    """Further seeds for the grid while one of its verdicts could still turn, as the judge's held-out sample
-    does (`core.evaluation.evidence.unsettled`): each target's UA at `min_ua`, its IRA/CRA relative to the base
-    at `min_retention`. A grid of a few seeds per cell passes a round near a threshold or not by the draw, and a
-    loop that keeps the first round to pass would keep the lucky draws. `seeds` are drawn in order, each time as
-    many as all the seeds drawn before (the sample doubles), until no verdict is open or they run out."""
-
-    min_ua: float
-    min_retention: float
-    seeds: tuple[int, ...]
-
-    def open_verdicts(self, targets: Sequence[TargetMetrics]) -> list[str]:
-        ua = [(f"ua:{t.forget}", t.ua, t.ua_interval) for t in targets if t.ua_interval is not None]
-        kept = [(f"{what}:{t.forget}", value, interval) for t in targets
-                for what, value, interval in (("ira_rel", t.ira_rel, t.ira_rel_interval),
-                                              ("cra_rel", t.cra_rel, t.cra_rel_interval))
-                if value is not None and interval is not None]
-        return unsettled(ua, self.min_ua) + unsettled(kept, self.min_retention)
 
 
 def evaluate(

@@ -205,6 +205,17 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def check_row(name: str, check: dict[str, Any]) -> str:
+    """One acceptance check as a row of the model card's table: where the check counted images (the judge's
+    held-out images, the canvas grid), how many and the 95 % interval they allow."""
+    rule = f">= {_fmt(check['min'])}" if "min" in check else f"<= {_fmt(check.get('max'))}"
+    interval = check.get("interval")
+    spread = f"{_fmt(interval[0])}-{_fmt(interval[1])}" if interval else ""
+    images = check.get("images")
+    spread = f"{spread} ({images})".strip() if images else spread or "-"
+    return f"| {name} | {_fmt(check['value'])} | {spread} | {rule} | {'yes' if check.get('passed') else 'no'} |"
+
+
 def write_model_card(out_dir: Path, report: ErasureReport, provenance: Provenance,
                      checks: dict[str, dict[str, Any]] | None) -> Path:
     """README.md: what was erased, how it was verified, and how to load the outputs in diffusers, ComfyUI
@@ -275,10 +286,8 @@ def write_model_card(out_dir: Path, report: ErasureReport, provenance: Provenanc
         )
     if checks:
         lines += ["", "Acceptance checks applied before the artifacts were published:", "",
-                  "| check | value | rule | passed |", "|---|---|---|---|"]
-        for name, check in checks.items():
-            rule = f">= {_fmt(check['min'])}" if "min" in check else f"<= {_fmt(check.get('max'))}"
-            lines.append(f"| {name} | {_fmt(check['value'])} | {rule} | {'yes' if check.get('passed') else 'no'} |")
+                  "| check | value | 95 % interval (images) | rule | passed |", "|---|---|---|---|---|"]
+        lines += [check_row(name, check) for name, check in checks.items()]
     else:
         lines += ["", "No acceptance rule was applied to this run: the numbers above are measurements only."]
     lines += ["", "`report.json` holds every number, the prompts, seeds, library versions and the sha256 of each "

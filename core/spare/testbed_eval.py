@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.evaluation.settling import GridSettling
 from core.spare.errors import ErasureInputError
 from core.spare.specs import ConceptSpec, ErasureSpec
-
-if TYPE_CHECKING:
-    from core.evaluation.metrics import GridSettling
 
 
 def concept_kind(target: str) -> str:

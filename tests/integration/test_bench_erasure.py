@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from bench import erasure
-from core.evaluation.metrics import GridSettling
 from core.evaluation.metrics_schema import TargetMetrics
+from core.evaluation.settling import GridSettling
 
 torch.set_num_threads(1)
 

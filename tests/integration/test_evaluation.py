@@ -20,8 +20,9 @@ from PIL import Image
 from core.evaluation.attacks import attack_success
 from core.evaluation.evidence import wilson
 from core.evaluation.grid import before_after_grid
-from core.evaluation.metrics import GridSettling, evaluate, frechet_distance
+from core.evaluation.metrics import evaluate, frechet_distance
 from core.evaluation.noise_metrics import forget_gap_closure, pipeline_noise_metrics, retain_drift
+from core.evaluation.settling import GridSettling
 from core.testbed import load_classifier, load_pipeline
 from core.testbed.canvas import STYLES, TRAIN_TEMPLATES
 from core.testbed.classifier import Classifier

@@ -11,7 +11,9 @@ from core.config import Settings
 from core.erasure.verification import Thresholds, verify
 from core.erasure.verified import GRID_SETTLING_SEED0, grid_settling
 from core.evaluation.evidence import wilson
-from core.evaluation.metrics import GridResult, GridSettling, target_metrics
+from core.evaluation.metrics import GridResult, target_metrics
+from core.evaluation.settling import GridSettling
+from core.spare.outputs import check_row
 from core.spare.report import EngineMetrics
 from core.testbed.canvas import OBJECTS, STYLES
 
@@ -104,3 +106,9 @@ def test_a_certificates_grid_checks_say_how_many_images_stand_behind_them() -> N
     assert ira["images"] == t.images_rest and ira["interval"] == list(t.ira_rel_interval or ())
     assert ira["interval"][0] < ira["value"] <= ira["interval"][1]
     assert checks["grid_ua[heart]"]["images"] == 2 * len(STYLES)
+    # The model card's table says it too; a check that counts no images shows none.
+    low, high = ira["interval"]
+    assert check_row("grid_ira_rel[heart]", ira) == (
+        f"| grid_ira_rel[heart] | {ira['value']:.3f} | {low:.3f}-{high:.3f} ({t.images_rest}) | >= 0.900 | yes |")
+    assert check_row("retain_drift_relative", {"value": 0.1, "max": 0.5, "passed": True}) == (
+        "| retain_drift_relative | 0.100 | - | <= 0.500 | yes |")
