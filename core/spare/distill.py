@@ -53,6 +53,7 @@ def distill(
     *,
     steps: int,
     lr: float,
+    weight_decay: float = 0.0,
     batch_size: int,
     w_forget: float,
     w_retain: float,
@@ -67,7 +68,7 @@ def distill(
     after_step: Callable[[], None] | None = None,
 ) -> TrainLog:
     params = [p for p in unet.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     log = TrainLog()
     device = data.forget.latents.device
     n_f, n_r = data.forget.latents.shape[0], data.retain.latents.shape[0]

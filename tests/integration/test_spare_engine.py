@@ -172,6 +172,27 @@ def test_delivering_the_text_pathway_keeps_its_trained_factors_and_drops_the_res
         tmp_path / "whole" / "fused"), prompts)).max() > 1e-3, "the dropped modules changed the outputs"
 
 
+def _update_norm(result: Any) -> float:
+    """Frobenius norm of the adapter's whole weight change (every module's up @ down)."""
+    from safetensors.torch import load_file
+
+    factors = load_file(result.files["adapter/pytorch_lora_weights.safetensors"])
+    downs = {k.removesuffix(".lora.down.weight"): v for k, v in factors.items() if k.endswith(".lora.down.weight")}
+    deltas = [factors[f"{m}.lora.up.weight"].flatten(1) @ down.flatten(1) for m, down in downs.items()]
+    return float(torch.sqrt(sum((d**2).sum() for d in deltas)))
+
+
+def test_weight_decay_shrinks_the_update_it_trains(tmp_path: Path) -> None:
+    """weight_decay: the same training (same seed, same modules) with AdamW's decoupled decay delivers a smaller
+    weight change; the report's config records it."""
+    cfg = SpareConfig(steps=8, **FAST)
+    plain = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "plain")
+    decayed = erase(tiny_sd1(), _spec(), cfg.model_copy(update={"weight_decay": 10.0}), out_dir=tmp_path / "decay")
+    assert decayed.report.adapter.target_modules == plain.report.adapter.target_modules
+    assert decayed.report.config["weight_decay"] == 10.0 and plain.report.config["weight_decay"] == 0.0
+    assert 0 < _update_norm(decayed) < 0.9 * _update_norm(plain)
+
+
 def test_a_later_round_reuses_the_base_draws_and_trains_as_a_fresh_run(tmp_path: Path) -> None:
     """Rounds of one job share what the base weights drew (teacher latents, the grid's base half): a second
     round draws only what the first did not (here the surrogate anchors its config adds) and trains exactly as

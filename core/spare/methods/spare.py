@@ -72,7 +72,8 @@ class SpareMethod:
             adversary = ForgetAdversary(data.forget_cond, config.adversarial_steps, config.adversarial_radius,
                                         config.adversarial_step_size)
         log = distill(
-            unet, noise, data, sampler, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
+            unet, noise, data, sampler, steps=config.steps, lr=config.lr, weight_decay=config.weight_decay,
+            batch_size=config.batch_size,
             w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
             adversary=adversary, repel=config.forget_repel, retain_timesteps=config.retain_timesteps,
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
