@@ -81,6 +81,12 @@ RETENTION_LEVERS = ("anchor", "retain")
 # erasure_dev_seed29_retain_forget.json, which the order above repeats row for row) it certified as many (5/6):
 # checkered's rollback certified by it as by the weight, but heart's text round erased nothing (held-out UA
 # 0.167) and, keeping retention, became the job's best round (unseen-grid UA 0.150 against 1.000).
+# Weight decay of the LoRA factors (SpareConfig.weight_decay) is no lever and not a default. At 1 it made the
+# seed-23 build's heart update 35 % smaller with a full erasure, and random changes of the smaller size cost no
+# retention (retention_floor_dev_seed23_heart_decay{0,1}.json). The erasure's own same-kind loss stayed, though.
+# In the loop on that build (erasure_dev_seed23_decay{0,1}.json) it certified as many (5/6): heart in round 1,
+# but at unseen-grid IRA 85.9 % (without decay its best, uncertified round read 94.9 %), and striped then fell
+# short.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 _NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)
