@@ -129,7 +129,7 @@ class SpareConfig(_RunConfig):
     steps: int = Field(default=100, ge=1, le=20000, description="Distillation steps.")
     lr: float = Field(default=1e-2, gt=0, le=1.0, description="AdamW learning rate of the LoRA factors.")
     weight_decay: float = Field(
-        default=0.0, ge=0, le=10.0,
+        default=0.5, ge=0, le=10.0,
         description="AdamW's decoupled weight decay of the LoRA factors: each step shrinks them by lr x this, so "
         "directions the loss does not keep pushing fade instead of adding to the update's size.",
     )

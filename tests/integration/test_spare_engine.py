@@ -185,7 +185,7 @@ def _update_norm(result: Any) -> float:
 def test_weight_decay_shrinks_the_update_it_trains(tmp_path: Path) -> None:
     """weight_decay: the same training (same seed, same modules) with AdamW's decoupled decay delivers a smaller
     weight change; the report's config records it."""
-    cfg = SpareConfig(steps=8, **FAST)
+    cfg = SpareConfig(steps=8, weight_decay=0.0, **FAST)
     plain = erase(tiny_sd1(), _spec(), cfg, out_dir=tmp_path / "plain")
     decayed = erase(tiny_sd1(), _spec(), cfg.model_copy(update={"weight_decay": 10.0}), out_dir=tmp_path / "decay")
     assert decayed.report.adapter.target_modules == plain.report.adapter.target_modules
