@@ -21,13 +21,17 @@ Color = tuple[int, int, int]
 IRA_CRA: tuple[tuple[str, Color], ...] = (("ira_rel", (59, 130, 200)), ("cra_rel", (60, 170, 90)))
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """--testbed, --run, --target, --eval-seeds, --eval-seed-start, --threads."""
+def add_run_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    """--testbed, --run (several folders where `many`), --target, --eval-seeds, --eval-seed-start, --threads."""
     from bench.cli import add_eval_seeds
 
     parser.add_argument("--testbed", default="full",
                         help="Testbed name (full, subword, dev) or a built testbed's folder: its grid and classifier.")
-    parser.add_argument("--run", type=Path, required=True, help="Output folder of `lethe erase` on that testbed.")
+    if many:
+        parser.add_argument("--run", type=Path, nargs="+", required=True,
+                            help="Output folders of `lethe erase` on that testbed (the first is the reference).")
+    else:
+        parser.add_argument("--run", type=Path, required=True, help="Output folder of `lethe erase` on that testbed.")
     parser.add_argument("--target", required=True, help="The concept the run erased.")
     add_eval_seeds(parser, "Seeds per grid prompt")
     parser.add_argument("--eval-seed-start", type=int, default=0,
@@ -56,17 +60,24 @@ def load_run(args: argparse.Namespace) -> Run:
 
     torch.set_num_threads(args.threads)
     testbed = resolve_testbed(args.testbed)
-    report = json.loads((args.run / "report.json").read_text())
-    modules = list(report["adapter"]["target_modules"])
     base = load_pipeline(pipeline_dir(testbed))
-    fused = load_pipeline(args.run / "fused")
-    base_modules, fused_modules = dict(base.unet.named_modules()), dict(fused.unet.named_modules())
-    deltas = {name: fused_modules[name].weight.detach().float() - base_modules[name].weight.detach().float()
-              for name in modules}
+    report, deltas = run_change(base, args.run[0] if isinstance(args.run, list) else args.run)
     seeds = tuple(range(args.eval_seed_start, args.eval_seed_start + args.eval_seeds))
     # The base is the testbed's shipped pipeline: its grid is drawn once per process, not once per model scored.
     evaluator = testbed_evaluator([args.target], testbed=testbed, seeds=seeds, cached_base=True)
     return Run(testbed, args.target, report, base, deltas, seeds, evaluator)
+
+
+def run_change(base: Any, folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A run folder's report and the change its fused UNet makes to `base`, per module the report names."""
+    from core.testbed.loading import load_pipeline
+
+    report = json.loads((folder / "report.json").read_text())
+    fused = load_pipeline(folder / "fused")
+    base_modules, fused_modules = dict(base.unet.named_modules()), dict(fused.unet.named_modules())
+    deltas = {name: fused_modules[name].weight.detach().float() - base_modules[name].weight.detach().float()
+              for name in report["adapter"]["target_modules"]}
+    return report, deltas
 
 
 def changed(pipeline: Any, deltas: dict[str, torch.Tensor]) -> Any:
