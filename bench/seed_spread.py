@@ -24,7 +24,6 @@ Prints a table, writes JSON (`--out`) and a bar chart beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from itertools import combinations
 from pathlib import Path
@@ -116,23 +115,22 @@ def main(argv: list[str] | None = None) -> int:
     unseen = [r["ira_rel"] for r in seeded]
     graded = [(r["verification_ira_rel"], r["ira_rel"]) for r in seeded if r["verification_ira_rel"] is not None]
     certified = [r["ira_rel"] for r in seeded if r["certified"]]
+    spread = {
+        "ira_rel_min": round(min(unseen), 4), "ira_rel_max": round(max(unseen), 4),
+        "ira_rel_mean": round(mean(unseen), 4), "ira_rel_sd": round(pstdev(unseen), 4),
+        "ua_min": round(min(r["ua"] for r in seeded), 4),
+        "certified": len(certified), "certified_ira_rel": [round(x, 4) for x in certified],
+        "verification_vs_unseen_ira_r": _pearson([g for g, _ in graded], [u for _, u in graded]),
+        "mean_change_ira_rel": rows[-1]["ira_rel"], "mean_change_ua": rows[-1]["ua"],
+    }
     finish({
         "testbed": run.testbed.name, "target": args.target, "runs": [str(f) for f in args.run],
         "eval_seeds": list(run.seeds), "threads": args.threads, "started_at": started, "finished_at": started_now(),
-        "rows": rows,
-        "spread": {
-            "ira_rel_min": round(min(unseen), 4), "ira_rel_max": round(max(unseen), 4),
-            "ira_rel_mean": round(mean(unseen), 4), "ira_rel_sd": round(pstdev(unseen), 4),
-            "ua_min": round(min(r["ua"] for r in seeded), 4),
-            "certified": len(certified), "certified_ira_rel": [round(x, 4) for x in certified],
-            "verification_vs_unseen_ira_r": _pearson([g for g, _ in graded], [u for _, u in graded]),
-            "mean_change_ira_rel": rows[-1]["ira_rel"], "mean_change_ua": rows[-1]["ua"],
-        },
+        "rows": rows, "spread": spread,
         "cosine": {f"{verdicts[i]['seed']}-{verdicts[j]['seed']}": round(cosine(changes[i], changes[j]), 4)
                    for i, j in combinations(range(len(changes)), 2)},
         "modules": [len(c) for c in changes],
     }, out)
-    spread = json.loads(out.read_text())["spread"]
     print(f"unseen IRA % of base: {100 * spread['ira_rel_min']:.1f}-{100 * spread['ira_rel_max']:.1f} "
           f"(mean {100 * spread['ira_rel_mean']:.1f}, sd {100 * spread['ira_rel_sd']:.1f}); "
           f"certified {spread['certified']}/{len(seeded)}; the mean change {100 * spread['mean_change_ira_rel']:.1f}")
