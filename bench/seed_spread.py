@@ -7,8 +7,8 @@ interval, certified or refused) and scores each run's change on a testbed's grid
 drew (`--eval-seed-start 2`). It also scores the mean of all the runs' changes and gives their pairwise cosine
 similarity.
 - A wide spread between seeds means a verdict near the threshold is decided by the draw. A loop that retries
-  with the same seed then draws nearly the same images again; one that reseeds draws new ones, and it selects on
-  the verification's own noise.
+  at the same seed keeps most of that draw; one that reseeds draws anew, and then selects on the verification's
+  own noise.
 - The mean change shows whether the runs share their retention loss (averaging keeps it) or each loses to its own
   noise (averaging removes it).
 
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     spread = {
         "ira_rel_min": round(min(unseen), 4), "ira_rel_max": round(max(unseen), 4),
         "ira_rel_mean": round(mean(unseen), 4), "ira_rel_sd": round(pstdev(unseen), 4),
-        "ua_min": round(min(r["ua"] for r in seeded), 4),
+        "ua_min": round(min(r["ua"] for r in seeded), 4), "ua_max": round(max(r["ua"] for r in seeded), 4),
+        "ua_mean": round(mean(r["ua"] for r in seeded), 4),
         "certified": len(certified), "certified_ira_rel": [round(x, 4) for x in certified],
         "verification_vs_unseen_ira_r": _pearson([g for g, _ in graded], [u for _, u in graded]),
         "mean_change_ira_rel": rows[-1]["ira_rel"], "mean_change_ua": rows[-1]["ua"],
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                    for i, j in combinations(range(len(changes)), 2)},
         "modules": [len(c) for c in changes],
     }, out)
-    print(f"unseen IRA % of base: {100 * spread['ira_rel_min']:.1f}-{100 * spread['ira_rel_max']:.1f} "
+    print(f"unseen UA {spread['ua_min']:.3f}-{spread['ua_max']:.3f} (mean {spread['ua_mean']:.3f}); "
+          f"IRA % of base: {100 * spread['ira_rel_min']:.1f}-{100 * spread['ira_rel_max']:.1f} "
           f"(mean {100 * spread['ira_rel_mean']:.1f}, sd {100 * spread['ira_rel_sd']:.1f}); "
           f"certified {spread['certified']}/{len(seeded)}; the mean change {100 * spread['mean_change_ira_rel']:.1f}")
     return 0

@@ -74,6 +74,7 @@ def test_seed_spread_scores_each_run_and_their_mean(tmp_path: Path) -> None:
     spread = result["spread"]
     unseen = [r["ira_rel"] for r in result["rows"][:3]]
     assert spread["ira_rel_min"] == round(min(unseen), 4) and spread["ira_rel_max"] == round(max(unseen), 4)
+    assert spread["ua_min"] <= spread["ua_mean"] <= spread["ua_max"]
     assert spread["certified"] == 2 and spread["mean_change_ira_rel"] == result["rows"][3]["ira_rel"]
     for row in result["rows"]:
         assert 0.0 <= row["ua"] <= 1.0 and row["ira_rel"] > 0 and row["cra_rel"] > 0
