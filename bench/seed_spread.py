@@ -27,7 +27,7 @@ import argparse
 import sys
 from itertools import combinations
 from pathlib import Path
-from statistics import mean, pstdev
+from statistics import correlation, mean, pstdev
 from typing import Any
 
 import torch
@@ -83,10 +83,10 @@ def _refusal(kept: dict[str, Any], metrics: dict[str, Any]) -> str | None:
 
 
 def _pearson(xs: list[float], ys: list[float]) -> float | None:
+    """Pearson's r; None under three pairs or a constant side."""
     if len(xs) < 3 or pstdev(xs) == 0 or pstdev(ys) == 0:
         return None
-    mx, my = mean(xs), mean(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / len(xs) / pstdev(xs) / pstdev(ys)
+    return correlation(xs, ys)
 
 
 def main(argv: list[str] | None = None) -> int:
