@@ -668,3 +668,15 @@ def test_text_delivers_the_text_pathway_once_and_is_not_in_the_loops_order() -> 
     assert lever_change("text", SpareConfig(saliency_pool="cross_kv")) == {}, "nothing else was trained"
     assert lever_change("text", EsdConfig()) == {}
     assert "text" not in SPARE_LEVERS + RETENTION_LEVERS
+
+
+def test_decay_raises_the_lora_factors_weight_decay_to_one_once_and_is_not_in_the_loops_order() -> None:
+    from core.spare.levers import RETENTION_LEVERS, SPARE_LEVERS, lever_change
+
+    assert SpareConfig().weight_decay == 0.5
+    assert lever_change("decay", SpareConfig()) == {"weight_decay": 1.0}
+    assert lever_change("decay", SpareConfig(weight_decay=0.0)) == {"weight_decay": 1.0}
+    assert lever_change("decay", SpareConfig(weight_decay=1.0)) == {}
+    assert lever_change("decay", SpareConfig(weight_decay=2.0)) == {}, "a larger decay is never lowered"
+    assert lever_change("decay", EsdConfig()) == {}
+    assert "decay" not in SPARE_LEVERS + RETENTION_LEVERS
