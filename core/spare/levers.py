@@ -95,6 +95,8 @@ RETENTION_LEVERS = ("anchor", "retain")
 # lost as many of the verification grid's images as the round it replaced (seed-23 triangle's grid IRA 0.887 and
 # heart's 0.804 in both; seed-29 heart's and dotted's held-out retention 0.667 and 0.897 in both), so every rollback
 # took a round more: seed-23 heart, certified in round 3 at retain weight 4, ran out of rounds at weight 2 and failed.
+# Alone on a default round of those targets (levers_dev_seed{23,29}_decay.json) it moved IRA / CRA by +0.6 / 0.0
+# and +0.6 / -1.3 points on average, the doubled retain weight by +3.8 / 0.0 and +0.6 / -0.6.
 _WIDER_POOL = {"cross_kv": "cross_attention", "cross_attention": "attention"}
 _NARROWER_POOL = {wider: narrower for narrower, wider in _WIDER_POOL.items()}
 ESD_LEVERS = ("steps",)
