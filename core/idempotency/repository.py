@@ -54,10 +54,10 @@ _INSERT_IF_NEW = {
 
 def insert_completed(session: Session, values: dict[str, Any]) -> bool:
     """Insert a key with its stored response; False when the key already exists (a concurrent request
-    with the same key committed first)."""
+    with the same key committed first). Read from RETURNING: an INSERT's rowcount is -1 through SQLAlchemy 2.1
+    with psycopg 3, whether it inserted or not."""
     stmt = _INSERT_IF_NEW.get(session.get_bind().dialect.name, insert(_keys))
-    result = session.execute(stmt, values)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return session.execute(stmt.returning(_keys.c.id), values).first() is not None
 
 
 def delete_by_id(session: Session, record_id: uuid.UUID) -> None:

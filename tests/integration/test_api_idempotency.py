@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from core.db import unit_of_work
 from core.erasure.models import ErasureRequest
 from core.erasure.schemas import ErasureCreate
+from core.errors import IdempotencyInFlight
 from core.idempotency import service
 from core.idempotency.models import IdempotencyRecord
 from core.registry.models import ModelStatus, RegisteredModel
@@ -132,6 +133,24 @@ def test_concurrent_duplicates_postgres(api: ApiEnv) -> None:  # noqa: F811
 
 def test_concurrent_duplicates_sqlite(api_sqlite: ApiEnv) -> None:  # noqa: F811
     _concurrent_duplicates(api_sqlite, 8)
+
+
+@pytest.mark.parametrize("db", ["postgres", "sqlite"])
+def test_a_key_committed_after_this_request_found_it_free_answers_409_and_keeps_nothing(
+        db: str, request: pytest.FixtureRequest) -> None:
+    """The window the per-key lock leaves: this request read the key as free (its snapshot predates the first
+    request's commit), then the first request committed the key. Storing this one's response must fail (409, its
+    work rolled back with it), never a second stored response and a second effect."""
+    env: ApiEnv = request.getfixturevalue("api" if db == "postgres" else "api_sqlite")
+    tenant_id = env.principal().tenant_id
+    fresh = service.Fresh(tenant_id, f"late-{uuid.uuid4()}", "fp", "POST", "/v1/erasures", 24)
+    with unit_of_work(env.engine) as first:
+        service.finish(first, fresh, 202, {"id": "first"}, {})
+    with pytest.raises(IdempotencyInFlight), unit_of_work(env.engine) as late:
+        service.finish(late, fresh, 202, {"id": "second"}, {})
+    with unit_of_work(env.engine) as s:
+        stored = s.scalars(select(IdempotencyRecord).where(IdempotencyRecord.key == fresh.key)).all()
+    assert [r.response_body for r in stored] == [{"id": "first"}]
 
 
 @pytest.mark.parametrize("n", [3])
