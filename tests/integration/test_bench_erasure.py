@@ -72,3 +72,25 @@ def test_erasure_bench_scores_the_loop_on_seeds_its_verification_never_saw(tmp_p
     assert len(grid["seeds"]) == settings.verify_grid_max_seeds or not settle.open_verdicts([seen])
     assert 0.0 <= grid["ua"] <= 1.0 and 0.0 <= row["ua"] <= 1.0
     assert result["summary"]["spare-loop"]["verified_min_ua"] == grid["ua"]
+
+
+def test_merged_parts_keep_every_testbed_and_the_memory_probe_of_the_part_that_ran_it(tmp_path: Path) -> None:
+    # A run stopped after its first testbed (no memory probe) merged with a run of the other testbed.
+    whole = json.loads((Path(erasure.RESULTS) / "erasure_testbeds.json").read_text())
+    names = list(dict.fromkeys(r["testbed"] for r in whole["rows"]))
+    paths = []
+    for i, name in enumerate(names):
+        part = {k: v for k, v in whole.items() if k not in ("memory_probe", "summary", "targets_check")}
+        part["rows"] = [r for r in whole["rows"] if r["testbed"] == name]
+        part["testbeds"] = [tb for tb in whole["testbeds"] if Path(tb).name == name]
+        if i == len(names) - 1:
+            part["memory_probe"] = whole["memory_probe"]
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(part))
+    out = tmp_path / "merged.json"
+    assert erasure.main(["--merge", *map(str, paths), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["testbeds"] == whole["testbeds"] and merged["targets"] == whole["targets"]
+    assert merged["memory_probe"] == whole["memory_probe"]
+    assert len(merged["rows"]) == len(whole["rows"])
+    assert merged["summary"] == whole["summary"] and merged["targets_check"] == whole["targets_check"]
