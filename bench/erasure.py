@@ -478,8 +478,9 @@ def merge(paths: list[Path], out: Path) -> int:
             row.setdefault("peak_rss_vs_sampling", row["peak_rss_bytes"] / part["sampling_reference"]["peak_rss_bytes"])
     result = {**parts[0], "merged_from": [str(p) for p in paths], "rows": [r for p in parts for r in p["rows"]]}
     result["targets"] = list(dict.fromkeys(t for p in parts for t in p["targets"]))
+    # Results written before runs listed their testbeds name one ("testbed").
     result["testbeds"] = list(dict.fromkeys(tb for p in parts for tb in p.get("testbeds", [p.get("testbed")]) if tb))
-    # The memory probe runs once, at the end of a run: a part stopped before it has none, another part's counts.
+    # The memory probe runs once, at the end of a run: a part stopped before it has none; take the part that ran it.
     probes = [p["memory_probe"] for p in parts if p.get("memory_probe")]
     if probes:
         result["memory_probe"] = probes[-1]

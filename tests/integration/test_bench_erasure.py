@@ -76,7 +76,7 @@ def test_erasure_bench_scores_the_loop_on_seeds_its_verification_never_saw(tmp_p
 
 def test_merged_parts_keep_every_testbed_and_the_memory_probe_of_the_part_that_ran_it(tmp_path: Path) -> None:
     # A run stopped after its first testbed (no memory probe) merged with a run of the other testbed.
-    whole = json.loads((Path(erasure.RESULTS) / "erasure_testbeds.json").read_text())
+    whole = json.loads((erasure.RESULTS / "erasure_testbeds.json").read_text())
     names = list(dict.fromkeys(r["testbed"] for r in whole["rows"]))
     paths = []
     for i, name in enumerate(names):
