@@ -48,6 +48,27 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("spare-loop", "spare", "spare-uniform", "spare-nosal", "esd")
 
 
+def check_params(text: str | None, method: str) -> None:
+    """Refuse --spare-params / --esd-params that are not a JSON object of the method's config fields within their
+    bounds, before any run starts."""
+    if not text:
+        return
+    from pydantic import ValidationError
+
+    from core.spare import EsdConfig, SpareConfig
+
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--{method}-params is not JSON ({exc.msg} at character {exc.pos}): {text}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"--{method}-params must be a JSON object of config fields, got: {text}")
+    try:
+        (SpareConfig if method == "spare" else EsdConfig)(**params)
+    except ValidationError as exc:
+        raise ValueError(f"--{method}-params: {exc}") from None
+
+
 def method_config(method: str, args: argparse.Namespace) -> Any:
     from core.spare import EsdConfig, SpareConfig
 
@@ -454,6 +475,9 @@ def finish(result: dict[str, Any], out: Path) -> None:
     result["summary"] = summarize(result["rows"])
     result["targets_check"] = targets_check(result["summary"], result.get("memory_probe"))
     out.write_text(json.dumps(result, indent=2))
+    if not result["summary"]:
+        print(f"no run finished: {len(result.get('errors', []))} failed, see `errors` in {out}")
+        return
     chart(result["summary"], out.with_suffix(".png"))
     print(table(result["summary"]))
     print("RSS/smp: in-process peak over sampling alone; it only grows across the runs of one process.")
@@ -540,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.surrogates = named_surrogates(args.surrogate)
+        check_params(args.spare_params, "spare")
+        check_params(args.esd_params, "esd")
     except ValueError as exc:
         parser.error(str(exc))
     if args.memory_child:
@@ -611,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
         result["memory_probe"] = memory_probe(args.memory_target, args.threads)
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     finish(result, args.out)
-    return 0
+    return 0 if result["rows"] else 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 UNet with adapters disabled — no second copy) predicts for the surrogate prompt, and matches the teacher on
 retain prompts. Both see the same noisy latents. With `repel` > 0 the forget target moves further from the
 concept: eps_T(surrogate) + repel * (eps_T(surrogate) - eps_T(concept)), the teacher's guidance from the concept
-toward the surrogate extrapolated past the surrogate.
+toward the surrogate extrapolated past the surrogate. With `conflict_projection` a step's forget gradient loses
+its component against the retain gradient wherever the two point apart (PCGrad, Yu et al. 2020), so that no step
+buys erasure with the kept concepts' loss, to first order.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class TrainLog:
     retain_loss: list[float] = field(default_factory=list)
     timesteps: list[int] = field(default_factory=list)
     adversarial_loss: list[float] = field(default_factory=list)
+    # Steps whose forget gradient pointed against the retain gradient (projected with `conflict_projection`).
+    conflicts: int = 0
 
 
 def distill(
@@ -63,6 +67,7 @@ def distill(
     retain_timesteps: Literal["uniform", "forget"],
     adversary: ForgetAdversary | None = None,
     repel: float = 0.0,
+    conflict_projection: bool = False,
     should_stop: Callable[[], bool] | None = None,
     tick: Callable[[int, float], None] | None = None,
     after_step: Callable[[], None] | None = None,
@@ -130,13 +135,18 @@ def distill(
         loss_f = nn.functional.mse_loss(pred[:batch_size], forget_target)
         loss_r = nn.functional.mse_loss(pred[batch_size:2 * batch_size], target[batch_size:2 * batch_size])
         loss = w_forget * loss_f + w_retain * loss_r
+        forget_part = w_forget * loss_f
         if adversary is not None:
             # The perturbed forget conditioning must also land on the (repelled) surrogate target.
             loss_a = nn.functional.mse_loss(pred[2 * batch_size:], forget_target)
             loss = loss + w_forget * loss_a
+            forget_part = forget_part + w_forget * loss_a
             log.adversarial_loss.append(loss_a.item())
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        if conflict_projection:
+            log.conflicts += _deconflicted_backward(params, forget_part, w_retain * loss_r)
+        else:
+            loss.backward()
         optim.step()
         if after_step is not None:
             after_step()  # e.g. the retain-span projection of the text-side factors
@@ -147,3 +157,23 @@ def distill(
         if tick:
             tick(step + 1, log.loss[-1])
     return log
+
+
+def _deconflicted_backward(params: list[nn.Parameter], forget: torch.Tensor, retain: torch.Tensor) -> bool:
+    """Set each parameter's gradient to the retain term's plus the forget term's, the latter without its
+    component along the retain gradient when the two point apart. Returns whether they did."""
+    g_f = _grads(forget, params, keep_graph=True)
+    g_r = _grads(retain, params, keep_graph=False)
+    dot = sum((a * b).sum() for a, b in zip(g_f, g_r, strict=True))
+    conflict = bool(dot < 0)
+    if conflict:
+        scale = dot / sum((b * b).sum() for b in g_r)
+        g_f = [a - scale * b for a, b in zip(g_f, g_r, strict=True)]
+    for p, a, b in zip(params, g_f, g_r, strict=True):
+        p.grad = a + b
+    return conflict
+
+
+def _grads(loss: torch.Tensor, params: list[nn.Parameter], *, keep_graph: bool) -> list[torch.Tensor]:
+    grads = torch.autograd.grad(loss, params, retain_graph=keep_graph, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]

@@ -212,6 +212,12 @@ class SpareConfig(_RunConfig):
         description="Confine the text side of the adapter (cross-attention key/value) to what the retain prompts' "
         "states leave out: the share of their energy it may not touch; 0 = off (core.spare.projection).",
     )
+    conflict_projection: bool = Field(
+        default=False,
+        description="Where a step's forget gradient points against its retain gradient, drop that component "
+        "(PCGrad): the step then erases without raising the retain prompts' loss, to first order. Costs one more "
+        "backward pass per step.",
+    )
     timesteps: Literal["concept", "uniform"] = Field(
         default="concept", description="concept: sample t where the teacher tells concept and surrogate apart."
     )

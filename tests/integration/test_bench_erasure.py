@@ -46,6 +46,24 @@ def test_erasure_bench_refuses_a_malformed_surrogate(pairs: str, tmp_path: Path)
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("flag,params", [
+    ("--spare-params", '{"max_rounds": 1, "w_retain": 32}}'),  # trailing brace: not JSON
+    ("--spare-params", '["max_rounds", 1]'),  # JSON, not an object
+    ("--spare-params", '{"w_retian": 32}'),  # no such field
+    ("--spare-params", '{"max_rounds": 0}'),  # out of bounds
+    ("--esd-params", '{"negative_guidance": "strong"}'),
+])
+def test_erasure_bench_refuses_malformed_params_before_any_run(
+    flag: str, params: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.json"
+    with pytest.raises(SystemExit) as exc:
+        erasure.main([flag, params, "--out", str(out)])
+    assert exc.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.slow(minutes=1.0)
 def test_erasure_bench_scores_the_loop_on_seeds_its_verification_never_saw(tmp_path: Path) -> None:
     from core.config import get_settings
@@ -94,3 +112,15 @@ def test_merged_parts_keep_every_testbed_and_the_memory_probe_of_the_part_that_r
     assert merged["memory_probe"] == whole["memory_probe"]
     assert len(merged["rows"]) == len(whole["rows"])
     assert merged["summary"] == whole["summary"] and merged["targets_check"] == whole["targets_check"]
+
+
+def test_a_run_where_nothing_finished_writes_its_errors_and_no_chart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "erasure.json"
+    errors = [{"testbed": "dev", "target": "heart", "method": "spare-loop", "error": "ErasureInputError: no module"}]
+    erasure.finish({"rows": [], "errors": errors}, out)
+    written = json.loads(out.read_text())
+    assert written["errors"] == errors and written["summary"] == {} and written["targets_check"] == {}
+    assert not out.with_suffix(".png").exists()
+    assert f"no run finished: 1 failed, see `errors` in {out}" in capsys.readouterr().out

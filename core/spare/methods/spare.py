@@ -76,6 +76,7 @@ class SpareMethod:
             batch_size=config.batch_size,
             w_forget=config.w_forget, w_retain=config.w_retain, generator=gen, dtype=dtype, tuner_layers=layers,
             adversary=adversary, repel=config.forget_repel, retain_timesteps=config.retain_timesteps,
+            conflict_projection=config.conflict_projection,
             should_stop=stages.should_stop, tick=lambda s, _loss: stages.tick(s / config.steps),
             after_step=projection.apply if projection is not None else None,
         )
