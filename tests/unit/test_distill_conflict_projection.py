@@ -49,15 +49,16 @@ def _cond(phi: tuple[float, float], teacher: float) -> Cond:
     return Cond(torch.tensor([[[phi[0], phi[1], teacher]]]).expand(N, 1, 3).clone())
 
 
-def _train(projected: bool) -> tuple[LinearShiftUnet, TrainLog]:
+def _train(projected: bool, forget_phi: tuple[float, float] = (1.0, 1.0),
+           steps: int = STEPS) -> tuple[LinearShiftUnet, TrainLog]:
     unet = LinearShiftUnet()
     latents = torch.zeros(N, 1, 2, 2)
     data = DistillData(
         forget=SampleSet(latents, ["c"] * N, ["s"] * N, torch.zeros(N, dtype=torch.long)),
-        forget_cond=_cond((1.0, 1.0), 0.0), surrogate_cond=_cond((0.0, 0.0), 1.0),
+        forget_cond=_cond(forget_phi, 0.0), surrogate_cond=_cond((0.0, 0.0), 1.0),
         retain=SampleSet(latents, ["r"] * N), retain_cond=_cond((1.0, 0.0), 0.0),
     )
-    log = distill(unet, DDPMScheduler(num_train_timesteps=1000), data, Uniform(), steps=STEPS, lr=0.05,  # type: ignore[arg-type]
+    log = distill(unet, DDPMScheduler(num_train_timesteps=1000), data, Uniform(), steps=steps, lr=0.05,  # type: ignore[arg-type]
                   batch_size=BATCH, w_forget=1.0, w_retain=1.0, generator=torch.Generator().manual_seed(0),
                   dtype=None, tuner_layers=[unet], retain_timesteps="uniform", conflict_projection=projected)
     return unet, log
@@ -79,18 +80,6 @@ def test_projected_steps_keep_the_retain_loss_down_and_still_erase() -> None:
 def test_without_conflict_the_projected_step_is_the_plain_step() -> None:
     """Retain prompt orthogonal to the forget prompt's change: the gradients never point apart, and the two
     runs take the same steps."""
-    def run(projected: bool) -> torch.Tensor:
-        unet = LinearShiftUnet()
-        latents = torch.zeros(N, 1, 2, 2)
-        data = DistillData(
-            forget=SampleSet(latents, ["c"] * N, ["s"] * N, torch.zeros(N, dtype=torch.long)),
-            forget_cond=_cond((0.0, 1.0), 0.0), surrogate_cond=_cond((0.0, 0.0), 1.0),
-            retain=SampleSet(latents, ["r"] * N), retain_cond=_cond((1.0, 0.0), 0.0),
-        )
-        log = distill(unet, DDPMScheduler(num_train_timesteps=1000), data, Uniform(), steps=20, lr=0.05,  # type: ignore[arg-type]
-                      batch_size=BATCH, w_forget=1.0, w_retain=1.0, generator=torch.Generator().manual_seed(0),
-                      dtype=None, tuner_layers=[unet], retain_timesteps="uniform", conflict_projection=projected)
-        assert log.conflicts == 0
-        return unet.delta.detach().clone()
-
-    assert torch.allclose(run(True), run(False), atol=1e-7)
+    (plain_unet, plain), (proj_unet, proj) = (_train(p, forget_phi=(0.0, 1.0), steps=20) for p in (False, True))
+    assert plain.conflicts == proj.conflicts == 0
+    assert torch.allclose(proj_unet.delta.detach(), plain_unet.delta.detach(), atol=1e-7)
