@@ -101,6 +101,8 @@ def erased(pipe: Any, target: str, method: str, params: dict[str, Any], workdir:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cli import config_params
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="One testbed concept (object or style).")
     parser.add_argument("--reference", type=Path, default=None,
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="0,5,10,20,30", help="Comma-separated soft-prompt attack budgets.")
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=JSON of SpareConfig fields: an extra SPARE row (repeatable).")
-    parser.add_argument("--esd-params", default='{"lr": 1e-4}', help="JSON of EsdConfig fields; '' skips ESD.")
+    parser.add_argument("--esd-params", type=config_params("esd"), default='{"lr": 1e-4}',
+                        help="JSON of EsdConfig fields; '' skips ESD.")
     parser.add_argument("--no-spare", action="store_true", help="Skip the default SPARE row.")
     parser.add_argument("--seeds", type=int, default=2, help="Attack/eval seeds (as the erasure benchmark).")
     parser.add_argument("--threads", type=int, default=1)
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             models.append(("retrained without target", "reference", {}))
         models += [(name, "spare", params) for name, params in rows]
         if args.esd_params:
-            models.append(("esd", "esd", json.loads(args.esd_params)))
+            models.append(("esd", "esd", args.esd_params))
         for name, method, params in models:
             t0 = time.perf_counter()
             if method == "reference":

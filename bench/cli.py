@@ -1,5 +1,5 @@
 """Command-line options the per-target benchmarks share: which testbeds and targets, sampling, seed, threads,
-the grid's seeds."""
+the grid's seeds, engine parameters."""
 
 from __future__ import annotations
 
@@ -32,6 +32,33 @@ def add_eval_seeds(parser: argparse.ArgumentParser, what: str = "Seeds per grid 
     seeds = get_settings().verify_grid_seeds
     parser.add_argument("--eval-seeds", type=int, default=seeds,
                         help=f"{what} (default: LETHE_VERIFY_GRID_SEEDS, the verification's; now {seeds}).")
+
+
+def config_params(method: str) -> Callable[[str], dict[str, Any]]:
+    """An argparse `type` for --spare-params / --esd-params: the JSON object of the method's config fields
+    (core.spare.specs), refused before any run (exit 2, naming the option) unless it is one, with every field known
+    and within its bounds. '' is no parameters."""
+
+    def parse(text: str) -> dict[str, Any]:
+        if not text:
+            return {}
+        from pydantic import ValidationError
+
+        from core.spare import EsdConfig, SpareConfig
+
+        try:
+            params = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"not JSON ({exc.msg} at character {exc.pos}): {text}") from None
+        if not isinstance(params, dict):
+            raise argparse.ArgumentTypeError(f"must be a JSON object of config fields, got: {text}")
+        try:
+            (SpareConfig if method == "spare" else EsdConfig)(**params)
+        except ValidationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return params
+
+    return parse
 
 
 def testbed_dirs(names: str) -> list[Path]:

@@ -48,32 +48,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("spare-loop", "spare", "spare-uniform", "spare-nosal", "esd")
 
 
-def check_params(text: str | None, method: str) -> None:
-    """Refuse --spare-params / --esd-params that are not a JSON object of the method's config fields within their
-    bounds, before any run starts."""
-    if not text:
-        return
-    from pydantic import ValidationError
-
-    from core.spare import EsdConfig, SpareConfig
-
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--{method}-params is not JSON ({exc.msg} at character {exc.pos}): {text}") from None
-    if not isinstance(params, dict):
-        raise ValueError(f"--{method}-params must be a JSON object of config fields, got: {text}")
-    try:
-        (SpareConfig if method == "spare" else EsdConfig)(**params)
-    except ValidationError as exc:
-        raise ValueError(f"--{method}-params: {exc}") from None
-
-
 def method_config(method: str, args: argparse.Namespace) -> Any:
     from core.spare import EsdConfig, SpareConfig
 
     base = dict(seed=args.seed, device="cpu", sample_steps=args.sample_steps)
-    extra = json.loads(args.spare_params) if args.spare_params else {}
+    extra = dict(args.spare_params or {})
     if args.spare_steps:
         extra["steps"] = args.spare_steps
     if method == "spare":
@@ -88,7 +67,7 @@ def method_config(method: str, args: argparse.Namespace) -> Any:
         # LoRA on every attention projection (self and cross), no saliency selection.
         return SpareConfig(**base, **{**extra, "saliency_pool": "attention", "saliency_fraction": 1.0,
                                       "top_k": None, "max_modules": 4096})
-    esd_extra = json.loads(args.esd_params) if args.esd_params else {}
+    esd_extra = dict(args.esd_params or {})
     if args.esd_steps:
         esd_extra["steps"] = args.esd_steps
     return EsdConfig(**base, **esd_extra)
@@ -515,7 +494,7 @@ def merge(paths: list[Path], out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_eval_seeds
+    from bench.cli import add_eval_seeds, config_params
     from core.config import get_settings
 
     parser = argparse.ArgumentParser(description="SPARE vs ablations vs ESD on the testbed.")
@@ -544,9 +523,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="Soft-prompt attack steps; 0 = no attacks. Default: the calibrated budget "
                         "(docs/robustness.md).")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps.")
-    parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields for all SPARE variants.")
+    parser.add_argument("--spare-params", type=config_params("spare"), default=None,
+                        help="JSON of SpareConfig fields for all SPARE variants.")
     parser.add_argument("--esd-steps", type=int, default=None, help="Override ESD steps.")
-    parser.add_argument("--esd-params", default=None, help="JSON of EsdConfig fields.")
+    parser.add_argument("--esd-params", type=config_params("esd"), default=None, help="JSON of EsdConfig fields.")
     parser.add_argument("--sample-steps", type=int, default=10,
                         help="DDIM steps for SPARE's cached samples and ESD's x_t (all methods alike).")
     parser.add_argument("--ablations-on", default=None,
@@ -564,8 +544,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.surrogates = named_surrogates(args.surrogate)
-        check_params(args.spare_params, "spare")
-        check_params(args.esd_params, "esd")
     except ValueError as exc:
         parser.error(str(exc))
     if args.memory_child:

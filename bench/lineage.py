@@ -349,7 +349,7 @@ def chart(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_eval_seeds
+    from bench.cli import add_eval_seeds, config_params
 
     parser = argparse.ArgumentParser(description="Sequential erasures on the testbed: head vs merge vs joint.")
     parser.add_argument("--steps", type=int, default=10, help="Requests to run (from the start of --order).")
@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-steps", type=int, default=10,
                         help="DDIM steps of SPARE's cached samples (bench/erasure.py's default).")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps (toy runs only).")
-    parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields (toy runs only).")
+    parser.add_argument("--spare-params", type=config_params("spare"), default=None,
+                        help="JSON of SpareConfig fields (toy runs only).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a shared CPU: keep it low).")
     parser.add_argument("--out", type=Path, default=RESULTS / "lineage.json")

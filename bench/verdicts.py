@@ -162,13 +162,14 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.cli import add_target_options, run_targets, testbed_dirs
+    from bench.cli import add_target_options, config_params, run_targets, testbed_dirs
     from bench.cli import targets as target_names
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_target_options(parser, testbeds="subword,full")
     parser.add_argument("--spare-steps", type=int, default=None, help="Override SPARE steps (toy runs only).")
-    parser.add_argument("--spare-params", default=None, help="JSON of SpareConfig fields (toy runs only).")
+    parser.add_argument("--spare-params", type=config_params("spare"), default=None,
+                        help="JSON of SpareConfig fields (toy runs only).")
     parser.add_argument("--out", type=Path, default=RESULTS / "verdicts.json")
     args = parser.parse_args(argv)
 

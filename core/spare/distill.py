@@ -134,17 +134,17 @@ def distill(
         pred = unet_eps(unet, x_t, t, Cond.cat(student_conds), dtype).float()
         loss_f = nn.functional.mse_loss(pred[:batch_size], forget_target)
         loss_r = nn.functional.mse_loss(pred[batch_size:2 * batch_size], target[batch_size:2 * batch_size])
-        loss = w_forget * loss_f + w_retain * loss_r
         forget_part = w_forget * loss_f
         if adversary is not None:
             # The perturbed forget conditioning must also land on the (repelled) surrogate target.
             loss_a = nn.functional.mse_loss(pred[2 * batch_size:], forget_target)
-            loss = loss + w_forget * loss_a
             forget_part = forget_part + w_forget * loss_a
             log.adversarial_loss.append(loss_a.item())
+        retain_part = w_retain * loss_r
+        loss = forget_part + retain_part
         optim.zero_grad(set_to_none=True)
         if conflict_projection:
-            log.conflicts += _deconflicted_backward(params, forget_part, w_retain * loss_r)
+            log.conflicts += _deconflicted_backward(params, forget_part, retain_part)
         else:
             loss.backward()
         optim.step()

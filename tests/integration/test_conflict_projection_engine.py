@@ -10,19 +10,13 @@ from pathlib import Path
 import torch
 
 from core.spare import ConceptSpec, ErasureSpec, SpareConfig, erase
+from tests.fused_changes import fused_changes
 from tests.tiny_pipelines import BUILDERS
 
 torch.set_num_threads(1)
 
 FAST = dict(sample_steps=3, max_forget_prompts=4, max_retain_prompts=4, saliency_batches=2, timestep_grid=4,
             grid_seeds=1, batch_size=2, steps=12, lr=2e-2)
-
-
-def _fused_change(out: Path, base: torch.nn.Module) -> dict[str, torch.Tensor]:
-    fused = type(base).from_pretrained(str(out / "fused" / "unet"))
-    before, after = dict(base.named_modules()), dict(fused.named_modules())
-    modules = json.loads((out / "report.json").read_text())["adapter"]["target_modules"]
-    return {name: (after[name].weight - before[name].weight).detach() for name in modules}
 
 
 def test_the_projected_erasure_is_recorded_and_differs(tmp_path: Path) -> None:
@@ -33,7 +27,7 @@ def test_the_projected_erasure_is_recorded_and_differs(tmp_path: Path) -> None:
         out = tmp_path / str(projected)
         erase(pipe, spec, SpareConfig(conflict_projection=projected, **FAST), out_dir=out)
         configs[projected] = json.loads((out / "report.json").read_text())["config"]
-        changes[projected] = _fused_change(out, pipe.unet)
+        changes[projected] = fused_changes(pipe.unet, out)
     assert configs[True]["conflict_projection"] is True and configs[False]["conflict_projection"] is False
     assert changes[True].keys() == changes[False].keys(), "the same modules: saliency runs before training"
     assert all(change.abs().sum() > 0 for change in changes[True].values())

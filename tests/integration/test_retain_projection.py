@@ -15,6 +15,7 @@ from core.spare.conditioning import PromptEncoder
 from core.spare.loading import architecture_of
 from core.spare.projection import retain_complement
 from core.spare.samples import surrogate_prompt
+from tests.fused_changes import fused_changes
 from tests.tiny_pipelines import BUILDERS
 
 torch.set_num_threads(1)
@@ -26,10 +27,7 @@ ENERGY = 0.9
 
 def _deltas(pipe: Any, out: Path) -> dict[str, torch.Tensor]:
     """Fused minus base weights of the text-side modules the adapter changed."""
-    fused = type(pipe.unet).from_pretrained(str(out / "fused" / "unet"))
-    base, after = dict(pipe.unet.named_modules()), dict(fused.named_modules())
-    report = json.loads((out / "report.json").read_text())
-    return {name: (after[name].weight - base[name].weight).detach() for name in report["adapter"]["target_modules"]
+    return {name: change for name, change in fused_changes(pipe.unet, out).items()
             if name.endswith(("attn2.to_k", "attn2.to_v"))}
 
 
